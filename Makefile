@@ -1,0 +1,60 @@
+# Everything a developer or CI needs; see README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TEST_DATABASE_URL ?= postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_test
+PYTEST_ARGS ?=
+
+.PHONY: help install services services-stop services-status db test test-unit lint format run clean
+
+help:
+	@echo "make run        start the service stack and the pipeline (Ctrl-C stops the processes)"
+	@echo "make test       install, start the service stack, migrate a test database, run pytest"
+	@echo "make services   install (if missing) and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1"
+	@echo "make lint       ruff"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+services:
+	bash scripts/services.sh start
+
+services-stop:
+	bash scripts/services.sh stop
+
+services-status:
+	bash scripts/services.sh status
+
+db: install services
+	$(BIN)/notify db upgrade
+	$(BIN)/notify templates load
+	$(BIN)/notify topics create
+
+test: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/notify db upgrade
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+run: db
+	@echo "Service stack and database ready; the pipeline processes start here as they are added."
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

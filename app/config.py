@@ -1,0 +1,94 @@
+"""One settings object, read from the environment, with working local defaults."""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Infrastructure (defaults match `make services`).
+    database_url: str = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
+
+    # Outside systems.
+    auth_api_url: str = "http://127.0.0.1:8081"
+    auth_api_token: str = "dev-auth-token"
+    auth_api_timeout_s: float = 5.0
+
+    # Mail.
+    email_backend: Literal["outbox", "sendgrid", "smtp"] = "outbox"
+    email_from: str = "Notifications <noreply@notify.local>"
+    sendgrid_api_key: str = ""
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str = ""
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    outbox_dir: Path = REPO_ROOT / "var" / "outbox"
+
+    # When mail goes out, in the user's own time zone.
+    send_hour_local: int = Field(default=9, ge=0, le=23)
+    quiet_hours: str = "22:00-08:00"
+    default_timezone: str = "UTC"
+
+    # Topics (DESIGN.md: names are settings).
+    topic_user_registered: str = "auth.user_registered"
+    topic_comment_liked: str = "ugc.comment_liked"
+    topic_mailing: str = "admin.mailing"
+    topic_dead_letter: str = "notifications.dead_letter"
+    topic_partitions: int = Field(default=4, ge=1)
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+
+    # Stream worker.
+    faust_app_id: str = "notify"
+    faust_store: str = "rocksdb://"
+    faust_web_port: int = 6066
+
+    # Portal and links in mail.
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-secret-change-me"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_parse(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
+    @property
+    def quiet_hours_window(self) -> tuple[time, time] | None:
+        """The quiet window as (start, end) local times, or None when empty."""
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def input_topics(self) -> tuple[str, str, str]:
+        return (self.topic_user_registered, self.topic_comment_liked, self.topic_mailing)
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """Parse "HH:MM-HH:MM" (may span midnight); an empty string means no quiet hours."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        start_s, end_s = value.split("-")
+        start, end = time.fromisoformat(start_s.strip()), time.fromisoformat(end_s.strip())
+    except ValueError as exc:
+        raise ValueError(f"QUIET_HOURS must look like '22:00-08:00', got {value!r}") from exc
+    return start, end
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache after changing the environment)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""PostgreSQL: models, the session owner and the queries."""

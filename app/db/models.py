@@ -1,0 +1,236 @@
+"""SQLAlchemy 2 models; Alembic migrations in app/db/migrations must match them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so migrations can refer to them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PERIODICITIES = ("once", "daily", "weekly")
+KINDS = ("welcome", "likes", "mailing")
+NOTIFICATION_STATUSES = ("pending", "queued", "sent", "failed", "skipped")
+DELIVERY_STATUSES = (
+    "scheduled",  # send time recorded, waiting for it
+    "enqueued",  # handed to the `emails` queue
+    "sending",  # a worker is calling the provider
+    "sent",  # provider accepted it
+    "delivered",  # provider reported delivery (webhook)
+    "failed",  # gave up; the notification is due again next period
+    "skipped",  # policy, opt-out or unknown user
+    "cancelled",  # e.g. its campaign was cancelled
+)
+CAMPAIGN_STATUSES = ("draft", "publishing", "published", "cancelled")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Template(Base):
+    """A Jinja e-mail template: subject (one line), HTML body, text body."""
+
+    __tablename__ = "templates"
+
+    template_id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body_html: Mapped[str] = mapped_column(Text, nullable=False)
+    body_text: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Message(Base):
+    """What a notification says: the seed's columns."""
+
+    __tablename__ = "messages"
+
+    message_id: Mapped[uuid.UUID] = _uuid_pk()
+    content_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    content_value: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("templates.template_id"), nullable=False
+    )
+
+    template: Mapped[Template] = relationship(lazy="joined")
+
+
+class Campaign(Base):
+    """A mailing prepared in the admin portal; one `admin.mailing` event per recipient."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_in("periodicity", PERIODICITIES), name="periodicity"),
+        CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+    )
+
+    campaign_id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("templates.template_id"), nullable=False
+    )
+    content_value: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    periodicity: Mapped[str] = mapped_column(String(10), nullable=False, default="once")
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="draft")
+    total_recipients: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    published_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = _created()
+
+    template: Mapped[Template] = relationship()
+
+
+class Notification(Base):
+    """One thing to tell one user: the seed's columns plus what correctness needs.
+
+    `kind` + `user_id` + `content_id` is the stream key (NULLS NOT DISTINCT, so the one welcome
+    per user with no content id is unique too); `like_count` is the persisted like counter.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint(
+            "kind",
+            "user_id",
+            "content_id",
+            name="uq_notifications_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint(_in("periodicity", PERIODICITIES), name="periodicity"),
+        CheckConstraint(_in("kind", KINDS), name="kind"),
+        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
+        CheckConstraint("like_count >= 0", name="like_count_nonnegative"),
+        Index("ix_notifications_due", "periodicity", "status", "last_update"),
+    )
+
+    notification_id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.message_id", ondelete="CASCADE"), nullable=False
+    )
+    periodicity: Mapped[str] = mapped_column(String(10), nullable=False)
+    last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")
+
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    content_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    like_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.campaign_id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = _created()
+
+    message: Mapped[Message] = relationship(lazy="joined")
+
+
+class Delivery(Base):
+    """One send of one notification in one period: the idempotency key of a send."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "period_key", name="uq_deliveries_period"),
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        Index("ix_deliveries_status_send_at", "status", "send_at"),
+    )
+
+    delivery_id: Mapped[uuid.UUID] = _uuid_pk()
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("notifications.notification_id", ondelete="CASCADE"), nullable=False
+    )
+    period_key: Mapped[str] = mapped_column(String(40), nullable=False)
+    send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="scheduled")
+    email: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    reported_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+    notification: Mapped[Notification] = relationship()
+
+
+class StreamOffset(Base):
+    """Highest offset applied to PostgreSQL per consumer group and topic-partition."""
+
+    __tablename__ = "stream_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class OptOut(Base):
+    """A kind of mail a user turned off through our unsubscribe link or a provider event."""
+
+    __tablename__ = "opt_outs"
+    __table_args__ = (CheckConstraint(_in("kind", KINDS), name="kind"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40), nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class AdminUser(Base):
+    """A person who may use the admin portal."""
+
+    __tablename__ = "admin_users"
+
+    admin_user_id: Mapped[uuid.UUID] = _uuid_pk()
+    username: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(300), nullable=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = _created()

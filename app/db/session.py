@@ -1,0 +1,47 @@
+"""The one owner of database engines and session lifecycles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import get_settings
+
+_engines: dict[str, Engine] = {}
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """A pooled engine per URL (the settings' DATABASE_URL by default)."""
+    url = url or get_settings().database_url
+    if url not in _engines:
+        _engines[url] = create_engine(url, pool_pre_ping=True)
+    return _engines[url]
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """Open a session, commit on success, roll back on error, always close."""
+    url = url or get_settings().database_url
+    if url not in _factories:
+        _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    session = _factories[url]()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Close pooled connections (after a fork, or when tests switch databases)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _factories.clear()

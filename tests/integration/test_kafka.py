@@ -1,0 +1,125 @@
+"""Apache Kafka (KRaft, local): admin, produce/consume in a group, transactions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+
+from app.config import Settings
+from app.kafka_admin import ensure_topics
+
+
+@pytest.fixture
+def topic(settings: Settings) -> Iterator[str]:
+    name = f"test.kafka.{uuid.uuid4().hex[:12]}"
+    assert ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=4) == [name]
+    yield name
+    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+
+
+def _consume(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    *,
+    isolation: str = "read_committed",
+    idle_s: float = 5,
+) -> list[tuple[int, bytes, bytes]]:
+    """Read from the beginning in a fresh group until `expected` messages or `idle_s` of silence."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+            "enable.auto.commit": True,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[tuple[int, bytes, bytes]] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s and len(got) < expected:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                continue
+            got.append((msg.partition(), msg.key(), msg.value()))
+            last = time.monotonic()
+        # Give a late duplicate the chance to show itself.
+        extra = consumer.poll(1.0)
+        assert extra is None or extra.error(), "more messages than were produced"
+    finally:
+        consumer.close()
+    return got
+
+
+def test_topic_has_four_partitions(settings: Settings, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    metadata = admin.list_topics(topic, timeout=10).topics[topic]
+    assert metadata.error is None
+    assert sorted(metadata.partitions) == [0, 1, 2, 3]
+    # Creating it again is a no-op, not an error.
+    assert ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=4) == []
+
+
+def test_produce_and_consume_1000_in_a_group(settings: Settings, topic: str) -> None:
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True}
+    )
+    reports: list[KafkaError | None] = []
+    sent = {f"msg-{i}".encode(): f"user-{i % 50}".encode() for i in range(1000)}
+    for value, key in sent.items():
+        producer.produce(
+            topic, value=value, key=key, on_delivery=lambda err, _m: reports.append(err)
+        )
+    assert producer.flush(30) == 0
+    assert len(reports) == 1000 and not any(reports)
+
+    got = _consume(settings.kafka_bootstrap_servers, topic, expected=1000)
+    assert len(got) == 1000
+    assert {value: key for _, key, value in got} == sent
+    assert {partition for partition, _, _ in got} == {0, 1, 2, 3}
+    # Same key, same partition: per-user order holds.
+    partition_of_key: dict[bytes, set[int]] = {}
+    for partition, key, _ in got:
+        partition_of_key.setdefault(key, set()).add(partition)
+    assert all(len(parts) == 1 for parts in partition_of_key.values())
+
+
+def test_transactions_commit_and_abort(settings: Settings, topic: str) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "transactional.id": f"test-tx-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    producer.init_transactions(30)
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, key=b"k", value=f"committed-{i}".encode())
+    producer.commit_transaction(30)
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, key=b"k", value=f"aborted-{i}".encode())
+    producer.abort_transaction(30)
+
+    committed = _consume(settings.kafka_bootstrap_servers, topic, expected=20)
+    assert sorted(v for _, _, v in committed) == sorted(
+        f"committed-{i}".encode() for i in range(10)
+    )
+
+    everything = _consume(
+        settings.kafka_bootstrap_servers, topic, expected=20, isolation="read_uncommitted"
+    )
+    assert len(everything) == 20
+    assert sum(v.startswith(b"aborted-") for _, _, v in everything) == 10
