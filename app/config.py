@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     send_hour_local: int = Field(default=9, ge=0, le=23)
     quiet_hours: str = "22:00-08:00"
     default_timezone: str = "UTC"
+    # Shifts the service's clock (seconds); lets end-to-end tests reach a send hour without waiting.
+    clock_offset_s: float = 0.0
 
     # Topics (DESIGN.md: names are settings).
     topic_user_registered: str = "auth.user_registered"
@@ -69,6 +71,10 @@ class Settings(BaseSettings):
     def quiet_hours_window(self) -> tuple[time, time] | None:
         """The quiet window as (start, end) local times, or None when empty."""
         return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def clock_offset(self) -> timedelta:
+        return timedelta(seconds=self.clock_offset_s)
 
     @property
     def input_topics(self) -> tuple[str, str, str]:

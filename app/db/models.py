@@ -18,8 +18,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Stable constraint names so migrations can refer to them.
@@ -150,11 +151,13 @@ class Notification(Base):
     )
     periodicity: Mapped[str] = mapped_column(String(10), nullable=False)
     last_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="pending", server_default="pending"
+    )
 
     kind: Mapped[str] = mapped_column(String(10), nullable=False)
     content_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    like_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    like_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("campaigns.campaign_id", ondelete="SET NULL"), index=True
     )
@@ -179,13 +182,20 @@ class Delivery(Base):
     )
     period_key: Mapped[str] = mapped_column(String(40), nullable=False)
     send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False, default="scheduled")
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="scheduled", server_default="scheduled"
+    )
     email: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     body_text: Mapped[str | None] = mapped_column(Text)
-    reported_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    headers: Mapped[dict[str, str]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
+    reported_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()

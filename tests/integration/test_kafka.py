@@ -111,6 +111,8 @@ def test_transactions_commit_and_abort(settings: Settings, topic: str) -> None:
     producer.begin_transaction()
     for i in range(10):
         producer.produce(topic, key=b"k", value=f"aborted-{i}".encode())
+    # Flush first so the aborted records really reach the log (abort alone purges unsent ones).
+    assert producer.flush(30) == 0
     producer.abort_transaction(30)
 
     committed = _consume(settings.kafka_bootstrap_servers, topic, expected=20)

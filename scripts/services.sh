@@ -1,0 +1,626 @@
+#!/usr/bin/env bash
+# Local infrastructure for the notification service: PostgreSQL, RabbitMQ and Apache Kafka (KRaft),
+# all bound to 127.0.0.1 only.
+#
+#   bash scripts/services.sh [start]   install what is missing, start what is not running, wait until ready
+#   bash scripts/services.sh stop      stop all three
+#   bash scripts/services.sh status    show what runs and where it listens (exit 1 if something is down)
+#
+# Written for Debian as root without systemd or Docker (CI runs it on a fresh clone, maybe on a bare
+# machine), so it installs packages itself and starts the daemons directly. Idempotent: a second
+# `start` with everything up only checks and returns in a few seconds.
+#
+# Endpoints:
+#   PostgreSQL  postgresql://notify:notify@127.0.0.1:5432/notify   (and .../notify_test)
+#   RabbitMQ    amqp://notify:notify@127.0.0.1:5672/notify
+#   Kafka       127.0.0.1:9092 (PLAINTEXT; KRaft controller on 127.0.0.1:9093)
+#
+# Tunables (environment): SERVICES_TIMEOUT (seconds to wait for each service, default 180),
+# KAFKA_HEAP_OPTS (default "-Xmx1G -Xms512M").
+set -euo pipefail
+
+# apt, pg_ctlcluster, rabbitmq-server live in sbin, which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR="$ROOT/var"
+LOGDIR="$VAR/log"
+HOST=127.0.0.1
+TIMEOUT="${SERVICES_TIMEOUT:-180}"
+
+PG_PORT=5432
+PG_USER=notify PG_PASSWORD=notify
+PG_DATABASES=(notify notify_test)
+
+RABBIT_PORT=5672
+RABBIT_DIST_PORT=25672   # Erlang distribution port (node-to-node / CLI); RabbitMQ's default is AMQP port + 20000
+EPMD_PORT=4369
+RABBIT_VHOST=notify RABBIT_USER=notify RABBIT_PASSWORD=notify
+
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+KAFKA_VERSION_FALLBACK=3.9.0   # tried when the pom's version (3.9.1) cannot be resolved
+KAFKA_DIR="$VAR/kafka"
+KAFKA_LIBS="$VAR/cache/kafka-libs"
+KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_LOG="$KAFKA_DIR/logs/server.log"
+KAFKA_OUT="$KAFKA_DIR/logs/kafka.out"   # JVM stdout/stderr (crashes before log4j is up land here)
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# die, showing the end of the log that most likely explains why.
+die_with_log() {
+  local msg=$1; shift
+  log "ERROR: $msg"
+  local f
+  for f in "$@"; do
+    if [[ -s $f ]]; then
+      log "---- last 40 lines of $f ----"
+      tail -n 40 "$f" >&2 || true
+    fi
+  done
+  exit 1
+}
+
+need_root() {
+  [[ $EUID -eq 0 ]] || die "run as root (installs packages and starts system daemons as their own users)"
+}
+
+# true when something accepts TCP connections on host:port (bash's /dev/tcp, no extra tool needed)
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_for DESCRIPTION LOGFILE... -- COMMAND...: poll COMMAND every 0.5 s until it succeeds;
+# after $TIMEOUT seconds fail with the tail of the log files.
+wait_for() {
+  local desc=$1; shift
+  local logs=()
+  while [[ $1 != -- ]]; do logs+=("$1"); shift; done
+  shift
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die_with_log "$desc: not ready after ${TIMEOUT}s" "${logs[@]}"
+    fi
+    sleep 0.5
+  done
+}
+
+# Listening sockets for the given ports (ss from iproute2), to show that they are loopback-only.
+show_listeners() {
+  command -v ss >/dev/null || { log "(ss not found; cannot list listeners)"; return 0; }
+  local re
+  re="$(printf ':%s|' "$@")"; re="${re%|}"
+  ss -Hltnp 2>/dev/null | awk -v re="($re)\$" '$4 ~ re {print "  " $4 "  " $6}' | sort -u
+}
+
+# Any of these ports bound to a non-loopback address? (prints offenders, returns 0 when some exist)
+public_listeners() {
+  command -v ss >/dev/null || return 1
+  local re
+  re="$(printf ':%s|' "$@")"; re="${re%|}"
+  ss -Hltn 2>/dev/null | awk -v re="($re)\$" '$4 ~ re && $4 !~ /^(127\.|\[::1\]|\[::ffff:127\.)/ {print $4; found=1} END {exit !found}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# packages
+# ---------------------------------------------------------------------------------------------
+java_major() { "$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
+
+# Pick a Java 17+ runtime: $JAVA_HOME, then `java` on PATH, then anything under /usr/lib/jvm
+# (an older default java may shadow a newer one installed beside it).
+find_java() {
+  local c v
+  for c in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+    [[ -n $c && -x $c ]] || continue
+    v="$(java_major "$c")"
+    if [[ -n $v ]] && ((v >= 17)); then
+      JAVA="$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_packages() {
+  local missing=()
+  # postgresql (metapackage) = server of Debian's default major version + the pg_*cluster tooling
+  if ! command -v pg_lsclusters >/dev/null || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+    missing+=(postgresql)
+  fi
+  [[ -x /usr/sbin/rabbitmq-server ]] || missing+=(rabbitmq-server)
+  find_java || missing+=(JAVA)   # resolved to a package name after apt-get update
+  command -v mvn >/dev/null || missing+=(maven)
+  command -v ss >/dev/null || missing+=(iproute2)   # only for the loopback-only check / status
+  ((${#missing[@]})) || return 0
+
+  need_root
+  export DEBIAN_FRONTEND=noninteractive
+  # initdb in the postgresql postinst takes the locale from the environment; without one a bare
+  # machine would get an SQL_ASCII cluster.
+  export LANG=C.UTF-8 LC_ALL=C.UTF-8
+  log "installing missing packages: ${missing[*]} (apt-get update first)"
+  apt-get update -q >/dev/null
+  local i
+  for i in "${!missing[@]}"; do
+    if [[ ${missing[$i]} == JAVA ]]; then
+      # Debian 12's default JRE is 17; on a distribution where the default is older ask for 17 by name.
+      if apt-cache show openjdk-17-jre-headless >/dev/null 2>&1; then
+        missing[$i]=openjdk-17-jre-headless
+      else
+        missing[$i]=default-jre-headless
+      fi
+    fi
+  done
+
+  # Package postinst scripts try to start their services (invoke-rc.d). Without systemd/init that
+  # fails or leaves daemons bound to all interfaces with default settings; we start them ourselves.
+  # A policy-rc.d exiting 101 forbids that, only for the duration of the install. An existing
+  # policy-rc.d (container images ship one) is left alone.
+  local own_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# temporary, from scripts/services.sh: no service starts during apt-get install\nexit 101\n' \
+      >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >"$LOGDIR/apt-install.log" 2>&1 ||
+    die_with_log "apt-get install ${missing[*]} failed" "$LOGDIR/apt-install.log"
+  if ((own_policy)); then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
+  find_java || die "no Java 17+ runtime found after installing ${missing[*]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL (Debian cluster tooling)
+# ---------------------------------------------------------------------------------------------
+# The data directory stays where Debian puts it (/var/lib/postgresql/<ver>/<cluster>, logs in
+# /var/log/postgresql): postgres refuses to run as root, its data dir must belong to the postgres
+# user, and the repo checkout (owned by root, possibly not traversable by postgres) is no place
+# for that. pg_ctlcluster runs the server as the cluster owner for us.
+
+# Sets PG_VER / PG_CLUSTER: the cluster on port 5432 if there is one, else Debian's "main" cluster
+# of the newest installed server version (created on port 5432 if missing).
+pg_select_cluster() {
+  local line
+  line="$(pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p {print $1, $2; exit}')"
+  if [[ -n $line ]]; then
+    read -r PG_VER PG_CLUSTER <<<"$line"
+    return 0
+  fi
+  PG_VER="$(basename "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n1 | xargs dirname | xargs dirname)")"
+  PG_CLUSTER=main
+  if pg_lsclusters -h | awk -v v="$PG_VER" '$1 == v && $2 == "main" {f=1} END {exit !f}'; then
+    log "PostgreSQL $PG_VER/main exists on another port: moving it to $PG_PORT"
+    pg_conftool "$PG_VER" main set port "$PG_PORT"
+  else
+    log "creating PostgreSQL cluster $PG_VER/main on port $PG_PORT"
+    pg_createcluster --port "$PG_PORT" --locale C.UTF-8 "$PG_VER" main >"$LOGDIR/pg_createcluster.log" 2>&1 ||
+      die_with_log "pg_createcluster failed" "$LOGDIR/pg_createcluster.log"
+  fi
+}
+
+pg_status() { pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VER" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $4}'; }
+
+pg_psql_admin() {
+  # as the postgres superuser over the Unix socket (peer auth); cd / so psql does not complain
+  # about a working directory the postgres user cannot read
+  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+}
+
+start_postgres() {
+  pg_select_cluster
+  local pglog="/var/log/postgresql/postgresql-$PG_VER-$PG_CLUSTER.log"
+  local need_restart=0
+  # Loopback only (Debian's default 'localhost' also binds ::1 and depends on name resolution).
+  # A drop-in in conf.d (included at the end of Debian's postgresql.conf, so it wins) rather than
+  # pg_conftool: `pg_conftool set listen_addresses 127.0.0.1` writes the value unquoted, which
+  # postgres rejects as a syntax error.
+  local confd="/etc/postgresql/$PG_VER/$PG_CLUSTER/conf.d"
+  install -d -o postgres -g postgres "$confd"
+  if write_if_changed "$confd/50-notify-services.conf" <<EOF; then
+# Written by scripts/services.sh (notification service dev/CI stack): loopback only.
+listen_addresses = '$HOST'
+EOF
+    chown postgres:postgres "$confd/50-notify-services.conf"
+    chmod 644 "$confd/50-notify-services.conf"
+    need_restart=1
+  fi
+  # the socket directory lives on /run, which may be empty after a reboot
+  install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+
+  case "$(pg_status)" in
+    online*)
+      if ((need_restart)); then
+        log "restarting PostgreSQL $PG_VER/$PG_CLUSTER to apply listen_addresses=$HOST"
+        pg_ctlcluster "$PG_VER" "$PG_CLUSTER" restart </dev/null >"$LOGDIR/pg_ctlcluster.log" 2>&1 9>&- ||
+          die_with_log "pg_ctlcluster restart failed" "$LOGDIR/pg_ctlcluster.log" "$pglog"
+      fi
+      ;;
+    *)
+      log "starting PostgreSQL $PG_VER/$PG_CLUSTER"
+      # stdio away from ours: a daemon holding our stdout open would make a caller that pipes
+      # this script (CI) wait forever.
+      pg_ctlcluster "$PG_VER" "$PG_CLUSTER" start </dev/null >"$LOGDIR/pg_ctlcluster.log" 2>&1 9>&- ||
+        die_with_log "pg_ctlcluster start failed" "$LOGDIR/pg_ctlcluster.log" "$pglog"
+      ;;
+  esac
+  wait_for "PostgreSQL on $HOST:$PG_PORT" "$pglog" -- pg_isready -q -h "$HOST" -p "$PG_PORT"
+
+  # Role and databases, idempotently. ALTER ROLE every time keeps the password what we document
+  # even if someone changed it. Databases are UTF-8 whatever locale the cluster was created with.
+  local db sql
+  sql="SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', '$PG_USER', '$PG_PASSWORD')
+         WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') \\gexec
+       ALTER ROLE $PG_USER WITH LOGIN CREATEDB PASSWORD '$PG_PASSWORD';"
+  for db in "${PG_DATABASES[@]}"; do
+    sql+="
+       SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LOCALE %L', '$db', '$PG_USER', 'UTF8', 'C.UTF-8')
+         WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \\gexec
+       ALTER DATABASE $db OWNER TO $PG_USER;"
+  done
+  pg_psql_admin <<<"$sql" || die "creating PostgreSQL role/databases failed"
+
+  # The check a client will do: password login over TCP.
+  PGCONNECT_TIMEOUT=5 psql -X -q -At "postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/${PG_DATABASES[0]}" \
+    -c 'select 1' >/dev/null || die "cannot log in as $PG_USER to ${PG_DATABASES[0]} on $HOST:$PG_PORT"
+}
+
+stop_postgres() {
+  command -v pg_lsclusters >/dev/null || return 0
+  pg_select_cluster_quiet || return 0
+  if [[ "$(pg_status)" == online* ]]; then
+    log "stopping PostgreSQL $PG_VER/$PG_CLUSTER"
+    pg_ctlcluster "$PG_VER" "$PG_CLUSTER" stop </dev/null 9>&- || log "pg_ctlcluster stop failed"
+  fi
+}
+
+# like pg_select_cluster, but never creates or changes anything (for stop/status)
+pg_select_cluster_quiet() {
+  local line
+  line="$(pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p {print $1, $2; exit}')"
+  [[ -n $line ]] || return 1
+  read -r PG_VER PG_CLUSTER <<<"$line"
+}
+
+# ---------------------------------------------------------------------------------------------
+# RabbitMQ
+# ---------------------------------------------------------------------------------------------
+# Data and logs stay in Debian's places (/var/lib/rabbitmq, /var/log/rabbitmq): the Debian wrapper
+# runs the broker and rabbitmqctl as the rabbitmq user, which owns those (and shares the Erlang
+# cookie there).
+rabbit_env() {
+  # Fixed node name: does not depend on the hostname resolving, and keeps the same database
+  # directory (/var/lib/rabbitmq/mnesia/rabbit@localhost) whatever the machine is called.
+  export RABBITMQ_NODENAME=rabbit@localhost
+  # `rabbitmq-server -detached` listens on every interface unless told otherwise (measured):
+  export RABBITMQ_NODE_IP_ADDRESS=$HOST RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
+  # epmd is started by the first Erlang node (server or CLI) and binds 0.0.0.0 unless this is set
+  export ERL_EPMD_ADDRESS=$HOST
+  # the distribution listener (25672) follows the kernel's inet_dist_use_interface, not NODE_IP_ADDRESS
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  RABBIT_LOG="/var/log/rabbitmq/$RABBITMQ_NODENAME.log"
+}
+
+rmqctl() { rabbitmqctl -q "$@" </dev/null 9>&-; }
+
+start_rabbitmq() {
+  rabbit_env
+  if ! port_open "$HOST" "$RABBIT_PORT"; then
+    # An epmd left over from an earlier run without ERL_EPMD_ADDRESS would keep 4369 public.
+    if public_listeners "$EPMD_PORT" >/dev/null; then
+      log "epmd listens beyond loopback; restarting it on $HOST"
+      epmd -kill >/dev/null 2>&1 || true
+    fi
+    log "starting RabbitMQ"
+    # -detached forks the Erlang VM into the background; its stdio goes to a file, not to our caller.
+    rabbitmq-server -detached </dev/null >>"$LOGDIR/rabbitmq-server.out" 2>&1 9>&- ||
+      die_with_log "rabbitmq-server -detached failed" "$LOGDIR/rabbitmq-server.out" "$RABBIT_LOG"
+    # await_startup fails fast while the node is not reachable yet, so poll it.
+    wait_for "RabbitMQ on $HOST:$RABBIT_PORT" "$LOGDIR/rabbitmq-server.out" "$RABBIT_LOG" -- \
+      rmqctl await_startup --timeout 10
+  fi
+
+  # Vhost, user and permissions. Fast path (already set up): 2 CLI calls instead of 5.
+  if rmqctl list_permissions -p "$RABBIT_VHOST" 2>/dev/null |
+       awk -v u="$RABBIT_USER" -F'\t' '$1 == u && $2 == ".*" && $3 == ".*" && $4 == ".*" {f=1} END {exit !f}' &&
+     rmqctl authenticate_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "configuring RabbitMQ vhost '$RABBIT_VHOST' and user '$RABBIT_USER'"
+  rmqctl list_vhosts name | grep -qxF "$RABBIT_VHOST" || rmqctl add_vhost "$RABBIT_VHOST" >/dev/null
+  if rmqctl list_users | awk -v u="$RABBIT_USER" -F'\t' '$1 == u {f=1} END {exit !f}'; then
+    rmqctl change_password "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+  else
+    rmqctl add_user "$RABBIT_USER" "$RABBIT_PASSWORD" >/dev/null
+  fi
+  rmqctl set_permissions -p "$RABBIT_VHOST" "$RABBIT_USER" '.*' '.*' '.*' >/dev/null
+}
+
+stop_rabbitmq() {
+  [[ -x /usr/sbin/rabbitmq-server ]] || return 0
+  rabbit_env
+  if port_open "$HOST" "$RABBIT_PORT" || rmqctl ping >/dev/null 2>&1; then
+    log "stopping RabbitMQ"
+    # shutdown (unlike stop) waits until the VM has exited
+    rmqctl shutdown >/dev/null 2>&1 || log "rabbitmqctl shutdown failed"
+  fi
+  # epmd outlives the node; stop it too when no other Erlang node uses it
+  if command -v epmd >/dev/null && port_open "$HOST" "$EPMD_PORT" && ! epmd -names 2>/dev/null | grep -q '^name '; then
+    epmd -kill >/dev/null 2>&1 || true
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kafka (Apache Kafka jars from Maven Central, KRaft combined broker+controller)
+# ---------------------------------------------------------------------------------------------
+kafka_fetch_libs() {
+  # Re-resolve only when the pom changed (stamp = pom checksum).
+  local stamp="$KAFKA_LIBS/.pom.sha256" want
+  want="$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)"
+  if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
+    return 0
+  fi
+  find_java || die "no Java 17+ runtime"
+  export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$JAVA")")")}"
+  log "fetching Kafka jars with Maven into $KAFKA_LIBS (first run only)"
+  rm -rf "$KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" \
+       >"$LOGDIR/mvn-kafka.log" 2>&1; then
+    log "Kafka from the pom could not be resolved; trying $KAFKA_VERSION_FALLBACK"
+    rm -rf "$KAFKA_LIBS"
+    mkdir -p "$KAFKA_LIBS"
+    mvn -B -q -f "$KAFKA_POM" -Dkafka.version="$KAFKA_VERSION_FALLBACK" dependency:copy-dependencies \
+      -DoutputDirectory="$KAFKA_LIBS" >>"$LOGDIR/mvn-kafka.log" 2>&1 ||
+      die_with_log "mvn could not fetch the Kafka jars" "$LOGDIR/mvn-kafka.log"
+  fi
+  echo "$want" >"$stamp"
+}
+
+# Write FILE from stdin only when the content differs (so a running broker's config is not touched
+# needlessly); returns 0 when it changed.
+write_if_changed() {
+  local f=$1 tmp
+  tmp="$(mktemp "$f.XXXXXX")"
+  cat >"$tmp"
+  if [[ -f $f ]] && cmp -s "$tmp" "$f"; then
+    rm -f "$tmp"
+    return 1
+  fi
+  mv -f "$tmp" "$f"
+  return 0
+}
+
+kafka_write_config() {
+  mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+  local changed=0
+  write_if_changed "$KAFKA_DIR/server.properties" <<EOF && changed=1
+# Generated by scripts/services.sh; edits are overwritten.
+# Single node, KRaft combined mode: this process is both broker and controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+# One broker: internal topics cannot have more than one replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Consumer groups (Faust, tests) start at once instead of waiting 3 s for more members.
+group.initial.rebalance.delay.ms=0
+# Topics created on first use get 4 partitions.
+auto.create.topics.enable=true
+num.partitions=4
+EOF
+  write_if_changed "$KAFKA_DIR/log4j.properties" <<EOF || true
+# Generated by scripts/services.sh. Kafka 3.9 logs through slf4j -> reload4j (log4j 1.x API).
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=$KAFKA_LOG
+log4j.appender.file.MaxFileSize=50MB
+log4j.appender.file.MaxBackupIndex=3
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+# per-request and per-partition state chatter
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.kafka.controller=INFO
+EOF
+  write_if_changed "$KAFKA_DIR/tools-log4j.properties" <<EOF || true
+# Generated by scripts/services.sh: for the Kafka CLI tools (warnings to stderr only).
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+  if ((changed)) && kafka_running; then
+    log "NOTE: $KAFKA_DIR/server.properties changed; run 'stop' then 'start' to apply it"
+  fi
+}
+
+# run a Kafka CLI class: kafka_tool CLASS ARGS...
+kafka_tool() {
+  "$JAVA" -Xmx256M -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/tools-log4j.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+# our broker is running: pid file points to a live java process running kafka.Kafka
+kafka_running() {
+  [[ -f $KAFKA_PID ]] || return 1
+  local pid
+  pid="$(cat "$KAFKA_PID")"
+  # /proc rather than kill -0, so that `status` also works for a non-root user; the command line
+  # check guards against a recycled pid after a reboot
+  [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'
+}
+
+kafka_launch() {
+  KAFKA_STARTED=0
+  if kafka_running; then
+    return 0
+  fi
+  rm -f "$KAFKA_PID"
+  if port_open "$HOST" "$KAFKA_PORT" || port_open "$HOST" "$KAFKA_CONTROLLER_PORT"; then
+    die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is in use by a process this script did not start:
+$(show_listeners "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")"
+  fi
+  # KRaft needs its storage formatted once with a cluster id (meta.properties records it).
+  if [[ ! -f $KAFKA_DIR/data/meta.properties ]]; then
+    local cluster_id
+    cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$LOGDIR/kafka-format.log")" ||
+      die_with_log "StorageTool random-uuid failed" "$LOGDIR/kafka-format.log"
+    log "formatting Kafka storage (cluster id $cluster_id)"
+    kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
+      >>"$LOGDIR/kafka-format.log" 2>&1 || die_with_log "kafka storage format failed" "$LOGDIR/kafka-format.log"
+  fi
+  log "starting Kafka"
+  # setsid + nohup: own session, survives the shell that started it; stdio to a file and fd 9
+  # (our lock) closed so that callers piping our output do not hang on the daemon.
+  # shellcheck disable=SC2086
+  setsid nohup "$JAVA" ${KAFKA_HEAP_OPTS:--Xmx1G -Xms512M} \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    </dev/null >>"$KAFKA_OUT" 2>&1 9>&- &
+  echo $! >"$KAFKA_PID"
+  KAFKA_STARTED=1
+}
+
+kafka_wait() {
+  if ((KAFKA_STARTED)); then
+    # alive and listening ...
+    local deadline=$((SECONDS + TIMEOUT))
+    until port_open "$HOST" "$KAFKA_PORT"; do
+      kafka_running || die_with_log "Kafka exited during startup" "$KAFKA_OUT" "$KAFKA_LOG"
+      ((SECONDS < deadline)) || die_with_log "Kafka: port $KAFKA_PORT not open after ${TIMEOUT}s" "$KAFKA_OUT" "$KAFKA_LOG"
+      sleep 0.5
+    done
+    # ... then a real metadata round trip through the admin API (broker registered and unfenced
+    # with the controller), so the first produce finds metadata.
+    wait_for "Kafka metadata on $HOST:$KAFKA_PORT" "$KAFKA_OUT" "$KAFKA_LOG" -- \
+      kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" --list
+  else
+    # already running from an earlier call: a port check is enough (keeps a second run fast)
+    wait_for "Kafka on $HOST:$KAFKA_PORT" "$KAFKA_LOG" -- port_open "$HOST" "$KAFKA_PORT"
+  fi
+}
+
+stop_kafka() {
+  if ! kafka_running; then
+    rm -f "$KAFKA_PID"
+    return 0
+  fi
+  local pid
+  pid="$(cat "$KAFKA_PID")"
+  log "stopping Kafka (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  # controlled shutdown normally takes a few seconds; kill it if it hangs
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "Kafka did not stop in 60 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.5
+  done
+  rm -f "$KAFKA_PID"
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+print_endpoints() {
+  cat <<EOF
+Services (127.0.0.1 only):
+  PostgreSQL $PG_VER/$PG_CLUSTER  postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/${PG_DATABASES[0]}  (also /${PG_DATABASES[1]})
+  RabbitMQ        amqp://$RABBIT_USER:$RABBIT_PASSWORD@$HOST:$RABBIT_PORT/$RABBIT_VHOST
+  Kafka           $HOST:$KAFKA_PORT  (KRaft controller $HOST:$KAFKA_CONTROLLER_PORT; logs $KAFKA_DIR/logs)
+Listening sockets:
+$(show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")
+EOF
+}
+
+cmd_start() {
+  need_root
+  ensure_packages
+  find_java || die "no Java 17+ runtime"
+  kafka_fetch_libs
+  kafka_write_config
+  start_postgres
+  # Kafka's JVM boots in the background while RabbitMQ starts: both take a few seconds.
+  kafka_launch
+  start_rabbitmq
+  kafka_wait
+  local bad
+  if bad="$(public_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")"; then
+    log "WARNING: listening beyond loopback: $bad"
+  fi
+  print_endpoints
+}
+
+cmd_stop() {
+  need_root
+  stop_kafka
+  stop_rabbitmq
+  stop_postgres
+  log "stopped"
+}
+
+cmd_status() {
+  local rc=0
+  PG_VER=? PG_CLUSTER=?
+  if command -v pg_lsclusters >/dev/null && pg_select_cluster_quiet && [[ "$(pg_status)" == online* ]] &&
+     pg_isready -q -h "$HOST" -p "$PG_PORT"; then
+    echo "postgresql: up    $PG_VER/$PG_CLUSTER on $HOST:$PG_PORT"
+  else
+    echo "postgresql: DOWN"; rc=1
+  fi
+  if [[ -x /usr/sbin/rabbitmq-server ]] && port_open "$HOST" "$RABBIT_PORT"; then
+    echo "rabbitmq:   up    on $HOST:$RABBIT_PORT"
+  else
+    echo "rabbitmq:   DOWN"; rc=1
+  fi
+  if kafka_running && port_open "$HOST" "$KAFKA_PORT"; then
+    echo "kafka:      up    pid $(cat "$KAFKA_PID") on $HOST:$KAFKA_PORT"
+  else
+    echo "kafka:      DOWN"; rc=1
+  fi
+  echo "listening sockets:"
+  show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  return "$rc"
+}
+
+main() {
+  local cmd="${1:-start}"
+  case "$cmd" in
+    start | stop)
+      mkdir -p "$LOGDIR"
+      # one start/stop at a time (two CI steps or a developer racing CI would fight over the same daemons)
+      exec 9>"$VAR/services.lock"
+      flock -w 600 9 || die "another scripts/services.sh holds $VAR/services.lock"
+      "cmd_$cmd"
+      ;;
+    status) cmd_status ;;
+    -h | --help | help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$cmd' (use start, stop or status)" ;;
+  esac
+}
+
+main "$@"
