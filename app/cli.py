@@ -96,5 +96,29 @@ def topics_create() -> None:
     click.echo(f"topics ready: {', '.join(names)} (created: {', '.join(created) or 'none'})")
 
 
+@main.command("dev-auth")
+@click.option("--users-file", type=click.Path(dir_okay=False), help="JSON list of users to serve.")
+@click.option("--users", "count", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: the port of AUTH_API_URL.")
+@click.option("--write-users", type=click.Path(dir_okay=False), help="Write the fixture, exit.")
+def dev_auth(
+    users_file: str | None, count: int, host: str, port: int | None, write_users: str | None
+) -> None:
+    """Run the dev Auth server (the Auth internal API over a fixture of users)."""
+    from urllib.parse import urlsplit
+
+    from app import devauth
+
+    if write_users:
+        devauth.write_users(write_users, devauth.generate_users(count))
+        click.echo(f"wrote {count} users to {write_users}")
+        return
+    settings = get_settings()
+    port = port if port is not None else (urlsplit(settings.auth_api_url).port or 8081)
+    users = devauth.load_users(users_file) if users_file else devauth.generate_users(count)
+    devauth.serve_users(users, token=settings.auth_api_token, host=host, port=port)
+
+
 if __name__ == "__main__":
     main()

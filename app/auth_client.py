@@ -1,0 +1,244 @@
+"""Client of the Auth service internal API: timeouts, retries with backoff, a circuit breaker."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.exceptions import ChunkedEncodingError
+
+from app.contracts import validate
+
+log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 500
+# ChunkedEncodingError: the connection broke mid-answer, as transient as a reset.
+_RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
+
+
+class AuthError(Exception):
+    """Base of every Auth client error."""
+
+
+class AuthUnavailable(AuthError):
+    """Auth is down or unreachable; leave the work for later, never drop it."""
+
+
+class AuthContractError(AuthError):
+    """Auth answered outside the contract (bad schema, 401/403/4xx): a configuration problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUser:
+    """One user as Auth knows them; `policy` is the raw notification_policy flags."""
+
+    user_id: uuid.UUID
+    email: str
+    name: str
+    timezone: str
+    policy: dict[str, bool]
+
+
+class CircuitBreaker:
+    """Fail fast after repeated outages; let one trial call through after `reset_timeout_s`."""
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout_s: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = reset_timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> str:
+        """One of closed, open or half_open (reset timeout over: one trial call may run)."""
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if self._trial_running or self._clock() - self._opened_at >= self.reset_timeout_s:
+                return "half_open"
+            return "open"
+
+    def before_call(self) -> None:
+        """Raise AuthUnavailable while open or while the single half-open trial runs."""
+        with self._lock:
+            if self._opened_at is None:
+                return
+            if self._trial_running or self._clock() - self._opened_at < self.reset_timeout_s:
+                raise AuthUnavailable("circuit open")
+            self._trial_running = True
+
+    def record_success(self) -> None:
+        """Close the circuit and forget past failures."""
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_running = False
+
+    def record_failure(self) -> None:
+        """Count one failed call; open at the threshold, or re-open after a failed trial."""
+        with self._lock:
+            self._failures += 1
+            closed = self._opened_at is None
+            if self._trial_running or (closed and self._failures >= self.failure_threshold):
+                self._opened_at = self._clock()
+                log.warning("auth circuit open after %d failed calls", self._failures)
+            self._trial_running = False
+
+
+class AuthClient:
+    """The Auth internal API over one pooled `requests.Session`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.breaker = breaker or CircuitBreaker()
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AuthClient:
+        """A client configured from the service settings."""
+        return cls(
+            settings.auth_api_url, settings.auth_api_token, timeout_s=settings.auth_api_timeout_s
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def get_user(self, user_id: uuid.UUID) -> AuthUser | None:
+        """The user, or None when Auth does not know them (404)."""
+        response = self._call("GET", f"/api/v1/users/{user_id}")
+        if response.status_code == 404:
+            return None
+        user = self._to_user(self._json(response, "auth_user"))
+        if user.user_id != user_id:
+            raise AuthContractError(f"asked for user {user_id}, got {user.user_id}")
+        return user
+
+    def get_users(
+        self, user_ids: Iterable[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, AuthUser], set[uuid.UUID]]:
+        """(found, missing) for the ids, asked in batches of at most 500."""
+        ids = list(dict.fromkeys(user_ids))
+        found: dict[uuid.UUID, AuthUser] = {}
+        missing: set[uuid.UUID] = set()
+        for start in range(0, len(ids), BATCH_LIMIT):
+            chunk = ids[start : start + BATCH_LIMIT]
+            body = {"user_ids": [str(user_id) for user_id in chunk]}
+            response = self._call("POST", "/api/v1/users/batch", json=body)
+            if response.status_code != 200:
+                raise AuthContractError(f"batch: unexpected HTTP {response.status_code}")
+            answer = self._json(response, "auth_users_batch")
+            users = {user.user_id: user for user in map(self._to_user, answer["users"])}
+            gone = {uuid.UUID(raw) for raw in answer["missing"]}
+            # An id in neither list would otherwise be skipped silently, i.e. its mail dropped.
+            asked = set(chunk)
+            unaccounted = asked - users.keys() - gone
+            if unaccounted:
+                raise AuthContractError(f"batch: {len(unaccounted)} ids neither found nor missing")
+            found.update((key, user) for key, user in users.items() if key in asked)
+            missing.update(gone & asked)
+        return found, missing
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call through the breaker: 200 or 404, else AuthContractError/AuthUnavailable."""
+        self.breaker.before_call()
+        try:
+            response = self._send(method, path, **kwargs)
+        except AuthContractError:
+            self.breaker.record_success()  # Auth answered: not an outage
+            raise
+        except BaseException:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return response
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send with retries on outages; return a 200 or 404 answer."""
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            retry_after = None
+            try:
+                response = self.session.request(
+                    method, url, headers=self._headers, timeout=self.timeout_s, **kwargs
+                )
+            except _RETRY_ERRORS as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            except requests.RequestException as exc:  # a malformed URL and the like
+                raise AuthContractError(f"{method} {path}: {exc}") from exc
+            else:
+                status = response.status_code
+                if status in (200, 404):
+                    return response
+                if status < 500 and status != 429:
+                    raise AuthContractError(f"{method} {path}: HTTP {status} {response.text[:80]}")
+                problem = f"HTTP {status}"
+                retry_after = response.headers.get("Retry-After")
+            if attempt >= self.retries:
+                raise AuthUnavailable(f"{method} {path}: {problem} after {attempt + 1} tries")
+            log.info("auth %s %s: %s, retrying", method, path, problem)
+            self._sleep(self._backoff(attempt, retry_after))
+            attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: str | None = None) -> float:
+        """Full jitter over base * 2**attempt, capped; a numeric Retry-After wins (capped)."""
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), self.backoff_max_s)
+            except ValueError:
+                pass  # an HTTP date: fall back to our own backoff
+        return random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+    @staticmethod
+    def _json(response: requests.Response, schema: str) -> Any:
+        try:
+            value = response.json()
+            validate(schema, value)
+        except ValueError as exc:  # both JSONDecodeError and ContractError are ValueErrors
+            raise AuthContractError(f"{schema}: {exc}") from exc
+        return value
+
+    @staticmethod
+    def _to_user(raw: dict[str, Any]) -> AuthUser:
+        return AuthUser(
+            user_id=uuid.UUID(raw["user_id"]),
+            email=raw["email"],
+            name=raw["name"],
+            timezone=raw["timezone"],
+            policy={key: raw["notification_policy"][key] for key in ("email", "likes", "mailing")},
+        )
