@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain.periods import delivery_period_key, is_due, period_key
+
+BERLIN = ZoneInfo("Europe/Berlin")
+KIRITIMATI = ZoneInfo("Pacific/Kiritimati")  # UTC+14
+PAGO_PAGO = ZoneInfo("Pacific/Pago_Pago")  # UTC-11
+ZONES = [
+    ZoneInfo(name)
+    for name in (
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Pacific/Kiritimati",
+        "Pacific/Pago_Pago",
+        "Asia/Kathmandu",
+        "Australia/Lord_Howe",
+        "Pacific/Apia",
+    )
+]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --- period_key ------------------------------------------------------------------------------
+
+
+def test_once_has_a_single_period() -> None:
+    assert period_key("once", date(2026, 11, 25)) == "once"
+    assert period_key("once", date(1999, 1, 1)) == "once"
+
+
+def test_daily_key_is_the_iso_date() -> None:
+    assert period_key("daily", date(2026, 11, 25)) == "2026-11-25"
+    assert period_key("daily", date(2027, 1, 1)) == "2027-01-01"
+
+
+@pytest.mark.parametrize(
+    ("day", "key"),
+    [
+        (date(2026, 11, 25), "2026-W48"),
+        (date(2026, 1, 1), "2026-W01"),  # a Thursday: week 1 of its own year
+        (date(2025, 12, 29), "2026-W01"),  # a Monday in December already in 2026's week 1
+        (date(2026, 1, 5), "2026-W02"),  # zero-padded
+        (date(2026, 12, 31), "2026-W53"),
+        (date(2027, 1, 1), "2026-W53"),  # ISO year, not calendar year
+        (date(2027, 1, 3), "2026-W53"),  # Sunday: last day of 2026-W53
+        (date(2027, 1, 4), "2027-W01"),  # Monday: a new ISO year begins
+        (date(2020, 12, 31), "2020-W53"),
+        (date(2021, 1, 3), "2020-W53"),
+        (date(2021, 1, 4), "2021-W01"),
+    ],
+)
+def test_weekly_key_is_the_iso_week(day: date, key: str) -> None:
+    assert period_key("weekly", day) == key
+
+
+@pytest.mark.parametrize("periodicity", ["monthly", "", "Daily", "hourly"])
+def test_unknown_periodicity_is_refused(periodicity: str) -> None:
+    with pytest.raises(ValueError, match="periodicity"):
+        period_key(periodicity, date(2026, 1, 1))
+
+
+# --- delivery_period_key ---------------------------------------------------------------------
+
+
+def test_daily_key_of_one_instant_differs_between_far_zones() -> None:
+    # 10:30 UTC is 00:30 on the 16th at UTC+14 and 23:30 on the 14th at UTC-11.
+    now = utc(2026, 6, 15, 10, 30)
+    assert delivery_period_key("daily", now, KIRITIMATI) == "2026-06-16"
+    assert delivery_period_key("daily", now, PAGO_PAGO) == "2026-06-14"
+    assert delivery_period_key("daily", now, ZoneInfo("UTC")) == "2026-06-15"
+
+
+def test_weekly_key_follows_the_local_monday() -> None:
+    # 23:30 UTC on Sunday 2026-11-29 is already Monday 00:30 in Berlin (CET, +01:00).
+    now = utc(2026, 11, 29, 23, 30)
+    assert delivery_period_key("weekly", now, ZoneInfo("UTC")) == "2026-W48"
+    assert delivery_period_key("weekly", now, BERLIN) == "2026-W49"
+    assert delivery_period_key("weekly", utc(2026, 11, 29, 22, 59, 59), BERLIN) == "2026-W48"
+
+
+def test_period_key_accepts_any_aware_instant() -> None:
+    # Same instant written with another offset: 2026-06-15 20:00-04:00 is 2026-06-16 00:00 UTC.
+    now = datetime.fromisoformat("2026-06-15T20:00:00-04:00")
+    assert delivery_period_key("daily", now, ZoneInfo("UTC")) == "2026-06-16"
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        delivery_period_key("daily", datetime(2026, 6, 15, 12, 0), BERLIN)
+
+
+# --- is_due ----------------------------------------------------------------------------------
+
+NOW = utc(2026, 6, 15, 10, 0)  # 12:00 CEST in Berlin, a Monday
+
+
+@pytest.mark.parametrize("periodicity", ["once", "daily", "weekly"])
+@pytest.mark.parametrize("status", ["pending", "failed"])
+def test_pending_and_failed_rows_are_due(periodicity: str, status: str) -> None:
+    assert is_due(periodicity=periodicity, status=status, last_update=NOW, now_utc=NOW, tz=BERLIN)
+
+
+@pytest.mark.parametrize("periodicity", ["once", "daily", "weekly"])
+def test_queued_rows_are_not_due(periodicity: str) -> None:
+    for last_update in (None, NOW - timedelta(days=30)):
+        assert not is_due(
+            periodicity=periodicity,
+            status="queued",
+            last_update=last_update,
+            now_utc=NOW,
+            tz=BERLIN,
+        )
+
+
+@pytest.mark.parametrize("status", ["sent", "skipped"])
+def test_once_is_done_after_sent_or_skipped(status: str) -> None:
+    for last_update in (None, NOW - timedelta(days=400)):
+        assert not is_due(
+            periodicity="once", status=status, last_update=last_update, now_utc=NOW, tz=BERLIN
+        )
+
+
+@pytest.mark.parametrize("status", ["sent", "skipped"])
+def test_periodic_row_without_last_update_is_due(status: str) -> None:
+    assert is_due(periodicity="daily", status=status, last_update=None, now_utc=NOW, tz=BERLIN)
+    assert is_due(periodicity="weekly", status=status, last_update=None, now_utc=NOW, tz=BERLIN)
+
+
+@pytest.mark.parametrize("status", ["sent", "skipped"])
+def test_daily_row_is_due_once_per_local_day(status: str) -> None:
+    def due(last_update: datetime, tz: ZoneInfo = BERLIN) -> bool:
+        return is_due(
+            periodicity="daily", status=status, last_update=last_update, now_utc=NOW, tz=tz
+        )
+
+    assert not due(utc(2026, 6, 15, 6, 0))  # earlier today
+    assert due(utc(2026, 6, 14, 21, 59))  # 23:59 CEST yesterday
+    # 23:30 UTC on the 14th is 01:30 CEST on the 15th: the same local day in Berlin, not in UTC.
+    assert not due(utc(2026, 6, 14, 23, 30))
+    assert due(utc(2026, 6, 14, 23, 30), ZoneInfo("UTC"))
+
+
+def test_weekly_row_is_due_once_per_iso_week() -> None:
+    def due(last_update: datetime, now: datetime) -> bool:
+        return is_due(
+            periodicity="weekly", status="sent", last_update=last_update, now_utc=now, tz=BERLIN
+        )
+
+    monday = utc(2026, 6, 15, 7, 0)  # Monday 09:00 CEST, 2026-W25
+    assert not due(monday, utc(2026, 6, 21, 21, 59))  # Sunday 23:59 CEST, same week
+    assert due(monday, utc(2026, 6, 21, 22, 0))  # Monday 00:00 CEST, 2026-W26
+
+
+def test_is_due_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="status"):
+        is_due(periodicity="daily", status="done", last_update=None, now_utc=NOW, tz=BERLIN)
+    with pytest.raises(ValueError, match="periodicity"):
+        is_due(periodicity="monthly", status="sent", last_update=None, now_utc=NOW, tz=BERLIN)
+    with pytest.raises(ValueError, match="now_utc"):
+        is_due(
+            periodicity="daily",
+            status="sent",
+            last_update=None,
+            now_utc=datetime(2026, 6, 15),
+            tz=BERLIN,
+        )
+    with pytest.raises(ValueError, match="last_update"):
+        is_due(
+            periodicity="daily",
+            status="sent",
+            last_update=datetime(2026, 6, 15),
+            now_utc=NOW,
+            tz=BERLIN,
+        )
+
+
+# --- properties ------------------------------------------------------------------------------
+
+instants = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(UTC)
+)
+days = st.dates(min_value=date(1900, 1, 1), max_value=date(9998, 12, 31))
+
+
+@given(now=instants, delta_s=st.integers(-26 * 3600, 26 * 3600), tz=st.sampled_from(ZONES))
+def test_daily_key_is_stable_within_a_local_day(now: datetime, delta_s: int, tz: ZoneInfo) -> None:
+    other = now + timedelta(seconds=delta_s)
+    same_day = now.astimezone(tz).date() == other.astimezone(tz).date()
+    same_key = delivery_period_key("daily", now, tz) == delivery_period_key("daily", other, tz)
+    assert same_day == same_key
+    if same_day:
+        assert delivery_period_key("weekly", now, tz) == delivery_period_key("weekly", other, tz)
+
+
+@given(day=days)
+def test_weekly_key_changes_exactly_on_mondays(day: date) -> None:
+    following = day + timedelta(days=1)
+    changes = period_key("weekly", day) != period_key("weekly", following)
+    assert changes == (following.weekday() == 0)
+
+
+@given(first=days, second=days, periodicity=st.sampled_from(["daily", "weekly"]))
+def test_keys_sort_like_their_days(first: date, second: date, periodicity: str) -> None:
+    # Keys are compared and stored as text: their order must be the calendar's order.
+    if first <= second:
+        assert period_key(periodicity, first) <= period_key(periodicity, second)
+
+
+@given(
+    sent_at=instants, tz=st.sampled_from(ZONES), periodicity=st.sampled_from(["daily", "weekly"])
+)
+def test_a_row_sent_now_is_not_due_now(sent_at: datetime, tz: ZoneInfo, periodicity: str) -> None:
+    assert not is_due(
+        periodicity=periodicity, status="sent", last_update=sent_at, now_utc=sent_at, tz=tz
+    )
