@@ -120,5 +120,19 @@ def dev_auth(
     devauth.serve_users(users, token=settings.auth_api_token, host=host, port=port)
 
 
+@main.group()
+def schedule() -> None:
+    """The Celery beat schedule stored in PostgreSQL."""
+
+
+@schedule.command("seed")
+def schedule_seed() -> None:
+    """Create the default entries (daily, weekly, dispatch) that are missing; keep edited ones."""
+    from app.schedule import seed_schedule
+
+    created = seed_schedule()
+    click.echo(f"schedule entries created: {', '.join(created) or 'none (all present)'}")
+
+
 if __name__ == "__main__":
     main()

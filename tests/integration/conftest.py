@@ -2,10 +2,78 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+from sqlalchemy import text
+
+from app.auth_client import AuthClient
+from app.config import Settings
+from app.db import migrate
+from app.db.session import dispose_engines, session_scope
+from app.db.store import upsert_template
+from app.devauth import DevAuthServer, generate_users
+from app.template_files import default_templates
+
+MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",
+                  "stream_offsets")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[str]:
+    """The test database at head, emptied of rows, with the default templates loaded."""
+    migrate.upgrade("head", settings.database_url)
+    with session_scope() as session:
+        session.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} CASCADE"))
+        for source in default_templates():
+            upsert_template(
+                session=session,
+                name=source.name,
+                subject=source.subject,
+                body_html=source.body_html,
+                body_text=source.body_text,
+            )
+    yield settings.database_url
+    dispose_engines()
+
+
+def serve_in_thread(server: DevAuthServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def auth_users() -> list[dict[str, Any]]:
+    return generate_users(300)
+
+
+@pytest.fixture
+def auth_server(auth_users: list[dict[str, Any]], settings: Settings) -> Iterator[DevAuthServer]:
+    """The dev Auth server (the Auth contract over real HTTP) on a free port."""
+    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token)
+    serve_in_thread(server)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def client_for(server: DevAuthServer, settings: Settings, **kwargs: Any) -> AuthClient:
+    host, port = server.server_address[:2]
+    options: dict[str, Any] = {"retries": 1, "sleep": lambda _s: None, **kwargs}
+    return AuthClient(f"http://{host}:{port}", settings.auth_api_token, **options)
+
+
+@pytest.fixture
+def auth_client(auth_server: DevAuthServer, settings: Settings) -> Iterator[AuthClient]:
+    client = client_for(auth_server, settings)
+    yield client
+    client.close()

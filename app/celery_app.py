@@ -1,0 +1,63 @@
+"""The Celery app: RabbitMQ broker, a jobs queue and the separate `emails` queue, DB-backed beat.
+
+Other processes hand work over by task name (`send_task`), so they never import the job code.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from app.config import get_settings
+
+JOBS_QUEUE = "jobs"
+EMAILS_QUEUE = "emails"
+
+# Task names: the contract between processes.
+DAILY_DIGEST = "notify.daily_digest"
+WEEKLY_DIGEST = "notify.weekly_digest"
+DISPATCH = "notify.dispatch"
+SEND_NOW = "notify.send_now"
+SEND_EMAIL = "notify.send_email"
+
+# sqlalchemy-celery-beat's tables carry this placeholder schema; it becomes a real PostgreSQL schema
+# so the scheduler's tables stay apart from ours (and out of our migrations).
+BEAT_SCHEMA = "celery_schema"
+
+
+def create_app() -> Celery:
+    """Build the Celery app from the settings."""
+    settings = get_settings()
+    app = Celery("notify", broker=settings.celery_broker_url, include=["app.tasks"])
+    jobs = Exchange(JOBS_QUEUE, type="direct", durable=True)
+    emails = Exchange(EMAILS_QUEUE, type="direct", durable=True)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=JOBS_QUEUE,
+        task_default_exchange=JOBS_QUEUE,
+        task_default_routing_key=JOBS_QUEUE,
+        task_default_delivery_mode="persistent",
+        task_queues=(
+            Queue(JOBS_QUEUE, jobs, routing_key=JOBS_QUEUE, durable=True),
+            Queue(EMAILS_QUEUE, emails, routing_key=EMAILS_QUEUE, durable=True),
+        ),
+        task_routes={SEND_EMAIL: {"queue": EMAILS_QUEUE, "routing_key": EMAILS_QUEUE}},
+        # A job that dies with its worker is picked up again; the database makes re-runs harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        enable_utc=True,
+        beat_scheduler="sqlalchemy_celery_beat.schedulers:DatabaseScheduler",
+        beat_dburi=settings.database_url,
+        beat_schema=BEAT_SCHEMA,
+        beat_max_loop_interval=5,
+    )
+    return app
+
+
+celery_app = create_app()

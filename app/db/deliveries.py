@@ -1,0 +1,177 @@
+"""Queries of the periodic jobs and the dispatcher: candidates, planned deliveries, due sends."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.db.models import Delivery, Message, Notification, OptOut, Template
+
+_CANDIDATE_COLUMNS = (
+    Notification.notification_id,
+    Notification.user_id,
+    Notification.kind,
+    Notification.periodicity,
+    Notification.like_count,
+    Message.content_id,
+    Message.content_value,
+    Template.subject,
+    Template.body_html,
+    Template.body_text,
+)
+
+
+def _candidates():  # noqa: ANN202
+    return (
+        select(*_CANDIDATE_COLUMNS)
+        .join(Message, Message.message_id == Notification.message_id)
+        .join(Template, Template.template_id == Message.template_id)
+    )
+
+
+def lock_digest_candidates(
+    *, session: Session, periodicity: str, after_id: uuid.UUID | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Lock the next chunk of rows that may be due; rows another job holds are skipped.
+
+    Whether a row is due in its user's current period is settled when its delivery is recorded
+    (one delivery per notification and period), since the period depends on the user's zone.
+    """
+    query = (
+        _candidates()
+        .where(
+            Notification.periodicity == periodicity,
+            Notification.status != "queued",
+            # A like digest with nothing to report is not due.
+            or_(Notification.kind != "likes", Notification.like_count > 0),
+        )
+        .order_by(Notification.notification_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Notification)
+    )
+    if after_id is not None:
+        query = query.where(Notification.notification_id > after_id)
+    return session.execute(query).all()
+
+
+def lock_once_candidate(*, session: Session, notification_id: uuid.UUID) -> Row[Any] | None:
+    """Lock one `once` notification that still has to go out (pending or failed)."""
+    query = (
+        _candidates()
+        .where(
+            Notification.notification_id == notification_id,
+            Notification.status.in_(("pending", "failed")),
+        )
+        .with_for_update(skip_locked=True, of=Notification)
+    )
+    return session.execute(query).one_or_none()
+
+
+def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> list[uuid.UUID]:
+    """`once` notifications still pending after a while: their hand-off was lost or failed."""
+    query = (
+        select(Notification.notification_id)
+        .where(
+            Notification.periodicity == "once",
+            Notification.status.in_(("pending", "failed")),
+            Notification.created_at < older_than,
+            or_(Notification.last_update.is_(None), Notification.last_update < older_than),
+        )
+        .order_by(Notification.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def opted_out_kinds(
+    *, session: Session, user_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, frozenset[str]]:
+    """The kinds of mail each user turned off through us (unsubscribe link, provider events)."""
+    found: dict[uuid.UUID, set[str]] = defaultdict(set)
+    rows = session.execute(
+        select(OptOut.user_id, OptOut.kind).where(OptOut.user_id.in_(list(set(user_ids))))
+    )
+    for user_id, kind in rows:
+        found[user_id].add(kind)
+    return {user_id: frozenset(kinds) for user_id, kinds in found.items()}
+
+
+_REPLANNED_COLUMNS = (
+    "send_at", "status", "email", "subject", "body_html", "body_text", "headers",
+    "reported_count", "error",
+)  # fmt: skip
+_NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
+
+
+def record_plans(
+    *, session: Session, plans: Sequence[dict[str, Any]], now: datetime
+) -> list[tuple[uuid.UUID, str]]:
+    """Insert one delivery per notification and period; return (notification_id, status) recorded.
+
+    A period that already has a delivery is left alone unless that delivery failed, in which
+    case it is planned again: that is what makes two concurrent or repeated runs harmless.
+    """
+    if not plans:
+        return []
+    stmt = insert(Delivery).values(list(plans))
+    replan = {c: stmt.excluded[c] for c in _REPLANNED_COLUMNS}
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_deliveries_period",
+        set_={**replan, "attempts": 0, "updated_at": now},
+        where=Delivery.status == "failed",
+    ).returning(Delivery.notification_id, Delivery.status)
+    recorded = [(row.notification_id, row.status) for row in session.execute(stmt)]
+    if recorded:
+        ids_by_status: dict[str, list[uuid.UUID]] = defaultdict(list)
+        for notification_id, status in recorded:
+            ids_by_status[_NOTIFICATION_STATUS_OF_DELIVERY[status]].append(notification_id)
+        for status, ids in ids_by_status.items():
+            session.execute(
+                update(Notification)
+                .where(Notification.notification_id.in_(ids))
+                .values(status=status, last_update=now)
+            )
+    return recorded
+
+
+def lock_dispatchable(
+    *, session: Session, until: datetime, stale_before: datetime, limit: int
+) -> Sequence[Row[Any]]:
+    """Lock deliveries for the `emails` queue: due soon, or enqueued long ago and not sent."""
+    query = (
+        select(
+            Delivery.delivery_id,
+            Delivery.notification_id,
+            Delivery.email,
+            Delivery.subject,
+            Delivery.body_html,
+            Delivery.body_text,
+            Delivery.headers,
+            Delivery.send_at,
+        )
+        .where(
+            or_(
+                and_(Delivery.status == "scheduled", Delivery.send_at <= until),
+                and_(Delivery.status == "enqueued", Delivery.enqueued_at < stale_before),
+            )
+        )
+        .order_by(Delivery.send_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.execute(query).all()
+
+
+def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.delivery_id.in_(list(delivery_ids)))
+        .values(status="enqueued", enqueued_at=now, updated_at=now)
+    )

@@ -1,0 +1,44 @@
+"""Hand work to Celery by task name: e-mail tasks onto `emails`, `once` rows to send_now."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+
+from app.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
+
+
+class CeleryEmailPublisher:
+    """Publishes e-mail tasks through one pooled producer per batch (no per-message confirms)."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], datetime | None]]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for payload, eta in tasks:
+                self.app.send_task(
+                    SEND_EMAIL,
+                    args=[payload],
+                    eta=eta,
+                    queue=EMAILS_QUEUE,
+                    routing_key=EMAILS_QUEUE,
+                    producer=producer,
+                )
+
+
+def request_send_now(app: Celery, notification_ids: Sequence[uuid.UUID]) -> None:
+    """Ask the jobs worker to plan and enqueue these `once` notifications now."""
+    with app.producer_or_acquire() as producer:
+        for notification_id in notification_ids:
+            app.send_task(
+                SEND_NOW,
+                args=[str(notification_id)],
+                queue=JOBS_QUEUE,
+                routing_key=JOBS_QUEUE,
+                producer=producer,
+            )

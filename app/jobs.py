@@ -1,0 +1,171 @@
+"""The periodic jobs and the dispatcher, as plain functions (the Celery tasks only call them)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from app.auth_client import AuthClient, AuthUser
+from app.config import Settings
+from app.contracts import validate
+from app.db import deliveries as store
+from app.db.session import session_scope
+from app.planning import Candidate, plan_delivery
+
+log = logging.getLogger(__name__)
+
+DISPATCH_LOOKAHEAD = timedelta(seconds=60)  # never enqueue far ahead (see DESIGN.md)
+RESWEEP_AFTER = timedelta(minutes=15)  # enqueued but not sent by then: enqueue again
+ONCE_HANDOFF_GRACE = timedelta(minutes=2)  # a `once` row still pending after this was lost
+
+
+class EmailPublisher(Protocol):
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], datetime | None]]) -> None:
+        """Put e-mail tasks on the `emails` queue, each with an optional ETA."""
+
+
+@dataclass
+class JobReport:
+    periodicity: str
+    chunks: int = 0
+    picked: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _plan_chunk(
+    rows: Sequence[Any],
+    users: dict[uuid.UUID, AuthUser],
+    opted_out: dict[uuid.UUID, frozenset[str]],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> list[dict[str, Any]]:
+    return [
+        plan_delivery(
+            Candidate(**row._mapping),
+            users.get(row.user_id),
+            opted_out=opted_out.get(row.user_id, frozenset()),
+            now=now,
+            settings=settings,
+        ).as_row()
+        for row in rows
+    ]
+
+
+def run_digest(
+    periodicity: str,
+    *,
+    auth: AuthClient,
+    settings: Settings,
+    now: datetime,
+    chunk_size: int = 500,
+) -> JobReport:
+    """Plan this period's delivery of every due row of `periodicity`, chunk by chunk.
+
+    Each chunk is one transaction that holds its rows (FOR UPDATE SKIP LOCKED), so concurrent
+    runs split the work. An Auth outage (AuthUnavailable) rolls the chunk back and stops the run:
+    the rows stay due for the next one.
+    """
+    report = JobReport(periodicity)
+    after_id: uuid.UUID | None = None
+    while True:
+        with session_scope() as session:
+            rows = store.lock_digest_candidates(
+                session=session, periodicity=periodicity, after_id=after_id, limit=chunk_size
+            )
+            if not rows:
+                break
+            after_id = rows[-1].notification_id
+            user_ids = {row.user_id for row in rows}
+            users, _missing = auth.get_users(user_ids)
+            opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
+            plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
+            for _notification_id, status in store.record_plans(
+                session=session, plans=plans, now=now
+            ):
+                report.count(status)
+        report.chunks += 1
+        report.picked += len(rows)
+    log.info("%s digest planned: %s", periodicity, report.by_status, extra=report.as_dict())
+    return report
+
+
+def plan_once(
+    notification_id: uuid.UUID, *, auth: AuthClient, settings: Settings, now: datetime
+) -> str | None:
+    """Plan the delivery of one `once` notification; return its status, or None if not due."""
+    with session_scope() as session:
+        row = store.lock_once_candidate(session=session, notification_id=notification_id)
+        if row is None:
+            return None
+        user = auth.get_user(row.user_id)
+        opted_out = store.opted_out_kinds(session=session, user_ids=[row.user_id])
+        plans = _plan_chunk([row], {row.user_id: user} if user else {}, opted_out, now=now,
+                            settings=settings)  # fmt: skip
+        recorded = store.record_plans(session=session, plans=plans, now=now)
+    return recorded[0][1] if recorded else None
+
+
+def email_task(row: Any) -> dict[str, Any]:
+    """The `emails` queue's message for one delivery (schemas/email_task.json)."""
+    task = {
+        "notification_id": str(row.notification_id),
+        "email": row.email,
+        "subject": row.subject,
+        "body": row.body_html,
+        "delivery_id": str(row.delivery_id),
+        "text": row.body_text,
+        "headers": dict(row.headers or {}),
+    }
+    validate("email_task", task)
+    return task
+
+
+def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000) -> int:
+    """Enqueue deliveries whose send time is near (ETA at most a minute ahead); return how many.
+
+    Publishing happens before the commit: a crash in between re-publishes on the next sweep and the
+    e-mail worker's per-delivery state makes the duplicate harmless; the reverse order could lose
+    mail. Deliveries enqueued long ago and still not sent are enqueued again for the same reason.
+    """
+    total = 0
+    while True:
+        with session_scope() as session:
+            rows = store.lock_dispatchable(
+                session=session,
+                until=now + DISPATCH_LOOKAHEAD,
+                stale_before=now - RESWEEP_AFTER,
+                limit=limit,
+            )
+            if not rows:
+                break
+            publisher.publish(
+                [(email_task(row), row.send_at if row.send_at > now else None) for row in rows]
+            )
+            store.mark_enqueued(
+                session=session, delivery_ids=[row.delivery_id for row in rows], now=now
+            )
+        total += len(rows)
+        if len(rows) < limit:
+            break
+    if total:
+        log.info("dispatched %d e-mail tasks", total)
+    return total
+
+
+def lost_once_handoffs(*, now: datetime, limit: int = 1000) -> list[uuid.UUID]:
+    """`once` notifications whose immediate hand-off never ran: the dispatcher plans them."""
+    with session_scope() as session:
+        return store.pending_once_ids(
+            session=session, older_than=now - ONCE_HANDOFF_GRACE, limit=limit
+        )

@@ -1,0 +1,69 @@
+"""Celery tasks: thin wrappers that call the jobs with real clients and the current time."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cache
+from typing import Any
+
+from app import jobs
+from app.auth_client import AuthClient, AuthUnavailable
+from app.celery_app import DAILY_DIGEST, DISPATCH, SEND_NOW, WEEKLY_DIGEST, celery_app
+from app.clock import utcnow
+from app.config import get_settings
+from app.handoff import CeleryEmailPublisher, request_send_now
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _auth() -> AuthClient:
+    return AuthClient.from_settings(get_settings())
+
+
+def _digest(periodicity: str) -> dict[str, Any]:
+    report = jobs.run_digest(periodicity, auth=_auth(), settings=get_settings(), now=utcnow())
+    # Whatever is due right away need not wait for the next dispatch tick.
+    jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return report.as_dict()
+
+
+@celery_app.task(name=DAILY_DIGEST)
+def daily_digest() -> dict[str, Any]:
+    """Plan today's daily digests."""
+    return _digest("daily")
+
+
+@celery_app.task(name=WEEKLY_DIGEST)
+def weekly_digest() -> dict[str, Any]:
+    """Plan this week's weekly digests."""
+    return _digest("weekly")
+
+
+@celery_app.task(
+    name=SEND_NOW,
+    autoretry_for=(AuthUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,  # an Auth outage delays mail, it never drops it
+)
+def send_now(notification_id: str) -> str | None:
+    """Plan and enqueue one `once` notification (called by the stream agents)."""
+    status = jobs.plan_once(
+        uuid.UUID(notification_id), auth=_auth(), settings=get_settings(), now=utcnow()
+    )
+    if status == "scheduled":
+        jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return status
+
+
+@celery_app.task(name=DISPATCH)
+def dispatch() -> int:
+    """Enqueue what is due, and retry `once` hand-offs that were lost."""
+    lost = jobs.lost_once_handoffs(now=utcnow())
+    if lost:
+        log.warning("re-requesting %d once notifications left pending", len(lost))
+        request_send_now(celery_app, lost)
+    return jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
