@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[str]:
     """The test database at head, emptied of rows, with the default templates loaded."""
-    migrate.upgrade("head", settings.database_url)
+    migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
         session.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} CASCADE"))
         for source in default_templates():

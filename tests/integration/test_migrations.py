@@ -41,12 +41,12 @@ def test_downgrade_to_base_and_upgrade_to_head(settings: Settings) -> None:
     url = settings.database_url
     migrate.downgrade("base", url)
     assert not (_tables(url) & OUR_TABLES)
-    migrate.upgrade("head", url)
+    migrate.upgrade("heads", url)
     assert _tables(url) >= OUR_TABLES
 
 
 def test_models_match_migrations(settings: Settings) -> None:
-    migrate.upgrade("head", settings.database_url)
+    migrate.upgrade("heads", settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         with engine.connect() as conn:
@@ -65,7 +65,7 @@ def _ours(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
 
 @pytest.fixture
 def session(settings: Settings):  # noqa: ANN201
-    migrate.upgrade("head", settings.database_url)
+    migrate.upgrade("heads", settings.database_url)
     engine = create_engine(settings.database_url)
     with Session(engine) as session:
         yield session
@@ -109,7 +109,7 @@ def test_check_constraints_refuse_unknown_values(session: Session) -> None:
 
 
 def test_templates_load_is_idempotent(settings: Settings) -> None:
-    migrate.upgrade("head", settings.database_url)
+    migrate.upgrade("heads", settings.database_url)
     runner = CliRunner()
     for _ in range(2):
         result = runner.invoke(main, ["templates", "load"])
