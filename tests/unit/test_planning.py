@@ -1,0 +1,148 @@
+"""Planning one delivery: decisions, timing, rendering and headers, without any service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from app.auth_client import AuthUser
+from app.config import Settings
+from app.domain.tokens import read_unsubscribe_token
+from app.planning import Candidate, plan_delivery
+from app.template_files import default_templates
+
+NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
+TEMPLATES = {t.name: t for t in default_templates()}
+TEMPLATE_OF = {"welcome": "welcome", "likes": "likes_digest", "mailing": "mailing"}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(_env_file=None, public_base_url="https://notify.example.com")
+
+
+def _candidate(kind: str, periodicity: str, **extra: object) -> Candidate:
+    template = TEMPLATES[TEMPLATE_OF[kind]]
+    values: dict[str, object] = {
+        "notification_id": uuid.uuid4(),
+        "user_id": uuid.UUID(int=7),
+        "kind": kind,
+        "periodicity": periodicity,
+        "like_count": 0,
+        "content_id": uuid.uuid4() if kind != "welcome" else None,
+        "content_value": "https://auth.example/confirm?t=x" if kind == "welcome" else "hello",
+        "subject": template.subject,
+        "body_html": template.body_html,
+        "body_text": template.body_text,
+    }
+    values.update(extra)
+    return Candidate(**values)  # type: ignore[arg-type]
+
+
+def _user(tz: str = "Europe/Berlin", **policy: bool) -> AuthUser:
+    flags = {"email": True, "likes": True, "mailing": True, **policy}
+    return AuthUser(uuid.UUID(int=7), "ann@example.com", "Ann", tz, flags)
+
+
+def test_like_digest_is_scheduled_at_the_local_send_hour(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("likes", "daily", like_count=25),
+        _user("America/New_York"),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.status == "scheduled"
+    assert plan.send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 09:00 EST
+    assert plan.period_key == "2026-11-25"
+    assert plan.reported_count == 25
+    assert "25 new likes" in plan.subject
+    token = plan.headers["List-Unsubscribe"].split("token=")[1].rstrip(">")
+    assert read_unsubscribe_token(secret=settings.secret_key, token=token, now=NOW).kind == "likes"
+    assert plan.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://notify.example.com/unsubscribe?token=" in plan.body_html
+
+
+def test_weekly_key_is_the_iso_week_of_the_send_time(settings: Settings) -> None:
+    # Monday 2026-12-28 00:10 UTC; Kiritimati (+14) is past 09:00, so Tuesday 09:00 local.
+    now = datetime(2026, 12, 28, 0, 10, tzinfo=UTC)
+    plan = plan_delivery(
+        _candidate("mailing", "weekly"),
+        _user("Pacific/Kiritimati"),
+        opted_out=frozenset(),
+        now=now,
+        settings=settings,
+    )
+    assert plan.send_at == datetime(2026, 12, 28, 19, 0, tzinfo=UTC)
+    assert plan.period_key == "2026-W53"
+
+
+def test_welcome_goes_now_without_unsubscribe_even_if_email_is_off(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("welcome", "once"),
+        _user("Asia/Tokyo", email=False),
+        opted_out=frozenset({"mailing", "likes"}),
+        now=NOW,
+        settings=settings,
+    )
+    assert (plan.status, plan.send_at, plan.period_key) == ("scheduled", NOW, "once")
+    assert plan.headers == {}
+    assert "https://auth.example/confirm?t=x" in plan.body_text
+
+
+def test_once_mailing_waits_out_quiet_hours(settings: Settings) -> None:
+    # 00:05 UTC is 01:05 in Berlin: quiet until 08:00 CET = 07:00 UTC.
+    plan = plan_delivery(
+        _candidate("mailing", "once"), _user(), opted_out=frozenset(), now=NOW, settings=settings
+    )
+    assert plan.send_at == datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
+    assert plan.period_key == "once"
+
+
+@pytest.mark.parametrize(
+    ("kind", "user", "opted_out", "reason"),
+    [
+        ("likes", None, frozenset(), "unknown user"),
+        ("likes", _user(email=False), frozenset(), "email disabled"),
+        ("likes", _user(likes=False), frozenset(), "likes disabled"),
+        ("mailing", _user(mailing=False), frozenset(), "mailing disabled"),
+        ("mailing", _user(), frozenset({"mailing"}), "opted out"),
+    ],
+)
+def test_skips_say_why(
+    settings: Settings, kind: str, user: AuthUser | None, opted_out: frozenset[str], reason: str
+) -> None:
+    plan = plan_delivery(
+        _candidate(kind, "daily", like_count=3),
+        user,
+        opted_out=opted_out,
+        now=NOW,
+        settings=settings,
+    )
+    assert (plan.status, plan.error) == ("skipped", reason)
+    assert plan.body_html is None
+
+
+def test_unknown_zone_falls_back_to_the_default(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("likes", "daily", like_count=1),
+        _user("Mars/Olympus_Mons"),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.send_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def test_a_broken_template_fails_the_delivery_with_the_reason(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("mailing", "daily", subject="{{ ''.__class__.__mro__ }}"),
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.status == "failed"
+    assert "subject" in plan.error
