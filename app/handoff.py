@@ -24,6 +24,9 @@ class CeleryEmailPublisher:
                 self.app.send_task(
                     SEND_EMAIL,
                     args=[payload],
+                    # Celery would otherwise saferepr() the whole HTML body for its logs.
+                    argsrepr=f"[delivery {payload.get('delivery_id')}]",
+                    kwargsrepr="{}",
                     eta=eta,
                     queue=EMAILS_QUEUE,
                     routing_key=EMAILS_QUEUE,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -120,14 +120,20 @@ def record_plans(
     """
     if not plans:
         return []
-    stmt = insert(Delivery).values(list(plans))
-    replan = {c: stmt.excluded[c] for c in _REPLANNED_COLUMNS}
+    # One cached statement run as executemany: SQLAlchemy batches it into multi-row VALUES
+    # ("insertmanyvalues") without recompiling a 500-row statement for every chunk.
+    stmt = insert(Delivery.__table__)
     stmt = stmt.on_conflict_do_update(
         constraint="uq_deliveries_period",
-        set_={**replan, "attempts": 0, "updated_at": now},
+        set_={
+            **{c: stmt.excluded[c] for c in _REPLANNED_COLUMNS},
+            "attempts": 0,
+            "updated_at": func.now(),
+        },
         where=Delivery.status == "failed",
     ).returning(Delivery.notification_id, Delivery.status)
-    recorded = [(row.notification_id, row.status) for row in session.execute(stmt)]
+    rows = session.execute(stmt, [{"delivery_id": uuid.uuid4(), **p} for p in plans])
+    recorded = [(row.notification_id, row.status) for row in rows]
     if recorded:
         ids_by_status: dict[str, list[uuid.UUID]] = defaultdict(list)
         for notification_id, status in recorded:
