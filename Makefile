@@ -37,6 +37,7 @@ db: install services
 	$(BIN)/notify db upgrade
 	$(BIN)/notify templates load
 	$(BIN)/notify topics create
+	$(BIN)/notify schedule seed
 
 test: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/notify db upgrade
@@ -54,7 +55,11 @@ format: install
 	$(BIN)/ruff check --fix .
 
 run: db
-	@echo "Service stack and database ready; the pipeline processes start here as they are added."
+	@mkdir -p var/run
+	@echo "Starting the pipeline (Ctrl-C stops it):"
+	@echo "  dev Auth API   http://127.0.0.1:8081/health"
+	@echo "  Flower         http://127.0.0.1:5555"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
