@@ -20,8 +20,10 @@ from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
 
 from app.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIGEST, celery_app
 from app.config import Settings
-from app.db.models import Delivery
+from app.db.models import Delivery, Notification
 from app.db.session import session_scope
+from app.devauth import DevAuthServer
+from app.handoff import request_send_now
 from app.schedule import beat_session, seed_schedule
 
 from .factories import Spec, insert_notifications
@@ -59,10 +61,17 @@ def test_seed_creates_the_three_entries_once_and_keeps_edits(fresh_schedule: str
 
 
 @pytest.fixture
-def processes(fresh_schedule: str, tmp_path: Path, settings: Settings) -> Iterator[list]:
+def processes(
+    fresh_schedule: str, tmp_path: Path, settings: Settings, auth_server: DevAuthServer
+) -> Iterator[list]:
     """Start one beat and one jobs worker as real processes; kill them at the end."""
     seed_schedule()
-    env = {**os.environ, "DATABASE_URL": settings.database_url}
+    host, port = auth_server.server_address[:2]
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "AUTH_API_URL": f"http://{host}:{port}",
+    }
     started = []
     commands = [
         ["beat", "--loglevel=INFO", "--pidfile=", f"--schedule={tmp_path / 'beat'}"],
@@ -128,3 +137,38 @@ def test_beat_runs_the_dispatcher_from_the_database_schedule(
         bound.purge()
     with session_scope() as session:
         assert session.get(Delivery, delivery.delivery_id).status == "enqueued"
+
+
+def test_send_now_through_a_real_worker_reaches_the_emails_queue(
+    processes: list, settings: Settings, auth_users: list, tmp_path: Path
+) -> None:
+    queue = Queue(
+        EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
+    )
+    user = auth_users[0]
+    link = "https://auth.example.com/confirm?token=abc"
+    with Connection(settings.celery_broker_url) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
+        with session_scope() as session:
+            (nid,) = insert_notifications(
+                session, [Spec(uuid.UUID(user["user_id"]), "welcome", "once", None, link)]
+            )
+        request_send_now(celery_app, [nid])
+        deadline = time.monotonic() + 30
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = bound.get(no_ack=True)
+            if message is None:
+                time.sleep(0.1)
+        logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}
+        assert message is not None, logs
+        (payload,), _, _ = message.decode()
+        bound.purge()
+    assert payload["notification_id"] == str(nid)
+    assert payload["email"] == user["email"]
+    assert link in payload["text"]
+    assert "headers" not in payload or "List-Unsubscribe" not in payload["headers"]
+    with session_scope() as session:
+        assert session.get(Notification, nid).status == "queued"

@@ -296,3 +296,33 @@ def test_auth_outage_loses_nothing_and_the_next_run_completes(
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_weekly_job_plans_weekly_rows_by_iso_week(
+    db: str,
+    auth_client,
+    auth_users,
+    settings: Settings,  # noqa: ANN001
+) -> None:
+    rows = _seed(auth_users)
+    monday = datetime(2026, 12, 28, 0, 10, tzinfo=UTC)  # ISO 2026-W53
+    report = jobs.run_digest("weekly", auth=auth_client, settings=settings, now=monday)
+    deliveries = _deliveries()
+    weekly = {nid for nid, s in rows.items() if s.periodicity == "weekly"}
+    assert set(deliveries) == weekly
+    assert report.picked == len(weekly)
+    # Kiritimati, Tokyo and Sydney are past 09:00 on Monday: Tuesday, still week 53.
+    assert {d.period_key for d in deliveries.values()} == {"2026-W53"}
+
+
+def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> None:  # noqa: ANN001
+    user = uuid.UUID(auth_users[0]["user_id"])
+    with session_scope() as session:
+        old, fresh = insert_notifications(
+            session,
+            [Spec(user, "welcome", "once", None, "https://x"),
+             Spec(user, "mailing", "once", uuid.uuid4(), "hi")],
+        )  # fmt: skip
+        session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert jobs.lost_once_handoffs(now=datetime.now(UTC)) == [old]
+    assert fresh not in jobs.lost_once_handoffs(now=datetime.now(UTC))
