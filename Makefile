@@ -40,6 +40,7 @@ db: install services
 	$(BIN)/notify schedule seed
 
 test: install services
+	bash scripts/install-browser.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/notify db upgrade
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -120,6 +120,52 @@ def dev_auth(
     devauth.serve_users(users, token=settings.auth_api_token, host=host, port=port)
 
 
+@main.command("worker")
+@click.option("--web-port", type=int, default=None, help="Default: FAUST_WEB_PORT.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Table state of this worker (default: FAUST_DATA_DIR); one per worker.",
+)
+@click.option("--loglevel", default="info", show_default=True)
+def worker(web_port: int | None, data_dir: str | None, loglevel: str) -> None:
+    """Run a Faust stream worker (agents, like table, web view on 127.0.0.1)."""
+    import os
+
+    from faust.cli.faust import cli as faust_cli
+
+    from app.kafka_admin import ensure_topics
+
+    if data_dir:
+        # Read by app.faust_app when Faust's CLI imports it below.
+        os.environ["FAUST_DATA_DIR"] = data_dir
+        get_settings.cache_clear()
+    settings = get_settings()
+    ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [*settings.input_topics, settings.topic_dead_letter],
+        partitions=settings.topic_partitions,
+    )
+    port = web_port if web_port is not None else settings.faust_web_port
+    args = [
+        "-A",
+        "app.faust_app",
+        "--loglevel",
+        loglevel,
+        "worker",
+        "--web-port",
+        str(port),
+        # --web-host alone does not change the bind address (DESIGN.md pitfalls); the host
+        # is the URL other workers route table requests to.
+        "--web-bind",
+        "127.0.0.1",
+        "--web-host",
+        "127.0.0.1",
+    ]
+    faust_cli.main(args=args, prog_name="notify worker")
+
+
 @main.group()
 def schedule() -> None:
     """The Celery beat schedule stored in PostgreSQL."""
@@ -132,6 +178,96 @@ def schedule_seed() -> None:
 
     created = seed_schedule()
     click.echo(f"schedule entries created: {', '.join(created) or 'none (all present)'}")
+
+
+@main.command("portal")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def portal(host: str, port: int) -> None:
+    """Serve the portal (webhooks, unsubscribe pages) with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("app.portal.app:create_app", factory=True, host=host, port=port)
+
+
+@main.group()
+def admin() -> None:
+    """Admin portal users."""
+
+
+@admin.command("create-user")
+@click.argument("username")
+@click.password_option(help="Prompted (twice, hidden) when not given.")
+def admin_create_user(username: str, password: str) -> None:
+    """Create a portal user, or set a new password for an existing one."""
+    from app.db.admin_users import create_or_replace
+    from app.db.session import session_scope
+    from app.portal.auth import hash_password
+
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="--password")
+    with session_scope() as session:
+        created = create_or_replace(
+            session=session, username=username.strip(), password_hash=hash_password(password)
+        )
+    click.echo(f"admin user {username.strip()} {'created' if created else 'updated'}")
+
+
+@main.command("email-worker")
+@click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_emails(concurrency: int, loglevel: str) -> None:
+    """Run the e-mail worker: queue `emails`, threads (the work is waiting on the provider)."""
+    from app.celery_app import EMAILS_QUEUE, celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            EMAILS_QUEUE,
+            "-P",
+            "threads",
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+        ]
+    )
+
+
+@main.command("jobs-worker")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_jobs(loglevel: str) -> None:
+    """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning)."""
+    from app.celery_app import JOBS_QUEUE, celery_app
+
+    celery_app.worker_main(["worker", "-Q", JOBS_QUEUE, "-c", "2", "--loglevel", loglevel])
+
+
+@main.command("demo")
+@click.option("--registrations", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--likes", default=300, show_default=True, type=click.IntRange(min=0))
+@click.option("--comments", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--campaign", "recipients", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to watch.")
+def demo(registrations: int, likes: int, comments: int, recipients: int, wait_s: float) -> None:
+    """Publish registrations, likes and a campaign to Kafka, then watch them become e-mails."""
+    from app import demo as demo_flow
+
+    settings = get_settings()
+    plan = demo_flow.DemoPlan(registrations, comments, likes, recipients)
+    sent = demo_flow.publish_burst(settings, plan)
+    for topic, count in sent.items():
+        click.echo(f"published {count:>5} events to {topic}")
+    click.echo("watching the pipeline (welcome mail goes now; digests at each user's send hour):")
+    done = demo_flow.watch(
+        until=demo_flow.transactional_done(registrations), timeout_s=wait_s, show=click.echo
+    )
+    click.echo("all welcome e-mails handled" if done else "still working; look again soon")
+    click.echo(f"  outbox (EMAIL_BACKEND=outbox): {settings.outbox_dir}")
+    click.echo(f"  admin portal:   {settings.public_base_url}/admin")
+    click.echo(f"  Faust web view: {settings.faust_web_url}/likes/size/")
+    click.echo(f"  Flower:         {settings.flower_url}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:1025"
     outbox_dir: Path = REPO_ROOT / "var" / "outbox"
 
+    # E-mail worker: retries, timeouts, and when a claimed send counts as abandoned.
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_retry_base_s: float = Field(default=2.0, gt=0)
+    # Countdowns stay well under RabbitMQ's 30 min consumer_timeout (ETA tasks are held unacked).
+    email_retry_max_s: float = Field(default=300.0, gt=0, le=900)
+    email_timeout_s: float = Field(default=10.0, gt=0)
+    # A delivery left in 'sending' longer than this belonged to a worker that died: send it again.
+    email_sending_timeout_s: float = Field(default=120.0, gt=0)
+
     # When mail goes out, in the user's own time zone.
     send_hour_local: int = Field(default=9, ge=0, le=23)
     quiet_hours: str = "22:00-08:00"
@@ -56,16 +65,37 @@ class Settings(BaseSettings):
     faust_app_id: str = "notify"
     faust_store: str = "rocksdb://"
     faust_web_port: int = 6066
+    faust_data_dir: Path = REPO_ROOT / "var" / "faust"
+    # Faust's 60 s default makes every join or failover wait tens of seconds (DESIGN.md pitfalls).
+    faust_session_timeout_s: float = Field(default=10.0, gt=0)
+    # One PostgreSQL transaction per batch: up to this many events, or what arrived within the wait.
+    ingest_batch_size: int = Field(default=5000, ge=1)
+    ingest_batch_within_s: float = Field(default=0.1, gt=0)
+    # Likes wait longer for fuller batches (digests are daily or weekly): fewer transactions and
+    # fewer table writes per event, since a key touched n times in a batch is set once.
+    ingest_likes_batch_within_s: float = Field(default=0.5, gt=0)
 
     # Portal and links in mail.
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: str = "dev-secret-change-me"
+    # Admin portal: session lifetime, cookies only over HTTPS (set when served behind TLS), links.
+    portal_session_max_age_s: int = Field(default=8 * 3600, ge=60)
+    portal_secure_cookies: bool = False
+    flower_url: str = "http://127.0.0.1:5555"
+    faust_web_url: str = "http://127.0.0.1:6066"
 
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours_parse(cls, value: str) -> str:
         parse_quiet_hours(value)
         return value
+
+    @model_validator(mode="after")
+    def _sending_timeout_covers_provider_call(self) -> Settings:
+        # Shorter than a provider call, a live worker's send would be taken over and duplicated.
+        if self.email_sending_timeout_s <= self.email_timeout_s:
+            raise ValueError("EMAIL_SENDING_TIMEOUT_S must be longer than EMAIL_TIMEOUT_S")
+        return self
 
     @property
     def quiet_hours_window(self) -> tuple[time, time] | None:

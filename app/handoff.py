@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -18,16 +17,18 @@ class CeleryEmailPublisher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], datetime | None]]) -> None:
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
         with self.app.producer_or_acquire() as producer:
-            for payload, eta in tasks:
+            for payload, delay_s in tasks:
                 self.app.send_task(
                     SEND_EMAIL,
                     args=[payload],
                     # Celery would otherwise saferepr() the whole HTML body for its logs.
                     argsrepr=f"[delivery {payload.get('delivery_id')}]",
                     kwargsrepr="{}",
-                    eta=eta,
+                    # A delay, not an ETA: the worker's clock is real time, while the service's
+                    # clock may be shifted (CLOCK_OFFSET_S) in tests and demos.
+                    countdown=delay_s,
                     queue=EMAILS_QUEUE,
                     routing_key=EMAILS_QUEUE,
                     producer=producer,

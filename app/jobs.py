@@ -24,8 +24,8 @@ ONCE_HANDOFF_GRACE = timedelta(minutes=2)  # a `once` row still pending after th
 
 
 class EmailPublisher(Protocol):
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], datetime | None]]) -> None:
-        """Put e-mail tasks on the `emails` queue, each with an optional ETA."""
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+        """Put e-mail tasks on the `emails` queue, each with an optional delay in seconds."""
 
 
 @dataclass
@@ -131,6 +131,12 @@ def email_task(row: Any) -> dict[str, Any]:
     return task
 
 
+def _delay_s(send_at: datetime, now: datetime) -> float | None:
+    """Seconds until `send_at` (None when due): at most DISPATCH_LOOKAHEAD."""
+    delay = (send_at - now).total_seconds()
+    return delay if delay > 0 else None
+
+
 def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000) -> int:
     """Enqueue deliveries whose send time is near (ETA at most a minute ahead); return how many.
 
@@ -149,9 +155,7 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
             )
             if not rows:
                 break
-            publisher.publish(
-                [(email_task(row), row.send_at if row.send_at > now else None) for row in rows]
-            )
+            publisher.publish([(email_task(row), _delay_s(row.send_at, now)) for row in rows])
             store.mark_enqueued(
                 session=session, delivery_ids=[row.delivery_id for row in rows], now=now
             )

@@ -7,12 +7,25 @@ import uuid
 from functools import cache
 from typing import Any
 
-from app import jobs
+from celery import Task
+from celery.signals import worker_ready
+from sqlalchemy.exc import OperationalError
+
+from app import delivery, jobs
 from app.auth_client import AuthClient, AuthUnavailable
-from app.celery_app import DAILY_DIGEST, DISPATCH, SEND_NOW, WEEKLY_DIGEST, celery_app
+from app.celery_app import (
+    DAILY_DIGEST,
+    DISPATCH,
+    SEND_EMAIL,
+    SEND_NOW,
+    WEEKLY_DIGEST,
+    celery_app,
+)
 from app.clock import utcnow
 from app.config import get_settings
+from app.contracts import ContractError
 from app.handoff import CeleryEmailPublisher, request_send_now
+from app.mail import EmailBackend, get_backend
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +80,47 @@ def dispatch() -> int:
         log.warning("re-requesting %d once notifications left pending", len(lost))
         request_send_now(celery_app, lost)
     return jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+
+
+@cache
+def _backend() -> EmailBackend:
+    return get_backend(get_settings())
+
+
+@celery_app.task(
+    bind=True,
+    name=SEND_EMAIL,
+    # Acked only after the outcome is recorded; a worker killed mid-task gets it redelivered.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # attempts are counted in deliveries.attempts (EMAIL_MAX_ATTEMPTS)
+    autoretry_for=(OperationalError,),  # database trouble delays mail, it never drops it
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+)
+def send_email(self: Task, task: dict[str, Any]) -> str:
+    """Send one e-mail task from the `emails` queue; retry later when the outcome says so."""
+    try:
+        outcome = delivery.deliver(
+            task,
+            backend=_backend(),
+            settings=get_settings(),
+            now=utcnow(),
+            retries=self.request.retries,
+        )
+    except ContractError as exc:
+        log.error("emails: dropping an invalid task: %s", exc)
+        return "invalid"
+    if outcome.result == "retry":
+        raise self.retry(countdown=outcome.countdown)
+    return outcome.result
+
+
+@worker_ready.connect
+def _release_abandoned_sends(**_kwargs: Any) -> None:
+    """At worker start, hand sends abandoned by dead workers back to the dispatcher."""
+    try:
+        delivery.release_abandoned(get_settings())
+    except Exception:  # never keep a worker from starting over housekeeping
+        log.exception("could not release abandoned sends")

@@ -96,13 +96,19 @@ def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:
     raise RuntimeError("dev Auth server did not start")
 
 
-def purge_emails(broker: str) -> int:
+def purge_emails(broker: str, expect: int = 0) -> int:
+    """Empty the `emails` queue; first wait (10 s at most) for `expect` messages to land in it."""
     queue = Queue(EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE,
                   durable=True)  # fmt: skip
     with Connection(broker) as conn:
         bound = queue(conn.default_channel)
         bound.declare()
-        _, count, _ = bound.queue_declare(passive=True)
+        deadline = time.monotonic() + 10
+        # Unconfirmed publishes may still be on their way when the publisher returns.
+        while (count := bound.queue_declare(passive=True)[1]) < expect:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         bound.purge()
         return count
 
@@ -116,7 +122,7 @@ def pipeline_run(rows: int, users: list[dict], auth: AuthClient) -> dict[str, fl
     t1 = time.perf_counter()
     sent = jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=AFTER_ALL_SEND_TIMES)
     t2 = time.perf_counter()
-    queued = purge_emails(settings.celery_broker_url)
+    queued = purge_emails(settings.celery_broker_url, expect=sent)
     if report.by_status.get("scheduled", 0) != sent or queued != sent:
         raise RuntimeError(f"lost work: {report.by_status} dispatched={sent} queued={queued}")
     return {"plan_s": t1 - t0, "dispatch_s": t2 - t1, "total_s": t2 - t0, "enqueued": sent}

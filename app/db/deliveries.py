@@ -8,11 +8,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.db.models import Delivery, Message, Notification, OptOut, Template
+from app.db.models import Campaign, Delivery, Message, Notification, OptOut, Template
 
 _CANDIDATE_COLUMNS = (
     Notification.notification_id,
@@ -36,6 +36,15 @@ def _candidates():  # noqa: ANN202
     )
 
 
+def _of_cancelled_campaign():  # noqa: ANN202
+    """A mailing whose campaign was cancelled (mailings carry the campaign as content id)."""
+    return exists().where(
+        Notification.kind == "mailing",
+        Campaign.campaign_id == func.coalesce(Notification.campaign_id, Notification.content_id),
+        Campaign.status == "cancelled",
+    )
+
+
 def lock_digest_candidates(
     *, session: Session, periodicity: str, after_id: uuid.UUID | None, limit: int
 ) -> Sequence[Row[Any]]:
@@ -51,6 +60,7 @@ def lock_digest_candidates(
             Notification.status != "queued",
             # A like digest with nothing to report is not due.
             or_(Notification.kind != "likes", Notification.like_count > 0),
+            ~_of_cancelled_campaign(),
         )
         .order_by(Notification.notification_id)
         .limit(limit)
@@ -68,6 +78,7 @@ def lock_once_candidate(*, session: Session, notification_id: uuid.UUID) -> Row[
         .where(
             Notification.notification_id == notification_id,
             Notification.status.in_(("pending", "failed")),
+            ~_of_cancelled_campaign(),
         )
         .with_for_update(skip_locked=True, of=Notification)
     )
@@ -75,12 +86,16 @@ def lock_once_candidate(*, session: Session, notification_id: uuid.UUID) -> Row[
 
 
 def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> list[uuid.UUID]:
-    """`once` notifications still pending after a while: their hand-off was lost or failed."""
+    """`once` notifications still pending after a while: their hand-off was lost.
+
+    Failed ones are left alone: the e-mail worker already retried them, and a permanent refusal
+    (say a 400) would otherwise be planned again every few minutes forever.
+    """
     query = (
         select(Notification.notification_id)
         .where(
             Notification.periodicity == "once",
-            Notification.status.in_(("pending", "failed")),
+            Notification.status == "pending",
             Notification.created_at < older_than,
             or_(Notification.last_update.is_(None), Notification.last_update < older_than),
         )

@@ -41,6 +41,10 @@ DELIVERY_STATUSES = (
     "sending",  # a worker is calling the provider
     "sent",  # provider accepted it
     "delivered",  # provider reported delivery (webhook)
+    "deferred",  # provider is still trying the recipient's server (webhook)
+    "bounced",  # the recipient's server refused it (webhook)
+    "dropped",  # the provider would not send it, e.g. a suppressed address (webhook)
+    "spam",  # the recipient reported it as spam (webhook)
     "failed",  # gave up; the notification is due again next period
     "skipped",  # policy, opt-out or unknown user
     "cancelled",  # e.g. its campaign was cancelled
@@ -117,8 +121,29 @@ class Campaign(Base):
     total_recipients: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     published_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = _created()
+    # Audience entries that were not user ids: kept so the portal can list them back.
+    invalid_recipients: Mapped[list[str]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     template: Mapped[Template] = relationship()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignRecipient(Base):
+    """One user of a campaign's audience (its events are published from these rows)."""
+
+    __tablename__ = "campaign_recipients"
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaigns.campaign_id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
 
 
 class Notification(Base):
@@ -142,6 +167,12 @@ class Notification(Base):
         CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
         CheckConstraint("like_count >= 0", name="like_count_nonnegative"),
         Index("ix_notifications_due", "periodicity", "status", "last_update"),
+        # Campaign progress finds mailings by content id when campaign_id was not filled.
+        Index(
+            "ix_notifications_mailing_content",
+            "content_id",
+            postgresql_where=text("kind = 'mailing'"),
+        ),
     )
 
     notification_id: Mapped[uuid.UUID] = _uuid_pk()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -17,7 +17,7 @@ from app.auth_client import AuthUnavailable
 from app.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
 from app.config import Settings
 from app.contracts import load_schema
-from app.db.models import Delivery, Notification
+from app.db.models import Campaign, Delivery, Notification, Template
 from app.db.session import session_scope
 from app.devauth import DevAuthHandler, DevAuthServer
 from app.handoff import CeleryEmailPublisher
@@ -220,7 +220,11 @@ def test_daily_job_plans_exactly_the_due_rows(
     messages = emails_queue()
     eta = {uuid.UUID(m.decode()[0][0]["delivery_id"]): m.headers["eta"] for m in messages}
     assert set(eta) == nine | set(due_now) and len(messages) == len(eta)
-    assert {eta[d] for d in nine} == {"2026-11-25T09:00:00+00:00"}
+    # 30 s ahead of the service's clock, sent as a countdown on the worker's real clock.
+    real_now = datetime.now(UTC)
+    for delivery_id in nine:
+        delay = datetime.fromisoformat(eta[delivery_id]) - real_now
+        assert timedelta(seconds=20) < delay <= timedelta(seconds=30)
     assert {eta[d] for d in due_now} == {None}
 
 
@@ -326,3 +330,42 @@ def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> Non
         session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
     assert jobs.lost_once_handoffs(now=datetime.now(UTC)) == [old]
     assert fresh not in jobs.lost_once_handoffs(now=datetime.now(UTC))
+
+
+def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # noqa: ANN001
+    user = uuid.UUID(auth_users[0]["user_id"])
+    with session_scope() as session:
+        (nid,) = insert_notifications(session, [Spec(user, "welcome", "once", None, "https://x")])
+        row = session.get(Notification, nid)
+        row.created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        row.status, row.last_update = "failed", datetime(2026, 1, 1, tzinfo=UTC)
+    assert jobs.lost_once_handoffs(now=datetime.now(UTC)) == []
+
+
+def test_mailings_of_a_cancelled_campaign_are_not_planned(
+    db: str,
+    auth_client,
+    auth_users,
+    settings: Settings,  # noqa: ANN001
+) -> None:
+    users = [uuid.UUID(u["user_id"]) for u in auth_users[:4]]
+    with session_scope() as session:
+        template_id = session.scalars(
+            select(Template.template_id).where(Template.name == "mailing")
+        ).one()
+        live, cancelled = (
+            Campaign(name=n, template_id=template_id, periodicity="daily", status=s)
+            for n, s in (("live", "published"), ("stopped", "cancelled"))
+        )
+        session.add_all([live, cancelled])
+        session.flush()
+        ids = insert_notifications(
+            session,
+            [Spec(users[0], "mailing", "daily", live.campaign_id, "a"),
+             Spec(users[1], "mailing", "daily", cancelled.campaign_id, "b"),
+             Spec(users[2], "mailing", "once", cancelled.campaign_id, "c")],
+        )  # fmt: skip
+    report = jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
+    assert report.picked == 1
+    assert set(_deliveries()) == {ids[0]}
+    assert jobs.plan_once(ids[2], auth=auth_client, settings=settings, now=NOW) is None

@@ -1,0 +1,256 @@
+"""Queries of the e-mail worker and the provider webhook: claim a send, record what came of it.
+
+A delivery moves scheduled|enqueued -> sending (claimed: one worker owns the provider call) ->
+sent | enqueued (retry) | failed; provider events then move sent -> delivered, deferred, bounced,
+dropped or spam. `attempts` counts claims and doubles as the owner's token: an outcome is only
+recorded by the worker whose claim is current.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.db.models import Delivery, Notification, OptOut
+from app.domain.policy import TRANSACTIONAL_KINDS
+
+CLAIMABLE = ("scheduled", "enqueued")
+# Which statuses a provider event may move a delivery out of (events arrive out of order).
+EVENT_SOURCES: dict[str, frozenset[str]] = {
+    "delivered": frozenset({"sending", "sent", "deferred"}),
+    "deferred": frozenset({"sending", "sent"}),
+    "bounced": frozenset({"sending", "sent", "deferred", "delivered"}),
+    "dropped": frozenset({"sending", "sent", "deferred"}),
+    "spam": frozenset({"sending", "sent", "deferred", "delivered"}),
+}
+
+ClaimState = Literal["claimed", "busy", "done", "missing", "opted_out"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to "may I send this delivery now?"."""
+
+    state: ClaimState
+    status: str | None = None  # the delivery's status before the claim
+    attempt: int = 0  # the claim's number (deliveries.attempts after it)
+    wait_s: float = 0.0  # busy: how long until another worker's claim counts as abandoned
+
+    @property
+    def reclaimed(self) -> bool:
+        """Whether this claim took over a send abandoned in 'sending' (a possible duplicate)."""
+        return self.state == "claimed" and self.status == "sending"
+
+
+def claim(
+    *, session: Session, delivery_id: uuid.UUID, notification_id: uuid.UUID, stale_after_s: float
+) -> Claim:
+    """Claim a delivery for sending, unless it is done, opted out, or another worker holds it."""
+    row = session.execute(
+        select(
+            Delivery.status,
+            Delivery.attempts,
+            func.extract("epoch", func.now() - Delivery.updated_at).label("age_s"),
+            Notification.kind,
+            Notification.user_id,
+        )
+        .join(Notification, Notification.notification_id == Delivery.notification_id)
+        .where(Delivery.delivery_id == delivery_id, Delivery.notification_id == notification_id)
+        .with_for_update(of=Delivery)
+    ).one_or_none()
+    if row is None:
+        return Claim("missing")
+    age_s = float(row.age_s)
+    if row.status == "sending" and age_s < stale_after_s:
+        return Claim("busy", row.status, row.attempts, wait_s=stale_after_s - age_s)
+    if row.status not in CLAIMABLE and row.status != "sending":
+        return Claim("done", row.status, row.attempts)
+    # Opt-outs are checked again at send time: the user may have left since planning.
+    if row.kind not in TRANSACTIONAL_KINDS and _opted_out(session, row.user_id, row.kind):
+        session.execute(
+            _delivery(delivery_id).values(
+                status="skipped", error="opted out", updated_at=func.now()
+            )
+        )
+        _notification(session, notification_id, status="skipped")
+        return Claim("opted_out", row.status, row.attempts)
+    attempt = row.attempts + 1
+    session.execute(
+        _delivery(delivery_id).values(status="sending", attempts=attempt, updated_at=func.now())
+    )
+    return Claim("claimed", row.status, attempt)
+
+
+def _opted_out(session: Session, user_id: uuid.UUID, kind: str) -> bool:
+    query = select(OptOut.kind).where(OptOut.user_id == user_id, OptOut.kind == kind)
+    return session.execute(query).first() is not None
+
+
+def _delivery(delivery_id: uuid.UUID):  # noqa: ANN202
+    return update(Delivery).where(Delivery.delivery_id == delivery_id)
+
+
+def _notification(
+    session: Session, notification_id: uuid.UUID, *, status: str, now: datetime | None = None
+) -> None:
+    values = {"status": status, "last_update": now if now is not None else func.now()}
+    session.execute(
+        update(Notification).where(Notification.notification_id == notification_id).values(**values)
+    )
+
+
+def _owned(delivery_id: uuid.UUID, attempt: int | None):  # noqa: ANN202
+    stmt = _delivery(delivery_id).where(Delivery.status == "sending")
+    return stmt if attempt is None else stmt.where(Delivery.attempts == attempt)
+
+
+def mark_sent(
+    *,
+    session: Session,
+    delivery_id: uuid.UUID,
+    attempt: int | None,
+    provider_message_id: str | None,
+    now: datetime,
+    status: str = "sent",
+) -> bool:
+    """Record an accepted send, once: the notification is sent and its reported likes subtracted.
+
+    Likes that arrived while the digest was out stay counted for the next one, hence the
+    subtraction instead of a reset. Returns False when the claim was not current any more.
+    """
+    row = session.execute(
+        _owned(delivery_id, attempt)
+        .values(
+            status=status,
+            sent_at=now,
+            error=None,
+            updated_at=func.now(),
+            provider_message_id=func.coalesce(provider_message_id, Delivery.provider_message_id),
+        )
+        .returning(Delivery.notification_id, Delivery.reported_count)
+    ).one_or_none()
+    if row is None:
+        return False
+    session.execute(
+        update(Notification)
+        .where(Notification.notification_id == row.notification_id)
+        .values(
+            status="sent",
+            last_update=now,
+            like_count=func.greatest(Notification.like_count - row.reported_count, 0),
+        )
+    )
+    return True
+
+
+def release_for_retry(
+    *, session: Session, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
+) -> bool:
+    """Hand a claimed delivery back to the queue after a transient failure."""
+    result = session.execute(
+        _owned(delivery_id, attempt).values(
+            status="enqueued", enqueued_at=now, error=error, updated_at=func.now()
+        )
+    )
+    return result.rowcount == 1
+
+
+def mark_failed(
+    *, session: Session, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
+) -> bool:
+    """Give up on a claimed delivery; its notification is due again in the next period run."""
+    row = session.execute(
+        _owned(delivery_id, attempt)
+        .values(status="failed", error=error, updated_at=func.now())
+        .returning(Delivery.notification_id)
+    ).one_or_none()
+    if row is None:
+        return False
+    _notification(session, row.notification_id, status="failed", now=now)
+    return True
+
+
+def mark_notification(
+    *, session: Session, notification_id: uuid.UUID, status: str, now: datetime
+) -> None:
+    """Record the outcome of a task that names no delivery (the seed's minimal e-mail task)."""
+    _notification(session, notification_id, status=status, now=now)
+
+
+def apply_provider_event(
+    *,
+    session: Session,
+    delivery_id: uuid.UUID,
+    status: str | None,
+    error: str | None,
+    now: datetime,
+) -> tuple[uuid.UUID | None, bool]:
+    """Apply one provider event to its delivery; return (the user's id, whether status changed).
+
+    An event for a delivery still in 'sending' proves the provider accepted it (the worker died
+    before recording that): it is recorded as sent first, so no redelivered task sends it again.
+    """
+    row = session.execute(
+        select(Delivery.status, Notification.user_id)
+        .join(Notification, Notification.notification_id == Delivery.notification_id)
+        .where(Delivery.delivery_id == delivery_id)
+        .with_for_update(of=Delivery)
+    ).one_or_none()
+    if row is None:
+        return None, False
+    if status is None or row.status not in EVENT_SOURCES[status]:
+        return row.user_id, False
+    if row.status == "sending":
+        mark_sent(
+            session=session,
+            delivery_id=delivery_id,
+            attempt=None,
+            provider_message_id=None,
+            now=now,
+            status=status,
+        )
+    values = {"status": status, "updated_at": func.now()}
+    if error:
+        values["error"] = error[:2000]
+    session.execute(_delivery(delivery_id).values(**values))
+    return row.user_id, True
+
+
+def add_opt_outs(*, session: Session, user_id: uuid.UUID, kinds: Iterable[str], source: str) -> int:
+    """Turn kinds of mail off for a user; return how many were newly turned off."""
+    rows = [{"user_id": user_id, "kind": kind, "source": source} for kind in kinds]
+    if not rows:
+        return 0
+    result = session.execute(
+        insert(OptOut).values(rows).on_conflict_do_nothing().returning(literal_column("1"))
+    )
+    return len(result.all())
+
+
+def release_stale_sending(*, session: Session, stale_after_s: float) -> int:
+    """Hand deliveries abandoned in 'sending' back to the dispatcher's re-sweep; return how many.
+
+    Their task message normally comes back by itself (late acks); this covers a lost message.
+    `enqueued_at` keeps its old value so the dispatcher's next re-sweep takes them.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == "sending",
+            Delivery.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_after_s),
+        )
+        .values(
+            status="enqueued",
+            enqueued_at=func.coalesce(Delivery.enqueued_at, Delivery.created_at),
+            error="released: abandoned while sending",
+            updated_at=func.now(),
+        )
+    )
+    return result.rowcount

@@ -1,0 +1,218 @@
+"""One send per delivery: claim it in PostgreSQL, call the backend, record the outcome.
+
+Plain functions (the Celery task only calls them). The claim is committed before the provider
+call and the outcome in one commit after it, so a redelivered or duplicated task never sends a
+delivery that is sent or being sent. One window cannot be closed without the provider's help: a
+worker that dies after the provider accepted the e-mail and before the 'sent' commit leaves the
+delivery in 'sending'. Once that claim is older than EMAIL_SENDING_TIMEOUT_S the delivery is sent
+again (at least once: mail is never silently lost), logged as a possible duplicate; a provider
+event that arrives first records it as sent and prevents the second send.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from app.config import Settings
+from app.contracts import validate
+from app.db import outcomes
+from app.db.session import session_scope
+from app.mail.base import (
+    EmailBackend,
+    OutgoingEmail,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+)
+
+log = logging.getLogger(__name__)
+
+# Celery holds countdown tasks unacked in worker memory; RabbitMQ's consumer_timeout is 30 min.
+MAX_COUNTDOWN_S = 900.0
+
+Result = Literal["sent", "retry", "failed", "done", "missing", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one task: `retry` comes with the countdown to wait before the next try."""
+
+    result: Result
+    countdown: float | None = None
+    error: str | None = None
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    base_s: float,
+    max_s: float,
+    retry_at: float | None = None,
+    now_ts: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before try `attempt + 1`: exponential with jitter, or the provider's reset.
+
+    Equal jitter keeps at least half the backoff while spreading workers apart; after a rate
+    limit everyone waits for the reset plus up to `base_s`, so the released herd is spread too.
+    """
+    rng = rng or random.Random()
+    if retry_at is not None:
+        wait = max(retry_at - (time.time() if now_ts is None else now_ts), 0.0)
+        return min(wait + rng.uniform(0, base_s), MAX_COUNTDOWN_S)
+    delay = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    return min(delay / 2 + rng.uniform(0, delay / 2), MAX_COUNTDOWN_S)
+
+
+def outgoing(task: dict[str, Any]) -> OutgoingEmail:
+    """The e-mail a task describes (schemas/email_task.json)."""
+    return OutgoingEmail(
+        to=task["email"],
+        subject=task["subject"],
+        html=task["body"],
+        text=task.get("text") or "",
+        headers=dict(task.get("headers") or {}),
+        delivery_id=task.get("delivery_id"),
+    )
+
+
+def deliver(
+    task: dict[str, Any],
+    *,
+    backend: EmailBackend,
+    settings: Settings,
+    now: datetime,
+    retries: int = 0,
+) -> Outcome:
+    """Send the e-mail of one task at most once per claim; say whether to retry and when.
+
+    Raises ContractError for a payload that breaks its schema (retrying cannot help).
+    """
+    validate("email_task", task)
+    email = outgoing(task)
+    notification_id = uuid.UUID(task["notification_id"])
+    if email.delivery_id is None:
+        return _deliver_untracked(email, notification_id, backend, settings, now, retries + 1)
+    delivery_id = uuid.UUID(email.delivery_id)
+    with session_scope() as session:
+        claim = outcomes.claim(
+            session=session,
+            delivery_id=delivery_id,
+            notification_id=notification_id,
+            stale_after_s=settings.email_sending_timeout_s,
+        )
+    if claim.state == "busy":
+        # Another worker is in the provider call (or died there): look again once it is stale.
+        return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
+    if claim.state != "claimed":
+        log.info("delivery %s not sent: %s (status %s)", delivery_id, claim.state, claim.status)
+        return Outcome({"done": "done", "missing": "missing", "opted_out": "skipped"}[claim.state])
+    if claim.reclaimed:
+        log.warning(
+            "delivery %s: resending a send abandoned in 'sending' (possible duplicate, attempt %d)",
+            delivery_id,
+            claim.attempt,
+        )
+    try:
+        result = backend.send(email)
+    except SendError as exc:
+        return _record_failure(delivery_id, claim.attempt, exc, settings, now)
+    except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
+        log.exception("delivery %s: backend crashed", delivery_id)
+        return _record_failure(
+            delivery_id, claim.attempt, TransientSendError(repr(exc)), settings, now
+        )
+    with session_scope() as session:
+        recorded = outcomes.mark_sent(
+            session=session,
+            delivery_id=delivery_id,
+            attempt=claim.attempt,
+            provider_message_id=result.provider_message_id,
+            now=now,
+        )
+    if not recorded:
+        log.warning(
+            "delivery %s sent, but its claim was taken over or a provider event recorded it first",
+            delivery_id,
+        )
+    return Outcome("sent")
+
+
+def _record_failure(
+    delivery_id: uuid.UUID, attempt: int, exc: SendError, settings: Settings, now: datetime
+) -> Outcome:
+    error = str(exc)[:2000]
+    transient = isinstance(exc, TransientSendError)
+    with session_scope() as session:
+        if transient and attempt < settings.email_max_attempts:
+            outcomes.release_for_retry(
+                session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
+            )
+            countdown = retry_delay(
+                attempt,
+                base_s=settings.email_retry_base_s,
+                max_s=settings.email_retry_max_s,
+                retry_at=getattr(exc, "retry_at", None),
+            )
+            log.info(
+                "delivery %s: attempt %d failed (%s); retry in %.1fs",
+                delivery_id,
+                attempt,
+                error,
+                countdown,
+            )
+            return Outcome("retry", countdown=countdown, error=error)
+        outcomes.mark_failed(
+            session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
+        )
+    log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, attempt, error)
+    return Outcome("failed", error=error)
+
+
+def _deliver_untracked(
+    email: OutgoingEmail,
+    notification_id: uuid.UUID,
+    backend: EmailBackend,
+    settings: Settings,
+    now: datetime,
+    attempt: int,
+) -> Outcome:
+    """A task without delivery_id: no per-delivery state, so no exactly-once guarantee."""
+    try:
+        backend.send(email)
+    except TransientSendError as exc:
+        if attempt < settings.email_max_attempts:
+            countdown = retry_delay(
+                attempt,
+                base_s=settings.email_retry_base_s,
+                max_s=settings.email_retry_max_s,
+                retry_at=exc.retry_at,
+            )
+            return Outcome("retry", countdown=countdown, error=str(exc))
+        status, error = "failed", str(exc)
+    except PermanentSendError as exc:
+        status, error = "failed", str(exc)
+    else:
+        status, error = "sent", None
+    with session_scope() as session:
+        outcomes.mark_notification(
+            session=session, notification_id=notification_id, status=status, now=now
+        )
+    return Outcome(status, error=error)
+
+
+def release_abandoned(settings: Settings) -> int:
+    """Hand deliveries left in 'sending' by dead workers back to the dispatcher."""
+    with session_scope() as session:
+        released = outcomes.release_stale_sending(
+            session=session, stale_after_s=settings.email_sending_timeout_s
+        )
+    if released:
+        log.warning("released %d deliveries abandoned in 'sending'", released)
+    return released

@@ -1,0 +1,114 @@
+"""`notify demo`: publish a realistic burst to Kafka and show it turn into e-mails."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
+from app.config import Settings
+from app.contracts import Event, encode_event
+from app.db.session import session_scope
+from app.db.stats import delivery_counts, notification_counts
+from app.db.store import get_template_by_name
+from app.devauth import generate_users
+from app.kafka_producer import make_producer, publish_all
+
+FINAL_DELIVERY_STATUSES = ("sent", "delivered", "failed", "skipped", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPlan:
+    registrations: int
+    liked_comments: int
+    likes: int
+    campaign_recipients: int
+
+
+def _user_ids(count: int) -> list[uuid.UUID]:
+    # The dev Auth server of `make run` serves generate_users(1000): the same ids.
+    return [uuid.UUID(u["user_id"]) for u in generate_users(max(count, 1000))][:count]
+
+
+def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int = 1) -> dict[str, int]:
+    """Publish registrations, likes and a campaign; return how many events each topic got."""
+    rng = random.Random(seed)
+    users = _user_ids(max(plan.registrations, plan.campaign_recipients, 50))
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    registrations = [
+        (str(u).encode(), encode_event(Event(u, "once", None,
+                                             f"{settings.public_base_url}/confirm?u={u.hex}")))
+        for u in users[: plan.registrations]
+    ]  # fmt: skip
+    comments = [(rng.choice(users[:50]), uuid.uuid4()) for _ in range(plan.liked_comments)]
+    likes = []
+    for i in range(plan.likes):
+        owner, comment = comments[i % len(comments)]
+        periodicity = "daily" if i % 3 else "weekly"
+        event = Event(owner, periodicity, comment, f"My comment #{comment.hex[:6]}")
+        likes.append((str(owner).encode(), encode_event(event)))
+    sent = {
+        settings.topic_user_registered: publish_all(
+            producer, settings.topic_user_registered, registrations
+        ).delivered,
+        settings.topic_comment_liked: publish_all(
+            producer, settings.topic_comment_liked, likes
+        ).delivered,
+    }
+    with session_scope() as session:
+        template_id = get_template_by_name(session=session, name="mailing").template_id
+    audience = parse_audience("\n".join(str(u) for u in users[: plan.campaign_recipients]))
+    campaign = create_campaign(
+        draft=Draft("Demo: autumn news", template_id, "Our autumn update is here.", "once"),
+        audience=audience,
+        created_by="demo",
+    )
+    report = publish_campaign(
+        campaign_id=campaign.campaign_id, producer=producer, topic=settings.topic_mailing
+    )
+    sent[settings.topic_mailing] = report.delivered
+    return sent
+
+
+def progress_line() -> str:
+    """One line: notifications by kind, deliveries by status."""
+    with session_scope() as session:
+        notifications = notification_counts(session=session)
+        deliveries = delivery_counts(session=session)
+    kinds: dict[str, int] = {}
+    for (kind, _status), count in notifications.items():
+        kinds[kind] = kinds.get(kind, 0) + count
+    return (
+        "notifications " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        + " | deliveries " + ", ".join(f"{s} {n}" for s, n in sorted(deliveries.items()))
+    )  # fmt: skip
+
+
+def watch(*, until: Callable[[], bool], timeout_s: float, show: Callable[[str], None]) -> bool:
+    """Print progress every second until `until()` holds or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        line = progress_line()
+        if line != last:
+            show(line)
+            last = line
+        if until():
+            return True
+        time.sleep(1)
+    return False
+
+
+def transactional_done(expected: int) -> Callable[[], bool]:
+    """True once `expected` welcome e-mails reached a final status."""
+
+    def check() -> bool:
+        with session_scope() as session:
+            counts = notification_counts(session=session)
+        return sum(n for (kind, s), n in counts.items() if kind == "welcome" and s != "pending"
+                   and s != "queued") >= expected  # fmt: skip
+
+    return check

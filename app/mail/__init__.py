@@ -1,0 +1,21 @@
+"""E-mail backends: the only modules that put mail on the wire."""
+
+from app.mail.base import (
+    EmailBackend,
+    OutgoingEmail,
+    PermanentSendError,
+    SendError,
+    SendResult,
+    TransientSendError,
+    get_backend,
+)
+
+__all__ = [
+    "EmailBackend",
+    "OutgoingEmail",
+    "PermanentSendError",
+    "SendError",
+    "SendResult",
+    "TransientSendError",
+    "get_backend",
+]

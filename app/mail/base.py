@@ -1,0 +1,90 @@
+"""The backend interface, the e-mail it sends, the errors it raises, and the backend factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """One rendered e-mail to one recipient; `delivery_id` makes the send traceable."""
+
+    to: str
+    subject: str
+    html: str
+    text: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider said when it accepted the e-mail."""
+
+    provider_message_id: str | None = None
+
+
+class SendError(Exception):
+    """The provider did not accept the e-mail; the message is the provider's own text."""
+
+
+class TransientSendError(SendError):
+    """Worth trying again: rate limit, server error, timeout, connection trouble."""
+
+    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at  # epoch seconds the provider asked us to wait for, if any
+
+
+class PermanentSendError(SendError):
+    """Sending the same e-mail again cannot succeed (bad request, refused recipient)."""
+
+
+class EmailBackend(Protocol):
+    def send(self, email: OutgoingEmail) -> SendResult:
+        """Hand one e-mail to the provider; raise TransientSendError or PermanentSendError."""
+
+
+def build_message(email: OutgoingEmail, sender: str, now: datetime | None = None) -> EmailMessage:
+    """The RFC 5322 message: plain-text and HTML alternatives plus the extra headers."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    if email.delivery_id:
+        # The same id on every try: mailbox providers collapse copies with one Message-ID.
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "notify.local"
+        message["Message-ID"] = f"<{email.delivery_id}@{domain}>"
+        message["X-Notify-Delivery-Id"] = email.delivery_id
+    for name, value in email.headers.items():
+        message[name] = value
+    if email.text:
+        message.set_content(email.text)
+        message.add_alternative(email.html, subtype="html")
+    else:
+        message.set_content(email.html, subtype="html")
+    return message
+
+
+def get_backend(settings: Settings) -> EmailBackend:
+    """The backend EMAIL_BACKEND names."""
+    if settings.email_backend == "sendgrid":
+        from app.mail.sendgrid_backend import SendGridBackend
+
+        return SendGridBackend.from_settings(settings)
+    if settings.email_backend == "smtp":
+        from app.mail.smtp_backend import SmtpBackend
+
+        return SmtpBackend.from_settings(settings)
+    from app.mail.outbox_backend import OutboxBackend
+
+    return OutboxBackend.from_settings(settings)

@@ -1,0 +1,93 @@
+"""SendGrid v3 through the official library: both parts, extra headers, delivery id custom arg."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
+
+from app.config import Settings
+from app.mail.base import OutgoingEmail, PermanentSendError, SendResult, TransientSendError
+
+log = logging.getLogger(__name__)
+
+
+def error_text(body: bytes | str | None) -> str:
+    """SendGrid's `{"errors": [{"message", "field"}]}` as one readable line."""
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    try:
+        errors = json.loads(raw)["errors"]
+        parts = [
+            f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors
+        ]
+    except (ValueError, KeyError, TypeError):
+        return raw.strip()[:2000]
+    return "; ".join(parts)[:2000]
+
+
+def rate_limit_reset(headers: Mapping[str, str] | Any) -> float | None:
+    """X-RateLimit-Reset (epoch seconds) from a 429 answer, if present and sane."""
+    value = headers.get("X-RateLimit-Reset") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def mail_body(email: OutgoingEmail, sender: str) -> Mail:
+    """The library's Mail object: text/plain first (SendGrid's rule), then text/html."""
+    mail = Mail(from_email=From(sender), to_emails=To(email.to), subject=email.subject)
+    if email.text:
+        mail.add_content(Content("text/plain", email.text))
+    mail.add_content(Content("text/html", email.html))
+    if email.headers:
+        mail.header = [Header(name, value) for name, value in email.headers.items()]
+    if email.delivery_id:
+        # SendGrid echoes custom args in every Event Webhook event: how events find the delivery.
+        mail.custom_arg = CustomArg("delivery_id", email.delivery_id)
+    return mail
+
+
+class SendGridBackend:
+    """Sends through POST /v3/mail/send; classifies the answer into sent / retry / failed."""
+
+    def __init__(self, api_key: str, *, host: str, sender: str, timeout_s: float) -> None:
+        self.client = SendGridAPIClient(api_key, host=host)
+        # The library has no timeout argument; its HTTP client takes one and passes it on.
+        self.client.client.timeout = timeout_s
+        self.sender = sender
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendGridBackend:
+        return cls(
+            settings.sendgrid_api_key,
+            host=settings.sendgrid_host,
+            sender=settings.email_from,
+            timeout_s=settings.email_timeout_s,
+        )
+
+    def send(self, email: OutgoingEmail) -> SendResult:
+        """Send one e-mail; 2xx returns, 429/5xx/timeouts are transient, other 4xx permanent."""
+        try:
+            response = self.client.send(mail_body(email, self.sender))
+        except HTTPError as exc:
+            text = f"{exc.status_code} {error_text(exc.body)}"
+            if exc.status_code == 429:
+                raise TransientSendError(text, retry_at=rate_limit_reset(exc.headers)) from exc
+            if exc.status_code >= 500:
+                raise TransientSendError(text) from exc
+            raise PermanentSendError(text) from exc
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, refused, reset
+            raise TransientSendError(f"sendgrid unreachable: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            raise TransientSendError(f"{response.status_code} unexpected answer")
+        message_id = response.headers.get("X-Message-Id") if response.headers else None
+        log.debug("sendgrid accepted %s as %s at %.3f", email.delivery_id, message_id, time.time())
+        return SendResult(provider_message_id=message_id)

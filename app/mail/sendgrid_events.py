@@ -1,0 +1,73 @@
+"""SendGrid Event Webhook: check the signature, and read events as our delivery outcomes."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from sendgrid.helpers.eventwebhook import EventWebhook
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+# SendGrid event -> delivery status (None: the status stays) and whether it turns mail off.
+_EVENTS: dict[str, tuple[str | None, bool]] = {
+    "delivered": ("delivered", False),
+    "deferred": ("deferred", False),
+    "bounce": ("bounced", False),
+    "dropped": ("dropped", False),
+    "spamreport": ("spam", True),
+    "unsubscribe": (None, True),
+    "group_unsubscribe": (None, True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One event about one of our deliveries."""
+
+    delivery_id: uuid.UUID
+    status: str | None
+    opt_out: bool
+    error: str | None
+
+
+def verify(public_key_b64: str, body: bytes, signature: str | None, timestamp: str | None) -> bool:
+    """Whether the body was signed by the key SENDGRID_WEBHOOK_PUBLIC_KEY names."""
+    if not (public_key_b64 and signature and timestamp):
+        return False
+    helper = EventWebhook()
+    try:
+        key = helper.convert_public_key_to_ecdsa(public_key_b64)
+        return bool(helper.verify_signature(body.decode("utf-8"), signature, timestamp, key))
+    except (ValueError, UnsupportedAlgorithm, binascii.Error, UnicodeDecodeError) as exc:
+        log.warning("webhook signature not checkable: %s", exc)
+        return False
+
+
+def parse_events(body: bytes) -> list[ProviderEvent]:
+    """Our events from a webhook body (a JSON array); raise ValueError if it is not one."""
+    events = json.loads(body)
+    if not isinstance(events, list):
+        raise ValueError("the body must be a JSON array of events")
+    return [e for e in (_event(item) for item in events) if e is not None]
+
+
+def _event(item: Any) -> ProviderEvent | None:
+    if not isinstance(item, dict) or item.get("event") not in _EVENTS:
+        return None  # processed, open, click...: nothing to record
+    try:
+        # The custom arg our backend set on the mail; events of other senders have none.
+        delivery_id = uuid.UUID(str(item.get("delivery_id")))
+    except ValueError:
+        return None
+    status, opt_out = _EVENTS[item["event"]]
+    error = item.get("reason") or item.get("response") if status != "delivered" else None
+    return ProviderEvent(delivery_id, status, opt_out, str(error) if error else None)

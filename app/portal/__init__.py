@@ -1,0 +1,1 @@
+"""The ASGI portal: provider webhooks, public unsubscribe pages, (later) the admin UI."""

@@ -1,0 +1,73 @@
+"""The admin UI: SQLAdmin over our models, our own pages, login and CSRF defences."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from fastapi import FastAPI
+from sqladmin import Admin
+from sqlalchemy.orm import sessionmaker
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.config import Settings
+from app.db.session import get_engine
+from app.portal import auth, campaigns, schedule_views, templates_views
+from app.portal.admin.backend import PortalAuthBackend
+from app.portal.admin.menu import LinkMenu, category
+from app.portal.admin.views import AdminUserAdmin, DeliveryAdmin, NotificationAdmin, TemplateAdmin
+from app.portal.csrf import OriginCheckMiddleware, origin_of
+from app.portal.pages import TEMPLATES_DIR
+
+SESSION_COOKIE = "notify_portal"
+# Public routes that take cross-site POSTs by design (providers, mailbox one-click unsubscribe).
+CSRF_EXEMPT = ("/webhooks", "/unsubscribe")
+
+
+def session_key(settings: Settings) -> str:
+    """The session signing key, derived so it never equals the unsubscribe-token key."""
+    return hmac.new(settings.secret_key.encode(), b"portal-session", hashlib.sha256).hexdigest()
+
+
+def install_admin(app: FastAPI, settings: Settings) -> Admin:
+    """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
+    for module in (auth, campaigns, templates_views, schedule_views):
+        app.include_router(module.router)  # before the /admin mount, so these routes win
+    admin = Admin(
+        app,
+        session_maker=sessionmaker(bind=get_engine(settings.database_url)),
+        base_url="/admin",
+        title="notify admin",
+        templates_dir=str(TEMPLATES_DIR),
+        authentication_backend=PortalAuthBackend(),
+    )
+    admin._menu.add(LinkMenu("Mailings", "/admin/mailings", "fa-solid fa-envelopes-bulk"))
+    for view in (TemplateAdmin, NotificationAdmin, DeliveryAdmin):
+        admin.add_view(view)
+    admin._menu.add(LinkMenu("Periodic tasks", "/admin/schedule", "fa-solid fa-clock"))
+    admin.add_view(AdminUserAdmin)
+    admin._menu.add(
+        category(
+            "Monitoring",
+            "fa-solid fa-chart-line",
+            LinkMenu("Flower (Celery)", settings.flower_url),
+            LinkMenu("Faust web view", settings.faust_web_url),
+        )
+    )
+    app.state.admin = admin
+    # Starlette runs the middleware added last first: origin check, session, login.
+    app.add_middleware(auth.LoginRequiredMiddleware)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_key(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.portal_session_max_age_s,
+        same_site="lax",
+        https_only=settings.portal_secure_cookies,
+    )
+    app.add_middleware(
+        OriginCheckMiddleware,
+        trusted_origins=frozenset({origin_of(settings.public_base_url)}),
+        exempt=CSRF_EXEMPT,
+    )
+    return admin

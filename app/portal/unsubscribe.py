@@ -1,0 +1,79 @@
+"""RFC 8058 one-click unsubscribe: POST records the opt-out; GET shows a page with a button."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app import feedback
+from app.clock import utcnow
+from app.domain.policy import UNSUBSCRIBABLE_KINDS
+from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
+
+router = APIRouter()
+
+LABELS = {"likes": "like digests", "mailing": "mailings"}
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: Arial, Helvetica, sans-serif; max-width: 480px; margin: 48px auto;">
+<h1 style="font-size: 22px;">{title}</h1>
+{content}
+</body></html>"""
+
+
+def _page(title: str, content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(PAGE.format(title=html.escape(title), content=content), status_code=status)
+
+
+def _invalid(reason: str) -> HTMLResponse:
+    text = f"This unsubscribe link is not valid ({html.escape(reason)}). Nothing was changed."
+    return _page("Link not valid", f"<p>{text}</p>", status=400)
+
+
+def _read(request: Request, token: str | None) -> Unsubscribe:
+    if not token:
+        raise InvalidToken("no token")
+    found = read_unsubscribe_token(
+        secret=request.app.state.settings.secret_key, token=token, now=utcnow()
+    )
+    if found.kind not in UNSUBSCRIBABLE_KINDS:
+        raise InvalidToken("not an unsubscribable kind of mail")
+    return found
+
+
+@router.get("/unsubscribe", response_class=HTMLResponse)
+def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
+    """Ask before unsubscribing: link scanners follow GETs, so a GET changes nothing."""
+    try:
+        found = _read(request, token)
+    except InvalidToken as exc:
+        return _invalid(str(exc))
+    action = html.escape(str(request.url.include_query_params(token=token)), quote=True)
+    form = (
+        f"<p>Stop receiving {LABELS[found.kind]} from us?</p>"
+        f'<form method="post" action="{action}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Unsubscribe</button></form>'
+    )
+    return _page("Unsubscribe", form)
+
+
+@router.post("/unsubscribe", response_class=HTMLResponse)
+async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
+    """Record the opt-out (mailbox providers POST `List-Unsubscribe=One-Click` here)."""
+    if token is None:  # a form may carry it in the body instead of the URL
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (fields.get("token") or [None])[0]
+    try:
+        found = _read(request, token)
+    except InvalidToken as exc:
+        return _invalid(str(exc))
+    await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=found.kind)
+    text = f"You will no longer receive {LABELS[found.kind]} from us."
+    return _page("Unsubscribed", f"<p>{html.escape(text)}</p>")

@@ -1,0 +1,114 @@
+"""Browser tier: Playwright drives Debian's Chromium against a portal served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from confluent_kafka.admin import AdminClient
+from playwright.sync_api import Browser, sync_playwright
+from sqlalchemy import text
+
+from app.config import REPO_ROOT, Settings
+from app.db import migrate
+from app.db.session import dispose_engines, session_scope
+from app.db.store import upsert_template
+from app.kafka_admin import ensure_topics
+from app.schedule import seed_schedule
+from app.template_files import default_templates
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)  # needs the services, like that tier
+
+
+@pytest.fixture
+def browser_db(settings: Settings) -> Iterator[str]:
+    """The test database at head with the default templates and a fresh beat schedule."""
+    migrate.upgrade("heads", settings.database_url)
+    with session_scope() as session:
+        session.execute(text("TRUNCATE deliveries, notifications, messages, campaigns CASCADE"))
+        session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))
+        for source in default_templates():
+            upsert_template(session=session, name=source.name, subject=source.subject,
+                            body_html=source.body_html, body_text=source.body_text)  # fmt: skip
+    seed_schedule()
+    yield settings.database_url
+    dispose_engines()
+
+
+@pytest.fixture
+def mailing_topic(settings: Settings) -> Iterator[str]:
+    name = f"test.mailing.{uuid.uuid4().hex[:12]}"
+    ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=2)
+    yield name
+    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def portal_url(browser_db: str, mailing_topic: str, tmp_path: Path) -> Iterator[str]:
+    """The portal served by uvicorn in a subprocess on a free port; stopped at teardown."""
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": browser_db, "TOPIC_MAILING": mailing_topic}
+    log = (tmp_path / "portal.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.portal.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            assert process.poll() is None, (tmp_path / "portal.log").read_text()
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the portal did not start within 30 s"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")  # its event loop must be gone before asyncio tests
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

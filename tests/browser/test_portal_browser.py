@@ -1,0 +1,125 @@
+"""The admin portal in a real browser: login, template + preview, campaign, send, progress, cron."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
+from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from app.config import Settings
+from app.db.models import Campaign
+from app.db.session import session_scope
+from app.schedule import beat_session
+from tests.integration.campaign_support import consume, simulate_deliveries, simulate_stream
+from tests.integration.portal_support import make_admin_user
+
+MIN_SCREENSHOT_BYTES = 8_000  # a blank page renders to ~3 KB at this size
+
+
+def shot(page: Page, folder: Path, name: str, heading: str) -> None:
+    """Save a full-page screenshot and check the page shows `heading` and is not blank."""
+    expect(page.locator("body")).to_contain_text(heading)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > MIN_SCREENSHOT_BYTES, f"{path} looks blank"
+
+
+def log_in(page: Page, url: str, folder: Path) -> None:
+    username, password = make_admin_user()
+    page.goto(f"{url}/admin/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.fill("#username", username)
+    page.fill("#password", password)
+    shot(page, folder, "01-login", "Sign in to manage")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}/admin/")
+    shot(page, folder, "02-dashboard", "Admin portal")
+
+
+def create_template(page: Page, url: str, folder: Path) -> str:
+    name = f"winter-{uuid.uuid4().hex[:6]}"
+    page.goto(f"{url}/admin/template/create")
+    page.fill("#name", name)
+    page.fill("#subject", "Winter news for {{ name }}")
+    page.fill("#body_text", "{{ content_value }}\n\nUnsubscribe: {{ unsubscribe_url }}")
+    page.fill("#body_html", "{{ ''.__class__.__mro__ }}")
+    page.click("input[type=submit][value=Save]")
+    shot(page, folder, "03-template-refused", "Template not saved. HTML body: SecurityError")
+    page.fill("#body_html", "<h1>Hello {{ name }}</h1><p>{{ content_value }}</p>")
+    page.click("input[type=submit][value=Save]")
+    expect(page).to_have_url(re.compile(r"/admin/template-preview/"))
+    expect(page.locator("#preview-subject")).to_have_text("Winter news for Ann Example")
+    frame = page.frame_locator("iframe[title='HTML preview']")
+    expect(frame.locator("h1")).to_have_text("Hello Ann Example")
+    shot(page, folder, "04-template-preview", f"Preview of {name}")
+    return name
+
+
+def create_campaign(page: Page, url: str, folder: Path, template: str, users: list) -> str:
+    page.goto(f"{url}/admin/mailings/new")
+    page.fill("#name", "Winter campaign")
+    page.select_option("#template_id", label=template)
+    page.fill("#content_value", "Our winter sale starts on Monday.")
+    page.fill("#audience", f"{users[0]}\n{users[1]}\nnot-a-user-id")
+    page.click("button[type=submit]")
+    expect(page.locator("#invalid-ids")).to_contain_text("not-a-user-id")
+    shot(page, folder, "05-campaign-draft", "1 audience entries are not user ids")
+    return page.url.rsplit("/", 1)[1]
+
+
+def test_portal_end_to_end(
+    browser: Browser, portal_url: str, mailing_topic: str, settings: Settings, screenshots: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, portal_url, screenshots)
+    template = create_template(page, portal_url, screenshots)
+
+    users = [uuid.uuid4(), uuid.uuid4()]
+    campaign_id = uuid.UUID(create_campaign(page, portal_url, screenshots, template, users))
+    page.click("#send")
+    expect(page.locator("body")).to_contain_text("2 events published to Kafka")
+    expect(page.locator("[data-count=published]")).to_have_text("2")
+    shot(page, screenshots, "06-campaign-sent", "Progress")
+    events = [json.loads(m.value()) for m in
+              consume(settings.kafka_bootstrap_servers, mailing_topic, 2)]  # fmt: skip
+    assert sorted(e["user_id"] for e in events) == sorted(map(str, users))
+    assert {e["content_id"] for e in events} == {str(campaign_id)}
+
+    # What the stream worker and the e-mail worker would write, one delivery at a time.
+    notifications = simulate_stream(campaign_id, users, link=True)
+    simulate_deliveries({notifications[0]: "sent"})
+    page.reload()
+    expect(page.locator("[data-bar=sent]")).to_have_attribute("style", re.compile("width: 50.0%"))
+    shot(page, screenshots, "07-progress-half", "1 of 2 recipients done")
+    simulate_deliveries({notifications[1]: "sent"})
+    page.reload()
+    expect(page.locator("[data-bar=sent]")).to_have_attribute("style", re.compile("width: 100.0%"))
+    shot(page, screenshots, "08-progress-done", "2 of 2 recipients done")
+    with session_scope() as session:
+        assert session.get(Campaign, campaign_id).status == "published"
+
+    page.goto(f"{portal_url}/admin/delivery/list?status=sent&user={users[0]}&user_op=equals")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    shot(page, screenshots, "09-deliveries-filtered", "pm-1")
+    page.locator("tbody tr a[href*='/details/']").first.click()
+    shot(page, screenshots, "10-delivery-details", "Provider message id")
+
+    page.goto(f"{portal_url}/admin/schedule")
+    row = page.locator("#entry-daily-digest")
+    row.get_by_label("daily-digest min").fill("45")
+    row.get_by_label("daily-digest hour").fill("7")
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator("body")).to_contain_text("daily-digest now runs at 45 7 * * * (UTC)")
+    shot(page, screenshots, "11-schedule-edited", "Beat schedule")
+    with beat_session() as session:
+        task = session.scalars(
+            select(PeriodicTask).where(PeriodicTask.name == "daily-digest")
+        ).one()
+        cron = session.get(CrontabSchedule, task.schedule_id)
+        assert (cron.minute, cron.hour) == ("45", "7")
+    page.close()

@@ -1,0 +1,1 @@
+"""Fakes of outside services (never of our own code), served over real sockets."""

@@ -1,0 +1,204 @@
+"""Helpers of the delivery tests: seed planned deliveries, run a real e-mail worker, poll the DB."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kombu import Connection, Exchange, Queue
+from sqlalchemy import select
+
+from app.auth_client import AuthUser
+from app.celery_app import EMAILS_QUEUE, celery_app
+from app.config import REPO_ROOT, Settings
+from app.db import deliveries as store
+from app.db.models import Delivery
+from app.db.session import session_scope
+from app.handoff import CeleryEmailPublisher
+from app.jobs import dispatch_due
+from app.planning import Candidate, plan_delivery
+from app.template_files import default_templates
+
+from .factories import TEMPLATE_OF_KIND, Spec, insert_notifications
+
+T = TypeVar("T")
+ALLOW_ALL = {"email": True, "likes": True, "mailing": True}
+
+
+def user(i: int) -> AuthUser:
+    return AuthUser(uuid.uuid4(), f"user{i}@example.com", f"User {i}", "UTC", dict(ALLOW_ALL))
+
+
+def seed(
+    settings: Settings, now: datetime, kinds: list[str], *, like_count: int = 3
+) -> list[tuple[uuid.UUID, AuthUser, str]]:
+    """Plan one due delivery per kind with the real planner and templates; return their ids."""
+    sources = {t.name: t for t in default_templates()}
+    users = [user(i) for i in range(len(kinds))]
+    specs = [
+        Spec(
+            u.user_id,
+            kind,
+            "once" if kind == "welcome" else "daily",
+            None if kind == "welcome" else uuid.uuid4(),
+            f"Hello <b>{i}</b> & co",
+            like_count=like_count if kind == "likes" else 0,
+        )
+        for i, (u, kind) in enumerate(zip(users, kinds, strict=True))
+    ]
+    with session_scope() as session:
+        ids = insert_notifications(session, specs)
+        plans = []
+        for nid, spec, u in zip(ids, specs, users, strict=True):
+            source = sources[TEMPLATE_OF_KIND[spec.kind]]
+            candidate = Candidate(
+                nid,
+                u.user_id,
+                spec.kind,
+                spec.periodicity,
+                spec.like_count,
+                spec.content_id,
+                spec.content_value,
+                source.subject,
+                source.body_html,
+                source.body_text,
+            )
+            plan = plan_delivery(candidate, u, opted_out=frozenset(), now=now, settings=settings)
+            assert plan.status == "scheduled", plan
+            # Due now, whatever the send hour: these tests are about sending.
+            plans.append({**plan.as_row(), "send_at": now - timedelta(seconds=1)})
+        store.record_plans(session=session, plans=plans, now=now)
+        found = dict(session.execute(select(Delivery.notification_id, Delivery.delivery_id)).all())
+    return [(found[nid], u, spec.kind) for nid, spec, u in zip(ids, specs, users, strict=True)]
+
+
+def dispatch(now: datetime) -> int:
+    """Put every due delivery on the real `emails` queue, through the real dispatcher."""
+    total = 0
+    while n := dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=now):
+        total += n
+    return total
+
+
+def purge_emails_queue(settings: Settings) -> None:
+    queue = Queue(
+        EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
+    )
+    with Connection(settings.celery_broker_url) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
+
+
+def deliveries() -> dict[uuid.UUID, Delivery]:
+    with session_scope() as session:
+        return {d.delivery_id: d for d in session.scalars(select(Delivery))}
+
+
+def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll until `check()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def statuses_settled(ids: list[uuid.UUID], final: set[str]) -> Callable[[], dict | None]:
+    def check() -> dict[uuid.UUID, Delivery] | None:
+        rows = deliveries()
+        return rows if all(rows[i].status in final for i in ids) else None
+
+    return check
+
+
+class Worker:
+    """A real `celery -A app.celery_app worker -Q emails` subprocess, threads pool."""
+
+    def __init__(
+        self, settings: Settings, log_path: Path, concurrency: int = 4, **env: Any
+    ) -> None:
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "CELERY_BROKER_URL": settings.celery_broker_url,
+            "PYTHONUNBUFFERED": "1",
+            **{k.upper(): str(v) for k, v in env.items()},
+        }
+        self.argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.celery_app",
+            "worker",
+            "-Q",
+            EMAILS_QUEUE,
+            "-P",
+            "threads",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"h4-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Worker:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            return b" ready." in self.log_path.read_bytes()[offset:]
+
+        wait_for(ready, timeout=timeout, what="the celery worker to be ready")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker (no warm shutdown: unacked tasks go back to the queue)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log_path: Path, **kwargs: Any) -> Iterator[Worker]:
+    worker = Worker(settings, log_path, **kwargs).start()
+    try:
+        yield worker
+    finally:
+        worker.kill()

@@ -1,0 +1,78 @@
+"""Fixtures and helpers of the admin portal tests: users, logged-in clients, mailing topics.
+
+Test modules import the fixtures (`*_fixture`, registered under their short names) explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.db.admin_users import create_or_replace
+from app.db.session import session_scope
+from app.kafka_admin import ensure_topics
+from app.portal.app import create_app
+from app.portal.auth import hash_password
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def make_admin_user(password: str = "s3cret-passw0rd") -> tuple[str, str]:
+    """A fresh portal user (unique name, since admin_users is shared by the test run)."""
+    username = f"admin-{secrets.token_hex(4)}"
+    with session_scope() as session:
+        create_or_replace(session=session, username=username, password_hash=hash_password(password))
+    return username, password
+
+
+def form_token(client: TestClient, page: str = "/admin/mailings/new") -> str:
+    """The CSRF token rendered in one of our forms."""
+    response = client.get(page)
+    assert response.status_code == 200, response.text[:300]
+    match = _TOKEN.search(response.text)
+    assert match, f"no csrf token on {page}"
+    return match.group(1)
+
+
+def log_in(client: TestClient, username: str, password: str) -> None:
+    """Sign in through the login form; fails the test if the portal refuses."""
+    token = _TOKEN.search(client.get("/login").text)
+    assert token
+    data = {"username": username, "password": password, "csrf_token": token.group(1)}
+    response = client.post("/login", data=data, follow_redirects=False)
+    assert response.status_code == 303, response.text[:300]
+
+
+@pytest.fixture(name="mailing_topic")
+def mailing_topic_fixture(settings: Settings) -> Iterator[str]:
+    """A mailing topic of this test alone."""
+    name = f"test.mailing.{uuid.uuid4().hex[:12]}"
+    ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=2)
+    yield name
+    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+
+
+@pytest.fixture(name="portal_settings")
+def portal_settings_fixture(settings: Settings, mailing_topic: str) -> Settings:
+    return settings.model_copy(update={"topic_mailing": mailing_topic})
+
+
+@pytest.fixture(name="anonymous")
+def anonymous_fixture(db: str, portal_settings: Settings) -> Iterator[TestClient]:
+    """A client of a fresh portal app, not signed in."""
+    with TestClient(create_app(portal_settings)) as client:
+        yield client
+
+
+@pytest.fixture(name="client")
+def client_fixture(anonymous: TestClient) -> TestClient:
+    """A client signed in as a fresh admin user."""
+    log_in(anonymous, *make_admin_user())
+    return anonymous

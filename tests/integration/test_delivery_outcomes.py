@@ -1,0 +1,191 @@
+"""Provider answers -> delivery outcomes, through a real worker, RabbitMQ and a fake SendGrid."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.celery_app import celery_app
+from app.clock import utcnow
+from app.config import get_settings
+from app.db import outcomes
+from app.db.models import Delivery, Notification, OptOut
+from app.db.session import session_scope
+from app.delivery import release_abandoned
+from app.handoff import CeleryEmailPublisher
+from app.jobs import email_task
+from tests.fakes.sendgrid import FakeSendGrid
+
+from .delivery_support import (
+    Worker,
+    deliveries,
+    dispatch,
+    purge_emails_queue,
+    seed,
+    statuses_settled,
+    wait_for,
+)
+
+MAX_ATTEMPTS = 4
+RETRY_MAX_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeSendGrid]:
+    server = FakeSendGrid().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(fake: FakeSendGrid, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    settings = get_settings()
+    purge_emails_queue(settings)
+    log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
+    running = Worker(
+        settings,
+        log,
+        concurrency=8,
+        email_backend="sendgrid",
+        sendgrid_host=fake.url,
+        sendgrid_api_key=fake.api_key,
+        email_max_attempts=MAX_ATTEMPTS,
+        email_retry_base_s=0.1,
+        email_retry_max_s=RETRY_MAX_S,
+        email_timeout_s=2,
+        email_sending_timeout_s=4,
+    ).start()
+    yield running
+    running.kill()
+
+
+@pytest.fixture
+def sendgrid(db: str, fake: FakeSendGrid, worker: Worker) -> FakeSendGrid:
+    purge_emails_queue(get_settings())
+    fake.reset()
+    return fake
+
+
+def _settle(ids, timeout: float = 30) -> dict:
+    return wait_for(
+        statuses_settled(ids, {"sent", "failed", "skipped"}),
+        timeout=timeout,
+        what="deliveries to settle",
+    )
+
+
+def test_rate_limit_storm_then_everything_sent_once_after_the_reset(sendgrid) -> None:
+    reset = math.ceil(time.time()) + 2
+    sendgrid.rate_limit_until(reset)
+    planned = seed(get_settings(), utcnow(), ["mailing"] * 20)
+    ids = [d for d, _u, _k in planned]
+    dispatch(utcnow())
+    found = _settle(ids)
+    assert {found[i].status for i in ids} == {"sent"}
+    assert sendgrid.accepted_counts() == {str(i): 1 for i in ids}
+    assert min(r.at for r in sendgrid.accepted()) >= reset
+    limited = [r for r in sendgrid.received if r.status == 429]
+    assert {r.delivery_id for r in limited} == {str(i) for i in ids}
+    assert all(found[i].attempts >= 2 for i in ids)
+
+
+def test_server_error_twice_then_sent_once(sendgrid) -> None:
+    sendgrid.script(500, 500)
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["likes"])
+    dispatch(utcnow())
+    found = _settle([delivery_id])
+    assert found[delivery_id].status == "sent"
+    assert found[delivery_id].attempts == 3 and found[delivery_id].error is None
+    assert [r.status for r in sendgrid.received] == [500, 500, 202]
+
+
+def test_bad_request_fails_at_once_with_the_providers_error(sendgrid) -> None:
+    sendgrid.script(400)
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["mailing"])
+    dispatch(utcnow())
+    found = _settle([delivery_id])
+    delivery = found[delivery_id]
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert delivery.error == "400 from: The from address does not match a verified Sender Identity."
+    with session_scope() as session:
+        assert session.scalar(select(Notification.status)) == "failed"
+    # Proving a retry does not happen needs a wait: four times the longest backoff.
+    time.sleep(4 * RETRY_MAX_S)
+    assert len(sendgrid.received) == 1
+
+
+def test_transient_errors_give_up_after_max_attempts(sendgrid) -> None:
+    sendgrid.script(*[503] * MAX_ATTEMPTS)
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["mailing"])
+    dispatch(utcnow())
+    delivery = _settle([delivery_id])[delivery_id]
+    assert (delivery.status, delivery.attempts) == ("failed", MAX_ATTEMPTS)
+    assert delivery.error.startswith("503 ")
+    assert [r.status for r in sendgrid.received] == [503] * MAX_ATTEMPTS
+
+
+def test_duplicate_tasks_send_once_and_likes_that_came_meanwhile_stay(sendgrid, worker) -> None:
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["likes"], like_count=3)
+    with session_scope() as session:  # two likes arrive after the digest reporting 3 was planned
+        session.execute(update(Notification).values(like_count=5))
+    done_before = worker.log_text().count("'done'")
+    dispatch(utcnow())
+    task = email_task(deliveries()[delivery_id])
+    CeleryEmailPublisher(celery_app).publish([(task, None)] * 4)
+    found = _settle([delivery_id])
+    assert found[delivery_id].status == "sent"
+    # The four extra copies each end as 'done' (already sent) without reaching the provider.
+    wait_for(
+        lambda: worker.log_text().count("'done'") >= done_before + 4,
+        timeout=10,
+        what="the duplicate tasks to be consumed",
+    )
+    assert sendgrid.accepted_counts() == {str(delivery_id): 1}
+    assert len(sendgrid.received) == 1
+    with session_scope() as session:
+        status, likes = session.execute(select(Notification.status, Notification.like_count)).one()
+    assert (status, likes) == ("sent", 2)
+
+
+def test_opt_out_after_planning_skips_the_send(sendgrid) -> None:
+    [(delivery_id, user, _k)] = seed(get_settings(), utcnow(), ["mailing"])
+    with session_scope() as session:
+        session.add(OptOut(user_id=user.user_id, kind="mailing", source="link"))
+    dispatch(utcnow())
+    delivery = _settle([delivery_id])[delivery_id]
+    assert (delivery.status, delivery.error) == ("skipped", "opted out")
+    assert sendgrid.received == []
+
+
+def test_abandoned_sends_are_released_to_the_dispatchers_re_sweep(db: str) -> None:
+    settings = get_settings()
+    purge_emails_queue(settings)
+    now = utcnow()
+    (old, _u, _k), (fresh, _u2, _k2) = seed(settings, now, ["mailing", "mailing"])
+    with session_scope() as session:
+        session.execute(
+            update(Delivery).values(status="sending", enqueued_at=now - timedelta(hours=1))
+        )
+        session.execute(
+            update(Delivery)
+            .where(Delivery.delivery_id == old)
+            .values(updated_at=func.now() - timedelta(minutes=10))
+        )
+        # A claim younger than the timeout belongs to a live worker: hands off.
+        busy = outcomes.claim(
+            session=session,
+            delivery_id=fresh,
+            notification_id=deliveries()[fresh].notification_id,
+            stale_after_s=settings.email_sending_timeout_s,
+        )
+    assert busy.state == "busy" and 0 < busy.wait_s <= settings.email_sending_timeout_s
+    assert release_abandoned(settings) == 1
+    rows = deliveries()
+    assert (rows[old].status, rows[fresh].status) == ("enqueued", "sending")
+    assert dispatch(now) == 1  # the dispatcher enqueues the released one again

@@ -1,0 +1,22 @@
+"""Campaign progress: per-state counts folded into the buckets the progress bar shows."""
+
+from __future__ import annotations
+
+from app.campaigns import Progress, progress_of
+
+
+def test_states_fold_into_buckets() -> None:
+    states = {"sent": 3, "delivered": 2, "bounced": 1, "failed": 1, "skipped": 1,
+              "notified:skipped": 1, "cancelled": 2, "scheduled": 4,
+              "notified:pending": 5}  # fmt: skip
+    progress = progress_of(25, 24, states)
+    assert progress == Progress(total=25, published=24, notified=20, sent=5, failed=2,
+                                skipped=2, cancelled=2)  # fmt: skip
+    assert progress.waiting == 9
+    assert progress.done == 11
+    assert progress.percent(progress.sent) == 20.0
+
+
+def test_empty_campaign_has_zero_percent() -> None:
+    progress = progress_of(0, 0, {})
+    assert (progress.percent(0), progress.waiting, progress.done) == (0.0, 0, 0)
