@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Faust's 60 s default makes every join or failover wait tens of seconds (DESIGN.md pitfalls).
     faust_session_timeout_s: float = Field(default=10.0, gt=0)
     # One PostgreSQL transaction per batch: up to this many events, or what arrived within the wait.
+    # A worker with unapplied events and no progress for this long has stalled (a known failure
+    # of Faust consumers): it exits non-zero so its supervisor starts a fresh one.
+    stream_stall_timeout_s: float = Field(default=60.0, gt=0)
     ingest_batch_size: int = Field(default=5000, ge=1)
     ingest_batch_within_s: float = Field(default=0.1, gt=0)
     # Likes wait longer for fuller batches (digests are daily or weekly): fewer transactions and

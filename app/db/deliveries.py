@@ -96,6 +96,7 @@ def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> l
         .where(
             Notification.periodicity == "once",
             Notification.status == "pending",
+            ~_of_cancelled_campaign(),
             Notification.created_at < older_than,
             or_(Notification.last_update.is_(None), Notification.last_update < older_than),
         )

@@ -1,0 +1,194 @@
+"""Thin Faust agents: take a batch, ingest it off the loop, dead letters, mirror table, hand off.
+
+The database work and the Celery hand-off run in a thread executor, so heartbeats and
+rebalances never wait behind I/O (DESIGN.md "Agents stay responsive").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
+
+from app import ingest, metrics, topics
+from app.celery_app import celery_app
+from app.contracts import EventKind
+from app.faust_app import app, settings
+from app.handoff import request_send_now
+from app.tables import like_counts
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY_S = 30.0
+
+# Since when events have been waiting with no batch applied (None: progress since last look).
+_waiting_since: float | None = None
+
+
+def to_record(event: EventT) -> ingest.Record:
+    """The transport-neutral record of a Faust event (raw bytes, position in the log)."""
+    message = event.message
+    return ingest.Record(
+        message.topic, message.partition, message.offset, message.key, message.value
+    )
+
+
+async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
+    """Send dead letters (original bytes, reason headers) and wait until Kafka has them."""
+    pending = [
+        await topics.dead_letter.send(key=d.record.key, value=d.record.value, headers=d.headers())
+        for d in dead
+    ]
+    await asyncio.gather(*pending)
+
+
+def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
+    # Called from the executor thread inside the batch's transaction: block until delivered.
+    def sink(dead: Sequence[ingest.DeadLetter]) -> None:
+        asyncio.run_coroutine_threadsafe(emit_dead_letters(dead), loop).result(timeout=120)
+
+    return sink
+
+
+async def apply_with_retry(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchResult:
+    """Apply a batch, retrying with backoff until PostgreSQL takes it.
+
+    Raising is not an option: `take_events` acks a batch whose agent body failed, which would
+    drop it; an outage must delay events, never lose them.
+    """
+    loop = asyncio.get_running_loop()
+    records = [to_record(event) for event in events]
+    apply = partial(
+        ingest.apply_batch,
+        kind,
+        records,
+        group_id=app.conf.id,
+        max_bytes=settings.max_event_bytes,
+        before_commit=_dead_letter_sink(loop),
+    )
+    delay = 0.5
+    while True:
+        try:
+            return await loop.run_in_executor(None, apply)
+        except Exception:
+            log.exception("%s: batch of %d failed; retrying in %.1f s", kind, len(records), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+@contextmanager
+def _in_partition_of(event: EventT) -> Iterator[None]:
+    # Faust picks a table key's changelog partition (and RocksDB shard) from the current event.
+    # After a batch that is just the last event taken, so point it at an event of the key's own
+    # partition. Faust has no public setter; this is the context variable its streams set.
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def mirror_like_counts(result: ingest.BatchResult, events: Sequence[EventT]) -> None:
+    """Set each touched key of the like table to the count PostgreSQL returned."""
+    last_of_partition = {event.message.partition: event for event in events}
+    for key, (partition, count) in result.like_counts.items():
+        with _in_partition_of(last_of_partition[partition]):
+            like_counts[key.encode()] = count
+
+
+async def hand_off(notification_ids: Sequence[Any]) -> None:
+    """Ask Celery to send these now; a failure is left to the dispatcher's re-sweep."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, request_send_now, celery_app, list(notification_ids))
+    except Exception:
+        # The rows are committed as pending: `dispatch` re-requests lost `once` hand-offs.
+        metrics.HANDOFF_FAILURES.inc()
+        log.exception("send_now hand-off of %d notifications failed", len(notification_ids))
+
+
+async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchResult:
+    """Ingest one batch of one input topic and do what follows the commit."""
+    topic = topics.INPUT_TOPICS[kind].get_topic_name()
+    metrics.EVENTS_CONSUMED.labels(topic).inc(len(events))
+    metrics.BATCH_SIZE.labels(topic).observe(len(events))
+    started = time.perf_counter()
+    result = await apply_with_retry(kind, events)
+    global _waiting_since
+    _waiting_since = None  # progress
+    metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
+    metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
+    metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
+    for dead in result.dead_letters:
+        metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
+        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, dead.record.topic,
+                    dead.record.partition, dead.record.offset, dead.error)  # fmt: skip
+    if result.like_counts:
+        mirror_like_counts(result, events)
+    if result.send_now:
+        await hand_off(result.send_now)
+    return result
+
+
+def _batches(stream: StreamT, within: float | None = None) -> AsyncIterator[Sequence[EventT]]:
+    within = within if within is not None else settings.ingest_batch_within_s
+    return stream.take_events(settings.ingest_batch_size, within=within)
+
+
+@app.agent(topics.user_registered, name="ingest_registrations")
+async def ingest_registrations(stream: StreamT) -> None:
+    """Create welcome notifications and send them now."""
+    async for events in _batches(stream):
+        await run_batch("user_registered", events)
+
+
+@app.agent(topics.comment_liked, name="ingest_likes")
+async def ingest_likes(stream: StreamT) -> None:
+    """Count likes per user and content in PostgreSQL; mirror the counts in the table."""
+    async for events in _batches(stream, settings.ingest_likes_batch_within_s):
+        await run_batch("comment_liked", events)
+
+
+@app.agent(topics.mailing, name="ingest_mailings")
+async def ingest_mailings(stream: StreamT) -> None:
+    """Create or replace mailing texts; send `once` mailings now."""
+    async for events in _batches(stream):
+        await run_batch("mailing", events)
+
+
+@app.timer(interval=5.0)
+async def stall_watchdog() -> None:
+    """Exit when events wait on our partitions but no batch was applied for a while.
+
+    faust-streaming consumers can stop fetching for good (faust-streaming#175, #640); restarting
+    the process is safe, since PostgreSQL's offsets make every replay harmless.
+    """
+    global _waiting_since
+    names = {topic.get_topic_name() for topic in topics.INPUT_TOPICS.values()}
+    assigned = [tp for tp in app.consumer.assignment() if tp.topic in names]
+    if not assigned:
+        return
+    ends = await app.consumer.highwaters(*assigned)
+    loop = asyncio.get_running_loop()
+    applied = await loop.run_in_executor(None, ingest.applied_offsets, app.conf.id)
+    lagging = ingest.lagging_partitions(applied, {(tp.topic, tp.partition): end
+                                                  for tp, end in ends.items()})  # fmt: skip
+    now = time.monotonic()
+    if not lagging:
+        _waiting_since = None
+    elif _waiting_since is None:
+        _waiting_since = now
+    elif now - _waiting_since > settings.stream_stall_timeout_s:
+        log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",
+                     now - _waiting_since, lagging)  # fmt: skip
+        logging.shutdown()
+        os._exit(ingest.STALL_EXIT_CODE)

@@ -1,0 +1,283 @@
+"""Harness for stream tests: private topics and consumer group, Faust workers as OS processes.
+
+No tests here; the stream test modules import these fixtures and helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import text
+
+from app.config import REPO_ROOT, Settings
+from app.db.session import session_scope
+from app.ingest import STALL_EXIT_CODE
+from app.kafka_admin import ensure_topics
+
+BIN = Path(sys.executable).parent
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class StreamEnv:
+    """One test's private topics, consumer group and environment for subprocesses."""
+
+    prefix: str
+    settings: Settings
+    tmp: Path
+    env: dict[str, str]
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def registered(self) -> str:
+        return f"{self.prefix}.user_registered"
+
+    @property
+    def liked(self) -> str:
+        return f"{self.prefix}.comment_liked"
+
+    @property
+    def mailing(self) -> str:
+        return f"{self.prefix}.mailing"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead_letter"
+
+    def worker(self, name: str = "w1", port: int | None = None) -> Worker:
+        """Start a Faust worker subprocess (its own web port and table directory)."""
+        port = port or _free_port()
+        worker = Worker(name, port, self.tmp / name, self.env, self.tmp / f"{name}.log")
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+
+class Worker:
+    """`notify worker` as its own process group, restartable after a kill -9."""
+
+    def __init__(self, name: str, port: int, data_dir: Path, env: dict[str, str], log: Path):
+        self.name, self.port, self.data_dir, self.env, self.log = name, port, data_dir, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.stall_restarts = 0
+        self._supervisor: threading.Thread | None = None
+        self._closed = False
+
+    def _supervise(self) -> None:
+        """Restart the worker when its stall watchdog made it exit, as a supervisor would."""
+        while not self._closed:
+            proc = self.proc
+            if proc is not None and proc.poll() == STALL_EXIT_CODE and proc is self.proc:
+                self.stall_restarts += 1
+                self.start()
+            time.sleep(0.5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+            self._supervisor.start()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "notify"), "worker", "--web-port", str(self.port), "--data-dir",
+                 str(self.data_dir), "--loglevel", "info"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                start_new_session=True,
+            )  # fmt: skip
+        self.starts += 1
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        self._closed = True
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+            return json.load(response)
+
+    def partitions(self) -> list[int] | None:
+        """The likes partitions this worker owns, or None while its web server is not up."""
+        assert self.alive(), f"{self.name} exited:\n{self.log_text()[-3000:]}"
+        try:
+            return self.get("/likes/?local=1")["partitions"]
+        except OSError:
+            return None
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until the worker has joined the group and owns partitions."""
+        wait_until(self.partitions, timeout=timeout, interval=0.5, what=f"{self.name} ready")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEnv]:
+    """Private topics (4 partitions) and Faust app id for one test; workers killed at the end."""
+    prefix = f"h5t{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "CELERY_BROKER_URL": settings.celery_broker_url,
+        "TOPIC_USER_REGISTERED": f"{prefix}.user_registered",
+        "TOPIC_COMMENT_LIKED": f"{prefix}.comment_liked",
+        "TOPIC_MAILING": f"{prefix}.mailing",
+        "TOPIC_DEAD_LETTER": f"{prefix}.dead_letter",
+        "TOPIC_PARTITIONS": "4",
+        "FAUST_APP_ID": prefix,
+        "FAUST_STORE": "rocksdb://",
+        "FAUST_SESSION_TIMEOUT_S": "6",
+        "STREAM_STALL_TIMEOUT_S": "15",
+        "PYTHONUNBUFFERED": "1",
+    }
+    stream = StreamEnv(prefix, settings, tmp_path, env)
+    names = [stream.registered, stream.liked, stream.mailing, stream.dead_letter]
+    ensure_topics(settings.kafka_bootstrap_servers, names, partitions=4)
+    try:
+        yield stream
+    finally:
+        for worker in stream.workers:
+            worker.stop()
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if ours:
+            admin.delete_topics(ours)
+
+
+def producer(settings: Settings) -> Producer:
+    # murmur2: Kafka's standard partitioner (Java clients, Faust/aiokafka), so a user id names
+    # the same partition for the producer and for Faust's table_route (README "Scaling").
+    return Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+        }
+    )
+
+
+def produce(settings: Settings, items: Iterable[tuple[str, str | None, bytes | None]]) -> int:
+    """Produce (topic, key, value) items in order; return how many."""
+    p = producer(settings)
+    count = 0
+    for topic, key, value in items:
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                p.poll(0.1)
+        count += 1
+    assert p.flush(60) == 0
+    return count
+
+
+def event(user_id: uuid.UUID, content_id: uuid.UUID | None, value: str, periodicity: str) -> bytes:
+    return json.dumps(
+        {
+            "user_id": str(user_id),
+            "periodicity": periodicity,
+            "content_id": str(content_id) if content_id else "",
+            "content_value": value,
+        }
+    ).encode()
+
+
+def like_counts_in_db() -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    with session_scope() as session:
+        rows = session.execute(
+            text("SELECT user_id, content_id, like_count FROM notifications WHERE kind = 'likes'")
+        )
+        return {(r.user_id, r.content_id): r.like_count for r in rows}
+
+
+def total_likes_in_db() -> int:
+    with session_scope() as session:
+        return session.execute(
+            text("SELECT coalesce(sum(like_count), 0) FROM notifications WHERE kind = 'likes'")
+        ).scalar_one()
+
+
+def read_topic(settings: Settings, topic: str, expected: int, *, timeout: float = 60) -> list[Any]:
+    """Read a topic from the beginning until `expected` messages (fails on fewer in time)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"h5-read-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                continue
+            got.append(msg)
+        extra = consumer.poll(1.0)
+        assert extra is None or extra.error(), "more messages than expected"
+    finally:
+        consumer.close()
+    assert len(got) == expected, f"{topic}: {len(got)} messages, expected {expected}"
+    return got

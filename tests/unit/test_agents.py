@@ -1,0 +1,158 @@
+"""Each agent under `agent.test_context()` (no broker): ingest, dead letters, table, hand-off.
+
+The ingest flow, the dead-letter producer and the Celery hand-off are replaced by recorders; the
+Faust table is the real one on the memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from app.config import get_settings
+
+pytestmark = pytest.mark.anyio
+
+# The Faust app reads its settings on import: unit tests use the in-memory table store, and a
+# throwaway data directory.
+os.environ["FAUST_STORE"] = "memory://"
+os.environ["FAUST_DATA_DIR"] = tempfile.mkdtemp(prefix="faust-unit-")
+get_settings.cache_clear()
+
+from app import agents  # noqa: E402
+from app.ingest import BatchResult, DeadLetter, Record  # noqa: E402
+from app.tables import like_counts  # noqa: E402
+
+
+class Recorder:
+    """Stands in for ingest.apply_batch, the dead-letter producer and request_send_now."""
+
+    def __init__(self, make_result: Callable[[str, list[Record]], BatchResult]) -> None:
+        self.make_result = make_result
+        self.batches: list[tuple[str, list[Record]]] = []
+        self.dead: list[DeadLetter] = []
+        self.handed: list[uuid.UUID] = []
+        self.failures_left = 0
+
+    def apply_batch(self, kind: str, records: Sequence[Record], **kwargs: Any) -> BatchResult:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("database down")
+        self.batches.append((kind, list(records)))
+        result = self.make_result(kind, list(records))
+        if result.dead_letters:
+            kwargs["before_commit"](result.dead_letters)
+        return result
+
+    async def emit(self, dead: Sequence[DeadLetter]) -> None:
+        self.dead.extend(dead)
+
+    def send_now(self, _app: Any, ids: Sequence[uuid.UUID]) -> None:
+        self.handed.extend(ids)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Recorder]:
+    def install(make_result: Callable[[str, list[Record]], BatchResult]) -> Recorder:
+        rec = Recorder(make_result)
+        monkeypatch.setattr(agents.ingest, "apply_batch", rec.apply_batch)
+        monkeypatch.setattr(agents, "emit_dead_letters", rec.emit)
+        monkeypatch.setattr(agents, "request_send_now", rec.send_now)
+        monkeypatch.setattr(agents, "MAX_RETRY_DELAY_S", 0.05)
+        return rec
+
+    return install
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_likes_agent_sets_table_keys_in_their_own_partition(
+    recorder: Callable[..., Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = {"u1:c1": (1, 5), "u2:c2": (3, 7)}
+    rec = recorder(lambda kind, records: BatchResult(kind, applied=len(records), like_counts=keys))
+    changelog: list[tuple[int, bytes, int]] = []
+    original = like_counts.send_changelog
+
+    def spy(partition: int, key: bytes, value: int, *args: Any, **kwargs: Any) -> Any:
+        changelog.append((partition, key, value))
+        return original(partition, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(like_counts, "send_changelog", spy)
+    async with agents.ingest_likes.test_context() as agent:
+        await agent.put(b"like-1", key=b"u1", partition=1)
+        await agent.put(b"like-2", key=b"u2", partition=3)
+        await _until(lambda: len(changelog) == 2)
+    assert sorted(changelog) == [(1, b"u1:c1", 5), (3, b"u2:c2", 7)]
+    assert like_counts[b"u1:c1"] == 5 and like_counts[b"u2:c2"] == 7
+    kind, records = rec.batches[0]
+    assert kind == "comment_liked" and records[0].value == b"like-1" and records[0].partition == 1
+    assert rec.handed == [] and rec.dead == []
+
+
+async def test_registration_agent_hands_new_rows_to_send_now(
+    recorder: Callable[..., Recorder],
+) -> None:
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    rec = recorder(lambda kind, records: BatchResult(kind, applied=len(records), send_now=ids))
+    async with agents.ingest_registrations.test_context() as agent:
+        await agent.put(b"registered", key=b"u1")
+        await _until(lambda: rec.handed == ids)
+    assert [kind for kind, _ in rec.batches] == ["user_registered"]
+
+
+async def test_mailing_agent_emits_dead_letters_and_keeps_going(
+    recorder: Callable[..., Recorder],
+) -> None:
+    def result(kind: str, records: list[Record]) -> BatchResult:
+        dead = [DeadLetter(r, "mailing: not JSON", "not_json") for r in records if r.value == b"?"]
+        return BatchResult(kind, applied=len(records) - len(dead), dead_letters=dead)
+
+    rec = recorder(result)
+    async with agents.ingest_mailings.test_context() as agent:
+        await agent.put(b"?", key=b"u1")
+        await _until(lambda: len(rec.dead) == 1)
+        await agent.put(b"fine", key=b"u1")
+        await _until(lambda: sum(len(r) for _, r in rec.batches) == 2)
+    assert rec.dead[0].record.value == b"?" and rec.dead[0].reason == "not_json"
+
+
+async def test_a_failing_batch_is_retried_not_dropped(recorder: Callable[..., Recorder]) -> None:
+    rec = recorder(lambda kind, records: BatchResult(kind, applied=len(records)))
+    rec.failures_left = 2
+    async with agents.ingest_mailings.test_context() as agent:
+        await agent.put(b"text", key=b"u1")
+        await _until(lambda: len(rec.batches) == 1)
+    assert rec.failures_left == 0 and rec.batches[0][1][0].value == b"text"
+
+
+async def test_a_failed_hand_off_does_not_stop_the_agent(
+    recorder: Callable[..., Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = recorder(lambda kind, records: BatchResult(kind, send_now=[uuid.uuid4()]))
+
+    def broken(_app: Any, _ids: Sequence[uuid.UUID]) -> None:
+        raise ConnectionError("rabbitmq down")
+
+    monkeypatch.setattr(agents, "request_send_now", broken)
+    async with agents.ingest_registrations.test_context() as agent:
+        await agent.put(b"a", key=b"u1")
+        await agent.put(b"b", key=b"u2")
+        await _until(lambda: sum(len(r) for _, r in rec.batches) == 2)

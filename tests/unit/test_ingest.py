@@ -1,0 +1,81 @@
+"""Pure parts of the ingest flow: decoding into events or dead letters with a bounded reason."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from app.ingest import DeadLetter, Record, decode_records, reason_of, table_key
+
+GOOD = {
+    "user_id": "3f1c1f2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+    "periodicity": "daily",
+    "content_id": "9b2e7c4d-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
+    "content_value": "https://x.example/1",
+}
+
+
+def _record(value: bytes | None, offset: int = 7) -> Record:
+    return Record("ugc.comment_liked", 2, offset, b"key", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{nope", "not_json"),
+        (b"\xff\xfe", "not_json"),
+        (None, "empty"),
+        (json.dumps({**GOOD, "user_id": "u-1"}).encode(), "bad_uuid"),
+        (json.dumps({**GOOD, "content_id": "c-1"}).encode(), "bad_uuid"),
+        (json.dumps({**GOOD, "periodicity": "hourly"}).encode(), "bad_periodicity"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "user_id"}).encode(), "schema"),
+        (json.dumps([1, 2]).encode(), "schema"),
+        (json.dumps({**GOOD, "content_value": "x" * 400}).encode(), "too_large"),
+    ],
+)
+def test_malformed_records_become_dead_letters_with_a_reason(
+    value: bytes | None, reason: str
+) -> None:
+    accepted, dead = decode_records("comment_liked", [_record(value)], max_bytes=300)
+    assert accepted == []
+    assert [d.reason for d in dead] == [reason]
+    assert dead[0].record.value == value
+
+
+def test_valid_records_pass_in_order_and_extra_fields_are_ignored() -> None:
+    records = [_record(json.dumps({**GOOD, "extra": i}).encode(), offset=i) for i in range(3)]
+    accepted, dead = decode_records("comment_liked", records, max_bytes=65536)
+    assert dead == []
+    assert [r.offset for r, _ in accepted] == [0, 1, 2]
+    assert accepted[0][1].user_id == uuid.UUID(GOOD["user_id"])
+
+
+def test_dead_letter_headers_carry_the_source_position() -> None:
+    letter = DeadLetter(_record(b"{nope", offset=41), "comment_liked: not JSON (x)", "not_json")
+    assert dict(letter.headers()) == {
+        "error": b"comment_liked: not JSON (x)",
+        "reason": b"not_json",
+        "source_topic": b"ugc.comment_liked",
+        "source_partition": b"2",
+        "source_offset": b"41",
+    }
+
+
+def test_reason_of_unknown_schema_errors_is_schema() -> None:
+    assert reason_of("mailing: data.content_value must be string") == "schema"
+
+
+def test_table_key_joins_user_and_content() -> None:
+    user, content = uuid.uuid4(), uuid.uuid4()
+    assert table_key(user, content) == f"{user}:{content}"
+
+
+def test_lagging_partitions_ignore_a_trailing_transaction_marker() -> None:
+    from app.ingest import lagging_partitions
+
+    applied = {("t", 0): 99, ("t", 1): 41, ("t", 2): -1}
+    ends = {("t", 0): 101, ("t", 1): 50, ("t", 2): 0, ("t", 3): 7}
+    # t/0: only offset 100 past the applied 99 (may be a marker); t/2: empty; t/3: never applied.
+    assert lagging_partitions(applied, ends) == [("t", 1), ("t", 3)]
