@@ -79,3 +79,11 @@ def test_lagging_partitions_ignore_a_trailing_transaction_marker() -> None:
     ends = {("t", 0): 101, ("t", 1): 50, ("t", 2): 0, ("t", 3): 7}
     # t/0: only offset 100 past the applied 99 (may be a marker); t/2: empty; t/3: never applied.
     assert lagging_partitions(applied, ends) == [("t", 1), ("t", 3)]
+
+
+def test_the_stream_worker_can_read_every_kafka_compression_codec() -> None:
+    # Producers choose the codec (our campaign producer uses lz4); aiokafka needs cramjam for
+    # lz4, zstd and snappy, and without it the fetcher crashes on the first such batch.
+    from aiokafka import codec
+
+    assert codec.has_lz4() and codec.has_zstd() and codec.has_snappy() and codec.has_gzip()

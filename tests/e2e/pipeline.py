@@ -1,0 +1,230 @@
+"""The whole pipeline as separate OS processes, as in production, on private topics.
+
+Each of our processes (Faust worker, Celery jobs and e-mail workers, beat, dev Auth server) runs
+with the same environment a deployment would give it; the outside systems are the dev Auth server
+and a fake SendGrid speaking the v3 API over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from app.config import REPO_ROOT, Settings
+from app.kafka_admin import ensure_topics
+
+BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll until `check()` is truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@dataclass
+class Process:
+    """One long-running process in its own process group, with its log and a readiness check."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    ready: Callable[[Process], bool]
+    proc: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0
+
+    def start(self, env: dict[str, str], timeout: float = 90) -> Process:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready", every=0.3)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.alive(), f"{self.name} exited:\n{self.log_tail()}"
+        return self.ready(self)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def new_log(self) -> str:
+        """What the process logged since its last start."""
+        return self.log_path.read_bytes()[self._log_offset :].decode("utf-8", "replace")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text("utf-8", "replace")[-chars:]
+
+    def stop(self) -> None:
+        """SIGTERM (warm shutdown), SIGKILL if it does not go within 20 s."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def _logged(marker: str) -> Callable[[Process], bool]:
+    return lambda process: marker in process.new_log()
+
+
+def _answers(url: str) -> Callable[[Process], bool]:
+    def check(_process: Process) -> bool:
+        try:
+            http_json(url)
+            return True
+        except OSError:
+            return False
+
+    return check
+
+
+def _owns_partitions(url: str) -> Callable[[Process], bool]:
+    def check(_process: Process) -> bool:
+        try:
+            return bool(http_json(f"{url}/likes/?local=1")["partitions"])
+        except (OSError, KeyError, ValueError):
+            return False
+
+    return check
+
+
+@dataclass
+class Pipeline:
+    """Every process of the service, configured like a deployment, on private topics."""
+
+    settings: Settings
+    tmp: Path
+    users_file: Path
+    sendgrid_url: str
+    sendgrid_key: str
+    prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
+    clock_offset_s: float = 0.0
+    email_backend: str = "sendgrid"
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.auth_port, self.web_port = free_port(), free_port()
+        self.outbox = self.tmp / "outbox"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        kinds = ("user_registered", "comment_liked", "mailing", "dead_letter")
+        return {kind: f"{self.prefix}.{kind}" for kind in kinds}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": self.settings.database_url,
+            "CELERY_BROKER_URL": self.settings.celery_broker_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "AUTH_API_URL": f"http://127.0.0.1:{self.auth_port}",
+            "EMAIL_BACKEND": self.email_backend,
+            "SENDGRID_HOST": self.sendgrid_url,
+            "SENDGRID_API_KEY": self.sendgrid_key,
+            "OUTBOX_DIR": str(self.outbox),
+            "CLOCK_OFFSET_S": str(self.clock_offset_s),
+            **{f"TOPIC_{kind.upper()}": name for kind, name in self.topics.items()},
+            "FAUST_APP_ID": self.prefix,
+            "FAUST_DATA_DIR": str(self.tmp / "faust"),
+            "FAUST_SESSION_TIMEOUT_S": "6",
+        }
+
+    def _define(self) -> list[Process]:
+        log = self.tmp
+        celery = [sys.executable, "-m", "celery", "-A", "app.celery_app"]
+        quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"]
+        worker_ready = _logged(" ready.")
+        return [
+            Process("auth", [str(BIN / "notify"), "dev-auth", "--users-file", str(self.users_file),
+                             "--port", str(self.auth_port)], log / "auth.log",
+                    _answers(f"http://127.0.0.1:{self.auth_port}/health")),
+            Process("stream", [str(BIN / "notify"), "worker", "--web-port", str(self.web_port)],
+                    log / "stream.log", _owns_partitions(f"http://127.0.0.1:{self.web_port}")),
+            Process("jobs", [*celery, "worker", "-Q", "jobs", "-P", "threads", "-c", "4",
+                             "-n", f"{self.prefix}-jobs@%h", *quiet], log / "jobs.log",
+                    worker_ready),
+            Process("emails", [*celery, "worker", "-Q", "emails", "-P", "threads", "-c", "8",
+                               "-n", f"{self.prefix}-emails@%h", *quiet], log / "emails.log",
+                    worker_ready),
+            Process("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile=",
+                             f"--schedule={log / 'beat'}"], log / "beat.log",
+                    _logged("beat: Starting")),
+        ]  # fmt: skip
+
+    def start(self) -> Pipeline:
+        ensure_topics(self.settings.kafka_bootstrap_servers, self.topics.values(), partitions=4)
+        for process in self._define():
+            self.processes[process.name] = process  # known before it starts: stop() finds it
+            process.start(self.env)
+        return self
+
+    def restart(self, *names: str) -> None:
+        """Restart these processes with the current environment (e.g. a new clock offset)."""
+        for name in names:
+            self.processes[name].stop()
+        for name in names:
+            self.processes[name].start(self.env)
+
+    def set_local_clock(self, local: dtime, tz: ZoneInfo, *names: str) -> datetime:
+        """Shift the service clock so it is now `local` o'clock in `tz` (the next such moment)."""
+        local_now = self.now().astimezone(tz)  # the clock only moves forward
+        target = datetime.combine(local_now.date(), local, tzinfo=tz)
+        if target <= local_now:
+            target += timedelta(days=1)
+        self.clock_offset_s = (target - datetime.now(UTC)).total_seconds()
+        self.restart(*names)
+        return target
+
+    def now(self) -> datetime:
+        """The service's (shifted) clock."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log_tail(1500)}" for p in self.processes.values())

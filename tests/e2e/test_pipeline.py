@@ -1,0 +1,240 @@
+"""End to end: events on Kafka become e-mails, through every process of the service.
+
+The service's processes run as separate OS processes on the real Kafka, PostgreSQL and RabbitMQ;
+the Auth service is the dev Auth server and SendGrid a fake that speaks its v3 API over HTTP.
+Time is driven through the service's clock setting (CLOCK_OFFSET_S), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from kombu import Connection
+from sqlalchemy import select, text
+
+from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
+from app.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
+from app.config import Settings
+from app.contracts import Event, encode_event
+from app.db import migrate
+from app.db.models import Delivery, Notification
+from app.db.session import dispose_engines, session_scope
+from app.db.store import get_template_by_name, upsert_template
+from app.devauth import generate_users
+from app.kafka_producer import make_producer, publish_all
+from app.schedule import seed_schedule
+from app.template_files import default_templates
+from tests.fakes.sendgrid import FakeSendGrid
+
+from .pipeline import Pipeline, wait_for
+
+pytestmark = pytest.mark.integration
+
+ZONE = ZoneInfo("Asia/Kathmandu")  # +05:45: a send hour that is not on a UTC hour boundary
+USERS = [{**user, "timezone": ZONE.key} for user in generate_users(120, seed=11)]
+UNKNOWN = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+
+
+def _user_id(i: int) -> uuid.UUID:
+    return uuid.UUID(USERS[i]["user_id"])
+
+
+def _reset_database(settings: Settings) -> None:
+    migrate.upgrade("heads", settings.database_url)
+    with session_scope() as session:
+        session.execute(text("TRUNCATE deliveries, notifications, messages, campaign_recipients,"
+                             " campaigns, opt_outs, stream_offsets CASCADE"))  # fmt: skip
+        for t in default_templates():
+            upsert_template(session=session, name=t.name, subject=t.subject,
+                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+    seed_schedule()
+
+
+def _purge_queues(settings: Settings) -> None:
+    with Connection(settings.celery_broker_url) as conn:
+        for queue in celery_app.conf.task_queues:
+            bound = queue(conn.default_channel)
+            bound.declare()
+            bound.purge()
+
+
+@pytest.fixture(scope="module")
+def sendgrid() -> Iterator[FakeSendGrid]:
+    fake = FakeSendGrid().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    sendgrid: FakeSendGrid, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    from app.config import get_settings
+
+    settings = get_settings()
+    _reset_database(settings)
+    _purge_queues(settings)
+    tmp = tmp_path_factory.mktemp("pipeline")
+    users_file = tmp / "users.json"
+    users_file.write_text(json.dumps(USERS))
+    pipeline = Pipeline(settings, tmp, users_file, sendgrid.url, sendgrid.api_key)
+    try:
+        pipeline.start()
+        # Midday in the users' zone: nothing is held back by quiet hours.
+        pipeline.set_local_clock(dtime(12, 0), ZONE, "jobs", "emails", "beat")
+        yield pipeline
+    finally:
+        pipeline.stop()
+        dispose_engines()
+
+
+def _produce(pipeline: Pipeline, kind: str, events: list[Event]) -> None:
+    producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+    messages = [(str(e.user_id).encode(), encode_event(e)) for e in events]
+    report = publish_all(producer, pipeline.topics[kind], messages)
+    assert report.delivered == len(events), report.errors
+
+
+def _mails_to(sendgrid: FakeSendGrid, address: str) -> list[dict[str, Any]]:
+    return [
+        r.body for r in sendgrid.accepted()
+        if r.body and r.body["personalizations"][0]["to"][0]["email"] == address
+    ]  # fmt: skip
+
+
+def _content(mail: dict[str, Any], mime: str) -> str:
+    return next(c["value"] for c in mail["content"] if c["type"] == mime)
+
+
+def test_registration_becomes_a_welcome_email_with_the_link(
+    pipeline: Pipeline, sendgrid: FakeSendGrid
+) -> None:
+    user = USERS[0]
+    link = "https://auth.example.com/confirm?token=e2e-123"
+    _produce(pipeline, "user_registered", [Event(_user_id(0), "once", None, link)])
+    (mail,) = wait_for(lambda: _mails_to(sendgrid, user["email"]), timeout=60,
+                       what="the welcome e-mail at the fake SendGrid")  # fmt: skip
+    assert link in _content(mail, "text/plain")
+    assert f'href="{link}"' in _content(mail, "text/html")
+    assert user["name"] in mail["subject"]
+    assert "List-Unsubscribe" not in (mail.get("headers") or {})  # transactional
+
+
+def test_registration_through_the_outbox_backend(pipeline: Pipeline) -> None:
+    pipeline.email_backend = "outbox"
+    pipeline.restart("emails")
+    try:
+        user = USERS[1]
+        link = "https://auth.example.com/confirm?token=e2e-outbox"
+        _produce(pipeline, "user_registered", [Event(_user_id(1), "once", None, link)])
+        (path,) = wait_for(lambda: list(Path(pipeline.outbox).glob("*.eml")), timeout=60,
+                           what="an .eml file in the outbox")  # fmt: skip
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert message["To"].endswith(f"<{user['email']}>") or message["To"] == user["email"]
+        text_part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+        assert link in text_part.get_content()
+    finally:
+        pipeline.email_backend = "sendgrid"
+        pipeline.restart("emails")
+
+
+def test_an_unknown_user_is_skipped(pipeline: Pipeline, sendgrid: FakeSendGrid) -> None:
+    _produce(pipeline, "user_registered", [Event(UNKNOWN, "once", None, "https://x.example/c")])
+
+    def skipped() -> Delivery | None:
+        with session_scope() as session:
+            return session.scalars(
+                select(Delivery).join(Notification).where(Notification.user_id == UNKNOWN)
+            ).one_or_none()
+
+    delivery = wait_for(skipped, timeout=60, what="the unknown user's delivery")
+    assert (delivery.status, delivery.error) == ("skipped", "unknown user")
+    assert all(r.delivery_id != str(delivery.delivery_id) for r in sendgrid.received)
+
+
+def test_a_campaign_reaches_exactly_the_users_whose_policy_allows_mailings(
+    pipeline: Pipeline, sendgrid: FakeSendGrid
+) -> None:
+    recipients = USERS[10:110]
+    policies = {u["email"]: u["notification_policy"] for u in recipients}
+    allowed = {address for address, p in policies.items() if p["email"] and p["mailing"]}
+    assert 0 < len(allowed) < len(recipients)
+    with session_scope() as session:
+        template_id = get_template_by_name(session=session, name="mailing").template_id
+    campaign = create_campaign(
+        draft=Draft("E2E news", template_id, "Hello from the e2e campaign", "once"),
+        audience=parse_audience("\n".join(u["user_id"] for u in recipients)),
+        created_by="e2e",
+    )
+    producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+    report = publish_campaign(
+        campaign_id=campaign.campaign_id, producer=producer, topic=pipeline.topics["mailing"]
+    )
+    assert report.delivered == 100
+
+    def campaign_settled() -> dict[str, int] | None:
+        with session_scope() as session:
+            rows = session.execute(
+                select(Delivery.status, Delivery.email).join(Notification)
+                .where(Notification.campaign_id == campaign.campaign_id)
+            ).all()  # fmt: skip
+        if len(rows) < 100 or any(s not in ("sent", "skipped") for s, _ in rows):
+            return None
+        return {e: s for s, e in rows if s == "sent"} or {"": ""}
+
+    wait_for(campaign_settled, timeout=90, what="every campaign delivery sent or skipped")
+    got = {
+        r.body["personalizations"][0]["to"][0]["email"]
+        for r in sendgrid.accepted()
+        if r.body and r.body["subject"].startswith("News for you")
+    }
+    assert got == allowed
+
+
+def test_25_likes_become_one_digest_at_the_local_send_hour(
+    pipeline: Pipeline, sendgrid: FakeSendGrid
+) -> None:
+    owner = next(i for i in range(2, 10) if USERS[i]["notification_policy"]["likes"]
+                 and USERS[i]["notification_policy"]["email"])  # fmt: skip
+    comment = uuid.uuid4()
+    likes = [Event(_user_id(owner), "daily", comment, "What a sunset!") for _ in range(25)]
+    _produce(pipeline, "comment_liked", likes)
+
+    def counted() -> bool:
+        with session_scope() as session:
+            count = session.scalar(select(Notification.like_count).where(
+                Notification.kind == "likes", Notification.content_id == comment))  # fmt: skip
+        return count == 25
+
+    wait_for(counted, timeout=60, what="25 likes counted in PostgreSQL")
+
+    # A little before 09:00 in the owner's zone; the daily job plans the digest for 09:00.
+    nine = pipeline.set_local_clock(dtime(8, 59, 20), ZONE, "jobs", "emails", "beat")
+    nine = nine.replace(hour=9, minute=0, second=0)
+    celery_app.send_task(DAILY_DIGEST, queue=JOBS_QUEUE)
+    address = USERS[owner]["email"]
+    (mail,) = wait_for(lambda: _mails_to(sendgrid, address), timeout=120,
+                       what="the like digest at the fake SendGrid")  # fmt: skip
+    assert "25 new likes" in mail["subject"]
+    received = next(r for r in sendgrid.accepted() if r.body is mail)
+    # The provider call, on the service's clock.
+    called_at = datetime.fromtimestamp(received.at, UTC) + timedelta(
+        seconds=pipeline.clock_offset_s
+    )
+    assert timedelta(0) <= called_at - nine < timedelta(seconds=15), (called_at, nine)
+    with session_scope() as session:
+        row = session.scalars(select(Notification).where(Notification.content_id == comment)).one()
+        delivery = session.scalars(select(Delivery).where(
+            Delivery.notification_id == row.notification_id)).one()  # fmt: skip
+    assert (row.status, row.like_count, delivery.reported_count) == ("sent", 0, 25)
+    assert delivery.sent_at.astimezone(ZONE).strftime("%H:%M") == "09:00"
