@@ -184,7 +184,7 @@ def schedule_seed() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def portal(host: str, port: int) -> None:
-    """Serve the portal (webhooks, unsubscribe pages) with uvicorn."""
+    """Serve the portal (admin UI, SendGrid webhook, unsubscribe pages) with uvicorn."""
     import uvicorn
 
     uvicorn.run("app.portal.app:create_app", factory=True, host=host, port=port)
@@ -266,7 +266,7 @@ def demo(registrations: int, likes: int, comments: int, recipients: int, wait_s:
     click.echo("all welcome e-mails handled" if done else "still working; look again soon")
     click.echo(f"  outbox (EMAIL_BACKEND=outbox): {settings.outbox_dir}")
     click.echo(f"  admin portal:   {settings.public_base_url}/admin")
-    click.echo(f"  Faust web view: {settings.faust_web_url}/likes/size/")
+    click.echo(f"  Faust web view: {settings.faust_web_url}/likes/")
     click.echo(f"  Flower:         {settings.flower_url}")
 
 

@@ -1,0 +1,160 @@
+"""Benchmark: registration events at a fixed rate -> welcome e-mail at the (fake) SendGrid.
+
+Every process of the service runs as its own OS process (tests/e2e/pipeline.py), on its own
+topics and the notify_bench database. Latency is from the produce call to the provider call.
+Baseline, measured in the same run at the same rate: a bare Kafka round trip (produce -> a plain
+confluent-kafka consumer), the floor any Kafka-fed pipeline sits on.
+
+    .venv/bin/python bench/e2e_latency.py --rate 200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ["DATABASE_URL"] = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
+)
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Consumer  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from app.config import get_settings  # noqa: E402
+from app.contracts import Event, encode_event  # noqa: E402
+from app.db import migrate  # noqa: E402
+from app.db.session import session_scope  # noqa: E402
+from app.db.store import upsert_template  # noqa: E402
+from app.devauth import generate_users  # noqa: E402
+from app.kafka_admin import ensure_topics  # noqa: E402
+from app.kafka_producer import make_producer  # noqa: E402
+from app.template_files import default_templates  # noqa: E402
+from bench.digest import ensure_database  # noqa: E402
+from tests.e2e.pipeline import Pipeline, wait_for  # noqa: E402
+from tests.fakes.sendgrid import FakeSendGrid  # noqa: E402
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1]}
+
+
+def paced(rate: float, count: int):  # noqa: ANN201
+    """Yield i at `rate` per second (absolute schedule: no drift)."""
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
+def kafka_round_trip(rate: float, seconds: float) -> list[float]:
+    """Latencies of a bare produce -> consume round trip at the same rate."""
+    settings = get_settings()
+    topic = f"bench.rtt.{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=4)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": topic, "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.subscribe([topic])
+    count = int(rate * seconds)
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+
+    def consume() -> None:
+        deadline = time.monotonic() + seconds + 30
+        while len(latencies) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                latencies.append(time.time() - sent[msg.value()])
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    time.sleep(3)  # let the consumer join before the clock starts
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    for i in paced(rate, count):
+        value = str(i).encode()
+        sent[value] = time.time()
+        producer.produce(topic, value=value)
+        producer.poll(0)
+    producer.flush(30)
+    reader.join()
+    consumer.close()
+    return latencies
+
+
+def reset_database() -> None:
+    settings = get_settings()
+    ensure_database(settings.database_url)
+    migrate.upgrade("heads", settings.database_url)
+    with session_scope() as session:
+        session.execute(text("TRUNCATE deliveries, notifications, messages, campaign_recipients,"
+                             " campaigns, opt_outs, stream_offsets CASCADE"))  # fmt: skip
+        for t in default_templates():
+            upsert_template(session=session, name=t.name, subject=t.subject,
+                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+
+
+def pipeline_latencies(rate: float, seconds: float, tmp: Path) -> list[float]:
+    settings = get_settings()
+    count = int(rate * seconds)
+    users = generate_users(count, seed=23)
+    users_file = tmp / "users.json"
+    users_file.write_text(json.dumps(users))
+    sendgrid = FakeSendGrid().start()
+    pipeline = Pipeline(settings, tmp, users_file, sendgrid.url, sendgrid.api_key)
+    sent: dict[str, float] = {}
+    try:
+        pipeline.start()
+        producer = make_producer(settings.kafka_bootstrap_servers, **{"linger.ms": 0})
+        topic = pipeline.topics["user_registered"]
+        for i in paced(rate, count):
+            user = users[i]
+            event = Event(uuid.UUID(user["user_id"]), "once", None, "https://x.example/c?t=1")
+            sent[user["email"]] = time.time()
+            producer.produce(topic, key=user["user_id"].encode(), value=encode_event(event))
+            producer.poll(0)
+        producer.flush(30)
+        wait_for(lambda: len(sendgrid.accepted()) >= count, timeout=300, every=0.5,
+                 what=f"{count} e-mails at the fake SendGrid")  # fmt: skip
+        return [
+            r.at - sent[r.body["personalizations"][0]["to"][0]["email"]]
+            for r in sendgrid.accepted()
+        ]
+    finally:
+        pipeline.stop()
+        sendgrid.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    reset_database()
+    with tempfile.TemporaryDirectory(prefix="e2e-latency-") as tmp:
+        latencies = pipeline_latencies(args.rate, args.seconds, Path(tmp))
+    floor = kafka_round_trip(args.rate, min(args.seconds, 10))
+    pipe, base = percentiles(latencies), percentiles(floor)
+    print(f"{len(latencies)} registrations at {args.rate:.0f}/s for {args.seconds:.0f} s -> "
+          f"welcome e-mail at the provider (produce -> provider call):")  # fmt: skip
+    print("  " + ", ".join(f"{k} {v * 1000:,.0f} ms" for k, v in pipe.items()))
+    print(f"baseline, bare Kafka round trip at the same rate ({len(floor)} messages):")
+    print("  " + ", ".join(f"{k} {v * 1000:,.1f} ms" for k, v in base.items()))
+    print(f"ratio pipeline/Kafka at p50: {pipe['p50'] / base['p50']:.0f}x, "
+          f"mean pipeline {statistics.mean(latencies) * 1000:,.0f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
