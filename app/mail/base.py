@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Protocol
@@ -53,9 +54,14 @@ class EmailBackend(Protocol):
         """Hand one e-mail to the provider; raise TransientSendError or PermanentSendError."""
 
 
+# CRLF line ends, and lines up to RFC 5322's 998 characters: the default 78 would fold a long
+# List-Unsubscribe URL into an RFC 2047 encoded-word, which mailbox providers do not read as a URL.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
 def build_message(email: OutgoingEmail, sender: str, now: datetime | None = None) -> EmailMessage:
     """The RFC 5322 message: plain-text and HTML alternatives plus the extra headers."""
-    message = EmailMessage()
+    message = EmailMessage(policy=WIRE_POLICY)
     message["From"] = sender
     message["To"] = email.to
     message["Subject"] = email.subject

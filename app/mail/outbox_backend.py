@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from email import policy
 from pathlib import Path
 
 from app.config import Settings
@@ -29,7 +28,7 @@ class OutboxBackend:
     def send(self, email: OutgoingEmail) -> SendResult:
         """Write the message file; a full or read-only disk is transient."""
         name = email.delivery_id or str(uuid.uuid4())
-        data = build_message(email, self.sender).as_bytes(policy=policy.SMTP)
+        data = build_message(email, self.sender).as_bytes()
         tmp: str | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -176,3 +176,11 @@ def test_sending_timeout_must_outlast_a_provider_call() -> None:
 
     with pytest.raises(ValidationError, match="EMAIL_SENDING_TIMEOUT_S"):
         Settings(email_timeout_s=10, email_sending_timeout_s=5)
+
+
+def test_a_long_unsubscribe_url_stays_a_literal_header_on_the_wire() -> None:
+    url = "https://notify.example.com/unsubscribe?token=" + "A1b2C3d4" * 20
+    mail = OutgoingEmail("ann@example.com", "Hi", "<p>x</p>", "x", {"List-Unsubscribe": f"<{url}>"})
+    raw = build_message(mail, SENDER).as_bytes()
+    assert f"List-Unsubscribe: <{url}>\r\n".encode() in raw  # not folded into =?utf-8?q?...?=
+    assert b"=?utf-8?" not in raw
