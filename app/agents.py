@@ -13,11 +13,13 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import ingest, metrics, topics
 from app.celery_app import celery_app
@@ -165,6 +167,21 @@ async def ingest_mailings(stream: StreamT) -> None:
         await run_batch("mailing", events)
 
 
+@cache
+def _offsets_reader() -> Consumer:
+    return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                     "group.id": f"{settings.faust_app_id}-watchdog"})  # fmt: skip
+
+
+def _end_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Kafka's end offset of each partition, asked with a client of its own."""
+    reader = _offsets_reader()
+    return {
+        (topic, partition): reader.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
+        for topic, partition in partitions
+    }
+
+
 @app.timer(interval=5.0)
 async def stall_watchdog() -> None:
     """Exit when events wait on our partitions but no batch was applied for a while.
@@ -177,11 +194,22 @@ async def stall_watchdog() -> None:
     assigned = [tp for tp in app.consumer.assignment() if tp.topic in names]
     if not assigned:
         return
-    ends = await app.consumer.highwaters(*assigned)
     loop = asyncio.get_running_loop()
-    applied = await loop.run_in_executor(None, ingest.applied_offsets, app.conf.id)
-    lagging = ingest.lagging_partitions(applied, {(tp.topic, tp.partition): end
-                                                  for tp, end in ends.items()})  # fmt: skip
+    # Not through Faust's consumer: a stalled consumer thread would stall this check too.
+    try:
+        ends, applied = await asyncio.wait_for(
+            asyncio.gather(
+                loop.run_in_executor(
+                    None, _end_offsets, [(t.topic, t.partition) for t in assigned]
+                ),
+                loop.run_in_executor(None, ingest.applied_offsets, app.conf.id),
+            ),
+            timeout=30,
+        )
+    except (TimeoutError, KafkaException, SQLAlchemyError) as exc:
+        log.warning("stall watchdog could not compare offsets: %r", exc)
+        return
+    lagging = ingest.lagging_partitions(applied, ends)
     now = time.monotonic()
     if not lagging:
         _waiting_since = None
