@@ -35,13 +35,17 @@ class CeleryEmailPublisher:
                 )
 
 
+SEND_NOW_CHUNK = 500  # the Auth API's batch limit: one lookup per task
+
+
 def request_send_now(app: Celery, notification_ids: Sequence[uuid.UUID]) -> None:
-    """Ask the jobs worker to plan and enqueue these `once` notifications now."""
+    """Ask the jobs worker to plan and enqueue these `once` notifications now, in chunks."""
+    ids = [str(i) for i in notification_ids]
     with app.producer_or_acquire() as producer:
-        for notification_id in notification_ids:
+        for start in range(0, len(ids), SEND_NOW_CHUNK):
             app.send_task(
                 SEND_NOW,
-                args=[str(notification_id)],
+                args=[ids[start : start + SEND_NOW_CHUNK]],
                 queue=JOBS_QUEUE,
                 routing_key=JOBS_QUEUE,
                 producer=producer,

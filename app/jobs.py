@@ -101,19 +101,21 @@ def run_digest(
 
 
 def plan_once(
-    notification_id: uuid.UUID, *, auth: AuthClient, settings: Settings, now: datetime
-) -> str | None:
-    """Plan the delivery of one `once` notification; return its status, or None if not due."""
+    notification_ids: Sequence[uuid.UUID], *, auth: AuthClient, settings: Settings, now: datetime
+) -> dict[uuid.UUID, str]:
+    """Plan the deliveries of `once` notifications (one Auth batch call); return their statuses.
+
+    Rows that are not due (already planned, or of a cancelled campaign) are left out.
+    """
     with session_scope() as session:
-        row = store.lock_once_candidate(session=session, notification_id=notification_id)
-        if row is None:
-            return None
-        user = auth.get_user(row.user_id)
-        opted_out = store.opted_out_kinds(session=session, user_ids=[row.user_id])
-        plans = _plan_chunk([row], {row.user_id: user} if user else {}, opted_out, now=now,
-                            settings=settings)  # fmt: skip
-        recorded = store.record_plans(session=session, plans=plans, now=now)
-    return recorded[0][1] if recorded else None
+        rows = store.lock_once_candidates(session=session, notification_ids=notification_ids)
+        if not rows:
+            return {}
+        user_ids = {row.user_id for row in rows}
+        users, _missing = auth.get_users(user_ids)
+        opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
+        plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
+        return dict(store.record_plans(session=session, plans=plans, now=now))
 
 
 def email_task(row: Any) -> dict[str, Any]:

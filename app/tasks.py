@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -62,14 +63,15 @@ def weekly_digest() -> dict[str, Any]:
     retry_jitter=True,
     max_retries=None,  # an Auth outage delays mail, it never drops it
 )
-def send_now(notification_id: str) -> str | None:
-    """Plan and enqueue one `once` notification (called by the stream agents)."""
-    status = jobs.plan_once(
-        uuid.UUID(notification_id), auth=_auth(), settings=get_settings(), now=utcnow()
+def send_now(notification_ids: list[str] | str) -> dict[str, int]:
+    """Plan and enqueue `once` notifications (the stream agents hand over one batch per task)."""
+    ids = [notification_ids] if isinstance(notification_ids, str) else notification_ids
+    statuses = jobs.plan_once(
+        [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
     )
-    if status == "scheduled":
+    if "scheduled" in statuses.values():
         jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
-    return status
+    return dict(Counter(statuses.values()))
 
 
 @celery_app.task(name=DISPATCH)

@@ -71,18 +71,21 @@ def lock_digest_candidates(
     return session.execute(query).all()
 
 
-def lock_once_candidate(*, session: Session, notification_id: uuid.UUID) -> Row[Any] | None:
-    """Lock one `once` notification that still has to go out (pending or failed)."""
+def lock_once_candidates(
+    *, session: Session, notification_ids: Sequence[uuid.UUID]
+) -> Sequence[Row[Any]]:
+    """Lock the `once` notifications among these that still have to go out (pending or failed)."""
     query = (
         _candidates()
         .where(
-            Notification.notification_id == notification_id,
+            Notification.notification_id.in_(list(notification_ids)),
             Notification.status.in_(("pending", "failed")),
             ~_of_cancelled_campaign(),
         )
+        .order_by(Notification.notification_id)
         .with_for_update(skip_locked=True, of=Notification)
     )
-    return session.execute(query).one_or_none()
+    return session.execute(query).all()
 
 
 def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> list[uuid.UUID]:

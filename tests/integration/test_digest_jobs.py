@@ -368,4 +368,4 @@ def test_mailings_of_a_cancelled_campaign_are_not_planned(
     report = jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
     assert report.picked == 1
     assert set(_deliveries()) == {ids[0]}
-    assert jobs.plan_once(ids[2], auth=auth_client, settings=settings, now=NOW) is None
+    assert jobs.plan_once([ids[2]], auth=auth_client, settings=settings, now=NOW) == {}
