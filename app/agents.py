@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
-from sqlalchemy.exc import SQLAlchemyError
 
 from app import ingest, metrics, topics
 from app.celery_app import celery_app
@@ -31,9 +30,6 @@ from app.tables import like_counts
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 30.0
-
-# Since when events have been waiting with no batch applied (None: progress since last look).
-_waiting_since: float | None = None
 
 
 def to_record(event: EventT) -> ingest.Record:
@@ -125,20 +121,24 @@ async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchRe
     metrics.BATCH_SIZE.labels(topic).observe(len(events))
     started = time.perf_counter()
     result = await apply_with_retry(kind, events)
-    global _waiting_since
-    _waiting_since = None  # progress
     metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
     metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
     metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
     for dead in result.dead_letters:
         metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
-        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, dead.record.topic,
-                    dead.record.partition, dead.record.offset, dead.error)  # fmt: skip
+        record = dead.record
+        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, record.topic, record.partition,
+                    record.offset, dead.error, extra=_position(record))  # fmt: skip
     if result.like_counts:
         mirror_like_counts(result, events)
     if result.send_now:
         await hand_off(result.send_now)
     return result
+
+
+def _position(record: ingest.Record) -> dict[str, Any]:
+    """Log fields naming an event's place in Kafka (fields of their own in JSON logs)."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
 def _batches(stream: StreamT, within: float | None = None) -> AsyncIterator[Sequence[EventT]]:
@@ -182,41 +182,44 @@ def _end_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int
     }
 
 
-@app.timer(interval=5.0)
-async def stall_watchdog() -> None:
-    """Exit when events wait on our partitions but no batch was applied for a while.
+_stalls = ingest.StallDetector(timeout=settings.stream_stall_timeout_s)
 
-    faust-streaming consumers can stop fetching for good (faust-streaming#175, #640); restarting
-    the process is safe, since PostgreSQL's offsets make every replay harmless.
-    """
-    global _waiting_since
+
+async def _look_for_stalls() -> list[tuple[str, int]]:
     names = {topic.get_topic_name() for topic in topics.INPUT_TOPICS.values()}
-    assigned = [tp for tp in app.consumer.assignment() if tp.topic in names]
-    if not assigned:
-        return
+    owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in names]
+    if not owned:
+        return []
     loop = asyncio.get_running_loop()
     # Not through Faust's consumer: a stalled consumer thread would stall this check too.
-    try:
-        ends, applied = await asyncio.wait_for(
-            asyncio.gather(
-                loop.run_in_executor(
-                    None, _end_offsets, [(t.topic, t.partition) for t in assigned]
-                ),
-                loop.run_in_executor(None, ingest.applied_offsets, app.conf.id),
-            ),
-            timeout=30,
+    ends, applied = await asyncio.wait_for(
+        asyncio.gather(
+            loop.run_in_executor(None, _end_offsets, owned),
+            loop.run_in_executor(None, ingest.applied_offsets, app.conf.id),
+        ),
+        timeout=30,
+    )
+    for (topic, partition), end in ends.items():
+        metrics.PARTITION_LAG.labels(topic, str(partition)).set(
+            max(end - 1 - applied.get((topic, partition), -1), 0)
         )
-    except (TimeoutError, KafkaException, SQLAlchemyError) as exc:
+    return _stalls.look(applied, ends, time.monotonic())
+
+
+@app.timer(interval=5.0)
+async def stall_watchdog() -> None:
+    """Exit when a partition of ours holds events but its applied offset has stopped moving.
+
+    faust-streaming consumers can stop fetching for good (faust-streaming#175, #629, #640);
+    restarting the process is safe, since PostgreSQL's offsets make every replay harmless.
+    """
+    try:
+        stalled = await _look_for_stalls()
+    except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any one failed look
         log.warning("stall watchdog could not compare offsets: %r", exc)
         return
-    lagging = ingest.lagging_partitions(applied, ends)
-    now = time.monotonic()
-    if not lagging:
-        _waiting_since = None
-    elif _waiting_since is None:
-        _waiting_since = now
-    elif now - _waiting_since > settings.stream_stall_timeout_s:
+    if stalled:
         log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",
-                     now - _waiting_since, lagging)  # fmt: skip
+                     _stalls.waiting_for(time.monotonic()), stalled)  # fmt: skip
         logging.shutdown()
         os._exit(ingest.STALL_EXIT_CODE)

@@ -241,6 +241,45 @@ def lagging_partitions(
     return sorted(tp for tp, end in end_offsets.items() if end - 2 > applied.get(tp, -1))
 
 
+@dataclass
+class StallDetector:
+    """Finds partitions that hold unapplied events while their applied offset stays put.
+
+    Each look passes the end offsets of the partitions this worker owns and the applied offsets.
+    A partition counts as stalled once it has been lagging, at one unchanged applied offset, for
+    longer than `timeout` seconds; a newly owned partition starts its clock at its first look.
+    Progress is judged per partition: one stuck partition is found while the others move.
+    """
+
+    timeout: float
+    _since: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
+
+    def look(
+        self,
+        applied: Mapping[tuple[str, int], int],
+        end_offsets: Mapping[tuple[str, int], int],
+        now: float,
+    ) -> list[tuple[str, int]]:
+        """Record this look; return the stalled partitions (sorted)."""
+        lagging = set(lagging_partitions(applied, end_offsets))
+        stalled = []
+        for tp in list(self._since):
+            if tp not in lagging:
+                del self._since[tp]
+        for tp in sorted(lagging):
+            offset = applied.get(tp, -1)
+            seen = self._since.get(tp)
+            if seen is None or seen[0] != offset:
+                self._since[tp] = (offset, now)
+            elif now - seen[1] > self.timeout:
+                stalled.append(tp)
+        return stalled
+
+    def waiting_for(self, now: float) -> float:
+        """How long the longest-waiting lagging partition has been stuck."""
+        return max((now - since for _, since in self._since.values()), default=0.0)
+
+
 def applied_offsets(group_id: str) -> dict[tuple[str, int], int]:
     """The highest offset applied to PostgreSQL per topic-partition of this group."""
     with session_scope() as session:

@@ -6,7 +6,9 @@ No tests here; the stream test modules import these fixtures and helpers.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from app.ingest import STALL_EXIT_CODE
 from app.kafka_admin import ensure_topics
 
 BIN = Path(sys.executable).parent
+log = logging.getLogger(__name__)
 
 
 def wait_until(
@@ -156,6 +159,15 @@ class Worker:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def diagnosis(self, tail: int = 60) -> str:
+        """Warnings and errors of every generation, then the log's last lines."""
+        lines = self.log_text().splitlines() if self.log.exists() else []
+        alarming = [line for line in lines if re.search(r"WARNING|ERROR|CRITICAL|Traceback", line)]
+        return "\n".join(
+            [f"--- {self.name}: {self.starts} starts, {self.stall_restarts} after a stall ---",
+             *alarming[-80:], f"--- {self.name}: last {tail} lines ---", *lines[-tail:]]
+        )  # fmt: skip
+
 
 def _free_port() -> int:
     import socket
@@ -192,6 +204,8 @@ def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEn
     finally:
         for worker in stream.workers:
             worker.stop()
+            # Captured: pytest shows it only when the test failed.
+            log.warning("%s", worker.diagnosis())
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         if ours:

@@ -87,3 +87,39 @@ def test_the_stream_worker_can_read_every_kafka_compression_codec() -> None:
     from aiokafka import codec
 
     assert codec.has_lz4() and codec.has_zstd() and codec.has_snappy() and codec.has_gzip()
+
+
+def test_a_partition_stalls_only_after_its_applied_offset_stays_put_past_the_timeout() -> None:
+    from app.ingest import StallDetector
+
+    detector = StallDetector(timeout=10)
+    ends = {("t", 0): 100, ("t", 1): 100}
+    assert detector.look({("t", 0): 50, ("t", 1): 50}, ends, now=0) == []
+    # Partition 0 moves on, partition 1 does not: only partition 1 stalls.
+    assert detector.look({("t", 0): 60, ("t", 1): 50}, ends, now=6) == []
+    assert detector.look({("t", 0): 70, ("t", 1): 50}, ends, now=11) == [("t", 1)]
+    assert detector.waiting_for(11) == 11
+
+
+def test_progress_or_catching_up_resets_a_partitions_clock() -> None:
+    from app.ingest import StallDetector
+
+    detector = StallDetector(timeout=10)
+    ends = {("t", 0): 100}
+    detector.look({("t", 0): 50}, ends, now=0)
+    detector.look({("t", 0): 51}, ends, now=9)  # moved: the clock starts again
+    assert detector.look({("t", 0): 51}, ends, now=18) == []
+    assert detector.look({("t", 0): 51}, ends, now=19.5) == [("t", 0)]
+    detector.look({("t", 0): 98}, ends, now=20)  # caught up (99 is a transaction marker)
+    assert detector.look({("t", 0): 98}, ends, now=40) == []
+    assert detector.waiting_for(40) == 0
+
+
+def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
+    from app.ingest import StallDetector
+
+    detector = StallDetector(timeout=10)
+    detector.look({}, {("t", 0): 5}, now=0)
+    # Taken over from another worker at t=100 with an old applied offset: not stalled at once.
+    assert detector.look({("t", 0): 3}, {("t", 0): 5, ("t", 1): 500}, now=100) == []
+    assert detector.look({("t", 0): 3}, {("t", 0): 5, ("t", 1): 500}, now=111) == [("t", 1)]
