@@ -14,6 +14,7 @@ from typing import Any
 import requests
 from requests.exceptions import ChunkedEncodingError
 
+from app import metrics
 from app.contracts import validate
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,28 @@ class AuthClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One call through the breaker: 200 or 404, else AuthContractError/AuthUnavailable."""
-        self.breaker.before_call()
+        try:
+            self.breaker.before_call()
+        except AuthUnavailable:
+            self._observe("circuit_open")
+            raise
         try:
             response = self._send(method, path, **kwargs)
         except AuthContractError:
             self.breaker.record_success()  # Auth answered: not an outage
+            self._observe("contract_error")
             raise
         except BaseException:
             self.breaker.record_failure()
+            self._observe("unavailable")
             raise
         self.breaker.record_success()
+        self._observe("ok" if response.status_code == 200 else "not_found")
         return response
+
+    def _observe(self, result: str) -> None:
+        metrics.AUTH_CALLS.labels(result).inc()
+        metrics.AUTH_CIRCUIT_OPEN.set(0 if self.breaker.state == "closed" else 1)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send with retries on outages; return a 200 or 404 answer."""

@@ -5,9 +5,13 @@ Other processes hand work over by task name (`send_task`), so they never import 
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import beat_init, setup_logging, worker_init
 from kombu import Exchange, Queue
 
+from app import logs, metrics
 from app.config import get_settings
 
 JOBS_QUEUE = "jobs"
@@ -61,3 +65,18 @@ def create_app() -> Celery:
 
 
 celery_app = create_app()
+
+
+@setup_logging.connect
+def _logging(loglevel: Any = "INFO", **_kwargs: Any) -> None:
+    """Our log format instead of Celery's (connecting here keeps Celery from configuring)."""
+    logs.configure(get_settings().log_format, loglevel or "INFO")
+
+
+@worker_init.connect
+@beat_init.connect
+def _serve_metrics(**_kwargs: Any) -> None:
+    """/metrics and /healthz on METRICS_PORT (thread pools: every task runs in this process)."""
+    port = get_settings().metrics_port
+    if port:
+        metrics.serve(port)

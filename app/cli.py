@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
+from app import logs
 from app.config import get_settings
 
 
@@ -13,7 +12,7 @@ from app.config import get_settings
 @click.option("--log-level", default="INFO", show_default=True)
 def main(log_level: str) -> None:
     """Kafka-native notification service."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings().log_format, log_level)
 
 
 @main.group()
@@ -187,7 +186,10 @@ def portal(host: str, port: int) -> None:
     """Serve the portal (admin UI, SendGrid webhook, unsubscribe pages) with uvicorn."""
     import uvicorn
 
-    uvicorn.run("app.portal.app:create_app", factory=True, host=host, port=port)
+    log_config = logs.uvicorn_logging_config(get_settings().log_format)
+    uvicorn.run(
+        "app.portal.app:create_app", factory=True, host=host, port=port, log_config=log_config
+    )
 
 
 @main.group()

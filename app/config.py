@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     flower_url: str = "http://127.0.0.1:5555"
     faust_web_url: str = "http://127.0.0.1:6066"
 
+    # Observability: "json" writes one JSON object per log record. METRICS_PORT > 0 makes a
+    # Celery worker or beat serve Prometheus /metrics and /healthz there (127.0.0.1).
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours_parse(cls, value: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from app import metrics
 from app.config import Settings
 from app.contracts import validate
 from app.db import outcomes
@@ -28,6 +29,7 @@ from app.mail.base import (
     OutgoingEmail,
     PermanentSendError,
     SendError,
+    SendResult,
     TransientSendError,
 )
 
@@ -82,6 +84,19 @@ def outgoing(task: dict[str, Any]) -> OutgoingEmail:
     )
 
 
+def _ids(delivery_id: uuid.UUID) -> dict[str, str]:
+    """Log fields naming the delivery (a field of its own in JSON logs)."""
+    return {"delivery_id": str(delivery_id)}
+
+
+def _timed_send(backend: EmailBackend, email: OutgoingEmail) -> SendResult:
+    started = time.perf_counter()
+    try:
+        return backend.send(email)
+    finally:
+        metrics.SEND_SECONDS.labels(type(backend).__name__).observe(time.perf_counter() - started)
+
+
 def deliver(
     task: dict[str, Any],
     *,
@@ -111,20 +126,22 @@ def deliver(
         # Another worker is in the provider call (or died there): look again once it is stale.
         return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
     if claim.state != "claimed":
-        log.info("delivery %s not sent: %s (status %s)", delivery_id, claim.state, claim.status)
+        log.info("delivery %s not sent: %s (status %s)", delivery_id, claim.state, claim.status,
+                 extra=_ids(delivery_id))  # fmt: skip
         return Outcome({"done": "done", "missing": "missing", "opted_out": "skipped"}[claim.state])
     if claim.reclaimed:
         log.warning(
             "delivery %s: resending a send abandoned in 'sending' (possible duplicate, attempt %d)",
             delivery_id,
             claim.attempt,
+            extra=_ids(delivery_id),
         )
     try:
-        result = backend.send(email)
+        result = _timed_send(backend, email)
     except SendError as exc:
         return _record_failure(delivery_id, claim.attempt, exc, settings, now)
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
-        log.exception("delivery %s: backend crashed", delivery_id)
+        log.exception("delivery %s: backend crashed", delivery_id, extra=_ids(delivery_id))
         return _record_failure(
             delivery_id, claim.attempt, TransientSendError(repr(exc)), settings, now
         )
@@ -140,7 +157,10 @@ def deliver(
         log.warning(
             "delivery %s sent, but its claim was taken over or a provider event recorded it first",
             delivery_id,
+            extra=_ids(delivery_id),
         )
+    else:
+        log.info("delivery %s sent", delivery_id, extra=_ids(delivery_id))
     return Outcome("sent")
 
 
@@ -166,12 +186,14 @@ def _record_failure(
                 attempt,
                 error,
                 countdown,
+                extra=_ids(delivery_id),
             )
             return Outcome("retry", countdown=countdown, error=error)
         outcomes.mark_failed(
             session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
         )
-    log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, attempt, error)
+    log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, attempt, error,
+                extra=_ids(delivery_id))  # fmt: skip
     return Outcome("failed", error=error)
 
 
@@ -185,7 +207,7 @@ def _deliver_untracked(
 ) -> Outcome:
     """A task without delivery_id: no per-delivery state, so no exactly-once guarantee."""
     try:
-        backend.send(email)
+        _timed_send(backend, email)
     except TransientSendError as exc:
         if attempt < settings.email_max_attempts:
             countdown = retry_delay(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from app.config import get_settings
+from app.logs import faust_logging_config
 
 settings = get_settings()
 # Faust names table files after the table only: keep each app id's state apart.
@@ -36,4 +37,5 @@ app = faust.App(
     web_host="127.0.0.1",
     # Not Faust's exactly_once mode: PostgreSQL offsets give the exactly-once effect (DESIGN.md).
     processing_guarantee="at_least_once",
+    logging_config=faust_logging_config(settings.log_format),
 )

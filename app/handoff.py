@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 
+from app import metrics
 from app.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
 
 
@@ -33,6 +34,7 @@ class CeleryEmailPublisher:
                     routing_key=EMAILS_QUEUE,
                     producer=producer,
                 )
+                metrics.ENQUEUED.inc()
 
 
 SEND_NOW_CHUNK = 500  # the Auth API's batch limit: one lookup per task

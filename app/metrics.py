@@ -1,8 +1,23 @@
-"""Prometheus metrics of the stream worker (served by the Faust web server at /metrics)."""
+"""Every Prometheus metric of the service, named `notify_*`.
+
+Each process serves the ones it updates: the Faust worker through its web server (/metrics), the
+Celery workers and beat on METRICS_PORT (`serve`), the portal at /metrics, together with the
+database gauges of notifications and deliveries by status (`StatusCollector`).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 EVENTS_CONSUMED = Counter(
     "notify_stream_events_consumed_total", "Input events taken from Kafka.", ["topic"]
@@ -31,3 +46,91 @@ HANDOFF_FAILURES = Counter(
     "notify_stream_handoff_failures_total",
     "send_now hand-offs that failed (the dispatcher re-requests them).",
 )
+PARTITION_LAG = Gauge(
+    "notify_stream_partition_lag",
+    "Events in the log of an owned input partition not yet applied to PostgreSQL.",
+    ["topic", "partition"],
+)
+
+# Planning (jobs worker): what the digest and send-now jobs decided per notification.
+PLANNED = Counter(
+    "notify_planned_total",
+    "Notifications planned by the jobs, by periodicity and decision.",
+    ["periodicity", "decision"],
+)
+ENQUEUED = Counter("notify_emails_enqueued_total", "E-mail tasks put on the emails queue.")
+
+# Deliveries (emails worker).
+DELIVERIES = Counter(
+    "notify_deliveries_total",
+    "E-mail tasks handled, by outcome (sent, retry, failed, done, missing, skipped, invalid).",
+    ["outcome"],
+)
+SEND_SECONDS = Histogram(
+    "notify_email_send_seconds",
+    "Duration of one call to the mail backend (provider API, SMTP or outbox).",
+    ["backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# Auth internal API (jobs worker).
+AUTH_CALLS = Counter(
+    "notify_auth_calls_total",
+    "Calls to the Auth internal API by result (ok, not_found, unavailable, contract_error, "
+    "circuit_open).",
+    ["result"],
+)
+AUTH_CIRCUIT_OPEN = Gauge(
+    "notify_auth_circuit_open", "1 while the Auth circuit breaker is open or half-open, else 0."
+)
+
+
+class StatusCollector(Collector):
+    """Gauges read from PostgreSQL at scrape time: notifications and deliveries by status."""
+
+    def __init__(self, read: Callable[[], tuple[dict[tuple[str, str], int], dict[str, int]]]):
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        notifications = GaugeMetricFamily(
+            "notify_notifications", "Notifications by kind and status.", labels=["kind", "status"]
+        )
+        deliveries = GaugeMetricFamily(
+            "notify_deliveries", "Deliveries by status.", labels=["status"]
+        )
+        try:
+            by_kind_status, by_status = self._read()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even with the DB down
+            log.warning("status gauges unavailable: %r", exc)
+            return
+        for (kind, status), count in sorted(by_kind_status.items()):
+            notifications.add_metric([kind, status], count)
+        for status, count in sorted(by_status.items()):
+            deliveries.add_metric([status], count)
+        yield notifications
+        yield deliveries
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass  # a scrape every few seconds is not news
+
+
+def _metrics_and_health() -> Callable[[dict, Callable], Iterable[bytes]]:
+    metrics_app = make_wsgi_app()
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps({"status": "ok"}).encode()]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+def serve(port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Serve /metrics and /healthz from a daemon thread of this process."""
+    server = make_server(host, port, _metrics_and_health(), handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server

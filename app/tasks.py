@@ -12,7 +12,7 @@ from celery import Task
 from celery.signals import worker_ready
 from sqlalchemy.exc import OperationalError
 
-from app import delivery, jobs
+from app import delivery, jobs, metrics
 from app.auth_client import AuthClient, AuthUnavailable
 from app.celery_app import (
     DAILY_DIGEST,
@@ -38,6 +38,8 @@ def _auth() -> AuthClient:
 
 def _digest(periodicity: str) -> dict[str, Any]:
     report = jobs.run_digest(periodicity, auth=_auth(), settings=get_settings(), now=utcnow())
+    for decision, count in report.by_status.items():
+        metrics.PLANNED.labels(periodicity, decision).inc(count)
     # Whatever is due right away need not wait for the next dispatch tick.
     jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return report.as_dict()
@@ -69,6 +71,8 @@ def send_now(notification_ids: list[str] | str) -> dict[str, int]:
     statuses = jobs.plan_once(
         [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
     )
+    for decision in statuses.values():
+        metrics.PLANNED.labels("once", decision).inc()
     if "scheduled" in statuses.values():
         jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return dict(Counter(statuses.values()))
@@ -112,8 +116,10 @@ def send_email(self: Task, task: dict[str, Any]) -> str:
             retries=self.request.retries,
         )
     except ContractError as exc:
+        metrics.DELIVERIES.labels("invalid").inc()
         log.error("emails: dropping an invalid task: %s", exc)
         return "invalid"
+    metrics.DELIVERIES.labels(outcome.result).inc()
     if outcome.result == "retry":
         raise self.retry(countdown=outcome.countdown)
     return outcome.result

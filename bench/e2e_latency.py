@@ -94,6 +94,45 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
     return latencies
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+SERVICES = {"kafka": "kafka.Kafka", "postgresql": "postgres", "rabbitmq": "beam.smp"}
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _service_pids() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {name: [] for name in SERVICES}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        for name, marker in SERVICES.items():
+            if marker in cmdline:
+                found[name].append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(pipeline: Pipeline) -> dict[str, float]:
+    """CPU seconds so far of each pipeline process, each service, and this process (producer and
+    fake SendGrid)."""
+    snapshot = {name: _cpu_of(p.proc.pid) for name, p in pipeline.processes.items() if p.proc}
+    for name, pids in _service_pids().items():
+        snapshot[name] = sum(_cpu_of(pid) for pid in pids)
+    own = os.times()
+    snapshot["bench (producer, fake SendGrid)"] = own.user + own.system
+    return snapshot
+
+
 def reset_database() -> None:
     settings = get_settings()
     ensure_database(settings.database_url)
@@ -106,7 +145,10 @@ def reset_database() -> None:
                             body_html=t.body_html, body_text=t.body_text)  # fmt: skip
 
 
-def pipeline_latencies(rate: float, seconds: float, tmp: Path) -> list[float]:
+def pipeline_latencies(
+    rate: float, seconds: float, tmp: Path
+) -> tuple[list[float], dict[str, float], float]:
+    """Latencies, CPU seconds per process over the run, and the run's wall time."""
     settings = get_settings()
     count = int(rate * seconds)
     users = generate_users(count, seed=23)
@@ -117,6 +159,7 @@ def pipeline_latencies(rate: float, seconds: float, tmp: Path) -> list[float]:
     sent: dict[str, float] = {}
     try:
         pipeline.start()
+        cpu_before, started = cpu_snapshot(pipeline), time.monotonic()
         producer = make_producer(settings.kafka_bootstrap_servers, **{"linger.ms": 0})
         topic = pipeline.topics["user_registered"]
         for i in paced(rate, count):
@@ -128,10 +171,14 @@ def pipeline_latencies(rate: float, seconds: float, tmp: Path) -> list[float]:
         producer.flush(30)
         wait_for(lambda: len(sendgrid.accepted()) >= count, timeout=300, every=0.5,
                  what=f"{count} e-mails at the fake SendGrid")  # fmt: skip
-        return [
+        wall = time.monotonic() - started
+        cpu_after = cpu_snapshot(pipeline)
+        cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+        latencies = [
             r.at - sent[r.body["personalizations"][0]["to"][0]["email"]]
             for r in sendgrid.accepted()
         ]
+        return latencies, cpu, wall
     finally:
         pipeline.stop()
         sendgrid.stop()
@@ -144,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     reset_database()
     with tempfile.TemporaryDirectory(prefix="e2e-latency-") as tmp:
-        latencies = pipeline_latencies(args.rate, args.seconds, Path(tmp))
+        latencies, cpu, wall = pipeline_latencies(args.rate, args.seconds, Path(tmp))
     floor = kafka_round_trip(args.rate, min(args.seconds, 10))
     pipe, base = percentiles(latencies), percentiles(floor)
     print(f"{len(latencies)} registrations at {args.rate:.0f}/s for {args.seconds:.0f} s -> "
@@ -154,6 +201,12 @@ def main() -> None:
     print("  " + ", ".join(f"{k} {v * 1000:,.1f} ms" for k, v in base.items()))
     print(f"ratio pipeline/Kafka at p50: {pipe['p50'] / base['p50']:.0f}x, "
           f"mean pipeline {statistics.mean(latencies) * 1000:,.0f} ms")  # fmt: skip
+    print(f"CPU from the first event to the last e-mail ({wall:.0f} s wall, 2 cores = "
+          f"{2 * wall:.0f} CPU-s available), per e-mail:")  # fmt: skip
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        print(f"  {name:32} {seconds:6.1f} CPU-s  {seconds / len(latencies) * 1000:5.2f} ms")
+    total = sum(cpu.values())
+    print(f"  {'total':32} {total:6.1f} CPU-s  {total / len(latencies) * 1000:5.2f} ms")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from app.config import Settings, get_settings
+from app.db import stats
+from app.db.session import session_scope
+from app.metrics import StatusCollector
 from app.portal import unsubscribe, webhooks
 from app.portal.admin import install_admin
 
@@ -20,5 +24,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    status_gauges = CollectorRegistry(auto_describe=False)
+    status_gauges.register(StatusCollector(_read_status_counts))
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(status_gauges)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     install_admin(app, app.state.settings)  # admin UI at /admin, login, CSRF defences
     return app
+
+
+def _read_status_counts() -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    with session_scope() as session:
+        return stats.notification_counts(session=session), stats.delivery_counts(session=session)

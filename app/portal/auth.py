@@ -24,8 +24,9 @@ from app.portal.pages import render
 
 SESSION_USER = "admin_user_id"
 SESSION_NAME = "admin_username"
-# Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health.
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/unsubscribe"})
+# Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health, and the
+# Prometheus scrape (counts only, no personal data).
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe"})
 PUBLIC_PREFIXES = ("/webhooks/",)
 API_PREFIX = "/admin/api/"
 

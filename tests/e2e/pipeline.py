@@ -63,6 +63,7 @@ class Process:
     argv: list[str]
     log_path: Path
     ready: Callable[[Process], bool]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the pipeline's environment
     proc: subprocess.Popen[bytes] | None = None
     _log_offset: int = 0
 
@@ -70,8 +71,8 @@ class Process:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                self.argv, env={**env, **self.env}, cwd=REPO_ROOT, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready", every=0.3)
         return self
@@ -102,6 +103,19 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A Prometheus endpoint's samples: {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
 
 
 def _logged(marker: str) -> Callable[[Process], bool]:
@@ -145,6 +159,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.auth_port, self.web_port = free_port(), free_port()
+        # Where the Celery processes serve /metrics and /healthz.
+        self.metrics_ports = {name: free_port() for name in ("jobs", "emails", "beat")}
         self.outbox = self.tmp / "outbox"
 
     @property
@@ -170,6 +186,7 @@ class Pipeline:
             "FAUST_APP_ID": self.prefix,
             "FAUST_DATA_DIR": str(self.tmp / "faust"),
             "FAUST_SESSION_TIMEOUT_S": "6",
+            "LOG_FORMAT": "json",
         }
 
     def _define(self) -> list[Process]:
@@ -177,6 +194,7 @@ class Pipeline:
         celery = [sys.executable, "-m", "celery", "-A", "app.celery_app"]
         quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"]
         worker_ready = _logged(" ready.")
+        metrics = {name: {"METRICS_PORT": str(port)} for name, port in self.metrics_ports.items()}
         return [
             Process("auth", [str(BIN / "notify"), "dev-auth", "--users-file", str(self.users_file),
                              "--port", str(self.auth_port)], log / "auth.log",
@@ -185,13 +203,13 @@ class Pipeline:
                     log / "stream.log", _owns_partitions(f"http://127.0.0.1:{self.web_port}")),
             Process("jobs", [*celery, "worker", "-Q", "jobs", "-P", "threads", "-c", "4",
                              "-n", f"{self.prefix}-jobs@%h", *quiet], log / "jobs.log",
-                    worker_ready),
+                    worker_ready, metrics["jobs"]),
             Process("emails", [*celery, "worker", "-Q", "emails", "-P", "threads", "-c", "8",
                                "-n", f"{self.prefix}-emails@%h", *quiet], log / "emails.log",
-                    worker_ready),
+                    worker_ready, metrics["emails"]),
             Process("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile=",
                              f"--schedule={log / 'beat'}"], log / "beat.log",
-                    _logged("beat: Starting")),
+                    _logged("beat: Starting"), metrics["beat"]),
         ]  # fmt: skip
 
     def start(self) -> Pipeline:

@@ -36,7 +36,7 @@ from app.schedule import seed_schedule
 from app.template_files import default_templates
 from tests.fakes.sendgrid import FakeSendGrid
 
-from .pipeline import Pipeline, wait_for
+from .pipeline import Pipeline, http_json, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,6 +128,51 @@ def test_registration_becomes_a_welcome_email_with_the_link(
     assert f'href="{link}"' in _content(mail, "text/html")
     assert user["name"] in mail["subject"]
     assert "List-Unsubscribe" not in (mail.get("headers") or {})  # transactional
+
+
+def _sample(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_every_process_serves_metrics_and_logs_json_lines(
+    pipeline: Pipeline, sendgrid: FakeSendGrid
+) -> None:
+    i = next(i for i in range(110, 120) if USERS[i]["notification_policy"]["email"])
+    _produce(pipeline, "user_registered", [Event(_user_id(i), "once", None, "https://x.test/c")])
+    wait_for(lambda: _mails_to(sendgrid, USERS[i]["email"]), timeout=60, what="the welcome mail")
+    ports = pipeline.metrics_ports
+
+    stream = scrape(f"http://127.0.0.1:{pipeline.web_port}/metrics")
+    topic = pipeline.topics["user_registered"]
+    assert _sample(stream, "notify_stream_events_applied_total", topic=topic) >= 1
+    assert _sample(stream, "notify_stream_partition_lag", topic=topic, partition="0") == 0
+    jobs = scrape(f"http://127.0.0.1:{ports['jobs']}/metrics")
+    assert _sample(jobs, "notify_planned_total", periodicity="once", decision="scheduled") >= 1
+    assert _sample(jobs, "notify_auth_calls_total", result="ok") >= 1
+    assert _sample(jobs, "notify_auth_circuit_open") == 0
+    assert _sample(jobs, "notify_emails_enqueued_total") >= 1
+    # Sent, and recorded: wait for the counter rather than racing the worker's bookkeeping.
+    emails_url = f"http://127.0.0.1:{ports['emails']}/metrics"
+    wait_for(lambda: _sample(scrape(emails_url), "notify_deliveries_total", outcome="sent") >= 1,
+             timeout=10, what="the sent delivery counted")  # fmt: skip
+    sends = _sample(
+        scrape(emails_url), "notify_email_send_seconds_count", backend="SendGridBackend"
+    )
+    assert sends >= 1
+    for name in ("jobs", "emails", "beat"):
+        assert http_json(f"http://127.0.0.1:{ports[name]}/healthz") == {"status": "ok"}
+
+    # JSON lines, with the task and the delivery named in fields of their own.
+    records = [json.loads(line) for line in pipeline.processes["emails"].new_log().splitlines()
+               if line.startswith("{")]  # fmt: skip
+    assert records, "the emails worker wrote no JSON log lines"
+    sent = [
+        r
+        for r in records
+        if r["message"].startswith("delivery ") and r["message"].endswith(" sent")
+    ]
+    assert sent and all(r["delivery_id"] and r["task_name"] == "notify.send_email" for r in sent)
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
 
 
 def test_registration_through_the_outbox_backend(pipeline: Pipeline) -> None:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from starlette.routing import Mount
 
@@ -15,6 +16,7 @@ from app.db.models import AdminUser, Campaign, Template
 from app.db.session import session_scope
 from app.portal.app import create_app
 
+from .factories import Spec, insert_notifications
 from .portal_support import (  # noqa: F401  # noqa: F401
     anonymous_fixture,
     client_fixture,
@@ -25,7 +27,7 @@ from .portal_support import (  # noqa: F401  # noqa: F401
     portal_settings_fixture,
 )
 
-PUBLIC = {"/login", "/healthz", "/unsubscribe", "/webhooks/sendgrid"}
+PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}
 IDENTITIES = ("template", "notification", "delivery", "admin-user")
 
 
@@ -83,6 +85,29 @@ def test_public_routes_stay_public(anonymous: TestClient) -> None:
     cross_site = {"Origin": "https://mail.example.com", "Sec-Fetch-Site": "cross-site"}
     refused = anonymous.post("/unsubscribe?token=nope", headers=cross_site)
     assert refused.status_code == 400 and "not valid" in refused.text
+
+
+def _pending_mailings(anonymous: TestClient) -> float:
+    response = anonymous.get("/metrics")
+    assert response.status_code == 200
+    families = text_string_to_metric_families(response.text)
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "notify_notifications"
+        and sample.labels == {"kind": "mailing", "status": "pending"}
+    )
+
+
+def test_metrics_are_public_and_count_notifications_in_the_database(
+    anonymous: TestClient,
+) -> None:
+    before = _pending_mailings(anonymous)
+    with session_scope() as session:
+        specs = [Spec(uuid.uuid4(), "mailing", "once", uuid.uuid4(), "hi") for _ in range(3)]
+        insert_notifications(session, specs)
+    assert _pending_mailings(anonymous) == before + 3
 
 
 def test_login_wrong_password_and_logout(anonymous: TestClient) -> None:

@@ -12,7 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import Settings
 from app.db.session import get_engine
-from app.portal import auth, campaigns, schedule_views, templates_views
+from app.portal import auth, campaigns, outbox, schedule_views, templates_views
 from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.menu import LinkMenu, category
 from app.portal.admin.views import AdminUserAdmin, DeliveryAdmin, NotificationAdmin, TemplateAdmin
@@ -31,7 +31,7 @@ def session_key(settings: Settings) -> str:
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
-    for module in (auth, campaigns, templates_views, schedule_views):
+    for module in (auth, campaigns, templates_views, schedule_views, outbox):
         app.include_router(module.router)  # before the /admin mount, so these routes win
     admin = Admin(
         app,
@@ -46,6 +46,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         admin.add_view(view)
     admin._menu.add(LinkMenu("Periodic tasks", "/admin/schedule", "fa-solid fa-clock"))
     admin.add_view(AdminUserAdmin)
+    admin._menu.add(LinkMenu("Outbox", "/admin/outbox", "fa-solid fa-inbox"))
     admin._menu.add(
         category(
             "Monitoring",

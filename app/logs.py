@@ -1,0 +1,81 @@
+"""Logging of every process from one dictConfig: text lines for people, JSON lines for collectors.
+
+LOG_FORMAT=json makes each record one JSON object. Identifiers passed as `extra` (topic,
+partition, offset, delivery_id, notification_id) become fields of their own, and a record logged
+inside a Celery task carries the task's id and name.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from typing import Any, Literal
+
+LogFormat = Literal["text", "json"]
+
+TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
+
+
+class CeleryTaskContext(logging.Filter):
+    """Adds `task_id` and `task_name` to records logged while a Celery task runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from celery._state import get_current_task
+
+        task = get_current_task()
+        if task is not None and task.request.id is not None:
+            record.task_id = task.request.id
+            record.task_name = task.name
+        return True
+
+
+def _formatter(fmt: LogFormat) -> dict[str, Any]:
+    if fmt == "text":
+        return {"format": TEXT_FORMAT}
+    return {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": JSON_FIELDS,
+        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+    }
+
+
+def logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[str, Any]:
+    """A dictConfig: one stderr handler on the root logger, in the chosen format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"notify": _formatter(fmt)},
+        "filters": {"task": {"()": CeleryTaskContext}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "notify",
+                "filters": ["task"],
+            }
+        },
+        "root": {"level": level, "handlers": ["default"]},
+    }
+
+
+def faust_logging_config(fmt: LogFormat) -> dict[str, Any]:
+    """Faust's `logging_config`, merged into its own: our handler, its `--loglevel`."""
+    config = logging_config(fmt)
+    del config["root"]
+    return {**config, "merge": True}
+
+
+def uvicorn_logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[str, Any]:
+    """uvicorn's `log_config`: its loggers hand their records to our root handler."""
+    config = logging_config(fmt, level)
+    config["loggers"] = {
+        name: {"level": level, "handlers": [], "propagate": True}
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    return config
+
+
+def configure(fmt: LogFormat, level: str | int = "INFO") -> None:
+    """Configure this process's logging (every process but the Faust worker)."""
+    logging.config.dictConfig(logging_config(fmt, level))

@@ -1,0 +1,81 @@
+"""Log formats: text for people, one JSON object per record for collectors."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery
+
+from app.logs import faust_logging_config, logging_config, uvicorn_logging_config
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """The root logger's output under a config, restored afterwards."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield stream
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _configure(fmt: str, stream: io.StringIO) -> None:
+    config = logging_config(fmt)  # type: ignore[arg-type]
+    config["handlers"]["default"]["stream"] = stream
+    logging.config.dictConfig(config)
+
+
+def test_json_lines_carry_level_logger_message_and_extra_fields(captured: io.StringIO) -> None:
+    _configure("json", captured)
+    logging.getLogger("app.agents").warning(
+        "dead letter at %s[%d]@%d", "t", 2, 41, extra={"topic": "t", "partition": 2, "offset": 41}
+    )
+    (line,) = captured.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "app.agents"
+    assert record["message"] == "dead letter at t[2]@41"
+    assert (record["topic"], record["partition"], record["offset"]) == ("t", 2, 41)
+    assert "task_id" not in record  # not inside a Celery task
+    assert record["time"][:2] == "20" and "T" in record["time"]
+
+
+def test_records_logged_inside_a_celery_task_name_the_task(captured: io.StringIO) -> None:
+    _configure("json", captured)
+    app = Celery("logs-test")
+
+    @app.task(name="test.logs")
+    def logs_something() -> None:
+        logging.getLogger("app.delivery").info("delivery x sent", extra={"delivery_id": "x"})
+
+    logs_something.apply(task_id="task-123")
+    record = next(json.loads(line) for line in captured.getvalue().splitlines()
+                  if "delivery x sent" in line)  # fmt: skip
+    assert record["task_id"] == "task-123"
+    assert record["task_name"] == "test.logs"
+    assert record["delivery_id"] == "x"
+
+
+def test_text_lines_stay_readable(captured: io.StringIO) -> None:
+    _configure("text", captured)
+    logging.getLogger("app.jobs").info("dispatched %d e-mail tasks", 3)
+    line = captured.getvalue().strip()
+    assert line.endswith("[INFO] app.jobs: dispatched 3 e-mail tasks")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+
+
+def test_faust_keeps_its_log_level_and_uvicorn_hands_records_to_our_handler() -> None:
+    faust = faust_logging_config("json")
+    assert faust["merge"] is True and "root" not in faust
+    assert faust["handlers"]["default"]["formatter"] == "notify"
+    uvicorn = uvicorn_logging_config("json")
+    assert uvicorn["loggers"]["uvicorn.access"] == {
+        "level": "INFO", "handlers": [], "propagate": True
+    }  # fmt: skip
