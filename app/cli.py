@@ -267,6 +267,7 @@ def demo(registrations: int, likes: int, comments: int, recipients: int, wait_s:
     )
     click.echo("all welcome e-mails handled" if done else "still working; look again soon")
     click.echo(f"  outbox (EMAIL_BACKEND=outbox): {settings.outbox_dir}")
+    click.echo(f"  the same, rendered: {settings.public_base_url}/admin/outbox")
     click.echo(f"  admin portal:   {settings.public_base_url}/admin")
     click.echo(f"  Faust web view: {settings.faust_web_url}/likes/")
     click.echo(f"  Flower:         {settings.flower_url}")

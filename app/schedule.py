@@ -22,6 +22,7 @@ from sqlalchemy_celery_beat.session import SessionManager
 
 from app.celery_app import BEAT_SCHEMA, DAILY_DIGEST, DISPATCH, JOBS_QUEUE, WEEKLY_DIGEST
 from app.config import get_settings
+from app.db.session import transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +64,10 @@ def beat_session(database_url: str | None = None) -> Iterator[Session]:
         database_url or get_settings().database_url, schema=BEAT_SCHEMA
     )
     manager.prepare_models(engine, schema=BEAT_SCHEMA)
-    session = factory()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        with transaction(factory()) as session:
+            yield session
     finally:
-        session.close()
         engine.dispose()
 
 

@@ -23,12 +23,8 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """Open a session, commit on success, roll back on error, always close."""
-    url = url or get_settings().database_url
-    if url not in _factories:
-        _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
-    session = _factories[url]()
+def transaction(session: Session) -> Iterator[Session]:
+    """Commit a new session on success, roll it back on error, always close it."""
     try:
         yield session
         session.commit()
@@ -37,6 +33,16 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """Open a session on DATABASE_URL (or `url`) as one transaction."""
+    url = url or get_settings().database_url
+    if url not in _factories:
+        _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    with transaction(_factories[url]()) as session:
+        yield session
 
 
 def dispose_engines() -> None:
