@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
@@ -72,6 +72,7 @@ async def apply_with_retry(kind: EventKind, events: Sequence[EventT]) -> ingest.
         group_id=app.conf.id,
         max_bytes=settings.max_event_bytes,
         before_commit=_dead_letter_sink(loop),
+        fill_gaps=read_gap,
     )
     delay = 0.5
     while True:
@@ -81,6 +82,48 @@ async def apply_with_retry(kind: EventKind, events: Sequence[EventT]) -> ingest.
             log.exception("%s: batch of %d failed; retrying in %.1f s", kind, len(records), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+GAP_READ_TIMEOUT_S = 30.0
+
+
+def read_gap(gap: ingest.Gap) -> list[ingest.Record]:
+    """The records at offsets [start, end) of one partition, read with a client of our own.
+
+    Gaps are rare (a rebalance, a crash), so a short-lived consumer per gap is cheap enough, and
+    unshared: agents of different topics may read gaps at once from their executor threads.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{settings.faust_app_id}-gaps",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",  # a gap below the log's start: read what is left
+        }
+    )
+    records: list[ingest.Record] = []
+    deadline = time.monotonic() + GAP_READ_TIMEOUT_S
+    try:
+        consumer.assign([TopicPartition(gap.topic, gap.partition, gap.start)])
+        while True:
+            message = consumer.poll(1.0)
+            if message is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {gap} from Kafka")
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    return records
+                raise KafkaException(message.error())
+            if message.offset() >= gap.end:
+                return records
+            records.append(ingest.Record(gap.topic, gap.partition, message.offset(),
+                                         message.key(), message.value()))  # fmt: skip
+            if message.offset() == gap.end - 1:
+                return records
+    finally:
+        consumer.close()
 
 
 @contextmanager
@@ -124,6 +167,7 @@ async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchRe
     metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
     metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
     metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
+    metrics.EVENTS_RECOVERED.labels(topic).inc(result.recovered)
     for dead in result.dead_letters:
         metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
         record = dead.record

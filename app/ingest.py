@@ -3,13 +3,19 @@
 Kafka delivers at least once. The transaction that writes a batch's rows also raises the stored
 offset of each topic-partition, and records at or below the stored offset are skipped, so a replay
 after any crash neither loses nor double-counts an event (DESIGN.md "Exactly-once effect").
+
+The consumer may also deliver too little: around a rebalance faust-streaming drops and acks
+records fetched under the previous group generation, so its committed Kafka offset can pass
+records no batch ever saw. Applying a later record would then raise the stored offset past them
+for good. So a batch that starts beyond the stored offset + 1, or has a hole, first reads the
+missing records from Kafka itself (`fill_gaps`) and applies them in offset order.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -72,9 +78,42 @@ class BatchResult:
     send_now: list[uuid.UUID] = field(default_factory=list)
     # Faust table key -> (source partition, count stored in PostgreSQL).
     like_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Records the consumer skipped, read back from Kafka and applied with this batch.
+    recovered: int = 0
 
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets [start, end) of one partition that no batch has carried yet."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+# Reads the records of a gap from Kafka (fewer when offsets hold transaction markers).
+GapFiller = Callable[[Gap], Sequence[Record]]
+
+
+def find_gaps(
+    stored: Mapping[tuple[str, int], int], offsets: Iterable[tuple[str, int, int]]
+) -> list[Gap]:
+    """The holes between each partition's stored offset and the fresh offsets of a batch."""
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in offsets:
+        by_partition.setdefault((topic, partition), []).append(offset)
+    gaps = []
+    for (topic, partition), found in sorted(by_partition.items()):
+        expected = stored.get((topic, partition), -1) + 1
+        for offset in sorted(set(found)):
+            if offset > expected:
+                gaps.append(Gap(topic, partition, expected, offset))
+            expected = offset + 1
+    return gaps
 
 
 def table_key(user_id: uuid.UUID, content_id: uuid.UUID) -> str:
@@ -118,11 +157,13 @@ def apply_batch(
     group_id: str,
     max_bytes: int,
     before_commit: DeadLetterSink | None = None,
+    fill_gaps: GapFiller | None = None,
 ) -> BatchResult:
     """Apply the records not applied yet in one transaction; return what was done.
 
     `before_commit` receives the batch's new dead letters inside the transaction: once it
     returns they are safely elsewhere, and a crash before the commit only repeats them.
+    `fill_gaps` reads skipped records back from Kafka (see the module's docstring).
     """
     result = BatchResult(kind)
     with session_scope() as session:
@@ -136,9 +177,10 @@ def apply_batch(
                 fresh.setdefault((record.topic, record.partition, record.offset), record)
             else:
                 replayed.append(record)
-        accepted, result.dead_letters = decode_records(
-            kind, list(fresh.values()), max_bytes=max_bytes
-        )
+        if fill_gaps is not None:
+            result.recovered = _fill_gaps(fresh, stored, fill_gaps)
+        ordered = [fresh[position] for position in sorted(fresh)]  # the last text must win
+        accepted, result.dead_letters = decode_records(kind, ordered, max_bytes=max_bytes)
         result.applied, result.replayed = len(accepted), len(replayed)
         _APPLY[kind](session, accepted, result)
         if kind == "comment_liked" and replayed:
@@ -152,6 +194,24 @@ def apply_batch(
     if replayed:
         log.info("%s: skipped %d replayed records", kind, len(replayed))
     return result
+
+
+def _fill_gaps(
+    fresh: dict[tuple[str, int, int], Record],
+    stored: Mapping[tuple[str, int], int],
+    fill_gaps: GapFiller,
+) -> int:
+    recovered = 0
+    for gap in find_gaps(stored, fresh):
+        records = [r for r in fill_gaps(gap) if gap.start <= r.offset < gap.end]
+        for record in records:
+            fresh[(record.topic, record.partition, record.offset)] = record
+        recovered += len(records)
+        if records:
+            log.warning("%s[%d]: read back %d records the consumer skipped at offsets [%d, %d)",
+                        gap.topic, gap.partition, len(records), gap.start, gap.end,
+                        extra={"topic": gap.topic, "partition": gap.partition})  # fmt: skip
+    return recovered
 
 
 def _apply_likes(

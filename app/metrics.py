@@ -30,6 +30,11 @@ EVENTS_REPLAYED = Counter(
     "Redelivered events skipped because PostgreSQL already had them.",
     ["topic"],
 )
+EVENTS_RECOVERED = Counter(
+    "notify_stream_events_recovered_total",
+    "Events the consumer skipped (around rebalances) that were read back from Kafka and applied.",
+    ["topic"],
+)
 DEAD_LETTERS = Counter(
     "notify_stream_dead_letters_total", "Events sent to the dead-letter topic.", ["topic", "reason"]
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from app.db.store import upsert_template
 from app.kafka_admin import ensure_topics
 from app.schedule import seed_schedule
 from app.template_files import default_templates
+from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -60,16 +60,10 @@ def mailing_topic(settings: Settings) -> Iterator[str]:
     AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def portal_url(browser_db: str, mailing_topic: str, tmp_path: Path) -> Iterator[str]:
     """The portal served by uvicorn in a subprocess on a free port; stopped at teardown."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": browser_db, "TOPIC_MAILING": mailing_topic}
     log = (tmp_path / "portal.log").open("wb")
     process = subprocess.Popen(

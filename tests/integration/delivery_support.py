@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from app.handoff import CeleryEmailPublisher
 from app.jobs import dispatch_due
 from app.planning import Candidate, plan_delivery
 from app.template_files import default_templates
+from tests.support import wait_for
 
 from .factories import TEMPLATE_OF_KIND, Spec, insert_notifications
 
@@ -102,18 +102,6 @@ def purge_emails_queue(settings: Settings) -> None:
 def deliveries() -> dict[uuid.UUID, Delivery]:
     with session_scope() as session:
         return {d.delivery_id: d for d in session.scalars(select(Delivery))}
-
-
-def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll until `check()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def statuses_settled(ids: list[uuid.UUID], final: set[str]) -> Callable[[], dict | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import socket
 import threading
 from collections.abc import Iterator
 from email import policy
@@ -20,6 +19,7 @@ from app.config import Settings
 from app.db.models import Notification
 from app.db.session import session_scope
 from tests.fakes.sendgrid import FakeSendGrid
+from tests.support import free_port
 
 from .delivery_support import (
     dispatch,
@@ -46,16 +46,10 @@ class _Sink:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Controller, _Sink]]:
     sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, sink
     controller.stop()

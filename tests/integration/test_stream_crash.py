@@ -23,7 +23,7 @@ from tests.integration.test_stream_harness import (
     produce,
     stream_env,
     total_likes_in_db,
-    wait_until,
+    wait_for,
 )
 
 __all__ = ["stream_env"]  # the fixture, imported for pytest
@@ -80,7 +80,7 @@ def test_kill_9_three_times_loses_nothing_and_counts_nothing_twice(stream_env: S
     kills = []
     rng = random.Random(4)
     for threshold in (10_000, 22_000, 34_000):
-        wait_until(lambda t=threshold: total_likes_in_db() >= t, timeout=90, what=f"{threshold}")
+        wait_for(lambda t=threshold: total_likes_in_db() >= t, timeout=90, what=f"{threshold}")
         # Anywhere in the cycle: mid-transaction, between commit and table, before Kafka's commit.
         time.sleep(rng.uniform(0, 0.6))
         worker.kill9()
@@ -89,11 +89,11 @@ def test_kill_9_three_times_loses_nothing_and_counts_nothing_twice(stream_env: S
     producing.join(120)
     assert not producing.is_alive()
 
-    wait_until(lambda: total_likes_in_db() >= 50_000, timeout=120, what="all 50,000 likes")
+    wait_for(lambda: total_likes_in_db() >= 50_000, timeout=120, what="all 50,000 likes")
     assert like_counts_in_db() == expected
     assert all(k < 50_000 for k in kills), f"a kill came after the stream had ended: {kills}"
     worker.wait_ready()
-    wait_until(lambda: _table_matches(worker, expected), timeout=60, what="Faust table counts")
+    wait_for(lambda: _table_matches(worker, expected), timeout=60, what="Faust table counts")
     assert worker.get("/likes/")["size"] == len(expected)
     log.warning(
         f"crash test: kills at PostgreSQL totals {kills}, {worker.starts} starts "
@@ -113,22 +113,22 @@ def test_two_workers_share_partitions_and_one_takes_over(stream_env: StreamEnv) 
         a, b = w1.partitions(), w2.partitions()
         return bool(a and b and not set(a) & set(b) and sorted(a + b) == [0, 1, 2, 3])
 
-    wait_until(split, timeout=90, interval=0.5, what="partitions split between two workers")
+    wait_for(split, timeout=90, every=0.5, what="partitions split between two workers")
     produce(s.settings, first)
-    wait_until(lambda: like_counts_in_db() == expected, timeout=60, what="first 5,000 likes")
+    wait_for(lambda: like_counts_in_db() == expected, timeout=60, what="first 5,000 likes")
     # Either worker answers for every user: table_route forwards to the partition owner.
-    wait_until(lambda: _table_matches(w1, expected), timeout=30, what="table via w1")
+    wait_for(lambda: _table_matches(w1, expected), timeout=30, what="table via w1")
     assert _table_matches(w2, expected)
 
     producing = _produce_slowly(s, second, slices=15, pause=0.5)
-    wait_until(lambda: total_likes_in_db() >= 9_000, timeout=60, what="second wave under way")
+    wait_for(lambda: total_likes_in_db() >= 9_000, timeout=60, what="second wave under way")
     w1.kill9()
-    wait_until(lambda: w2.partitions() == [0, 1, 2, 3], timeout=60, interval=0.5, what="takeover")
+    wait_for(lambda: w2.partitions() == [0, 1, 2, 3], timeout=60, every=0.5, what="takeover")
     producing.join(120)
     expected += more
-    wait_until(lambda: total_likes_in_db() >= 20_000, timeout=90, what="all 20,000 likes")
+    wait_for(lambda: total_likes_in_db() >= 20_000, timeout=90, what="all 20,000 likes")
     assert like_counts_in_db() == expected
-    wait_until(lambda: _table_matches(w2, expected), timeout=60, what="table via the survivor")
+    wait_for(lambda: _table_matches(w2, expected), timeout=60, what="table via the survivor")
     assert w2.starts == 1 and w2.alive()
 
 
@@ -139,7 +139,7 @@ def test_a_stalled_worker_exits_and_its_restart_loses_nothing(stream_env: Stream
     worker = s.worker()
     worker.wait_ready()
     produce(s.settings, first)
-    wait_until(lambda: total_likes_in_db() >= 2_000, timeout=60, what="the first 2,000 likes")
+    wait_for(lambda: total_likes_in_db() >= 2_000, timeout=60, what="the first 2,000 likes")
 
     # Hold the group's offset rows: every batch now waits on the lock, so no progress is made
     # while events wait, which is what a stalled consumer looks like from the outside.
@@ -150,11 +150,11 @@ def test_a_stalled_worker_exits_and_its_restart_loses_nothing(stream_env: Stream
         )
         second, more = _likes(s, keys, 1_000, seed=6)
         produce(s.settings, second)
-        wait_until(lambda: worker.stall_restarts >= 1, timeout=60, what="the stall watchdog exit")
+        wait_for(lambda: worker.stall_restarts >= 1, timeout=60, what="the stall watchdog exit")
     engine.dispose()
     assert "stream stalled" in worker.log_text()
 
-    wait_until(lambda: total_likes_in_db() >= 3_000, timeout=90, what="all 3,000 likes")
+    wait_for(lambda: total_likes_in_db() >= 3_000, timeout=90, what="all 3,000 likes")
     assert like_counts_in_db() == expected + more
     worker.wait_ready()
-    wait_until(lambda: _table_matches(worker, expected + more), timeout=60, what="table counts")
+    wait_for(lambda: _table_matches(worker, expected + more), timeout=60, what="table counts")

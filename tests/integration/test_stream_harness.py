@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,23 +30,10 @@ from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
 from app.ingest import STALL_EXIT_CODE
 from app.kafka_admin import ensure_topics
+from tests.support import free_port, wait_for
 
 BIN = Path(sys.executable).parent
 log = logging.getLogger(__name__)
-
-
-def wait_until(
-    check: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = "condition"
-) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -77,7 +64,7 @@ class StreamEnv:
 
     def worker(self, name: str = "w1", port: int | None = None) -> Worker:
         """Start a Faust worker subprocess (its own web port and table directory)."""
-        port = port or _free_port()
+        port = port or free_port()
         worker = Worker(name, port, self.tmp / name, self.env, self.tmp / f"{name}.log")
         worker.start()
         self.workers.append(worker)
@@ -154,7 +141,7 @@ class Worker:
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Wait until the worker has joined the group and owns partitions."""
-        wait_until(self.partitions, timeout=timeout, interval=0.5, what=f"{self.name} ready")
+        wait_for(self.partitions, timeout=timeout, every=0.5, what=f"{self.name} ready")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -167,14 +154,6 @@ class Worker:
             [f"--- {self.name}: {self.starts} starts, {self.stall_restarts} after a stall ---",
              *alarming[-80:], f"--- {self.name}: last {tail} lines ---", *lines[-tail:]]
         )  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.integration.test_stream_harness import (
     event,
     produce,
     stream_env,
-    wait_until,
+    wait_for,
 )
 
 __all__ = ["stream_env"]  # the fixture, imported for pytest
@@ -57,7 +57,7 @@ def jobs_worker(
             start_new_session=True,
         )  # fmt: skip
     try:
-        wait_until(lambda: "ready." in log.read_text(errors="replace"), timeout=60,
+        wait_for(lambda: "ready." in log.read_text(errors="replace"), timeout=60,
                    what="celery jobs worker")  # fmt: skip
         yield proc
     finally:

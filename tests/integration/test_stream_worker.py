@@ -16,7 +16,7 @@ from tests.integration.test_stream_harness import (
     produce,
     read_topic,
     stream_env,
-    wait_until,
+    wait_for,
 )
 
 __all__ = ["stream_env"]  # the fixture, imported for pytest
@@ -68,9 +68,9 @@ def test_10k_mixed_events_land_exactly(stream_env: StreamEnv) -> None:
     worker.wait_ready()
     assert produce(s.settings, items) == 10_000
 
-    wait_until(lambda: like_counts_in_db() == expected_likes, timeout=90, what="like counts")
-    wait_until(lambda: _rows("welcome") == expected_welcome, timeout=30, what="welcome rows")
-    wait_until(lambda: _rows("mailing") == expected_mail, timeout=30, what="mailing texts")
+    wait_for(lambda: like_counts_in_db() == expected_likes, timeout=90, what="like counts")
+    wait_for(lambda: _rows("welcome") == expected_welcome, timeout=30, what="welcome rows")
+    wait_for(lambda: _rows("mailing") == expected_mail, timeout=30, what="mailing texts")
     assert len(expected_likes) > 250 and len(expected_mail) > 300
 
     # The web view agrees with PostgreSQL, key by key, per user, and in size.
@@ -122,7 +122,7 @@ def test_malformed_events_go_to_the_dead_letter_topic(stream_env: StreamEnv) -> 
     worker.wait_ready()
     produce(s.settings, items)
 
-    wait_until(lambda: like_counts_in_db() == {(user, content): 1000}, timeout=60, what="likes")
+    wait_for(lambda: like_counts_in_db() == {(user, content): 1000}, timeout=60, what="likes")
     dead = read_topic(s.settings, s.dead_letter, expected=1000)
     seen: dict[str, int] = {}
     for msg in dead:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from app import metrics
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port
 
 
 def test_serve_answers_metrics_and_health_on_localhost() -> None:
-    port = _free_port()
+    port = free_port()
     server = metrics.serve(port)
     try:
         metrics.DELIVERIES.labels("sent").inc()
