@@ -258,12 +258,12 @@ def demo(registrations: int, likes: int, comments: int, recipients: int, wait_s:
 
     settings = get_settings()
     plan = demo_flow.DemoPlan(registrations, comments, likes, recipients)
-    sent = demo_flow.publish_burst(settings, plan)
-    for topic, count in sent.items():
+    burst = demo_flow.publish_burst(settings, plan)
+    for topic, count in burst.sent.items():
         click.echo(f"published {count:>5} events to {topic}")
     click.echo("watching the pipeline (welcome mail goes now; digests at each user's send hour):")
     done = demo_flow.watch(
-        until=demo_flow.transactional_done(registrations), timeout_s=wait_s, show=click.echo
+        until=demo_flow.transactional_done(burst.registered), timeout_s=wait_s, show=click.echo
     )
     click.echo("all welcome e-mails handled" if done else "still working; look again soon")
     click.echo(f"  outbox (EMAIL_BACKEND=outbox): {settings.outbox_dir}")

@@ -8,9 +8,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
 from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from app.config import Settings
 from app.contracts import Event, encode_event
+from app.db.models import Notification
 from app.db.session import session_scope
 from app.db.stats import delivery_counts, notification_counts
 from app.db.store import get_template_by_name
@@ -28,15 +31,27 @@ class DemoPlan:
     campaign_recipients: int
 
 
-def _user_ids(count: int) -> list[uuid.UUID]:
-    # The dev Auth server of `make run` serves generate_users(1000): the same ids.
-    return [uuid.UUID(u["user_id"]) for u in generate_users(max(count, 1000))][:count]
+DEV_AUTH_USERS = 1000  # `make run` serves generate_users(1000): the ids the demo may use
 
 
-def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int = 1) -> dict[str, int]:
-    """Publish registrations, likes and a campaign; return how many events each topic got."""
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """What a demo published: events per topic, and who registered."""
+
+    sent: dict[str, int]
+    registered: list[uuid.UUID]
+
+
+def _user_ids(count: int, rng: random.Random) -> list[uuid.UUID]:
+    # A fresh sample each run: users registered by an earlier run already had their welcome mail.
+    known = [uuid.UUID(u["user_id"]) for u in generate_users(max(count, DEV_AUTH_USERS))]
+    return rng.sample(known, count)
+
+
+def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int | None = None) -> Burst:
+    """Publish registrations, likes and a campaign; say what was published."""
     rng = random.Random(seed)
-    users = _user_ids(max(plan.registrations, plan.campaign_recipients, 50))
+    users = _user_ids(max(plan.registrations, plan.campaign_recipients, 50), rng)
     producer = make_producer(settings.kafka_bootstrap_servers)
     registrations = [
         (str(u).encode(), encode_event(Event(u, "once", None,
@@ -70,7 +85,7 @@ def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int = 1) -> dict[
         campaign_id=campaign.campaign_id, producer=producer, topic=settings.topic_mailing
     )
     sent[settings.topic_mailing] = report.delivered
-    return sent
+    return Burst(sent, users[: plan.registrations])
 
 
 def progress_line() -> str:
@@ -102,13 +117,20 @@ def watch(*, until: Callable[[], bool], timeout_s: float, show: Callable[[str], 
     return False
 
 
-def transactional_done(expected: int) -> Callable[[], bool]:
-    """True once `expected` welcome e-mails reached a final status."""
+def transactional_done(user_ids: list[uuid.UUID]) -> Callable[[], bool]:
+    """True once the welcome e-mail of each of these users reached a final status."""
 
     def check() -> bool:
         with session_scope() as session:
-            counts = notification_counts(session=session)
-        return sum(n for (kind, s), n in counts.items() if kind == "welcome" and s != "pending"
-                   and s != "queued") >= expected  # fmt: skip
+            done = session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(
+                    Notification.kind == "welcome",
+                    Notification.user_id.in_(user_ids),
+                    Notification.status.not_in(("pending", "queued")),
+                )
+            )
+        return done >= len(user_ids)
 
     return check
