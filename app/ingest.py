@@ -102,13 +102,18 @@ GapFiller = Callable[[Gap], Sequence[Record]]
 def find_gaps(
     stored: Mapping[tuple[str, int], int], offsets: Iterable[tuple[str, int, int]]
 ) -> list[Gap]:
-    """The holes between each partition's stored offset and the fresh offsets of a batch."""
+    """The holes between each partition's stored offset and the fresh offsets of a batch.
+
+    A partition with no stored offset has none: this database starts where the consumer group
+    stands (a new database must not replay, and mail, the topic's whole history).
+    """
     by_partition: dict[tuple[str, int], list[int]] = {}
     for topic, partition, offset in offsets:
-        by_partition.setdefault((topic, partition), []).append(offset)
+        if stored.get((topic, partition), -1) >= 0:
+            by_partition.setdefault((topic, partition), []).append(offset)
     gaps = []
     for (topic, partition), found in sorted(by_partition.items()):
-        expected = stored.get((topic, partition), -1) + 1
+        expected = stored[(topic, partition)] + 1
         for offset in sorted(set(found)):
             if offset > expected:
                 gaps.append(Gap(topic, partition, expected, offset))

@@ -123,3 +123,20 @@ def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
     # Taken over from another worker at t=100 with an old applied offset: not stalled at once.
     assert detector.look({("t", 0): 3}, {("t", 0): 5, ("t", 1): 500}, now=100) == []
     assert detector.look({("t", 0): 3}, {("t", 0): 5, ("t", 1): 500}, now=111) == [("t", 1)]
+
+
+def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it() -> None:
+    from app.ingest import Gap, find_gaps
+
+    stored = {("t", 0): 99, ("t", 1): 9}
+    offsets = [("t", 0, 100), ("t", 0, 101), ("t", 1, 15), ("t", 1, 16), ("t", 1, 20)]
+    assert find_gaps(stored, offsets) == [Gap("t", 1, 10, 15), Gap("t", 1, 17, 20)]
+
+
+def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> None:
+    from app.ingest import Gap, find_gaps
+
+    # -1 is what lock_offsets returns for a partition this database has not seen yet.
+    assert find_gaps({("t", 0): -1}, [("t", 0, 500), ("t", 0, 501)]) == []
+    assert find_gaps({}, [("t", 0, 500)]) == []
+    assert find_gaps({("t", 0): 0}, [("t", 0, 5), ("t", 0, 5)]) == [Gap("t", 0, 1, 5)]
