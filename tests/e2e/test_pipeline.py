@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,19 +31,22 @@ from app.db import migrate
 from app.db.models import Delivery, Notification
 from app.db.session import dispose_engines, session_scope
 from app.db.store import get_template_by_name, upsert_template
+from app.demo import DEV_AUTH_USERS
 from app.devauth import generate_users
 from app.kafka_producer import make_producer, publish_all
 from app.schedule import seed_schedule
 from app.template_files import default_templates
 from tests.fakes.sendgrid import FakeSendGrid
 
-from .pipeline import Pipeline, http_json, scrape, wait_for
+from .pipeline import BIN, Pipeline, http_json, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
 ZONE = ZoneInfo("Asia/Kathmandu")  # +05:45: a send hour that is not on a UTC hour boundary
 USERS = [{**user, "timezone": ZONE.key} for user in generate_users(120, seed=11)]
 UNKNOWN = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+# The users `make run`'s dev Auth server serves, for `notify demo` (different ids from USERS).
+DEMO_USERS = generate_users(DEV_AUTH_USERS)
 
 
 def _user_id(i: int) -> uuid.UUID:
@@ -86,7 +90,7 @@ def pipeline(
     _purge_queues(settings)
     tmp = tmp_path_factory.mktemp("pipeline")
     users_file = tmp / "users.json"
-    users_file.write_text(json.dumps(USERS))
+    users_file.write_text(json.dumps(USERS + DEMO_USERS))
     pipeline = Pipeline(settings, tmp, users_file, sendgrid.url, sendgrid.api_key)
     try:
         pipeline.start()
@@ -188,6 +192,32 @@ def test_registration_through_the_outbox_backend(pipeline: Pipeline) -> None:
         assert message["To"].endswith(f"<{user['email']}>") or message["To"] == user["email"]
         text_part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
         assert link in text_part.get_content()
+    finally:
+        pipeline.email_backend = "sendgrid"
+        pipeline.restart("emails")
+
+
+def test_the_demo_turns_its_burst_into_mail_in_the_outbox(pipeline: Pipeline) -> None:
+    pipeline.email_backend = "outbox"
+    pipeline.restart("emails")
+    try:
+        before = set(Path(pipeline.outbox).glob("*.eml"))
+        demo = subprocess.run(
+            [str(BIN / "notify"), "demo", "--registrations", "8", "--likes", "40",
+             "--comments", "4", "--campaign", "12", "--wait", "90"],
+            env=pipeline.env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert demo.returncode == 0, demo.stderr[-3000:]
+        assert "published     8 events to" in demo.stdout
+        assert "all welcome e-mails handled" in demo.stdout, demo.stdout
+        assert "/admin/outbox" in demo.stdout
+        new = set(Path(pipeline.outbox).glob("*.eml")) - before
+        # Welcome mail is transactional: all 8 went out, whatever the users' quiet hours.
+        subjects = [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"]
+            for p in new
+        ]
+        assert sum(s.startswith("Welcome, ") for s in subjects) == 8, subjects
     finally:
         pipeline.email_backend = "sendgrid"
         pipeline.restart("emails")
