@@ -34,7 +34,7 @@ class CeleryEmailPublisher:
                     routing_key=EMAILS_QUEUE,
                     producer=producer,
                 )
-                metrics.ENQUEUED.inc()
+        metrics.ENQUEUED.inc(len(tasks))
 
 
 SEND_NOW_CHUNK = 500  # the Auth API's batch limit: one lookup per task

@@ -11,6 +11,8 @@ import logging
 import logging.config
 from typing import Any, Literal
 
+from celery._state import get_current_task
+
 LogFormat = Literal["text", "json"]
 
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -21,8 +23,6 @@ class CeleryTaskContext(logging.Filter):
     """Adds `task_id` and `task_name` to records logged while a Celery task runs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from celery._state import get_current_task
-
         task = get_current_task()
         if task is not None and task.request.id is not None:
             record.task_id = task.request.id

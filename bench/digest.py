@@ -40,6 +40,7 @@ from app.devauth import generate_users  # noqa: E402
 from app.handoff import CeleryEmailPublisher  # noqa: E402
 from app.template_files import default_templates  # noqa: E402
 from tests.integration.factories import Spec, insert_notifications  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
 AFTER_ALL_SEND_TIMES = NOW + timedelta(days=2)
@@ -71,12 +72,6 @@ def reset(rows: int, users: list[dict]) -> None:
         insert_notifications(session, specs)
     with session_scope() as session:
         session.execute(text("ANALYZE"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,14 +25,18 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-from sqlalchemy import text
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from app.config import REPO_ROOT, get_settings
-from app.db.session import session_scope
-from app.ingest import Record, apply_batch
-from app.kafka_admin import ensure_topics
+from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from app.config import REPO_ROOT, get_settings  # noqa: E402
+from app.db.session import session_scope  # noqa: E402
+from app.ingest import Record, apply_batch  # noqa: E402
+from app.kafka_admin import ensure_topics  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 
 def produce(topic: str, n: int, keys: int) -> float:
@@ -94,12 +97,6 @@ def applied(group: str) -> int:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def worker(prefix: str, topic: str, n: int, tmp: Path) -> float:
     """Run `notify worker` over the produced events; events/s from first to last applied."""
     env = {**os.environ, "TOPIC_COMMENT_LIKED": topic, "FAUST_APP_ID": prefix,
@@ -107,7 +104,7 @@ def worker(prefix: str, topic: str, n: int, tmp: Path) -> float:
            "TOPIC_DEAD_LETTER": f"{prefix}.dlq", "FAUST_SESSION_TIMEOUT_S": "6"}  # fmt: skip
     with (tmp / f"{prefix}.log").open("wb") as log:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "notify"), "worker", "--web-port", str(_free_port()),
+            [str(Path(sys.executable).parent / "notify"), "worker", "--web-port", str(free_port()),
              "--data-dir", str(tmp / prefix), "--loglevel", "info"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
         )  # fmt: skip
