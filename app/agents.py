@@ -1,7 +1,9 @@
 """Thin Faust agents: take a batch, ingest it off the loop, dead letters, mirror table, hand off.
 
 The database work and the Celery hand-off run in a thread executor, so heartbeats and
-rebalances never wait behind I/O (DESIGN.md "Agents stay responsive").
+rebalances never wait behind I/O (docs/architecture.md). Nothing an event contains can make an
+agent raise or retry forever: `ingest.apply_batch` turns every refusal into a dead letter and
+raises only on an outage, which is retried here with backoff (docs/fault-model.md).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-from app import ingest, metrics, topics
+from app import faults, ingest, metrics, stall, topics
 from app.celery_app import celery_app
 from app.contracts import EventKind
 from app.faust_app import app, settings
@@ -33,20 +37,36 @@ MAX_RETRY_DELAY_S = 30.0
 
 
 def to_record(event: EventT) -> ingest.Record:
-    """The transport-neutral record of a Faust event (raw bytes, position in the log)."""
+    """The transport-neutral record of a Faust event (raw bytes, position, headers)."""
     message = event.message
     return ingest.Record(
-        message.topic, message.partition, message.offset, message.key, message.value
-    )
+        message.topic, message.partition, message.offset, message.key, message.value,
+        _headers(message.headers),
+    )  # fmt: skip
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((str(k), v if isinstance(v, bytes) else b"") for k, v in items)
 
 
 async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
     """Send dead letters (original bytes, reason headers) and wait until Kafka has them."""
-    pending = [
-        await topics.dead_letter.send(key=d.record.key, value=d.record.value, headers=d.headers())
-        for d in dead
-    ]
-    await asyncio.gather(*pending)
+    await asyncio.gather(*[await _send_dead_letter(d) for d in dead])
+
+
+async def _send_dead_letter(dead: ingest.DeadLetter) -> Any:
+    try:
+        return await topics.dead_letter.send(
+            key=dead.record.key, value=dead.record.value, headers=dead.headers()
+        )
+    except MessageSizeTooLargeError:
+        # A record at the broker's size limit no longer fits with our headers: the topic gets
+        # the headers alone; the original bytes are kept in the dead_letters table for replay.
+        headers = [*dead.headers(), ("value_omitted", b"too large; kept in dead_letters")]
+        return await topics.dead_letter.send(key=dead.record.key, value=None, headers=headers)
 
 
 def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
@@ -57,14 +77,17 @@ def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
     return sink
 
 
-async def apply_with_retry(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchResult:
+async def apply_with_retry(
+    kind: EventKind, records: Sequence[ingest.Record]
+) -> ingest.BatchResult:
     """Apply a batch, retrying with backoff until PostgreSQL takes it.
 
-    Raising is not an option: `take_events` acks a batch whose agent body failed, which would
-    drop it; an outage must delay events, never lose them.
+    `apply_batch` isolates every failure an event causes, so what reaches this loop is an
+    outage (PostgreSQL or Kafka down, a deadlock): it delays the batch, never drops it.
+    Raising is not an option either: `take_events` acks a batch whose agent body failed.
     """
     loop = asyncio.get_running_loop()
-    records = [to_record(event) for event in events]
+    topic = topics.INPUT_TOPICS[kind].get_topic_name()
     apply = partial(
         ingest.apply_batch,
         kind,
@@ -73,15 +96,35 @@ async def apply_with_retry(kind: EventKind, events: Sequence[EventT]) -> ingest.
         max_bytes=settings.max_event_bytes,
         before_commit=_dead_letter_sink(loop),
         fill_gaps=read_gap,
+        topic_ids=topic_ids,
     )
     delay = 0.5
     while True:
         try:
             return await loop.run_in_executor(None, apply)
-        except Exception:
-            log.exception("%s: batch of %d failed; retrying in %.1f s", kind, len(records), delay)
+        except Exception as exc:
+            transient = faults.is_transient(exc)
+            metrics.BATCH_RETRIES.labels(topic, "outage" if transient else "other").inc()
+            if transient:
+                log.warning("%s: batch of %d waits for an outage (%s); retrying in %.1f s",
+                            kind, len(records), faults.describe(exc, 300), delay)  # fmt: skip
+            else:
+                log.exception("%s: batch of %d failed outside any one event; retrying in %.1f s",
+                              kind, len(records), delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+@cache
+def _admin() -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+
+def topic_ids(names: Any) -> dict[str, str | None]:
+    """The Kafka topic id of each topic, asked fresh (a recreated topic has a new one)."""
+    names = sorted(set(names))
+    futures = _admin().describe_topics(TopicCollection(names), request_timeout=10)
+    return {name: str(future.result().topic_id) or None for name, future in futures.items()}
 
 
 GAP_READ_TIMEOUT_S = 30.0
@@ -109,9 +152,12 @@ def read_gap(gap: ingest.Gap) -> list[ingest.Record]:
         while True:
             message = consumer.poll(1.0)
             if message is None:
+                # A timeout is an outage (retried): it counts from the last record read, so a
+                # long gap is read however long it takes.
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"reading {gap} from Kafka")
                 continue
+            deadline = time.monotonic() + GAP_READ_TIMEOUT_S
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     return records
@@ -119,7 +165,8 @@ def read_gap(gap: ingest.Gap) -> list[ingest.Record]:
             if message.offset() >= gap.end:
                 return records
             records.append(ingest.Record(gap.topic, gap.partition, message.offset(),
-                                         message.key(), message.value()))  # fmt: skip
+                                         message.key(), message.value(),
+                                         _headers(message.headers())))  # fmt: skip
             if message.offset() == gap.end - 1:
                 return records
     finally:
@@ -163,11 +210,50 @@ async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchRe
     metrics.EVENTS_CONSUMED.labels(topic).inc(len(events))
     metrics.BATCH_SIZE.labels(topic).observe(len(events))
     started = time.perf_counter()
-    result = await apply_with_retry(kind, events)
+    result = await apply_with_retry(kind, [to_record(event) for event in events])
     metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
+    await _after_commit(kind, topic, result, events)
+    while result.held:
+        result = await _hold(kind, result)
+        await _after_commit(kind, topic, result, events)
+    return result
+
+
+HOLD_POLL_S = 2.0
+
+
+async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult:
+    """Wait while the held records' partitions are blocked, then apply them.
+
+    The records stay unacked meanwhile, so nothing is lost. A rebalance that takes the
+    partitions away ends the wait (Faust waits for this batch before it rebalances); the
+    records are acked then, and their new owner reads them back from Kafka once the partition
+    is reset, since every reset leaves it a stored offset (`ingest.find_gaps`).
+    """
+    for tp in held.blocked:
+        metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(1)
+    while True:
+        await asyncio.sleep(HOLD_POLL_S)
+        owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        if app.rebalancing or not set(held.blocked) <= owned:
+            log.warning("%s: releasing %d held records: partitions %s were reassigned",
+                        kind, len(held.held), sorted(held.blocked))  # fmt: skip
+            return ingest.BatchResult(kind)
+        result = await apply_with_retry(kind, held.held)
+        for tp in set(held.blocked) - set(result.blocked):
+            metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(0)
+            log.warning("%s[%d]: reset by an operator; applying its held records", *tp)
+        if len(result.held) < len(held.held):
+            return result
+
+
+async def _after_commit(
+    kind: EventKind, topic: str, result: ingest.BatchResult, events: Sequence[EventT]
+) -> None:
     metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
     metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
     metrics.EVENTS_RECOVERED.labels(topic).inc(result.recovered)
+    metrics.DUPLICATE_REPLAYS.labels(topic).inc(result.duplicate_replays)
     for dead in result.dead_letters:
         metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
         record = dead.record
@@ -177,7 +263,6 @@ async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchRe
         mirror_like_counts(result, events)
     if result.send_now:
         await hand_off(result.send_now)
-    return result
 
 
 def _position(record: ingest.Record) -> dict[str, Any]:
@@ -226,7 +311,7 @@ def _end_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int
     }
 
 
-_stalls = ingest.StallDetector(timeout=settings.stream_stall_timeout_s)
+_stalls = stall.StallDetector(timeout=settings.stream_stall_timeout_s)
 
 
 async def _look_for_stalls() -> list[tuple[str, int]]:
@@ -236,10 +321,11 @@ async def _look_for_stalls() -> list[tuple[str, int]]:
         return []
     loop = asyncio.get_running_loop()
     # Not through Faust's consumer: a stalled consumer thread would stall this check too.
-    ends, applied = await asyncio.wait_for(
+    ends, applied, blocked = await asyncio.wait_for(
         asyncio.gather(
             loop.run_in_executor(None, _end_offsets, owned),
             loop.run_in_executor(None, ingest.applied_offsets, app.conf.id),
+            loop.run_in_executor(None, ingest.blocked_partitions, app.conf.id),
         ),
         timeout=30,
     )
@@ -247,7 +333,13 @@ async def _look_for_stalls() -> list[tuple[str, int]]:
         metrics.PARTITION_LAG.labels(topic, str(partition)).set(
             max(end - 1 - applied.get((topic, partition), -1), 0)
         )
-    return _stalls.look(applied, ends, time.monotonic())
+    for topic, partition in owned:
+        metrics.PARTITION_BLOCKED.labels(topic, str(partition)).set(
+            1 if (topic, partition) in blocked else 0
+        )
+    # A blocked partition is not stalled: it waits for an operator, on purpose.
+    waiting = {tp: end for tp, end in ends.items() if tp not in blocked}
+    return _stalls.look(applied, waiting, time.monotonic())
 
 
 @app.timer(interval=5.0)
@@ -266,4 +358,4 @@ async def stall_watchdog() -> None:
         log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",
                      _stalls.waiting_for(time.monotonic()), stalled)  # fmt: skip
         logging.shutdown()
-        os._exit(ingest.STALL_EXIT_CODE)
+        os._exit(stall.STALL_EXIT_CODE)

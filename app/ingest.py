@@ -2,13 +2,21 @@
 
 Kafka delivers at least once. The transaction that writes a batch's rows also raises the stored
 offset of each topic-partition, and records at or below the stored offset are skipped, so a replay
-after any crash neither loses nor double-counts an event (DESIGN.md "Exactly-once effect").
+after any crash neither loses nor double-counts an event (docs/stream-semantics.md).
+
+Every failure stays with the event that caused it (docs/fault-model.md): a record that does not
+decode, or that PostgreSQL refuses, becomes a dead letter (a row in `dead_letters`, written in
+the same transaction, and a copy on the dead-letter topic) and the rest of the batch is applied.
+Only outages escape, for the caller to retry the whole batch.
 
 The consumer may also deliver too little: around a rebalance faust-streaming drops and acks
 records fetched under the previous group generation, so its committed Kafka offset can pass
-records no batch ever saw. Applying a later record would then raise the stored offset past them
-for good. So a batch that starts beyond the stored offset + 1, or has a hole, first reads the
-missing records from Kafka itself (`fill_gaps`) and applies them in offset order.
+records no batch ever saw. So a batch that starts beyond the stored offset + 1, or has a hole,
+first reads the missing records from Kafka itself (`fill_gaps`) and applies them in offset order.
+
+And Kafka may change under the stored offsets: a partition whose topic was recreated (its topic
+id changed), or that this group has no position for while another group applied it (the app id
+was renamed), is blocked: its records are held, not applied, until an operator resets it.
 """
 
 from __future__ import annotations
@@ -20,21 +28,19 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from app.contracts import ContractError, Event, EventKind, decode_event
-from app.db import ingest_store
-from app.db.ingest_store import LikeDelta, TextItem
+from app.contracts import ContractError, Event, EventKind, decode_event, storable_text
+from app.db import dead_letters, stream_offsets
+from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
+from app.db.stream_offsets import PartitionState, TopicPartition
+from app.ingest_apply import Effects, apply_isolated, mirror_replayed_likes, table_key
+
+__all__ = ["Record", "DeadLetter", "BatchResult", "Gap", "apply_batch", "find_gaps", "table_key"]
 
 log = logging.getLogger(__name__)
 
-NOTIFICATION_KIND: dict[str, str] = {
-    "user_registered": "welcome",
-    "comment_liked": "likes",
-    "mailing": "mailing",
-}
-TEMPLATE_OF_KIND = {"user_registered": "welcome", "mailing": "mailing"}
-# Rows whose `once` mail has not gone out yet; anything else was planned or sent already.
-UNSENT = ("pending", "failed")
+# Bounds what a dead letter's error adds to its Kafka record and its row.
+MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,17 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def replay_token(self) -> uuid.UUID | None:
+        """The dead letter this record replays, when it carries a well-formed replay header."""
+        for name, value in self.headers:
+            if name == REPLAY_HEADER:
+                try:
+                    return uuid.UUID(value.decode("ascii"))
+                except (ValueError, UnicodeDecodeError, AttributeError):
+                    return None
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +72,12 @@ class DeadLetter:
     record: Record
     error: str
     reason: str
+    replay_token: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """The dead-letter topic's headers (DESIGN.md), plus a short machine-readable reason."""
+        """The dead-letter topic's headers: the error, a short reason, the source position."""
         return [
-            ("error", self.error.encode()),
+            ("error", self.error[:MAX_ERROR_CHARS].encode("utf-8", "replace")),
             ("reason", self.reason.encode()),
             ("source_topic", self.record.topic.encode()),
             ("source_partition", str(self.record.partition).encode()),
@@ -69,7 +87,7 @@ class DeadLetter:
 
 @dataclass
 class BatchResult:
-    """What one batch did: counts, dead letters, hand-offs, and like counts to mirror."""
+    """What one batch did: counts, dead letters, hand-offs, like counts, held records."""
 
     kind: EventKind
     applied: int = 0
@@ -80,9 +98,16 @@ class BatchResult:
     like_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Records the consumer skipped, read back from Kafka and applied with this batch.
     recovered: int = 0
+    # Replayed copies of dead letters whose event an earlier copy applied already.
+    duplicate_replays: int = 0
+    # Partitions that wait for an operator, with the reason, and their records (not applied).
+    blocked: dict[TopicPartition, str] = field(default_factory=dict)
+    held: list[Record] = field(default_factory=list)
 
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], None]
+# The Kafka topic id of each named topic (None where the broker has none to tell).
+TopicIds = Callable[[Iterable[str]], Mapping[str, str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,30 +125,25 @@ GapFiller = Callable[[Gap], Sequence[Record]]
 
 
 def find_gaps(
-    stored: Mapping[tuple[str, int], int], offsets: Iterable[tuple[str, int, int]]
+    stored: Mapping[TopicPartition, int | None], offsets: Iterable[tuple[str, int, int]]
 ) -> list[Gap]:
     """The holes between each partition's stored offset and the fresh offsets of a batch.
 
-    A partition with no stored offset has none: this database starts where the consumer group
-    stands (a new database must not replay, and mail, the topic's whole history).
+    A partition with no stored offset (None) has none: this database starts where the consumer
+    group stands (a new database must not replay, and mail, the topic's whole history).
     """
-    by_partition: dict[tuple[str, int], list[int]] = {}
+    by_partition: dict[TopicPartition, list[int]] = {}
     for topic, partition, offset in offsets:
-        if stored.get((topic, partition), -1) >= 0:
+        if stored.get((topic, partition)) is not None:
             by_partition.setdefault((topic, partition), []).append(offset)
     gaps = []
     for (topic, partition), found in sorted(by_partition.items()):
-        expected = stored[(topic, partition)] + 1
+        expected = stored[(topic, partition)] + 1  # type: ignore[operator]
         for offset in sorted(set(found)):
             if offset > expected:
                 gaps.append(Gap(topic, partition, expected, offset))
             expected = offset + 1
     return gaps
-
-
-def table_key(user_id: uuid.UUID, content_id: uuid.UUID) -> str:
-    """The like table's key of a (user, content) pair."""
-    return f"{user_id}:{content_id}"
 
 
 def reason_of(error: str) -> str:
@@ -134,6 +154,10 @@ def reason_of(error: str) -> str:
         return "too_large"
     if "not JSON" in error:
         return "not_json"
+    if "cannot be decoded" in error:
+        return "undecodable"
+    if "cannot be stored" in error:
+        return "bad_text"
     if "must be uuid" in error:
         return "bad_uuid"
     if ".periodicity must be one of" in error:
@@ -151,8 +175,14 @@ def decode_records(
         try:
             accepted.append((record, decode_event(kind, record.value, max_bytes=max_bytes)))
         except ContractError as exc:
-            dead.append(DeadLetter(record, str(exc), reason_of(str(exc))))
+            error = storable_text(str(exc))[:MAX_ERROR_CHARS]
+            dead.append(_dead(record, error, reason_of(error)))
     return accepted, dead
+
+
+def _dead(record: Record, error: str, reason: str) -> DeadLetter:
+    # A replay that fails again keeps its event's token: one token per event across replays.
+    return DeadLetter(record, error, reason, record.replay_token() or uuid.uuid4())
 
 
 def apply_batch(
@@ -163,37 +193,48 @@ def apply_batch(
     max_bytes: int,
     before_commit: DeadLetterSink | None = None,
     fill_gaps: GapFiller | None = None,
+    topic_ids: TopicIds | None = None,
 ) -> BatchResult:
     """Apply the records not applied yet in one transaction; return what was done.
 
     `before_commit` receives the batch's new dead letters inside the transaction: once it
     returns they are safely elsewhere, and a crash before the commit only repeats them.
-    `fill_gaps` reads skipped records back from Kafka (see the module's docstring).
+    `fill_gaps` reads skipped records back from Kafka; `topic_ids` tells the current topic ids
+    (see the module's docstring). Raises only on an outage: retry the same records later.
     """
     result = BatchResult(kind)
     with session_scope() as session:
-        stored = ingest_store.lock_offsets(
+        states = stream_offsets.lock_offsets(
             session=session, group_id=group_id, partitions={(r.topic, r.partition) for r in records}
         )
-        fresh: dict[tuple[str, int, int], Record] = {}
-        replayed: list[Record] = []
-        for record in records:
-            if record.offset > stored[(record.topic, record.partition)]:
-                fresh.setdefault((record.topic, record.partition, record.offset), record)
-            else:
-                replayed.append(record)
+        ids = dict(topic_ids({t for t, _ in states})) if topic_ids is not None else {}
+        result.blocked = _check_partitions(session, group_id, states, ids)
+        result.held = [r for r in records if (r.topic, r.partition) in result.blocked]
+        open_states = {tp: s for tp, s in states.items() if tp not in result.blocked}
+        fresh, replayed = _split_fresh(records, open_states)
         if fill_gaps is not None:
-            result.recovered = _fill_gaps(fresh, stored, fill_gaps)
+            known = {tp: s.offset for tp, s in open_states.items()}
+            result.recovered = _fill_gaps(fresh, known, fill_gaps)
         ordered = [fresh[position] for position in sorted(fresh)]  # the last text must win
+        ordered = _without_duplicate_replays(session, ordered, result)
         accepted, result.dead_letters = decode_records(kind, ordered, max_bytes=max_bytes)
-        result.applied, result.replayed = len(accepted), len(replayed)
-        _APPLY[kind](session, accepted, result)
+        applied, refused, effects = apply_isolated(session, kind, accepted)
+        result.dead_letters += [_dead(r.record, r.error, r.reason) for r in refused]
+        result.applied, result.replayed = len(applied), len(replayed)
+        _take_effects(result, effects)
+        dead_letters.claim_tokens(
+            session=session,
+            applied=[(token, r.topic, r.partition, r.offset) for r, _ in applied
+                     if (token := r.replay_token()) is not None],
+        )  # fmt: skip
         if kind == "comment_liked" and replayed:
-            _mirror_replayed_likes(session, replayed, result, max_bytes=max_bytes)
-        top: dict[tuple[str, int], int] = {}
-        for topic, partition, offset in fresh:
-            top[(topic, partition)] = max(offset, top.get((topic, partition), -1))
-        ingest_store.save_offsets(session=session, group_id=group_id, offsets=top)
+            old = decode_records(kind, replayed, max_bytes=max_bytes)[0]
+            for key, value in mirror_replayed_likes(session, old).items():
+                result.like_counts.setdefault(key, value)
+        stream_offsets.save_offsets(
+            session=session, group_id=group_id, offsets=_top_offsets(fresh), topic_ids=ids
+        )
+        _record_dead_letters(session, group_id, result.dead_letters)
         if result.dead_letters and before_commit is not None:
             before_commit(result.dead_letters)
     if replayed:
@@ -201,9 +242,107 @@ def apply_batch(
     return result
 
 
+def _split_fresh(
+    records: Sequence[Record], states: Mapping[TopicPartition, PartitionState]
+) -> tuple[dict[tuple[str, int, int], Record], list[Record]]:
+    fresh: dict[tuple[str, int, int], Record] = {}
+    replayed: list[Record] = []
+    for record in records:
+        state = states.get((record.topic, record.partition))
+        if state is None:
+            continue  # blocked: held for later
+        if state.offset is None or record.offset > state.offset:
+            fresh.setdefault((record.topic, record.partition, record.offset), record)
+        else:
+            replayed.append(record)
+    return fresh, replayed
+
+
+def _top_offsets(fresh: Iterable[tuple[str, int, int]]) -> dict[TopicPartition, int]:
+    top: dict[TopicPartition, int] = {}
+    for topic, partition, offset in fresh:
+        top[(topic, partition)] = max(offset, top.get((topic, partition), -1))
+    return top
+
+
+def _take_effects(result: BatchResult, effects: Effects) -> None:
+    result.send_now = effects.send_now
+    result.like_counts.update(effects.like_counts)
+
+
+def _record_dead_letters(session: Session, group_id: str, dead: Sequence[DeadLetter]) -> None:
+    dead_letters.record(
+        session=session,
+        group_id=group_id,
+        letters=[NewDeadLetter(d.record.topic, d.record.partition, d.record.offset, d.record.key,
+                               d.record.value, d.reason, d.error, d.replay_token) for d in dead],
+    )  # fmt: skip
+
+
+def _without_duplicate_replays(
+    session: Session, ordered: list[Record], result: BatchResult
+) -> list[Record]:
+    """Drop replayed copies of an event that an earlier copy (or one before it here) applied."""
+    tokens = {token for r in ordered if (token := r.replay_token()) is not None}
+    if not tokens:
+        return ordered
+    taken = dead_letters.claimed_tokens(session=session, tokens=tokens)
+    kept = []
+    for record in ordered:
+        token = record.replay_token()
+        if token is not None and token in taken:
+            result.duplicate_replays += 1
+            continue
+        if token is not None:
+            taken.add(token)  # a second copy in this batch is a duplicate too
+        kept.append(record)
+    if result.duplicate_replays:
+        log.info("skipped %d replayed copies of dead letters applied before",
+                 result.duplicate_replays)  # fmt: skip
+    return kept
+
+
+def _check_partitions(
+    session: Session,
+    group_id: str,
+    states: Mapping[TopicPartition, PartitionState],
+    topic_ids: Mapping[str, str | None],
+) -> dict[TopicPartition, str]:
+    """The batch's blocked partitions: blocked before, or found now (and blocked in the DB)."""
+    blocked = {tp: s.blocked_reason for tp, s in states.items() if s.blocked_reason}
+    found: dict[TopicPartition, str] = {}
+    for (topic, partition), state in states.items():
+        current = topic_ids.get(topic)
+        if (topic, partition) in blocked or current is None or state.topic_id in (None, current):
+            continue
+        found[(topic, partition)] = (
+            f"topic {topic} was recreated: its id is now {current}, while the offsets stored for "
+            f"partition {partition} (up to {state.offset}) belong to topic id {state.topic_id}"
+        )
+    unpositioned = [tp for tp, s in states.items()
+                    if s.offset is None and tp not in blocked and tp not in found]  # fmt: skip
+    others = stream_offsets.offsets_of_other_groups(
+        session=session, group_id=group_id, partitions=unpositioned
+    )
+    for (topic, partition), applied_by in others.items():
+        groups = ", ".join(f"{g} (up to offset {o})" for g, o in applied_by)
+        found[(topic, partition)] = (
+            f"group {group_id} has no offsets for {topic}[{partition}], but it was applied by "
+            f"{groups}: was FAUST_APP_ID renamed?"
+        )
+    if found:
+        stream_offsets.block_partitions(session=session, group_id=group_id, reasons=found)
+        for (topic, partition), reason in sorted(found.items()):
+            log.critical("%s[%d] blocked: %s. Its events are held, not applied, until an operator "
+                         "runs `notify offsets reset --topic %s --to-start|--to-end|--to-stored`",
+                         topic, partition, reason, topic,
+                         extra={"topic": topic, "partition": partition})  # fmt: skip
+    return {**blocked, **found}
+
+
 def _fill_gaps(
     fresh: dict[tuple[str, int, int], Record],
-    stored: Mapping[tuple[str, int], int],
+    stored: Mapping[TopicPartition, int | None],
     fill_gaps: GapFiller,
 ) -> int:
     recovered = 0
@@ -219,133 +358,13 @@ def _fill_gaps(
     return recovered
 
 
-def _apply_likes(
-    session: Session, accepted: list[tuple[Record, Event]], result: BatchResult
-) -> None:
-    totals: dict[tuple[uuid.UUID, uuid.UUID], list] = {}
-    partition_of: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
-    for record, event in accepted:
-        key = (event.user_id, event.content_id)
-        assert event.content_id is not None  # the schema requires a uuid content id for likes
-        entry = totals.setdefault(key, [0, event.periodicity, event.content_value])
-        entry[0] += 1
-        entry[1] = event.periodicity  # the latest event's periodicity wins
-        partition_of[key] = record.partition
-    deltas = [LikeDelta(u, c, n, p, v) for (u, c), (n, p, v) in totals.items()]
-    counts = ingest_store.add_likes(session=session, likes=deltas)
-    for (user_id, content_id), count in counts.items():
-        result.like_counts[table_key(user_id, content_id)] = (
-            partition_of[(user_id, content_id)],
-            count,
-        )
-
-
-def _mirror_replayed_likes(
-    session: Session, replayed: list[Record], result: BatchResult, *, max_bytes: int
-) -> None:
-    # Their effect is already in PostgreSQL, but the crash may have lost the table update.
-    partition_of: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
-    for record, event in decode_records("comment_liked", replayed, max_bytes=max_bytes)[0]:
-        assert event.content_id is not None
-        partition_of[(event.user_id, event.content_id)] = record.partition
-    for (user_id, content_id), count in ingest_store.get_like_counts(
-        session=session, keys=partition_of
-    ).items():
-        key = table_key(user_id, content_id)
-        result.like_counts.setdefault(key, (partition_of[(user_id, content_id)], count))
-
-
-def _latest_texts(accepted: list[tuple[Record, Event]]) -> list[TextItem]:
-    latest: dict[tuple[uuid.UUID, uuid.UUID | None], TextItem] = {}
-    for _record, event in accepted:  # records come in offset order per partition: last wins
-        latest[(event.user_id, event.content_id)] = TextItem(
-            event.user_id, event.content_id, event.periodicity, event.content_value
-        )
-    return list(latest.values())
-
-
-def _apply_texts(
-    session: Session, accepted: list[tuple[Record, Event]], result: BatchResult
-) -> None:
-    kind = result.kind
-    written = ingest_store.upsert_texts(
-        session=session,
-        kind=NOTIFICATION_KIND[kind],
-        template_name=TEMPLATE_OF_KIND[kind],
-        items=_latest_texts(accepted),
-    )
-    # Welcome mail is transactional: it goes now whatever the periodicity. A mailing goes now
-    # when it is `once`; a replaced `once` mailing that was already planned or sent keeps its
-    # status, so the new text is stored but not mailed a second time (README "Stream ingestion").
-    result.send_now = [
-        row.notification_id
-        for row in written
-        if row.status in UNSENT and (kind == "user_registered" or row.periodicity == "once")
-    ]
-
-
-_APPLY: dict[str, Callable[[Session, list[tuple[Record, Event]], BatchResult], None]] = {
-    "user_registered": _apply_texts,
-    "comment_liked": _apply_likes,
-    "mailing": _apply_texts,
-}
-
-
-# A stalled stream worker exits with this code (EX_SOFTWARE) for its supervisor to restart it.
-STALL_EXIT_CODE = 70
-
-
-def lagging_partitions(
-    applied: Mapping[tuple[str, int], int], end_offsets: Mapping[tuple[str, int], int]
-) -> list[tuple[str, int]]:
-    """Partitions whose log holds events past the highest offset applied to PostgreSQL.
-
-    The last offset of a log may be a transaction marker that no consumer ever sees, so one
-    offset beyond the applied one does not count as waiting.
-    """
-    return sorted(tp for tp, end in end_offsets.items() if end - 2 > applied.get(tp, -1))
-
-
-@dataclass
-class StallDetector:
-    """Finds partitions that hold unapplied events while their applied offset stays put.
-
-    Each look passes the end offsets of the partitions this worker owns and the applied offsets.
-    A partition counts as stalled once it has been lagging, at one unchanged applied offset, for
-    longer than `timeout` seconds; a newly owned partition starts its clock at its first look.
-    Progress is judged per partition: one stuck partition is found while the others move.
-    """
-
-    timeout: float
-    _since: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
-
-    def look(
-        self,
-        applied: Mapping[tuple[str, int], int],
-        end_offsets: Mapping[tuple[str, int], int],
-        now: float,
-    ) -> list[tuple[str, int]]:
-        """Record this look; return the stalled partitions (sorted)."""
-        lagging = set(lagging_partitions(applied, end_offsets))
-        stalled = []
-        for tp in list(self._since):
-            if tp not in lagging:
-                del self._since[tp]
-        for tp in sorted(lagging):
-            offset = applied.get(tp, -1)
-            seen = self._since.get(tp)
-            if seen is None or seen[0] != offset:
-                self._since[tp] = (offset, now)
-            elif now - seen[1] > self.timeout:
-                stalled.append(tp)
-        return stalled
-
-    def waiting_for(self, now: float) -> float:
-        """How long the longest-waiting lagging partition has been stuck."""
-        return max((now - since for _, since in self._since.values()), default=0.0)
-
-
-def applied_offsets(group_id: str) -> dict[tuple[str, int], int]:
+def applied_offsets(group_id: str) -> dict[TopicPartition, int]:
     """The highest offset applied to PostgreSQL per topic-partition of this group."""
     with session_scope() as session:
-        return ingest_store.applied_offsets(session=session, group_id=group_id)
+        return stream_offsets.applied_offsets(session=session, group_id=group_id)
+
+
+def blocked_partitions(group_id: str) -> dict[TopicPartition, str]:
+    """The partitions of this group that wait for an operator's reset."""
+    with session_scope() as session:
+        return stream_offsets.blocked_partitions(session=session, group_id=group_id)

@@ -36,7 +36,24 @@ EVENTS_RECOVERED = Counter(
     ["topic"],
 )
 DEAD_LETTERS = Counter(
-    "notify_stream_dead_letters_total", "Events sent to the dead-letter topic.", ["topic", "reason"]
+    "notify_stream_dead_letters_total",
+    "Events refused and quarantined as dead letters, by source topic and reason.",
+    ["topic", "reason"],
+)
+DUPLICATE_REPLAYS = Counter(
+    "notify_stream_duplicate_replays_total",
+    "Replayed dead letters skipped because an earlier copy of the event was applied.",
+    ["topic"],
+)
+BATCH_RETRIES = Counter(
+    "notify_stream_batch_retries_total",
+    "Batches retried whole, by cause (outage: PostgreSQL or Kafka unavailable; other).",
+    ["topic", "cause"],
+)
+PARTITION_BLOCKED = Gauge(
+    "notify_stream_partition_blocked",
+    "1 while an input partition waits for `notify offsets reset` (topic recreated, group renamed).",
+    ["topic", "partition"],
 )
 BATCH_SIZE = Histogram(
     "notify_stream_batch_size",
@@ -114,6 +131,28 @@ class StatusCollector(Collector):
             deliveries.add_metric([status], count)
         yield notifications
         yield deliveries
+
+
+class DeadLetterCollector(Collector):
+    """Gauge read from PostgreSQL at scrape time: dead letters by reason and status."""
+
+    def __init__(self, read: Callable[[], dict[tuple[str, str], int]]):
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "notify_dead_letters",
+            "Quarantined input events by reason and status (dead: not replayed yet).",
+            labels=["reason", "status"],
+        )
+        try:
+            counts = self._read()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even with the DB down
+            log.warning("dead-letter gauges unavailable: %r", exc)
+            return
+        for (reason, status), count in sorted(counts.items()):
+            family.add_metric([reason, status], count)
+        yield family
 
 
 class _QuietHandler(WSGIRequestHandler):

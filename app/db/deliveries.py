@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Campaign, Delivery, Message, Notification, OptOut, Template
+from app.domain.policy import TRANSACTIONAL_KINDS
 
 _CANDIDATE_COLUMNS = (
     Notification.notification_id,
@@ -57,6 +58,8 @@ def lock_digest_candidates(
         _candidates()
         .where(
             Notification.periodicity == periodicity,
+            # Transactional mail goes once, at once: never in a digest, whatever its row says.
+            Notification.kind.notin_(TRANSACTIONAL_KINDS),
             Notification.status != "queued",
             # A like digest with nothing to report is not due.
             or_(Notification.kind != "likes", Notification.like_count > 0),

@@ -1,4 +1,4 @@
-"""Writes of the stream ingest: offsets per topic-partition, like counters, created/replaced texts.
+"""Writes of the stream ingest: like counters, created/replaced texts (offsets: stream_offsets).
 
 Keyword-only with an explicit session; every statement takes a whole batch (arrays through
 `unnest`), so a batch costs a handful of round trips whatever its size.
@@ -7,7 +7,7 @@ Keyword-only with an explicit session; every statement takes a whole batch (arra
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from app.db.store import get_template_by_name
 
-TopicPartition = tuple[str, int]
 LikeKey = tuple[uuid.UUID, uuid.UUID]
 
 
@@ -55,68 +54,6 @@ class Upserted:
 def _ids(values: Iterable[uuid.UUID | None]) -> list[str | None]:
     # psycopg2 adapts lists to arrays; uuids travel as text and are cast in SQL.
     return [str(v) if v is not None else None for v in values]
-
-
-def lock_offsets(
-    *, session: Session, group_id: str, partitions: Iterable[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """Lock and return the highest applied offset of each topic-partition (-1: none yet).
-
-    The rows are created first so the lock always has a row to hold: two workers that both
-    believe they own a partition during a rebalance then apply its batches one after the other.
-    """
-    tps = sorted(set(partitions))  # one lock order everywhere: no deadlocks between workers
-    if not tps:
-        return {}
-    params = {"g": group_id, "topics": [t for t, _ in tps], "parts": [p for _, p in tps]}
-    session.execute(
-        text(
-            'INSERT INTO stream_offsets (group_id, topic, partition, "offset")'
-            " SELECT :g, t, p, -1 FROM unnest(CAST(:topics AS text[]), CAST(:parts AS int[]))"
-            " AS v(t, p) ORDER BY t, p ON CONFLICT DO NOTHING"
-        ),
-        params,
-    )
-    rows = session.execute(
-        text(
-            'SELECT s.topic, s.partition, s."offset" FROM stream_offsets s'
-            " JOIN unnest(CAST(:topics AS text[]), CAST(:parts AS int[])) AS v(t, p)"
-            " ON s.topic = v.t AND s.partition = v.p WHERE s.group_id = :g"
-            " ORDER BY s.topic, s.partition FOR UPDATE OF s"
-        ),
-        params,
-    )
-    return {(row.topic, row.partition): row.offset for row in rows}
-
-
-def applied_offsets(*, session: Session, group_id: str) -> dict[TopicPartition, int]:
-    """The highest applied offset of every topic-partition of this consumer group."""
-    rows = session.execute(
-        text('SELECT topic, partition, "offset" FROM stream_offsets WHERE group_id = :g'),
-        {"g": group_id},
-    )
-    return {(row.topic, row.partition): row.offset for row in rows}
-
-
-def save_offsets(*, session: Session, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
-    """Raise the stored offset of each topic-partition to the given one (never lower it)."""
-    if not offsets:
-        return
-    items = sorted(offsets.items())
-    session.execute(
-        text(
-            'UPDATE stream_offsets s SET "offset" = v.o, updated_at = now()'
-            " FROM unnest(CAST(:topics AS text[]), CAST(:parts AS int[]), CAST(:offs AS bigint[]))"
-            " AS v(t, p, o)"
-            ' WHERE s.group_id = :g AND s.topic = v.t AND s.partition = v.p AND s."offset" < v.o'
-        ),
-        {
-            "g": group_id,
-            "topics": [t for (t, _), _ in items],
-            "parts": [p for (_, p), _ in items],
-            "offs": [o for _, o in items],
-        },
-    )
 
 
 _ADD_LIKES = text(

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -240,17 +241,78 @@ class Delivery(Base):
 
 
 class StreamOffset(Base):
-    """Highest offset applied to PostgreSQL per consumer group and topic-partition."""
+    """Highest offset applied to PostgreSQL per consumer group and topic-partition.
+
+    `offset` is NULL while this group has no position of its own (it starts where the Kafka
+    consumer group stands). `topic_id` is the Kafka topic id the offsets belong to; a partition
+    whose topic was recreated, or that another group applied before, is `blocked_reason` until an
+    operator says where to go on (`notify offsets reset`).
+    """
 
     __tablename__ = "stream_offsets"
 
     group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
-    offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    topic_id: Mapped[str | None] = mapped_column(String(40))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+DEAD_LETTER_STATUSES = ("dead", "replayed")
+
+
+class DeadLetter(Base):
+    """An input event that could not be applied: its original bytes, where it came from, why.
+
+    `replay_token` names the event across replays: a replay carries it in a header, and the
+    first replayed copy that is applied claims it in `dead_letter_replays`, so publishing a
+    replay twice never applies the event twice. A replay that fails again is a new dead letter
+    with the same token.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("group_id", "source_topic", "source_partition", "source_offset",
+                         name="uq_dead_letters_source"),
+        CheckConstraint(_in("status", DEAD_LETTER_STATUSES), name="status"),
+        Index("ix_dead_letters_status_created_at", "status", "created_at"),
+    )  # fmt: skip
+
+    dead_letter_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    source_topic: Mapped[str] = mapped_column(String(249), nullable=False)
+    source_partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    source_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(40), nullable=False)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    replay_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="dead", server_default="dead"
+    )
+    replay_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    created_at: Mapped[datetime] = _created()
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeadLetterReplay(Base):
+    """A replayed event that was applied: the claim that keeps a second copy from applying."""
+
+    __tablename__ = "dead_letter_replays"
+
+    replay_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), nullable=False)
+    partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    applied_at: Mapped[datetime] = _created()
 
 
 class OptOut(Base):

@@ -6,9 +6,9 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from app.config import Settings, get_settings
-from app.db import stats
+from app.db import dead_letters, stats
 from app.db.session import session_scope
-from app.metrics import StatusCollector
+from app.metrics import DeadLetterCollector, StatusCollector
 from app.portal import unsubscribe, webhooks
 from app.portal.admin import install_admin
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     status_gauges = CollectorRegistry(auto_describe=False)
     status_gauges.register(StatusCollector(_read_status_counts))
+    status_gauges.register(DeadLetterCollector(_read_dead_letter_counts))
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -39,3 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _read_status_counts() -> tuple[dict[tuple[str, str], int], dict[str, int]]:
     with session_scope() as session:
         return stats.notification_counts(session=session), stats.delivery_counts(session=session)
+
+
+def _read_dead_letter_counts() -> dict[tuple[str, str], int]:
+    with session_scope() as session:
+        return dead_letters.counts(session=session)

@@ -18,7 +18,7 @@ from app.devauth import DevAuthServer, generate_users
 from app.template_files import default_templates
 
 MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",
-                  "stream_offsets")  # fmt: skip
+                  "stream_offsets", "dead_letters", "dead_letter_replays")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
-from app.ingest import STALL_EXIT_CODE
+from app.stall import STALL_EXIT_CODE
 from app.kafka_admin import ensure_topics
 from tests.support import free_port, wait_for
 

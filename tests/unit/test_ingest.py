@@ -73,7 +73,7 @@ def test_table_key_joins_user_and_content() -> None:
 
 
 def test_lagging_partitions_ignore_a_trailing_transaction_marker() -> None:
-    from app.ingest import lagging_partitions
+    from app.stall import lagging_partitions
 
     applied = {("t", 0): 99, ("t", 1): 41, ("t", 2): -1}
     ends = {("t", 0): 101, ("t", 1): 50, ("t", 2): 0, ("t", 3): 7}
@@ -90,7 +90,7 @@ def test_the_stream_worker_can_read_every_kafka_compression_codec() -> None:
 
 
 def test_a_partition_stalls_only_after_its_applied_offset_stays_put_past_the_timeout() -> None:
-    from app.ingest import StallDetector
+    from app.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     ends = {("t", 0): 100, ("t", 1): 100}
@@ -102,7 +102,7 @@ def test_a_partition_stalls_only_after_its_applied_offset_stays_put_past_the_tim
 
 
 def test_progress_or_catching_up_resets_a_partitions_clock() -> None:
-    from app.ingest import StallDetector
+    from app.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     ends = {("t", 0): 100}
@@ -116,7 +116,7 @@ def test_progress_or_catching_up_resets_a_partitions_clock() -> None:
 
 
 def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
-    from app.ingest import StallDetector
+    from app.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     detector.look({}, {("t", 0): 5}, now=0)
@@ -136,7 +136,14 @@ def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it()
 def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> None:
     from app.ingest import Gap, find_gaps
 
-    # -1 is what lock_offsets returns for a partition this database has not seen yet.
-    assert find_gaps({("t", 0): -1}, [("t", 0, 500), ("t", 0, 501)]) == []
+    # None is what lock_offsets returns for a partition this database has not seen yet.
+    assert find_gaps({("t", 0): None}, [("t", 0, 500), ("t", 0, 501)]) == []
     assert find_gaps({}, [("t", 0, 500)]) == []
     assert find_gaps({("t", 0): 0}, [("t", 0, 5), ("t", 0, 5)]) == [Gap("t", 0, 1, 5)]
+
+
+def test_a_partition_reset_to_the_start_of_its_log_reads_back_from_offset_zero() -> None:
+    from app.ingest import Gap, find_gaps
+
+    # -1 is what `notify offsets reset --to-start` stores for a log that starts at offset 0.
+    assert find_gaps({("t", 0): -1}, [("t", 0, 500)]) == [Gap("t", 0, 0, 500)]
