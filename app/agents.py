@@ -77,9 +77,7 @@ def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
     return sink
 
 
-async def apply_with_retry(
-    kind: EventKind, records: Sequence[ingest.Record]
-) -> ingest.BatchResult:
+async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) -> ingest.BatchResult:
     """Apply a batch, retrying with backoff until PostgreSQL takes it.
 
     `apply_batch` isolates every failure an event causes, so what reaches this loop is an

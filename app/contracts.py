@@ -119,7 +119,8 @@ def decode_event(kind: EventKind, raw: bytes | None, *, max_bytes: int) -> Event
 
 
 def _decode(kind: EventKind, raw: bytes) -> Event:
-    value = json.loads(raw, parse_constant=_refuse_constant)
+    # UTF-8 only (RFC 8259 §8.1): json.loads would also guess UTF-16 and UTF-32 from bytes.
+    value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     validate(kind, value)
     content_value = value["content_value"]
     why = unstorable_text(content_value)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -87,9 +88,7 @@ def claimed_tokens(*, session: Session, tokens: Iterable[uuid.UUID]) -> set[uuid
     return {row.replay_token for row in rows}
 
 
-def claim_tokens(
-    *, session: Session, applied: Sequence[tuple[uuid.UUID, str, int, int]]
-) -> None:
+def claim_tokens(*, session: Session, applied: Sequence[tuple[uuid.UUID, str, int, int]]) -> None:
     """Record that the replayed events with these tokens were applied (token, topic, part, off)."""
     if not applied:
         return
@@ -111,6 +110,7 @@ _COLUMNS = (
 def select(
     *,
     session: Session,
+    group_id: str | None = None,
     status: str | None = "dead",
     reason: str | None = None,
     since: datetime | None = None,
@@ -122,17 +122,24 @@ def select(
     rows = session.execute(
         text(
             f"SELECT {_COLUMNS} FROM dead_letters"
-            " WHERE (CAST(:status AS text) IS NULL OR status = :status)"
+            " WHERE (CAST(:group AS text) IS NULL OR group_id = :group)"
+            " AND (CAST(:status AS text) IS NULL OR status = :status)"
             " AND (CAST(:reason AS text) IS NULL OR reason = :reason)"
             " AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)"
             " AND (CAST(:ids AS bigint[]) IS NULL OR dead_letter_id = ANY(CAST(:ids AS bigint[])))"
             " ORDER BY created_at, dead_letter_id LIMIT :limit"
             + (" FOR UPDATE SKIP LOCKED" if for_update else "")
         ),
-        {"status": status, "reason": reason, "since": since,
+        {"group": group_id, "status": status, "reason": reason, "since": since,
          "ids": list(ids) if ids is not None else None, "limit": limit},
     )  # fmt: skip
-    return [StoredDeadLetter(*row) for row in rows]
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredDeadLetter:
+    # psycopg2 returns bytea as memoryview; keep bytes for the producer and for comparisons.
+    values = [bytes(v) if isinstance(v, memoryview) else v for v in row]
+    return StoredDeadLetter(*values)
 
 
 def mark_replayed(*, session: Session, ids: Sequence[int]) -> None:

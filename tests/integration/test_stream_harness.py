@@ -28,8 +28,8 @@ from sqlalchemy import text
 
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
-from app.stall import STALL_EXIT_CODE
 from app.kafka_admin import ensure_topics
+from app.stall import STALL_EXIT_CODE
 from tests.support import free_port, wait_for
 
 BIN = Path(sys.executable).parent

@@ -54,9 +54,7 @@ def upgrade() -> None:
             name="uq_dead_letters_source",
         ),
     )  # fmt: skip
-    op.create_index(
-        "ix_dead_letters_status_created_at", "dead_letters", ["status", "created_at"]
-    )
+    op.create_index("ix_dead_letters_status_created_at", "dead_letters", ["status", "created_at"])
     op.create_table(
         "dead_letter_replays",
         sa.Column("replay_token", postgresql.UUID(as_uuid=True), nullable=False),
