@@ -33,7 +33,8 @@ from app.tables import like_counts
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_DELAY_S = 30.0
+# An outage is polled at most this far apart: its end is noticed within seconds.
+MAX_RETRY_DELAY_S = 10.0
 
 
 def to_record(event: EventT) -> ingest.Record:
@@ -351,6 +352,7 @@ async def stall_watchdog() -> None:
         stalled = await _look_for_stalls()
     except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any one failed look
         log.warning("stall watchdog could not compare offsets: %r", exc)
+        _stalls.forget()
         return
     if stalled:
         log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",

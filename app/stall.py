@@ -54,6 +54,11 @@ class StallDetector:
                 stalled.append(tp)
         return stalled
 
+    def forget(self) -> None:
+        """Start every clock again: a look failed (PostgreSQL or Kafka down), and time spent in
+        an outage says nothing about the consumer; the batch is waiting for the outage."""
+        self._since.clear()
+
     def waiting_for(self, now: float) -> float:
         """How long the longest-waiting lagging partition has been stuck."""
         return max((now - since for _, since in self._since.values()), default=0.0)

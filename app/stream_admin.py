@@ -140,7 +140,7 @@ def reset_offsets(
 
     `start`: apply the whole log as it is now (a recreated topic's new events). `end`: skip what
     the log holds now. `stored`: keep the stored offsets (or take `from_group`'s, after a
-    rename of FAUST_APP_ID) and accept the topic as it is.
+    rename of FAUST_APP_ID) and accept the topic as it is; partitions with none are left alone.
     """
     group_id = group_id or settings.faust_app_id
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
@@ -163,10 +163,7 @@ def reset_offsets(
             else:
                 source = rows.get((from_group or group_id, partition))
                 if source is None or source.offset is None:
-                    source_group = from_group or group_id
-                    raise LookupError(
-                        f"group {source_group} has no stored offset for {topic}[{partition}]"
-                    )
+                    continue  # never applied there: it has no blocked history to keep
                 offset = source.offset
             stream_offsets.reset_partition(
                 session=session, group_id=group_id, topic=topic, partition=partition,
@@ -174,6 +171,8 @@ def reset_offsets(
             )  # fmt: skip
             resets.append(PartitionReset(topic, partition, mine.offset if mine else None, offset,
                                          mine.blocked_reason if mine else None))  # fmt: skip
+    if not resets:
+        raise LookupError(f"group {from_group or group_id} has no stored offset for {topic}")
     log.warning("offsets of %s reset to %s for group %s: %s", topic, to, group_id,
                 [(r.partition, r.before, r.after) for r in resets])  # fmt: skip
     return resets

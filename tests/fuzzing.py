@@ -6,6 +6,7 @@ Shared by the decoding property tests, the batch-apply property test and the wor
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from typing import Any
 
@@ -96,3 +97,36 @@ def poison_events(kind: str) -> dict[str, bytes | None]:
         "null value (tombstone)": None,
         "empty bytes": b"",
     }
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 3 or roll < 0.5:
+        return rng.choice([None, True, 0, -1, 2**70, 1.5e308, "", "x" * rng.randint(0, 50),
+                           "\u0000", "\ud800", "é\u202e", "https://"])  # fmt: skip
+    if roll < 0.75:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(FIELDS + ("x", "")): _random_json(rng, depth + 1) for _ in range(3)}
+
+
+def fuzzed_value(rng: random.Random, kind: str) -> bytes:
+    """One seeded random mutation of a valid event (may still be valid: decode decides)."""
+    good = valid_value(kind)
+    raw = json.dumps(good, ensure_ascii=rng.random() < 0.5).encode()
+    mutation = rng.randrange(6)
+    if mutation == 0:  # flip bytes
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 5)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return bytes(data)
+    if mutation == 1:  # cut short
+        return raw[: rng.randrange(len(raw))]
+    if mutation == 2:  # a field of the wrong type or value
+        return json.dumps({**good, rng.choice(FIELDS): _random_json(rng)}).encode()
+    if mutation == 3:  # a field missing, extra fields
+        good.pop(rng.choice(FIELDS))
+        return json.dumps({**good, "extra": _random_json(rng)}).encode()
+    if mutation == 4:  # nesting
+        depth = rng.randint(100, 20_000)
+        return b"[" * depth + b"]" * rng.choice([0, depth])
+    return bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))  # noise

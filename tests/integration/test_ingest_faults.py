@@ -199,3 +199,17 @@ def test_a_renamed_group_blocks_instead_of_applying_the_history_again(db: str) -
     assert held.applied == 0 and len(held.held) == 5
     assert "old-name (up to offset 4)" in held.blocked[("reg", 0)]
     assert _offset("reg", group="new-name") is None
+
+
+def test_a_daily_registration_is_mailed_once_and_never_in_a_digest(db: str) -> None:
+    from app.db.deliveries import lock_digest_candidates
+
+    value = {**valid_value("user_registered"), "periodicity": "daily"}
+    result = _apply("user_registered", [Record("reg", 0, 0, None, json.dumps(value).encode())])
+    assert len(result.send_now) == 1
+    assert _scalar("SELECT periodicity FROM notifications") == "once"
+    # Even a welcome row stored as daily (before this rule) is never a digest's candidate.
+    with session_scope() as session:
+        session.execute(text("UPDATE notifications SET periodicity = 'daily', status = 'sent'"))
+        found = lock_digest_candidates(session=session, periodicity="daily", after_id=None, limit=9)
+    assert found == []

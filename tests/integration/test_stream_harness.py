@@ -24,10 +24,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
 
+from app.celery_app import EMAILS_QUEUE, JOBS_QUEUE
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
+from app.devauth import DevAuthServer
 from app.kafka_admin import ensure_topics
 from app.stall import STALL_EXIT_CODE
 from tests.support import free_port, wait_for
@@ -274,3 +277,47 @@ def read_topic(settings: Settings, topic: str, expected: int, *, timeout: float 
         consumer.close()
     assert len(got) == expected, f"{topic}: {len(got)} messages, expected {expected}"
     return got
+
+
+def email_queue(name: str) -> Queue:
+    # Declared exactly as app.celery_app declares it.
+    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+
+
+@pytest.fixture
+def jobs_worker(
+    stream_env: StreamEnv, auth_server: DevAuthServer, settings: Settings
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery jobs worker subprocess talking to the dev Auth server, on empty queues."""
+    with Connection(settings.celery_broker_url) as conn:
+        for name in (JOBS_QUEUE, EMAILS_QUEUE):
+            email_queue(name)(conn.default_channel).declare()
+            email_queue(name)(conn.default_channel).purge()
+    host, port = auth_server.server_address[:2]
+    log = stream_env.tmp / "celery.log"
+    env = {**stream_env.env, "AUTH_API_URL": f"http://{host}:{port}"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "app.celery_app", "worker", "-Q", JOBS_QUEUE, "-P",
+             "threads", "-c", "4", "-n", f"{stream_env.prefix}@%h", "--loglevel", "info"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "ready." in log.read_text(errors="replace"), timeout=60,
+                   what="celery jobs worker")  # fmt: skip
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def next_email(conn: Connection, timeout: float) -> dict[str, Any]:
+    with conn.SimpleQueue(email_queue(EMAILS_QUEUE)) as queue:
+        message = queue.get(block=True, timeout=timeout)
+        message.ack()
+    return message.payload[0][0]  # Celery protocol 2: [args, kwargs, embed]

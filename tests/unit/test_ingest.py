@@ -147,3 +147,13 @@ def test_a_partition_reset_to_the_start_of_its_log_reads_back_from_offset_zero()
 
     # -1 is what `notify offsets reset --to-start` stores for a log that starts at offset 0.
     assert find_gaps({("t", 0): -1}, [("t", 0, 500)]) == [Gap("t", 0, 0, 500)]
+
+
+def test_time_in_an_outage_does_not_count_as_a_stall() -> None:
+    from app.stall import StallDetector
+
+    detector = StallDetector(timeout=10)
+    detector.look({("t", 0): 3}, {("t", 0): 50}, now=0)
+    detector.forget()  # looks failed from t=1 to t=30: PostgreSQL was down
+    assert detector.look({("t", 0): 3}, {("t", 0): 50}, now=31) == []
+    assert detector.look({("t", 0): 3}, {("t", 0): 50}, now=42) == [("t", 0)]
