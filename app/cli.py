@@ -204,8 +204,12 @@ def offsets_list(group: str | None) -> None:
 @click.option("--partition", "partitions", multiple=True, type=int, help="Default: all.")
 @click.option("--to-start", "to", flag_value="start", help="Apply the whole log as it is now.")
 @click.option("--to-end", "to", flag_value="end", help="Skip what the log holds now.")
-@click.option("--to-stored", "to", flag_value="stored",
-              help="Keep the stored offsets (or --from-group's) and accept the topic as it is.")
+@click.option(
+    "--to-stored",
+    "to",
+    flag_value="stored",
+    help="Keep the stored offsets (or --from-group's) and accept the topic as it is.",
+)
 @click.option("--from-group", help="With --to-stored: take this group's offsets (old app id).")
 @click.option("--group", help="The group to reset (default: FAUST_APP_ID).")
 def offsets_reset(

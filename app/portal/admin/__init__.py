@@ -12,10 +12,16 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import Settings
 from app.db.session import get_engine
-from app.portal import auth, campaigns, outbox, schedule_views, templates_views
+from app.portal import auth, campaigns, dead_letters, outbox, schedule_views, templates_views
 from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.menu import LinkMenu, category
-from app.portal.admin.views import AdminUserAdmin, DeliveryAdmin, NotificationAdmin, TemplateAdmin
+from app.portal.admin.views import (
+    AdminUserAdmin,
+    DeadLetterAdmin,
+    DeliveryAdmin,
+    NotificationAdmin,
+    TemplateAdmin,
+)
 from app.portal.csrf import OriginCheckMiddleware, origin_of
 from app.portal.pages import TEMPLATES_DIR
 
@@ -31,7 +37,7 @@ def session_key(settings: Settings) -> str:
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
-    for module in (auth, campaigns, templates_views, schedule_views, outbox):
+    for module in (auth, campaigns, templates_views, schedule_views, outbox, dead_letters):
         app.include_router(module.router)  # before the /admin mount, so these routes win
     admin = Admin(
         app,
@@ -42,7 +48,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         authentication_backend=PortalAuthBackend(),
     )
     admin._menu.add(LinkMenu("Mailings", "/admin/mailings", "fa-solid fa-envelopes-bulk"))
-    for view in (TemplateAdmin, NotificationAdmin, DeliveryAdmin):
+    for view in (TemplateAdmin, NotificationAdmin, DeliveryAdmin, DeadLetterAdmin):
         admin.add_view(view)
     admin._menu.add(LinkMenu("Periodic tasks", "/admin/schedule", "fa-solid fa-clock"))
     admin.add_view(AdminUserAdmin)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
-from sqladmin import ModelView
+from sqladmin import ModelView, action
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from sqlalchemy import Select, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.db.models import (
+    DEAD_LETTER_STATUSES,
     DELIVERY_STATUSES,
     KINDS,
     NOTIFICATION_STATUSES,
     PERIODICITIES,
     AdminUser,
+    DeadLetter,
     Delivery,
     Notification,
     Template,
 )
 from app.domain.rendering import TemplateInvalid, check_template
+from app.portal.dead_letters import REPLAY_PAGE
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -172,6 +176,55 @@ class DeliveryAdmin(ModelView, model=Delivery):
         OperationColumnFilter(Delivery.send_at, title="Send time (ISO date)"),
     ]
     page_size = 50
+
+
+def _source(model: DeadLetter, _attr: Any) -> str:
+    return f"{model.source_topic}[{model.source_partition}]@{model.source_offset}"
+
+
+def _bytes_preview(model: DeadLetter, attr: Any) -> Markup | str:
+    raw = getattr(model, attr if isinstance(attr, str) else attr.key)
+    if raw is None:
+        return ""
+    return Markup("<code>{}</code>").format(bytes(raw)[:300].decode("utf-8", "replace"))
+
+
+class DeadLetterAdmin(ModelView, model=DeadLetter):
+    """Quarantined input events, read-only; "Replay" re-publishes a selection once."""
+
+    name, name_plural, icon = "Dead letter", "Dead letters", "fa-solid fa-triangle-exclamation"
+    identity = "dead-letter"
+    can_create = can_edit = can_delete = False
+    column_list = [DeadLetter.dead_letter_id, DeadLetter.created_at, DeadLetter.status,
+                   "source", DeadLetter.reason, DeadLetter.error]  # fmt: skip
+    column_details_list = [
+        DeadLetter.dead_letter_id, DeadLetter.status, "source", DeadLetter.reason,
+        DeadLetter.error, DeadLetter.key, DeadLetter.value, DeadLetter.group_id,
+        DeadLetter.created_at, DeadLetter.replay_count, DeadLetter.replayed_at,
+    ]  # fmt: skip
+    column_labels = {DeadLetter.dead_letter_id: "Id", DeadLetter.created_at: "Created",
+                     "source": "Source (topic[partition]@offset)"}  # fmt: skip
+    column_formatters = {
+        "source": _source, DeadLetter.created_at: _when, DeadLetter.error: _error,
+        DeadLetter.value: _bytes_preview, DeadLetter.key: _bytes_preview,
+    }  # fmt: skip
+    column_formatters_detail = column_formatters
+    column_searchable_list = [DeadLetter.error, DeadLetter.source_topic]
+    column_sortable_list = [DeadLetter.created_at, DeadLetter.dead_letter_id]
+    column_default_sort = (DeadLetter.dead_letter_id, True)
+    column_filters = [
+        StaticValuesFilter(DeadLetter.status, _choices(DEAD_LETTER_STATUSES)),
+        OperationColumnFilter(DeadLetter.reason, title="Reason"),
+        OperationColumnFilter(DeadLetter.source_topic, title="Source topic"),
+        OperationColumnFilter(DeadLetter.created_at, title="Created (ISO date)"),
+    ]
+    page_size = 50
+
+    @action(name="replay", label="Replay", add_in_detail=True, add_in_list=True)
+    async def replay(self, request: Request) -> Response:
+        """Lead to the confirmation page: the replay itself is a POST with a form token."""
+        ids = request.query_params.get("pks", "")
+        return RedirectResponse(f"{REPLAY_PAGE}?ids={quote(ids, safe=',')}", status_code=302)
 
 
 class AdminUserAdmin(ModelView, model=AdminUser):
