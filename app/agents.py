@@ -1,7 +1,7 @@
 """Thin Faust agents: take a batch, ingest it off the loop, dead letters, mirror table, hand off.
 
 The database work and the Celery hand-off run in a thread executor, so heartbeats and
-rebalances never wait behind I/O (docs/architecture.md). Nothing an event contains can make an
+rebalances never wait behind I/O (docs/stream-semantics.md). Nothing an event contains can make an
 agent raise or retry forever: `ingest.apply_batch` turns every refusal into a dead letter and
 raises only on an outage, which is retried here with backoff (docs/fault-model.md).
 """

@@ -294,7 +294,7 @@ def worker(web_port: int | None, data_dir: str | None, loglevel: str) -> None:
         "worker",
         "--web-port",
         str(port),
-        # --web-host alone does not change the bind address (DESIGN.md pitfalls); the host
+        # --web-host alone does not change the bind address (a Faust quirk); the host
         # is the URL other workers route table requests to.
         "--web-bind",
         "127.0.0.1",

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # Shifts the service's clock (seconds); lets end-to-end tests reach a send hour without waiting.
     clock_offset_s: float = 0.0
 
-    # Topics (DESIGN.md: names are settings).
+    # Topics: names are settings (README "The producer contract").
     topic_user_registered: str = "auth.user_registered"
     topic_comment_liked: str = "ugc.comment_liked"
     topic_mailing: str = "admin.mailing"
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     faust_store: str = "rocksdb://"
     faust_web_port: int = 6066
     faust_data_dir: Path = REPO_ROOT / "var" / "faust"
-    # Faust's 60 s default makes every join or failover wait tens of seconds (DESIGN.md pitfalls).
+    # Faust's 60 s default makes every join or failover wait tens of seconds.
     faust_session_timeout_s: float = Field(default=10.0, gt=0)
     # One PostgreSQL transaction per batch: up to this many events, or what arrived within the wait.
     # A worker with unapplied events and no progress for this long has stalled (a known failure

@@ -35,7 +35,7 @@ app = faust.App(
     web_port=settings.faust_web_port,
     web_bind="127.0.0.1",
     web_host="127.0.0.1",
-    # Not Faust's exactly_once mode: PostgreSQL offsets give the exactly-once effect (DESIGN.md).
+    # Not Faust's exactly_once mode: PostgreSQL offsets give the effect (docs/stream-semantics.md).
     processing_guarantee="at_least_once",
     logging_config=faust_logging_config(settings.log_format),
 )

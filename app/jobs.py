@@ -18,7 +18,8 @@ from app.planning import Candidate, plan_delivery
 
 log = logging.getLogger(__name__)
 
-DISPATCH_LOOKAHEAD = timedelta(seconds=60)  # never enqueue far ahead (see DESIGN.md)
+# Never enqueue far ahead: Celery holds ETA tasks unacked; RabbitMQ drops such consumers at 30 min.
+DISPATCH_LOOKAHEAD = timedelta(seconds=60)
 RESWEEP_AFTER = timedelta(minutes=15)  # enqueued but not sent by then: enqueue again
 ONCE_HANDOFF_GRACE = timedelta(minutes=2)  # a `once` row still pending after this was lost
 

@@ -165,7 +165,6 @@ def main() -> None:
     print(f"  worker into PostgreSQL   {med['worker']:>10,.0f} events/s")
     print(f"  baseline (plain consumer){med['baseline']:>10,.0f} events/s  ratio {ratio_b:.2f}")
     print(f"  raw produce              {med['produce']:>10,.0f} events/s  ratio {ratio_p:.2f}")
-    print("  (DESIGN.md: a naive per-event Faust agent did ~2,000 events/s on this machine)")
 
 
 if __name__ == "__main__":
