@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-from app import faults, ingest, metrics, stall, topics
+from app import faults, gaps, ingest, metrics, stall, topics
 from app.celery_app import celery_app
 from app.contracts import EventKind
 from app.faust_app import app, settings
@@ -129,7 +129,7 @@ def topic_ids(names: Any) -> dict[str, str | None]:
 GAP_READ_TIMEOUT_S = 30.0
 
 
-def read_gap(gap: ingest.Gap) -> list[ingest.Record]:
+def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
     """The records at offsets [start, end) of one partition, read with a client of our own.
 
     Gaps are rare (a rebalance, a crash), so a short-lived consumer per gap is cheap enough, and
@@ -227,7 +227,7 @@ async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult
     The records stay unacked meanwhile, so nothing is lost. A rebalance that takes the
     partitions away ends the wait (Faust waits for this batch before it rebalances); the
     records are acked then, and their new owner reads them back from Kafka once the partition
-    is reset, since every reset leaves it a stored offset (`ingest.find_gaps`).
+    is reset, since every reset leaves it a stored offset (`gaps.find_gaps`).
     """
     for tp in held.blocked:
         metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(1)
@@ -320,11 +320,10 @@ async def _look_for_stalls() -> list[tuple[str, int]]:
         return []
     loop = asyncio.get_running_loop()
     # Not through Faust's consumer: a stalled consumer thread would stall this check too.
-    ends, applied, blocked = await asyncio.wait_for(
+    ends, (applied, blocked) = await asyncio.wait_for(
         asyncio.gather(
             loop.run_in_executor(None, _end_offsets, owned),
-            loop.run_in_executor(None, ingest.applied_offsets, app.conf.id),
-            loop.run_in_executor(None, ingest.blocked_partitions, app.conf.id),
+            loop.run_in_executor(None, ingest.positions, app.conf.id),
         ),
         timeout=30,
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from app import gaps
 from app.contracts import ContractError, Event, EventKind, decode_event, storable_text
 from app.db import dead_letters, stream_offsets
 from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
@@ -35,7 +36,7 @@ from app.db.session import session_scope
 from app.db.stream_offsets import PartitionState, TopicPartition
 from app.ingest_apply import Effects, apply_isolated, mirror_replayed_likes, table_key
 
-__all__ = ["Record", "DeadLetter", "BatchResult", "Gap", "apply_batch", "find_gaps", "table_key"]
+__all__ = ["Record", "DeadLetter", "BatchResult", "apply_batch", "table_key"]
 
 log = logging.getLogger(__name__)
 
@@ -110,42 +111,6 @@ DeadLetterSink = Callable[[Sequence[DeadLetter]], None]
 TopicIds = Callable[[Iterable[str]], Mapping[str, str | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Offsets [start, end) of one partition that no batch has carried yet."""
-
-    topic: str
-    partition: int
-    start: int
-    end: int
-
-
-# Reads the records of a gap from Kafka (fewer when offsets hold transaction markers).
-GapFiller = Callable[[Gap], Sequence[Record]]
-
-
-def find_gaps(
-    stored: Mapping[TopicPartition, int | None], offsets: Iterable[tuple[str, int, int]]
-) -> list[Gap]:
-    """The holes between each partition's stored offset and the fresh offsets of a batch.
-
-    A partition with no stored offset (None) has none: this database starts where the consumer
-    group stands (a new database must not replay, and mail, the topic's whole history).
-    """
-    by_partition: dict[TopicPartition, list[int]] = {}
-    for topic, partition, offset in offsets:
-        if stored.get((topic, partition)) is not None:
-            by_partition.setdefault((topic, partition), []).append(offset)
-    gaps = []
-    for (topic, partition), found in sorted(by_partition.items()):
-        expected = stored[(topic, partition)] + 1  # type: ignore[operator]
-        for offset in sorted(set(found)):
-            if offset > expected:
-                gaps.append(Gap(topic, partition, expected, offset))
-            expected = offset + 1
-    return gaps
-
-
 def reason_of(error: str) -> str:
     """Classify a contract error message into a short, bounded reason (a metric label)."""
     if "empty message" in error:
@@ -192,7 +157,7 @@ def apply_batch(
     group_id: str,
     max_bytes: int,
     before_commit: DeadLetterSink | None = None,
-    fill_gaps: GapFiller | None = None,
+    fill_gaps: gaps.GapFiller | None = None,
     topic_ids: TopicIds | None = None,
 ) -> BatchResult:
     """Apply the records not applied yet in one transaction; return what was done.
@@ -214,7 +179,7 @@ def apply_batch(
         fresh, replayed = _split_fresh(records, open_states)
         if fill_gaps is not None:
             known = {tp: s.offset for tp, s in open_states.items()}
-            result.recovered = _fill_gaps(fresh, known, fill_gaps)
+            result.recovered = gaps.fill(fresh, known, fill_gaps)
         ordered = [fresh[position] for position in sorted(fresh)]  # the last text must win
         ordered = _without_duplicate_replays(session, ordered, result)
         accepted, result.dead_letters = decode_records(kind, ordered, max_bytes=max_bytes)
@@ -340,31 +305,7 @@ def _check_partitions(
     return {**blocked, **found}
 
 
-def _fill_gaps(
-    fresh: dict[tuple[str, int, int], Record],
-    stored: Mapping[TopicPartition, int | None],
-    fill_gaps: GapFiller,
-) -> int:
-    recovered = 0
-    for gap in find_gaps(stored, fresh):
-        records = [r for r in fill_gaps(gap) if gap.start <= r.offset < gap.end]
-        for record in records:
-            fresh[(record.topic, record.partition, record.offset)] = record
-        recovered += len(records)
-        if records:
-            log.warning("%s[%d]: read back %d records the consumer skipped at offsets [%d, %d)",
-                        gap.topic, gap.partition, len(records), gap.start, gap.end,
-                        extra={"topic": gap.topic, "partition": gap.partition})  # fmt: skip
-    return recovered
-
-
-def applied_offsets(group_id: str) -> dict[TopicPartition, int]:
-    """The highest offset applied to PostgreSQL per topic-partition of this group."""
+def positions(group_id: str) -> tuple[dict[TopicPartition, int], dict[TopicPartition, str]]:
+    """This group's applied offset per topic-partition, and the partitions that are blocked."""
     with session_scope() as session:
-        return stream_offsets.applied_offsets(session=session, group_id=group_id)
-
-
-def blocked_partitions(group_id: str) -> dict[TopicPartition, str]:
-    """The partitions of this group that wait for an operator's reset."""
-    with session_scope() as session:
-        return stream_offsets.blocked_partitions(session=session, group_id=group_id)
+        return stream_offsets.positions(session=session, group_id=group_id)

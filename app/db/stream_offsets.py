@@ -97,28 +97,20 @@ def block_partitions(
         )
 
 
-def applied_offsets(*, session: Session, group_id: str) -> dict[TopicPartition, int]:
-    """The highest applied offset of every topic-partition of this group (-1: none yet)."""
+def positions(
+    *, session: Session, group_id: str
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, str]]:
+    """This group's applied offset per topic-partition (-1: none yet), and the blocked ones."""
     rows = session.execute(
         text(
-            'SELECT topic, partition, coalesce("offset", -1) AS "offset" FROM stream_offsets'
-            " WHERE group_id = :g"
+            'SELECT topic, partition, coalesce("offset", -1) AS "offset", blocked_reason'
+            " FROM stream_offsets WHERE group_id = :g"
         ),
         {"g": group_id},
-    )
-    return {(row.topic, row.partition): row.offset for row in rows}
-
-
-def blocked_partitions(*, session: Session, group_id: str) -> dict[TopicPartition, str]:
-    """The partitions of this group that wait for an operator, with the reason."""
-    rows = session.execute(
-        text(
-            "SELECT topic, partition, blocked_reason FROM stream_offsets"
-            " WHERE group_id = :g AND blocked_reason IS NOT NULL"
-        ),
-        {"g": group_id},
-    )
-    return {(row.topic, row.partition): row.blocked_reason for row in rows}
+    ).all()
+    applied = {(row.topic, row.partition): row.offset for row in rows}
+    blocked = {(r.topic, r.partition): r.blocked_reason for r in rows if r.blocked_reason}
+    return applied, blocked
 
 
 def save_offsets(

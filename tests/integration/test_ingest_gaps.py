@@ -14,7 +14,8 @@ from sqlalchemy import text
 from app.agents import read_gap
 from app.config import Settings
 from app.db.session import session_scope
-from app.ingest import Gap, apply_batch
+from app.gaps import Gap
+from app.ingest import apply_batch
 from app.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -159,25 +159,33 @@ def test_poison_and_fuzzed_events_never_stop_a_topic(
     assert "crashed" not in worker.log_text().lower()
 
 
+def _likes_applied(
+    s: StreamEnv, count: int, name: str = "w1"
+) -> tuple[Any, tuple[str, str, bytes]]:
+    """A worker that has applied `count` likes of one key; the like, to produce more of it."""
+    user, content = uuid.uuid4(), uuid.uuid4()
+    like = (s.liked, str(user), event(user, content, "nice", "daily"))
+    worker = s.worker(name)
+    worker.wait_ready()
+    produce(s.settings, [like] * count)
+    wait_for(lambda: total_likes_in_db() == count, timeout=60, what=f"{count} likes")
+    return worker, like
+
+
 def test_postgres_down_for_20_s_mid_stream_only_delays(stream_env: StreamEnv) -> None:
     s = stream_env
-    user, content = uuid.uuid4(), uuid.uuid4()
-    like = event(user, content, "nice", "daily")
-    worker = s.worker()
-    worker.wait_ready()
-    produce(s.settings, [(s.liked, str(user), like)] * 3000)
-    wait_for(lambda: total_likes_in_db() == 3000, timeout=60, what="likes before the outage")
+    worker, like = _likes_applied(s, 3000)
     with postgres_down(s.settings.database_url, seconds=20):
         for _ in range(4):  # events keep arriving while PostgreSQL is away
-            produce(s.settings, [(s.liked, str(user), like)] * 1000)
+            produce(s.settings, [like] * 1000)
             time.sleep(4)
     dispose_engines()  # this process's pooled connections died with the server
     back = time.monotonic()
     wait_for(lambda: total_likes_in_db() == 7000, timeout=90, what="likes after the outage")
     caught_up = time.monotonic() - back
-    produce(s.settings, [(s.liked, str(user), like)] * 500)
+    produce(s.settings, [like] * 500)
     wait_for(lambda: total_likes_in_db() == 7500, timeout=30, what="likes after catching up")
-    assert like_counts_in_db() == {(user, content): 7500}
+    assert list(like_counts_in_db().values()) == [7500]
     assert _dead_letters([s.liked]) == []
     assert worker.alive() and worker.starts == 1 and worker.stall_restarts == 0
     assert "waits for an outage" in worker.log_text()
@@ -223,12 +231,7 @@ def _blocked(worker: Any, topic: str) -> float:
 
 def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: StreamEnv) -> None:
     s = stream_env
-    user, content = uuid.uuid4(), uuid.uuid4()
-    like = event(user, content, "nice", "daily")
-    worker = s.worker()
-    worker.wait_ready()
-    produce(s.settings, [(s.liked, str(user), like)] * 200)
-    wait_for(lambda: total_likes_in_db() == 200, timeout=60, what="likes")
+    worker, like = _likes_applied(s, 200)
     worker.stop()
 
     from confluent_kafka.admin import AdminClient
@@ -239,7 +242,7 @@ def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: Strea
     wait_for(lambda: s.liked not in admin.list_topics(timeout=10).topics, timeout=30,
              what="topic deleted")  # fmt: skip
     wait_for(lambda: _recreated(s), timeout=60, what="topic recreated")
-    produce(s.settings, [(s.liked, str(user), like)] * 50)
+    produce(s.settings, [like] * 50)
     worker = s.worker("w2")
     wait_for(lambda: "blocked: topic" in worker.log_text(), timeout=90, what="blocked log line")
     wait_for(lambda: _blocked(worker, s.liked) >= 1, timeout=30, what="blocked metric")
@@ -250,7 +253,7 @@ def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: Strea
     out = _notify(s, "offsets", "reset", "--topic", s.liked, "--to-start")
     assert "was blocked: topic" in out
     wait_for(lambda: total_likes_in_db() == 250, timeout=60, what="held likes applied")
-    produce(s.settings, [(s.liked, str(user), like)] * 10)
+    produce(s.settings, [like] * 10)
     wait_for(lambda: total_likes_in_db() == 260, timeout=30, what="new likes")
     wait_for(lambda: _blocked(worker, s.liked) == 0, timeout=30, what="unblocked metric")
     assert worker.alive() and worker.starts == 1 and worker.stall_restarts == 0
@@ -268,12 +271,7 @@ def test_a_renamed_group_is_held_instead_of_counting_every_like_twice(
     stream_env: StreamEnv,
 ) -> None:
     s = stream_env
-    user, content = uuid.uuid4(), uuid.uuid4()
-    like = event(user, content, "nice", "daily")
-    worker = s.worker()
-    worker.wait_ready()
-    produce(s.settings, [(s.liked, str(user), like)] * 300)
-    wait_for(lambda: total_likes_in_db() == 300, timeout=60, what="likes")
+    worker, like = _likes_applied(s, 300)
     worker.stop()
 
     old_group, s.env["FAUST_APP_ID"] = s.prefix, f"{s.prefix}-renamed"
@@ -282,7 +280,7 @@ def test_a_renamed_group_is_held_instead_of_counting_every_like_twice(
              what="blocked log line")  # fmt: skip
     assert total_likes_in_db() == 300  # the history is held, not applied a second time
     _notify(s, "offsets", "reset", "--topic", s.liked, "--to-stored", "--from-group", old_group)
-    produce(s.settings, [(s.liked, str(user), like)] * 20)
+    produce(s.settings, [like] * 20)
     wait_for(lambda: total_likes_in_db() == 320, timeout=60, what="new likes after the reset")
-    assert like_counts_in_db() == {(user, content): 320}
+    assert list(like_counts_in_db().values()) == [320]
     assert renamed.alive() and renamed.stall_restarts == 0

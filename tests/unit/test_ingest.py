@@ -126,7 +126,7 @@ def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
 
 
 def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it() -> None:
-    from app.ingest import Gap, find_gaps
+    from app.gaps import Gap, find_gaps
 
     stored = {("t", 0): 99, ("t", 1): 9}
     offsets = [("t", 0, 100), ("t", 0, 101), ("t", 1, 15), ("t", 1, 16), ("t", 1, 20)]
@@ -134,7 +134,7 @@ def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it()
 
 
 def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> None:
-    from app.ingest import Gap, find_gaps
+    from app.gaps import Gap, find_gaps
 
     # None is what lock_offsets returns for a partition this database has not seen yet.
     assert find_gaps({("t", 0): None}, [("t", 0, 500), ("t", 0, 501)]) == []
@@ -143,7 +143,7 @@ def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> N
 
 
 def test_a_partition_reset_to_the_start_of_its_log_reads_back_from_offset_zero() -> None:
-    from app.ingest import Gap, find_gaps
+    from app.gaps import Gap, find_gaps
 
     # -1 is what `notify offsets reset --to-start` stores for a log that starts at offset 0.
     assert find_gaps({("t", 0): -1}, [("t", 0, 500)]) == [Gap("t", 0, 0, 500)]
