@@ -190,7 +190,7 @@ def apply_batch(
         dead_letters.claim_tokens(
             session=session,
             applied=[(token, r.topic, r.partition, r.offset) for r, _ in applied
-                     if (token := r.replay_token()) is not None],
+                     if r.headers and (token := r.replay_token()) is not None],
         )  # fmt: skip
         if kind == "comment_liked" and replayed:
             old = decode_records(kind, replayed, max_bytes=max_bytes)[0]
@@ -248,6 +248,8 @@ def _without_duplicate_replays(
     session: Session, ordered: list[Record], result: BatchResult
 ) -> list[Record]:
     """Drop replayed copies of an event that an earlier copy (or one before it here) applied."""
+    if not any(r.headers for r in ordered):
+        return ordered  # the common case: no record carries headers, so none is a replay
     tokens = {token for r in ordered if (token := r.replay_token()) is not None}
     if not tokens:
         return ordered
