@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from requests.exceptions import ChunkedEncodingError
@@ -34,6 +34,21 @@ class AuthUnavailable(AuthError):
 
 class AuthContractError(AuthError):
     """Auth answered outside the contract (bad schema, 401/403/4xx): a configuration problem."""
+
+
+class UserLookup(NamedTuple):
+    """The answer for a set of ids: users found, ids Auth does not know, unusable records."""
+
+    found: dict[uuid.UUID, AuthUser]
+    missing: set[uuid.UUID]
+    invalid: dict[uuid.UUID, str]  # id -> why its record cannot be used
+
+
+def _uuid_of(raw: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,30 +164,59 @@ class AuthClient:
             raise AuthContractError(f"asked for user {user_id}, got {user.user_id}")
         return user
 
-    def get_users(
-        self, user_ids: Iterable[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, AuthUser], set[uuid.UUID]]:
-        """(found, missing) for the ids, asked in batches of at most 500."""
+    def get_users(self, user_ids: Iterable[uuid.UUID]) -> UserLookup:
+        """Found, missing and invalid users for the ids, asked in batches of at most 500.
+
+        A record that breaks the contract costs only its own user: it is left out of `found`
+        and named in `invalid` with the reason, so the rest of the batch goes on. Only an answer
+        whose envelope is wrong (not an object of two lists) fails the whole call.
+        """
         ids = list(dict.fromkeys(user_ids))
-        found: dict[uuid.UUID, AuthUser] = {}
-        missing: set[uuid.UUID] = set()
+        lookup = UserLookup({}, set(), {})
         for start in range(0, len(ids), BATCH_LIMIT):
             chunk = ids[start : start + BATCH_LIMIT]
             body = {"user_ids": [str(user_id) for user_id in chunk]}
             response = self._call("POST", "/api/v1/users/batch", json=body)
             if response.status_code != 200:
                 raise AuthContractError(f"batch: unexpected HTTP {response.status_code}")
-            answer = self._json(response, "auth_users_batch")
-            users = {user.user_id: user for user in map(self._to_user, answer["users"])}
-            gone = {uuid.UUID(raw) for raw in answer["missing"]}
-            # An id in neither list would otherwise be skipped silently, i.e. its mail dropped.
-            asked = set(chunk)
-            unaccounted = asked - users.keys() - gone
-            if unaccounted:
-                raise AuthContractError(f"batch: {len(unaccounted)} ids neither found nor missing")
-            found.update((key, user) for key, user in users.items() if key in asked)
-            missing.update(gone & asked)
-        return found, missing
+            self._read_batch(self._envelope(response), set(chunk), lookup)
+        return lookup
+
+    @staticmethod
+    def _envelope(response: requests.Response) -> dict[str, list[Any]]:
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise AuthContractError(f"auth_users_batch: {exc}") from exc
+        if not (isinstance(answer, dict) and isinstance(answer.get("users"), list)
+                and isinstance(answer.get("missing"), list)):  # fmt: skip
+            raise AuthContractError("auth_users_batch: not an object with lists users, missing")
+        return answer
+
+    def _read_batch(
+        self, answer: dict[str, list[Any]], asked: set[uuid.UUID], lookup: UserLookup
+    ) -> None:
+        for raw in answer["users"]:
+            user_id = _uuid_of(raw.get("user_id") if isinstance(raw, dict) else None)
+            if user_id not in asked:
+                continue  # not ours to judge: an id we did not ask for, or none at all
+            try:
+                validate("auth_user", raw)
+            except ValueError as exc:
+                lookup.invalid[user_id] = str(exc)[:500]
+                continue
+            lookup.found[user_id] = self._to_user(raw)
+        for raw in answer["missing"]:
+            user_id = _uuid_of(raw)
+            if user_id in asked and user_id not in lookup.found:
+                lookup.missing.add(user_id)
+        # An id in neither list would otherwise be skipped silently, i.e. its mail dropped.
+        for user_id in asked - lookup.found.keys() - lookup.missing - lookup.invalid.keys():
+            lookup.invalid[user_id] = "Auth answered neither a record nor `missing` for this id"
+        if lookup.invalid:
+            self._observe("invalid_record")
+            log.warning("auth batch: %d records out of contract, e.g. %s", len(lookup.invalid),
+                        next(iter(lookup.invalid.values())))  # fmt: skip
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One call through the breaker: 200 or 404, else AuthContractError/AuthUnavailable."""

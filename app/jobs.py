@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from app.auth_client import AuthClient, AuthUser
+from app import planning
+from app.auth_client import AuthClient, UserLookup
 from app.config import Settings
-from app.contracts import validate
+from app.contracts import ContractError
 from app.db import deliveries as store
 from app.db.session import session_scope
 from app.planning import Candidate, plan_delivery
@@ -45,7 +46,7 @@ class JobReport:
 
 def _plan_chunk(
     rows: Sequence[Any],
-    users: dict[uuid.UUID, AuthUser],
+    users: UserLookup,
     opted_out: dict[uuid.UUID, frozenset[str]],
     *,
     now: datetime,
@@ -54,10 +55,11 @@ def _plan_chunk(
     return [
         plan_delivery(
             Candidate(**row._mapping),
-            users.get(row.user_id),
+            users.found.get(row.user_id),
             opted_out=opted_out.get(row.user_id, frozenset()),
             now=now,
             settings=settings,
+            user_problem=users.invalid.get(row.user_id),
         ).as_row()
         for row in rows
     ]
@@ -88,7 +90,7 @@ def run_digest(
                 break
             after_id = rows[-1].notification_id
             user_ids = {row.user_id for row in rows}
-            users, _missing = auth.get_users(user_ids)
+            users = auth.get_users(user_ids)
             opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
             plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
             for _notification_id, status in store.record_plans(
@@ -113,25 +115,19 @@ def plan_once(
         if not rows:
             return {}
         user_ids = {row.user_id for row in rows}
-        users, _missing = auth.get_users(user_ids)
+        users = auth.get_users(user_ids)
         opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
         plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
         return dict(store.record_plans(session=session, plans=plans, now=now))
 
 
 def email_task(row: Any) -> dict[str, Any]:
-    """The `emails` queue's message for one delivery (schemas/email_task.json)."""
-    task = {
-        "notification_id": str(row.notification_id),
-        "email": row.email,
-        "subject": row.subject,
-        "body": row.body_html,
-        "delivery_id": str(row.delivery_id),
-        "text": row.body_text,
-        "headers": dict(row.headers or {}),
-    }
-    validate("email_task", task)
-    return task
+    """The `emails` queue's message for one delivery row (schemas/email_task.json)."""
+    return planning.email_task(
+        notification_id=row.notification_id, delivery_id=row.delivery_id, email=row.email,
+        subject=row.subject, body_html=row.body_html, body_text=row.body_text,
+        headers=row.headers,
+    )  # fmt: skip
 
 
 def _delay_s(send_at: datetime, now: datetime) -> float | None:
@@ -158,16 +154,39 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
             )
             if not rows:
                 break
-            publisher.publish([(email_task(row), _delay_s(row.send_at, now)) for row in rows])
+            tasks, broken = _tasks_of(rows, now)
+            publisher.publish(tasks)
             store.mark_enqueued(
-                session=session, delivery_ids=[row.delivery_id for row in rows], now=now
+                session=session,
+                delivery_ids=[row.delivery_id for row in rows if row.delivery_id not in broken],
+                now=now,
             )
+            store.mark_unsendable(session=session, errors=broken, now=now)
         total += len(rows)
         if len(rows) < limit:
             break
     if total:
         log.info("dispatched %d e-mail tasks", total)
     return total
+
+
+def _tasks_of(
+    rows: Sequence[Any], now: datetime
+) -> tuple[list[tuple[dict[str, Any], float | None]], dict[uuid.UUID, str]]:
+    """The e-mail tasks of the rows, and the rows whose task breaks the contract (with why).
+
+    A broken row fails on its own, with the reason stored: it must never roll back the chunk,
+    or it would come first again on every sweep and hold up everyone behind it.
+    """
+    tasks, broken = [], {}
+    for row in rows:
+        try:
+            tasks.append((email_task(row), _delay_s(row.send_at, now)))
+        except ContractError as exc:
+            broken[row.delivery_id] = f"the e-mail breaks its task contract: {exc}"[:2000]
+            log.error("delivery %s cannot be sent: %s", row.delivery_id, exc,
+                      extra={"delivery_id": str(row.delivery_id)})  # fmt: skip
+    return tasks, broken
 
 
 def lost_once_handoffs(*, now: datetime, limit: int = 1000) -> list[uuid.UUID]:

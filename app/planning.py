@@ -11,13 +11,46 @@ from urllib.parse import urlencode
 
 from app.auth_client import AuthUser
 from app.config import Settings
+from app.contracts import ContractError, unstorable_text, validate
 from app.domain import periods, policy, sendtime
-from app.domain.rendering import TemplateInvalid, render
+from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.tokens import make_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_TOKEN_TTL = timedelta(days=60)
+# A display name from Auth goes into subjects: clip it, so one absurd name cannot break the
+# 998-character line limit of a mail header for its user (or anyone's chunk).
+MAX_NAME_CHARS = 100
+
+
+def clip_name(name: str) -> str:
+    """A display name of at most MAX_NAME_CHARS characters (an ellipsis marks a cut)."""
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "…"
+
+
+def email_task(
+    *,
+    notification_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    email: str | None,
+    subject: str | None,
+    body_html: str | None,
+    body_text: str | None,
+    headers: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The `emails` queue's message for one delivery (schemas/email_task.json), validated."""
+    task = {
+        "notification_id": str(notification_id),
+        "email": email,
+        "subject": subject,
+        "body": body_html,
+        "delivery_id": str(delivery_id),
+        "text": body_text,
+        "headers": dict(headers or {}),
+    }
+    validate("email_task", task)
+    return task
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +128,14 @@ def plan_delivery(
     opted_out: frozenset[str],
     now: datetime,
     settings: Settings,
+    user_problem: str | None = None,
 ) -> DeliveryPlan:
-    """Decide, time and render one delivery of `candidate` to `user` (None: unknown user)."""
+    """Decide, time and render one delivery of `candidate` to `user` (None: unknown user).
+
+    Whatever goes wrong is this delivery's alone: an unusable Auth record (`user_problem`) is
+    skipped, and a template that fails, or an e-mail that would break the task contract, is
+    failed, each with the reason stored.
+    """
     tz, fell_back = sendtime.resolve_zone(
         user.timezone if user else None, settings.default_timezone
     )
@@ -106,6 +145,10 @@ def plan_delivery(
     key = periods.period_key(candidate.periodicity, sendtime.local_day(send_at, tz))
     skipped = {"notification_id": candidate.notification_id, "period_key": key, "send_at": send_at}
 
+    if user_problem is not None:
+        return DeliveryPlan(
+            **skipped, status="skipped", error=f"unusable Auth record: {user_problem}"
+        )
     if user is None:
         return DeliveryPlan(**skipped, status="skipped", error="unknown user")
     decision = policy.decide(
@@ -124,7 +167,7 @@ def plan_delivery(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
     variables = {
-        "name": user.name,
+        "name": clip_name(user.name),
         "email": user.email,
         "content_value": candidate.content_value,
         "content_id": str(candidate.content_id) if candidate.content_id else "",
@@ -140,7 +183,11 @@ def plan_delivery(
         )
     except TemplateInvalid as exc:
         log.error("cannot render notification %s: %s", candidate.notification_id, exc)
-        return DeliveryPlan(**skipped, status="failed", email=user.email, error=str(exc))
+        return DeliveryPlan(**skipped, status="failed", email=user.email, error=str(exc)[:2000])
+    problem = _unsendable(candidate.notification_id, user.email, email, headers)
+    if problem is not None:
+        log.error("notification %s cannot be sent: %s", candidate.notification_id, problem)
+        return DeliveryPlan(**skipped, status="failed", email=None, error=problem)
     return DeliveryPlan(
         **skipped,
         status="scheduled",
@@ -151,3 +198,21 @@ def plan_delivery(
         headers=headers,
         reported_count=candidate.like_count if candidate.kind == "likes" else 0,
     )
+
+
+def _unsendable(
+    notification_id: uuid.UUID, address: str, email: Email, headers: dict[str, str]
+) -> str | None:
+    """Why this e-mail could not go out (its task contract, text PostgreSQL refuses), or None."""
+    for part, value in (("subject", email.subject), ("HTML body", email.html),
+                        ("text body", email.text), ("address", address)):  # fmt: skip
+        why = unstorable_text(value)
+        if why is not None:
+            return f"{part} cannot be stored: {why}"
+    try:
+        email_task(notification_id=notification_id, delivery_id=notification_id, email=address,
+                   subject=email.subject, body_html=email.html, body_text=email.text,
+                   headers=headers)  # fmt: skip
+    except ContractError as exc:
+        return f"the e-mail breaks its task contract: {exc}"[:2000]
+    return None

@@ -197,6 +197,22 @@ def lock_dispatchable(
     return session.execute(query).all()
 
 
+def mark_unsendable(*, session: Session, errors: dict[uuid.UUID, str], now: datetime) -> None:
+    """Fail deliveries whose e-mail cannot go out, each with its reason (and its notification)."""
+    for delivery_id, error in errors.items():
+        notification_id = session.execute(
+            update(Delivery)
+            .where(Delivery.delivery_id == delivery_id)
+            .values(status="failed", error=error, updated_at=now)
+            .returning(Delivery.notification_id)
+        ).scalar_one()
+        session.execute(
+            update(Notification)
+            .where(Notification.notification_id == notification_id)
+            .values(status="failed", last_update=now)
+        )
+
+
 def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: datetime) -> None:
     session.execute(
         update(Delivery)

@@ -8,7 +8,14 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+
+from app.domain.render_limits import (
+    RENDER_TIME_BUDGET_S,
+    WATCHDOG,
+    LimitedSandbox,
+    RenderTimeout,
+    capped,
+)
 
 # Variables a template may use; per-kind extras (e.g. `count`) come on top.
 SAMPLE_VARIABLES: Mapping[str, Any] = {
@@ -35,11 +42,9 @@ class Email:
 
 
 @lru_cache(maxsize=2)
-def _environment(html: bool) -> SandboxedEnvironment:
+def _environment(html: bool) -> LimitedSandbox:
     # content_value may come from users: escape it in HTML; text parts stay literal.
-    return SandboxedEnvironment(
-        autoescape=html, undefined=StrictUndefined, keep_trailing_newline=True
-    )
+    return LimitedSandbox(autoescape=html, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=512)
@@ -53,30 +58,69 @@ def _compile(source: str, html: bool) -> Template:
         raise TemplateInvalid(f"template syntax error{where}: {exc.message}") from exc
 
 
-def _render_part(source: str, html: bool, variables: Mapping[str, Any], part: str) -> str:
-    template = _compile(source, html)
+def _render_part(template: Template, variables: Mapping[str, Any], part: str) -> str:
     try:
-        return template.render(variables)
-    except TemplateError as exc:  # SecurityError and UndefinedError are TemplateErrors
-        raise TemplateInvalid(f"{part}: {type(exc).__name__}: {exc}") from exc
+        return capped(template.generate(variables))
+    except RenderTimeout:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a template raises is its own fault
+        # SecurityError (sandbox, limits), UndefinedError, ZeroDivisionError, RecursionError...
+        raise TemplateInvalid(f"{part}: {type(exc).__name__}: {exc}"[:2000]) from exc
 
 
 def render(*, subject: str, body_html: str, body_text: str, variables: Mapping[str, Any]) -> Email:
-    """Render the three parts; the subject must come out as one non-empty line."""
-    rendered_subject = _render_part(subject, False, variables, "subject").strip()
+    """Render the three parts within the limits; the subject must be one non-empty line.
+
+    Raises TemplateInvalid, and nothing else, for anything the template or its data cause.
+    """
+    templates = (_compile(subject, False), _compile(body_html, True), _compile(body_text, False))
+    _environment(False).reset_budget()
+    _environment(True).reset_budget()
+    try:
+        parts = WATCHDOG.run_within(
+            RENDER_TIME_BUDGET_S,
+            lambda: [_render_part(t, variables, part) for t, part
+                     in zip(templates, ("subject", "HTML body", "text body"), strict=True)],
+        )  # fmt: skip
+    except RenderTimeout as exc:
+        raise TemplateInvalid(f"rendering took longer than {RENDER_TIME_BUDGET_S:g} s") from exc
+    rendered_subject = parts[0].strip()
     if "\r" in rendered_subject or "\n" in rendered_subject:
         raise TemplateInvalid("subject: must be a single line (no line breaks)")
     if not rendered_subject:
         raise TemplateInvalid("subject: renders empty")
-    return Email(
-        subject=rendered_subject,
-        html=_render_part(body_html, True, variables, "HTML body"),
-        text=_render_part(body_text, False, variables, "text body"),
-    )
+    if not parts[1].strip():
+        raise TemplateInvalid("HTML body: renders empty")
+    return Email(subject=rendered_subject, html=parts[1], text=parts[2])
+
+
+# Data real users send: nothing, a lot, none of it. A template must render for each.
+ADVERSARIAL_VARIABLES: tuple[Mapping[str, Any], ...] = (
+    {**SAMPLE_VARIABLES, "name": "", "content_value": "", "content_id": "", "count": 0},
+    {**SAMPLE_VARIABLES, "name": "N" * 100, "content_value": "<x>&" * 2_500, "count": 10**6},
+)
 
 
 def check_template(
     subject: str, body_html: str, body_text: str, variables: Mapping[str, Any] = SAMPLE_VARIABLES
 ) -> Email:
-    """Compile and render with sample variables; raise TemplateInvalid with a readable reason."""
-    return render(subject=subject, body_html=body_html, body_text=body_text, variables=variables)
+    """Compile and render with sample variables, then with hostile ones (empty, long, zero).
+
+    Raises TemplateInvalid with a readable reason; returns the sample rendering.
+    """
+    email = render(subject=subject, body_html=body_html, body_text=body_text, variables=variables)
+    for hostile in ADVERSARIAL_VARIABLES:
+        try:
+            render(subject=subject, body_html=body_html, body_text=body_text, variables=hostile)
+        except TemplateInvalid as exc:
+            raise TemplateInvalid(f"with {_describe(hostile)}: {exc}") from exc
+    return email
+
+
+def _describe(variables: Mapping[str, Any]) -> str:
+    shown = []
+    for name in ("name", "content_value", "count"):
+        value = variables[name]
+        text = str(value)
+        shown.append(f"{name}={value!r}" if len(text) < 20 else f"{name}=<{len(text)} chars>")
+    return ", ".join(shown)

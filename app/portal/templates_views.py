@@ -55,11 +55,14 @@ async def preview(request: Request, template_id: uuid.UUID, user_id: str = "") -
         except ValueError as exc:
             error = f"Could not use that user: {exc}."
     try:
-        email = render(
-            subject=template.subject,
-            body_html=template.body_html,
-            body_text=template.body_text,
-            variables=variables,
+        # Off the event loop: a render may use its whole time budget.
+        email = await run_in_threadpool(
+            lambda: render(
+                subject=template.subject,
+                body_html=template.body_html,
+                body_text=template.body_text,
+                variables=variables,
+            )
         )
     except TemplateInvalid as exc:
         error = f"The template does not render: {exc}"

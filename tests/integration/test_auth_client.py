@@ -146,20 +146,20 @@ def test_get_users_chunks_by_500(dev_auth: tuple[DevAuthServer, str], make_clien
     random.Random(3).shuffle(ids)
     client = make_client(url)
 
-    found, missing = client.get_users(ids + ids[:50])  # duplicates are asked once
+    found, missing, invalid = client.get_users(ids + ids[:50])  # duplicates are asked once
 
     assert server.batch_sizes == [500, 500, 200]
     assert server.request_count == 3
     assert client.session.sent == 3
     assert set(found) == set(known)
-    assert missing == set(unknown)
+    assert missing == set(unknown) and invalid == {}
     assert all(found[user_id].user_id == user_id for user_id in found)
 
 
 def test_get_users_of_nothing_asks_nothing(
     dev_auth: tuple[DevAuthServer, str], make_client
 ) -> None:
-    assert make_client(dev_auth[1]).get_users([]) == ({}, set())
+    assert make_client(dev_auth[1]).get_users([]) == ({}, set(), {})
     assert dev_auth[0].request_count == 0
 
 
@@ -209,7 +209,7 @@ def test_5xx_then_ok_succeeds_after_backoff(
     url = fake_auth([(503, {}, None), (502, {}, None), (500, {}, {"error": "boom"})])
     client = make_client(url, retries=3, backoff_base_s=0.2, backoff_max_s=0.5)
 
-    found, missing = client.get_users([uuid.UUID(users[0]["user_id"])])
+    found, missing, _invalid = client.get_users([uuid.UUID(users[0]["user_id"])])
 
     assert list(found) == [uuid.UUID(users[0]["user_id"])] and missing == set()
     # Full jitter: uniform(0, min(max, base * 2**attempt)); exponential, then capped.
@@ -260,11 +260,26 @@ def test_schema_violating_user_is_a_contract_error(fake_auth, make_client, sleep
     assert client.breaker.state == "closed"
 
 
-def test_schema_violating_batch_is_a_contract_error(fake_auth, make_client, users) -> None:
-    user = dict(users[0], notification_policy={"email": "yes", "likes": True, "mailing": True})
-    client = make_client(fake_auth([(200, {}, {"users": [user], "missing": []})]))
+def test_a_record_out_of_contract_costs_only_its_user(fake_auth, make_client, users) -> None:
+    bad_policy = dict(users[0], notification_policy={"email": "yes", "likes": True, "mailing": 1})
+    bad_address = dict(users[1], email="not-an-address")
+    good = users[2]
+    answer = {"users": [bad_policy, bad_address, good, {"user_id": 7}], "missing": []}
+    client = make_client(fake_auth([(200, {}, answer)]))
+    ids = [uuid.UUID(u["user_id"]) for u in (bad_policy, bad_address, good)]
+
+    found, missing, invalid = client.get_users(ids)
+
+    assert list(found) == [ids[2]] and missing == set()
+    assert set(invalid) == {ids[0], ids[1]}
+    assert "notification_policy" in invalid[ids[0]] and "email must be email" in invalid[ids[1]]
+    assert client.breaker.state == "closed"
+
+
+def test_a_batch_answer_that_is_not_two_lists_is_a_contract_error(fake_auth, make_client) -> None:
+    client = make_client(fake_auth([(200, {}, {"users": {}, "missing": []})]))
     with pytest.raises(AuthContractError, match="auth_users_batch"):
-        client.get_users([uuid.UUID(user["user_id"])])
+        client.get_users([uuid.uuid4()])
 
 
 def test_non_json_answer_is_a_contract_error(fake_auth, make_client) -> None:
@@ -273,10 +288,12 @@ def test_non_json_answer_is_a_contract_error(fake_auth, make_client) -> None:
         client.get_user(uuid.uuid4())
 
 
-def test_batch_must_account_for_every_id(fake_auth, make_client) -> None:
+def test_an_id_neither_found_nor_missing_is_invalid_not_dropped(fake_auth, make_client) -> None:
+    asked = uuid.uuid4()
     client = make_client(fake_auth([(200, {}, {"users": [], "missing": []})]))
-    with pytest.raises(AuthContractError, match="neither found nor missing"):
-        client.get_users([uuid.uuid4()])
+    found, missing, invalid = client.get_users([asked])
+    assert (found, missing) == ({}, set())
+    assert "neither a record nor `missing`" in invalid[asked]
 
 
 def test_dev_server_follows_the_contract(dev_auth: tuple[DevAuthServer, str], users) -> None:

@@ -106,3 +106,31 @@ def test_preview_with_a_real_user_from_the_auth_api(
     assert "does not know user" in unknown.text and "Hello Ann Example" in unknown.text
     garbage = preview_client.get(created.headers["location"], params={"user_id": "nope"})
     assert "is not a user id" in html.unescape(garbage.text)
+
+
+@pytest.mark.parametrize("name", ["welcome", "mailing", "likes_digest"])
+def test_a_built_in_template_cannot_be_renamed_or_deleted(client: TestClient, name: str) -> None:
+    template = _stored(name)
+    assert template is not None
+    data = {"name": f"{name}-old", "subject": template.subject, "body_html": template.body_html,
+            "body_text": template.body_text, "save": "Save"}  # fmt: skip
+    renamed = client.post(f"/admin/template/edit/{template.template_id}", data=data)
+    assert renamed.status_code == 400
+    assert "is a built-in template" in html.unescape(renamed.text)
+    # SQLAdmin's delete route asks check_can_delete, which says no for a built-in template.
+    deleted = client.delete("/admin/template/delete", params={"pks": str(template.template_id)})
+    assert deleted.status_code == 403
+    assert _stored(name) is not None and _stored(f"{name}-old") is None
+    # Its text can still be edited.
+    data["name"] = name
+    edited = client.post(f"/admin/template/edit/{template.template_id}", data=data,
+                         follow_redirects=False)  # fmt: skip
+    assert edited.status_code == 302
+
+
+def test_a_template_too_costly_to_render_is_refused_at_save(client: TestClient) -> None:
+    response, name = _create(client, body_html="{{ 'a' * 10**10 }}")
+    assert response.status_code == 400 and "over the limit" in html.unescape(response.text)
+    zero, name2 = _create(client, body_html="<p>{{ 100 // count }}</p>")
+    assert zero.status_code == 400 and "count=0" in html.unescape(zero.text)
+    assert _stored(name) is None and _stored(name2) is None

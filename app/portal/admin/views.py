@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 from urllib.parse import quote
 
@@ -9,6 +10,7 @@ from markupsafe import Markup
 from sqladmin import ModelView, action
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from sqlalchemy import Select, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -26,6 +28,7 @@ from app.db.models import (
 )
 from app.domain.rendering import TemplateInvalid, check_template
 from app.portal.dead_letters import REPLAY_PAGE
+from app.template_files import default_templates
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -39,6 +42,17 @@ def _when(model: Any, attr: Any) -> str:
 
 def preview_url(template_id: Any) -> str:
     return f"/admin/template-preview/{template_id}"
+
+
+@cache
+def builtin_template_names() -> frozenset[str]:
+    """The templates the stream and the jobs use by name (shipped in templates/)."""
+    return frozenset(source.name for source in default_templates())
+
+
+def _builtin_reason(name: str) -> str:
+    return (f"{name!r} is a built-in template: events and jobs use it by name, so it cannot be "
+            "renamed or deleted. Edit its text instead.")  # fmt: skip
 
 
 class TemplateAdmin(ModelView, model=Template):
@@ -64,12 +78,29 @@ class TemplateAdmin(ModelView, model=Template):
     async def on_model_change(
         self, data: dict[str, Any], model: Any, is_created: bool, request: Request
     ) -> None:
-        """Refuse a template that does not compile or render with the sample variables."""
+        """Refuse a rename of a built-in template, and a template that does not render.
+
+        SQLAdmin shows the message of an exception raised here above the form. The check
+        renders several times under a time budget: off the event loop, so the portal answers.
+        """
+        if not is_created and model.name in builtin_template_names() and data["name"] != model.name:
+            raise ValueError(f"Template not saved. {_builtin_reason(model.name)}")
+        parts = (data["subject"] or "", data["body_html"] or "", data["body_text"] or "")
         try:
-            check_template(data["subject"] or "", data["body_html"] or "", data["body_text"] or "")
+            await run_in_threadpool(check_template, *parts)
         except TemplateInvalid as exc:
-            # SQLAdmin shows the message of an exception raised here above the form.
             raise ValueError(f"Template not saved. {exc}") from exc
+
+    async def check_can_delete(self, request: Request, model: Any) -> bool:
+        """Built-in templates have no delete button."""
+        return model.name not in builtin_template_names() and await super().check_can_delete(
+            request, model
+        )
+
+    async def on_model_delete(self, model: Any, request: Request) -> None:
+        """Refuse to delete a built-in template (the list shows why)."""
+        if model.name in builtin_template_names():
+            raise ValueError(_builtin_reason(model.name))
 
     async def after_model_change(
         self, data: dict[str, Any], model: Any, is_created: bool, request: Request

@@ -1,0 +1,152 @@
+"""Faults stay with their delivery: one bad Auth record, name, template or row never stops a chunk.
+
+Real PostgreSQL and the dev Auth server over HTTP; the dispatcher publishes to a recording
+publisher (the task contract is what is under test, not RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from app import jobs
+from app.auth_client import AuthClient
+from app.config import Settings
+from app.db.session import session_scope
+from app.devauth import DevAuthServer, generate_users
+
+from .conftest import client_for, serve_in_thread
+from .factories import Spec, insert_notifications
+
+NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
+
+
+class RecordingPublisher:
+    """Keeps what the dispatcher would put on the `emails` queue."""
+
+    def __init__(self) -> None:
+        self.tasks: list[dict[str, Any]] = []
+
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+        self.tasks.extend(task for task, _delay in tasks)
+
+
+@pytest.fixture
+def users() -> list[dict[str, Any]]:
+    found = generate_users(500)
+    for user in found:  # everyone accepts everything: only the faults under test skip mail
+        user["notification_policy"] = {"email": True, "likes": True, "mailing": True}
+    return found
+
+
+@pytest.fixture
+def auth(users: list[dict[str, Any]], settings: Settings) -> Iterator[AuthClient]:
+    server = DevAuthServer(("127.0.0.1", 0), users, settings.auth_api_token)
+    serve_in_thread(server)
+    client = client_for(server, settings)
+    yield client
+    client.close()
+    server.shutdown()
+    server.server_close()
+
+
+def _rows(kind: str, users: list[dict[str, Any]], periodicity: str = "once") -> list[uuid.UUID]:
+    specs = [Spec(uuid.UUID(u["user_id"]), kind, periodicity, None if kind == "welcome"
+                  else uuid.uuid4(), "https://auth.example/confirm" if kind == "welcome"
+                  else "news", like_count=1) for u in users]  # fmt: skip
+    with session_scope() as session:
+        return insert_notifications(session, specs)
+
+
+def _deliveries() -> list[Any]:
+    with session_scope() as session:
+        return list(session.execute(text(
+            "SELECT d.delivery_id, d.status, d.error, d.subject, n.user_id, n.status AS n_status"
+            " FROM deliveries d JOIN notifications n USING (notification_id)")))  # fmt: skip
+
+
+def _set_template(name: str, **parts: str) -> None:
+    # Straight into the database, as an old row or another tool could have it: no save check.
+    with session_scope() as session:
+        for column, value in parts.items():
+            session.execute(text(f"UPDATE templates SET {column} = :v WHERE name = :n"),
+                            {"v": value, "n": name})  # fmt: skip
+
+
+def test_one_invalid_auth_address_among_500_costs_only_that_user(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    users[137]["email"] = "not-an-address"
+    ids = _rows("welcome", users)
+    statuses = jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    assert Counter(statuses.values()) == {"scheduled": 499, "skipped": 1}
+    [skipped] = [d for d in _deliveries() if d.status == "skipped"]
+    assert str(skipped.user_id) == users[137]["user_id"]
+    assert "unusable Auth record" in skipped.error and "email must be email" in skipped.error
+    publisher = RecordingPublisher()
+    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 499
+
+
+def test_a_1000_character_name_is_clipped_so_the_subject_stays_one_header_line(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    users[0]["name"] = "Ü" * 1000
+    ids = _rows("welcome", users[:3])
+    assert set(jobs.plan_once(ids, auth=auth, settings=settings, now=NOW).values()) == {"scheduled"}
+    publisher = RecordingPublisher()
+    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 3
+    long_one = next(t for t in publisher.tasks if "Ü" in t["subject"])
+    assert len(long_one["subject"]) < 200 and "Ü" * 99 + "…" in long_one["subject"]
+
+
+def test_a_template_whose_html_renders_empty_fails_its_deliveries_only(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    _set_template("mailing", body_html="{% if false %}never{% endif %}")
+    mailings = _rows("mailing", users[:20], "daily")
+    likes = _rows("likes", users[20:40], "daily")
+    report = jobs.run_digest("daily", auth=auth, settings=settings, now=NOW)
+    assert report.by_status == {"failed": 20, "scheduled": 20}
+    by_status = Counter(d.status for d in _deliveries())
+    assert by_status == {"failed": 20, "scheduled": 20}
+    assert {d.error for d in _deliveries() if d.status == "failed"} == {"HTML body: renders empty"}
+    assert len(mailings) == len(likes) == 20
+
+
+def test_a_template_raising_for_one_user_of_500_fails_that_delivery_only(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    users[250]["name"] = "Bob"  # every other name has 9 characters
+    _set_template("welcome", body_html="<p>{{ 100 // (name|length - 3) }}</p>")
+    ids = _rows("welcome", users)
+    statuses = jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    assert Counter(statuses.values()) == {"scheduled": 499, "failed": 1}
+    [failed] = [d for d in _deliveries() if d.status == "failed"]
+    assert str(failed.user_id) == users[250]["user_id"] and "ZeroDivisionError" in failed.error
+
+
+def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    ids = _rows("welcome", users[:5])
+    jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    with session_scope() as session:  # e.g. planned by an older version, before the checks
+        session.execute(
+            text("UPDATE deliveries SET subject = :s WHERE delivery_id = ("
+                 " SELECT delivery_id FROM deliveries ORDER BY send_at LIMIT 1)"),
+            {"s": "x" * 1200},
+        )  # fmt: skip
+    publisher = RecordingPublisher()
+    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 5
+    assert len(publisher.tasks) == 4
+    [broken] = [d for d in _deliveries() if d.status == "failed"]
+    assert "task contract" in broken.error and broken.n_status == "failed"
+    later = RecordingPublisher()  # the others are re-swept then (never sent); the broken one is not
+    assert jobs.dispatch_due(publisher=later, now=NOW + jobs.RESWEEP_AFTER * 2) == 4
+    assert str(broken.delivery_id) not in {t["delivery_id"] for t in later.tasks}
