@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from app import metrics
+from app import faults, metrics
 from app.config import Settings
 from app.contracts import validate
 from app.db import outcomes
@@ -38,16 +38,23 @@ log = logging.getLogger(__name__)
 # Celery holds countdown tasks unacked in worker memory; RabbitMQ's consumer_timeout is 30 min.
 MAX_COUNTDOWN_S = 900.0
 
-Result = Literal["sent", "retry", "failed", "done", "missing", "skipped"]
+Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped"]
+# Tries of recording an accepted send before the task is retried for the recording alone.
+RECORD_TRIES_S = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one task: `retry` comes with the countdown to wait before the next try."""
+    """What became of one task: `retry` comes with the countdown to wait before the next try.
+
+    `record`: the provider accepted the e-mail but PostgreSQL could not record it yet; the task
+    is retried with `accepted`, which records the send and never calls the provider again.
+    """
 
     result: Result
     countdown: float | None = None
     error: str | None = None
+    accepted: dict[str, Any] | None = None
 
 
 def retry_delay(
@@ -104,10 +111,12 @@ def deliver(
     settings: Settings,
     now: datetime,
     retries: int = 0,
+    accepted: dict[str, Any] | None = None,
 ) -> Outcome:
     """Send the e-mail of one task at most once per claim; say whether to retry and when.
 
-    Raises ContractError for a payload that breaks its schema (retrying cannot help).
+    With `accepted` (the provider took it on an earlier try), only record that. Raises
+    ContractError for a payload that breaks its schema (retrying cannot help).
     """
     validate("email_task", task)
     email = outgoing(task)
@@ -115,6 +124,8 @@ def deliver(
     if email.delivery_id is None:
         return _deliver_untracked(email, notification_id, backend, settings, now, retries + 1)
     delivery_id = uuid.UUID(email.delivery_id)
+    if accepted is not None:
+        return _record_sent(delivery_id, accepted, now)
     with session_scope() as session:
         claim = outcomes.claim(
             session=session,
@@ -139,20 +150,37 @@ def deliver(
     try:
         result = _timed_send(backend, email)
     except SendError as exc:
-        return _record_failure(delivery_id, claim.attempt, exc, settings, now)
+        return _record_failure(delivery_id, claim, exc, settings, now)
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
         log.exception("delivery %s: backend crashed", delivery_id, extra=_ids(delivery_id))
-        return _record_failure(
-            delivery_id, claim.attempt, TransientSendError(repr(exc)), settings, now
-        )
-    with session_scope() as session:
-        recorded = outcomes.mark_sent(
-            session=session,
-            delivery_id=delivery_id,
-            attempt=claim.attempt,
-            provider_message_id=result.provider_message_id,
-            now=now,
-        )
+        return _record_failure(delivery_id, claim, TransientSendError(repr(exc)), settings, now)
+    accepted = {"attempt": claim.attempt, "provider_message_id": result.provider_message_id,
+                "backend": result.backend or getattr(backend, "name", None)}  # fmt: skip
+    return _record_sent(delivery_id, accepted, now)
+
+
+def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime) -> Outcome:
+    """Record an accepted send, retrying the recording (never the send) through outages."""
+    for pause in (*RECORD_TRIES_S, None):
+        try:
+            with session_scope() as session:
+                recorded = outcomes.mark_sent(
+                    session=session, delivery_id=delivery_id, attempt=accepted["attempt"],
+                    provider_message_id=accepted["provider_message_id"], now=now,
+                    backend=accepted.get("backend"),
+                )  # fmt: skip
+            break
+        except Exception as exc:
+            if faults.is_transient(exc) and pause is not None:
+                log.info("delivery %s accepted; recording it failed (%s), again in %.1f s",
+                         delivery_id, faults.describe(exc, 200), pause,
+                         extra=_ids(delivery_id))  # fmt: skip
+            if not faults.is_transient(exc) or pause is None:
+                log.warning("delivery %s accepted by the provider; recording it failed (%s): the "
+                            "task will record it later, without sending again", delivery_id,
+                            faults.describe(exc, 300), extra=_ids(delivery_id))  # fmt: skip
+                return Outcome("record", countdown=5.0, accepted=accepted)
+            time.sleep(pause)
     if not recorded:
         log.warning(
             "delivery %s sent, but its claim was taken over or a provider event recorded it first",
@@ -165,15 +193,20 @@ def deliver(
 
 
 def _record_failure(
-    delivery_id: uuid.UUID, attempt: int, exc: SendError, settings: Settings, now: datetime
+    delivery_id: uuid.UUID, claim: outcomes.Claim, exc: SendError, settings: Settings, now: datetime
 ) -> Outcome:
     error = str(exc)[:2000]
+    attempt = claim.attempt
+    outage = isinstance(exc, TransientSendError) and exc.outage
+    # Throttling and provider outages delay a delivery without using up its attempts.
+    counted = attempt - claim.deferrals
     transient = isinstance(exc, TransientSendError)
     with session_scope() as session:
-        if transient and attempt < settings.email_max_attempts:
+        if transient and (outage or counted < settings.email_max_attempts):
             outcomes.release_for_retry(
-                session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
-            )
+                session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now,
+                outage=outage,
+            )  # fmt: skip
             countdown = retry_delay(
                 attempt,
                 base_s=settings.email_retry_base_s,
@@ -236,5 +269,6 @@ def release_abandoned(settings: Settings) -> int:
             session=session, stale_after_s=settings.email_sending_timeout_s
         )
     if released:
-        log.warning("released %d deliveries abandoned in 'sending'", released)
+        log.warning("released %d deliveries abandoned in 'sending' (possible duplicates: their "
+                    "provider call may have gone through)", released)  # fmt: skip
     return released

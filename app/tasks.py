@@ -80,7 +80,8 @@ def send_now(notification_ids: list[str] | str) -> dict[str, int]:
 
 @celery_app.task(name=DISPATCH)
 def dispatch() -> int:
-    """Enqueue what is due, and retry `once` hand-offs that were lost."""
+    """Enqueue what is due, retry lost `once` hand-offs, and sends abandoned in `sending`."""
+    delivery.release_abandoned(get_settings())
     lost = jobs.lost_once_handoffs(now=utcnow())
     if lost:
         log.warning("re-requesting %d once notifications left pending", len(lost))
@@ -105,8 +106,11 @@ def _backend() -> EmailBackend:
     retry_backoff_max=300,
     retry_jitter=True,
 )
-def send_email(self: Task, task: dict[str, Any]) -> str:
-    """Send one e-mail task from the `emails` queue; retry later when the outcome says so."""
+def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None = None) -> str:
+    """Send one e-mail task from the `emails` queue; retry later when the outcome says so.
+
+    `accepted`: the provider took this e-mail on an earlier try; only its recording is left.
+    """
     try:
         outcome = delivery.deliver(
             task,
@@ -114,6 +118,7 @@ def send_email(self: Task, task: dict[str, Any]) -> str:
             settings=get_settings(),
             now=utcnow(),
             retries=self.request.retries,
+            accepted=accepted,
         )
     except ContractError as exc:
         metrics.DELIVERIES.labels("invalid").inc()
@@ -122,6 +127,9 @@ def send_email(self: Task, task: dict[str, Any]) -> str:
     metrics.DELIVERIES.labels(outcome.result).inc()
     if outcome.result == "retry":
         raise self.retry(countdown=outcome.countdown)
+    if outcome.result == "record":
+        raise self.retry(countdown=outcome.countdown, args=(task,),
+                         kwargs={"accepted": outcome.accepted})  # fmt: skip
     return outcome.result
 
 

@@ -150,6 +150,7 @@ def record_plans(
         set_={
             **{c: stmt.excluded[c] for c in _REPLANNED_COLUMNS},
             "attempts": 0,
+            "deferrals": 0,
             "updated_at": func.now(),
         },
         where=Delivery.status == "failed",

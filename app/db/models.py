@@ -228,6 +228,9 @@ class Delivery(Base):
         Integer, nullable=False, default=0, server_default="0"
     )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # Claims that ended in a provider outage or throttling: they do not count as attempts.
+    deferrals: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    backend: Mapped[str | None] = mapped_column(String(20))  # which backend sent it
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()

@@ -46,6 +46,7 @@ class Claim:
     status: str | None = None  # the delivery's status before the claim
     attempt: int = 0  # the claim's number (deliveries.attempts after it)
     wait_s: float = 0.0  # busy: how long until another worker's claim counts as abandoned
+    deferrals: int = 0  # earlier claims that ended in a provider outage (not real attempts)
 
     @property
     def reclaimed(self) -> bool:
@@ -61,6 +62,7 @@ def claim(
         select(
             deliveries.c.status,
             deliveries.c.attempts,
+            deliveries.c.deferrals,
             func.extract("epoch", func.now() - deliveries.c.updated_at).label("age_s"),
             notifications.c.kind,
             notifications.c.user_id,
@@ -91,7 +93,7 @@ def claim(
     session.execute(
         _delivery(delivery_id).values(status="sending", attempts=attempt, updated_at=func.now())
     )
-    return Claim("claimed", row.status, attempt)
+    return Claim("claimed", row.status, attempt, deferrals=row.deferrals)
 
 
 def _opted_out(session: Session, user_id: uuid.UUID, kind: str) -> bool:
@@ -127,6 +129,7 @@ def mark_sent(
     provider_message_id: str | None,
     now: datetime,
     status: str = "sent",
+    backend: str | None = None,
 ) -> bool:
     """Record an accepted send, once: the notification is sent and its reported likes subtracted.
 
@@ -143,6 +146,7 @@ def mark_sent(
             provider_message_id=func.coalesce(
                 provider_message_id, deliveries.c.provider_message_id
             ),
+            backend=func.coalesce(backend, deliveries.c.backend),
         )
         .returning(deliveries.c.notification_id, deliveries.c.reported_count)
     ).one_or_none()
@@ -161,14 +165,25 @@ def mark_sent(
 
 
 def release_for_retry(
-    *, session: Session, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
+    *,
+    session: Session,
+    delivery_id: uuid.UUID,
+    attempt: int,
+    error: str,
+    now: datetime,
+    outage: bool = False,
 ) -> bool:
-    """Hand a claimed delivery back to the queue after a transient failure."""
+    """Hand a claimed delivery back to the queue after a transient failure.
+
+    An outage (throttling, the provider down) is counted as a deferral, not as an attempt.
+    """
+    deferrals = deliveries.c.deferrals + (1 if outage else 0)
     result = session.execute(
         _owned(delivery_id, attempt).values(
-            status="enqueued", enqueued_at=now, error=error, updated_at=func.now()
+            status="enqueued", enqueued_at=now, error=error, updated_at=func.now(),
+            deferrals=deferrals,
         )
-    )
+    )  # fmt: skip
     return result.rowcount == 1
 
 

@@ -28,9 +28,10 @@ class OutgoingEmail:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What the provider said when it accepted the e-mail."""
+    """What the provider said when it accepted the e-mail, and which backend sent it."""
 
     provider_message_id: str | None = None
+    backend: str | None = None
 
 
 class SendError(Exception):
@@ -38,11 +39,19 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Worth trying again: rate limit, server error, timeout, connection trouble."""
+    """Worth trying again: rate limit, server error, timeout, connection trouble.
 
-    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+    `outage` marks what says nothing about the e-mail (throttling, the provider down or
+    unreachable): it delays the delivery without using up an attempt, so a long outage of the
+    provider never ends in `failed`. Other transient errors count against EMAIL_MAX_ATTEMPTS.
+    """
+
+    def __init__(
+        self, message: str, *, retry_at: float | None = None, outage: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_at = retry_at  # epoch seconds the provider asked us to wait for, if any
+        self.outage = outage
 
 
 class PermanentSendError(SendError):

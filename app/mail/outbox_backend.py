@@ -14,6 +14,8 @@ from app.mail.base import OutgoingEmail, SendResult, TransientSendError, build_m
 class OutboxBackend:
     """Writes `<delivery_id>.eml` atomically, so a reader never sees half a message."""
 
+    name = "outbox"
+
     def __init__(self, directory: Path, *, sender: str) -> None:
         self.directory = Path(directory)
         self.sender = sender

@@ -58,6 +58,8 @@ def mail_body(email: OutgoingEmail, sender: str) -> Mail:
 class SendGridBackend:
     """Sends through POST /v3/mail/send; classifies the answer into sent / retry / failed."""
 
+    name = "sendgrid"
+
     def __init__(self, api_key: str, *, host: str, sender: str, timeout_s: float) -> None:
         self.client = SendGridAPIClient(api_key, host=host)
         # The library has no timeout argument; its HTTP client takes one and passes it on.
@@ -80,12 +82,13 @@ class SendGridBackend:
         except HTTPError as exc:
             text = f"{exc.status_code} {error_text(exc.body)}"
             if exc.status_code == 429:
-                raise TransientSendError(text, retry_at=rate_limit_reset(exc.headers)) from exc
+                reset = rate_limit_reset(exc.headers)
+                raise TransientSendError(text, retry_at=reset, outage=True) from exc
             if exc.status_code >= 500:
-                raise TransientSendError(text) from exc
+                raise TransientSendError(text, outage=True) from exc
             raise PermanentSendError(text) from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts, refused, reset
-            raise TransientSendError(f"sendgrid unreachable: {exc}") from exc
+            raise TransientSendError(f"sendgrid unreachable: {exc}", outage=True) from exc
         if not 200 <= response.status_code < 300:
             raise TransientSendError(f"{response.status_code} unexpected answer")
         message_id = response.headers.get("X-Message-Id") if response.headers else None

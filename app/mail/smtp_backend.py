@@ -49,6 +49,8 @@ def parse_smtp_url(url: str) -> SmtpTarget:
 
 def _classify(code: int, text: str) -> Exception:
     # SMTP's own rule: 4xx is temporary, 5xx is final.
+    if code in (421, 451, 452):  # the server: unavailable, a local error, out of storage
+        return TransientSendError(f"{code} {text}", outage=True)
     if 400 <= code < 500:
         return TransientSendError(f"{code} {text}")
     return PermanentSendError(f"{code} {text}")
@@ -60,6 +62,8 @@ def _text(raw: bytes | str) -> str:
 
 class SmtpBackend:
     """One connection per e-mail: simple, thread-safe, and enough for transactional volumes."""
+
+    name = "smtp"
 
     def __init__(self, target: SmtpTarget, *, sender: str, timeout_s: float) -> None:
         self.target = target
@@ -98,7 +102,9 @@ class SmtpBackend:
             raise _classify(code, _text(text)) from exc
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
+            raise TransientSendError(f"smtp unreachable: {exc}", outage=True) from exc
+        except smtplib.SMTPException as exc:
             raise TransientSendError(f"smtp: {exc}") from exc
         if refused:  # only possible with several recipients; kept for completeness
             code, text = next(iter(refused.values()))

@@ -46,6 +46,15 @@ class _Sink:
         return "250 Message accepted for delivery"
 
 
+class _BusyMailbox(_Sink):
+    """An SMTP server whose recipient's mailbox stays busy: 450, a temporary refusal."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "450 4.2.1 Mailbox busy, try again later"
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Controller, _Sink]]:
     sink = _Sink()
@@ -153,3 +162,32 @@ def test_sendgrid_posts_both_parts_headers_and_delivery_id(planned, settings, tm
         else:
             assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
             assert headers["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe?")
+
+
+def test_temporary_refusals_of_the_e_mail_give_up_after_max_attempts(
+    planned, settings, tmp_path
+) -> None:
+    # 450 concerns this recipient, not the server being down: each refusal uses an attempt.
+    sink = _BusyMailbox()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    url = f"smtp://{controller.hostname}:{controller.port}"
+    try:
+        with running_worker(
+            settings,
+            tmp_path / "worker.log",
+            email_backend="smtp",
+            smtp_url=url,
+            email_max_attempts=3,
+            email_retry_base_s=0.1,
+            email_retry_max_s=0.3,
+        ):
+            ids = [d for d, _u, _k in planned]
+            found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=30, what="fails")
+    finally:
+        controller.stop()
+    assert {(found[i].status, found[i].attempts, found[i].deferrals) for i in ids} == {
+        ("failed", 3, 0)
+    }
+    assert all(found[i].error.startswith("450 ") for i in ids)
+    assert len(sink.messages) == 3 * len(ids)

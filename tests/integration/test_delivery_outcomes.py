@@ -120,14 +120,24 @@ def test_bad_request_fails_at_once_with_the_providers_error(sendgrid) -> None:
     assert len(sendgrid.received) == 1
 
 
-def test_transient_errors_give_up_after_max_attempts(sendgrid) -> None:
-    sendgrid.script(*[503] * MAX_ATTEMPTS)
+def test_a_provider_outage_longer_than_max_attempts_delays_but_never_fails(sendgrid) -> None:
+    sendgrid.script(*[503] * (2 * MAX_ATTEMPTS))
     [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["mailing"])
     dispatch(utcnow())
     delivery = _settle([delivery_id])[delivery_id]
-    assert (delivery.status, delivery.attempts) == ("failed", MAX_ATTEMPTS)
-    assert delivery.error.startswith("503 ")
-    assert [r.status for r in sendgrid.received] == [503] * MAX_ATTEMPTS
+    assert delivery.status == "sent" and delivery.error is None
+    assert (delivery.attempts, delivery.deferrals) == (2 * MAX_ATTEMPTS + 1, 2 * MAX_ATTEMPTS)
+    assert [r.status for r in sendgrid.received] == [503] * (2 * MAX_ATTEMPTS) + [202]
+    assert sendgrid.accepted_counts() == {str(delivery_id): 1}
+
+
+def test_a_rate_limit_storm_longer_than_max_attempts_still_sends_once(sendgrid) -> None:
+    sendgrid.script(*[429] * (3 * MAX_ATTEMPTS))  # 429s without a reset: our own backoff
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["welcome"])
+    dispatch(utcnow())
+    delivery = _settle([delivery_id], timeout=60)[delivery_id]
+    assert delivery.status == "sent" and delivery.deferrals == 3 * MAX_ATTEMPTS
+    assert sendgrid.accepted_counts() == {str(delivery_id): 1}
 
 
 def test_duplicate_tasks_send_once_and_likes_that_came_meanwhile_stay(sendgrid, worker) -> None:
@@ -189,3 +199,25 @@ def test_abandoned_sends_are_released_to_the_dispatchers_re_sweep(db: str) -> No
     rows = deliveries()
     assert (rows[old].status, rows[fresh].status) == ("enqueued", "sending")
     assert dispatch(now) == 1  # the dispatcher enqueues the released one again
+
+
+def test_recording_fails_after_the_provider_accepted_and_the_send_is_not_repeated(
+    sendgrid, worker
+) -> None:
+    from app.db.session import dispose_engines
+    from tests.integration.outages import postgres_down
+
+    # The provider answers after 1.5 s (within the worker's 2 s timeout); meanwhile PostgreSQL
+    # goes away, so the worker cannot record the accepted send at first.
+    sendgrid.delay_s = 1.5
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["welcome"])
+    dispatch(utcnow())
+    wait_for(lambda: sendgrid.received, timeout=15, what="the provider call to start")
+    with postgres_down(get_settings().database_url, seconds=3):
+        pass
+    dispose_engines()
+    found = _settle([delivery_id])
+    assert found[delivery_id].status == "sent" and found[delivery_id].attempts == 1
+    assert sendgrid.accepted_counts() == {str(delivery_id): 1}
+    assert len(sendgrid.received) == 1  # exactly one provider call
+    assert f"delivery {delivery_id} accepted; recording it failed" in worker.log_text()

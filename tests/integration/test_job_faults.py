@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -150,3 +150,34 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
     later = RecordingPublisher()  # the others are re-swept then (never sent); the broken one is not
     assert jobs.dispatch_due(publisher=later, now=NOW + jobs.RESWEEP_AFTER * 2) == 4
     assert str(broken.delivery_id) not in {t["delivery_id"] for t in later.tasks}
+
+
+def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None:
+    from kombu import Connection, Exchange, Queue
+    from sqlalchemy import func, update
+
+    from app.celery_app import EMAILS_QUEUE
+    from app.clock import utcnow
+    from app.config import get_settings
+    from app.db.models import Delivery
+    from app.tasks import dispatch as dispatch_task
+
+    from .delivery_support import deliveries, purge_emails_queue, seed
+
+    settings = get_settings()
+    purge_emails_queue(settings)
+    [(stuck, _u, _k)] = seed(settings, utcnow(), ["welcome"])
+    with session_scope() as session:  # a worker died in the provider call an hour ago
+        session.execute(
+            update(Delivery)
+            .where(Delivery.delivery_id == stuck)
+            .values(status="sending", attempts=1, updated_at=func.now() - timedelta(hours=1),
+                    enqueued_at=func.now() - timedelta(hours=1))
+        )  # fmt: skip
+    assert dispatch_task() == 1  # no worker start-up needed: the dispatcher's tick sweeps it
+    assert deliveries()[stuck].status == "enqueued"
+    queue = Queue(EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE,
+                  durable=True)  # fmt: skip
+    with Connection(settings.celery_broker_url) as conn:
+        message = queue(conn.default_channel).get(no_ack=True)
+    assert message is not None and message.payload[0][0]["delivery_id"] == str(stuck)
