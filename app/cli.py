@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import click
@@ -177,6 +178,29 @@ def dead_letters_replay(
         click.echo(f"  not published: {dead_letter_id}: {error}", err=True)
     if report.failed:
         raise SystemExit(1)
+
+
+@main.group("deliveries")
+def deliveries_group() -> None:
+    """E-mail deliveries."""
+
+
+@deliveries_group.command("retry")
+@click.option("--id", "ids", multiple=True, type=click.UUID, help="Only these (repeatable).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["failed", "skipped"]),
+              default=("failed",), show_default=True)  # fmt: skip
+@click.option("--since", help="Only those updated since: an ISO time or an age like 2h.")
+@click.option("--error-contains", help="Only those whose error contains this text.")
+def deliveries_retry(
+    ids: tuple[uuid.UUID, ...], statuses: tuple[str, ...], since: str | None,
+    error_contains: str | None,
+) -> None:  # fmt: skip
+    """Plan failed (or skipped) deliveries again, after fixing the cause."""
+    from app.delivery_admin import retry_deliveries
+
+    count = retry_deliveries(delivery_ids=ids or None, statuses=statuses, since=_since(since),
+                             error_contains=error_contains)  # fmt: skip
+    click.echo(f"retry requested for {count} deliveries")
 
 
 @main.group("offsets")

@@ -220,3 +220,49 @@ def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: d
         .where(Delivery.delivery_id.in_(list(delivery_ids)))
         .values(status="enqueued", enqueued_at=now, updated_at=now)
     )
+
+
+RETRYABLE = ("failed", "skipped")
+
+
+def reopen(
+    *,
+    session: Session,
+    delivery_ids: Sequence[uuid.UUID] | None = None,
+    statuses: Sequence[str] = ("failed",),
+    since: datetime | None = None,
+    error_contains: str | None = None,
+    limit: int = 10_000,
+) -> list[uuid.UUID]:
+    """Make finished-but-unsent deliveries plannable again; return their notification ids.
+
+    The delivery becomes `failed` (a planning run replaces a failed delivery of its period) and
+    its notification `pending`, so `send_now` plans it again with today's template and user.
+    """
+    if not set(statuses) <= set(RETRYABLE):
+        raise ValueError(f"only {', '.join(RETRYABLE)} deliveries can be retried")
+    query = select(Delivery.delivery_id).where(Delivery.status.in_(list(statuses)))
+    if delivery_ids is not None:
+        query = query.where(Delivery.delivery_id.in_(list(delivery_ids)))
+    if since is not None:
+        query = query.where(Delivery.updated_at >= since)
+    if error_contains:
+        query = query.where(Delivery.error.contains(error_contains, autoescape=True))
+    ids = list(session.scalars(query.order_by(Delivery.updated_at).limit(limit).with_for_update()))
+    if not ids:
+        return []
+    notification_ids = list(
+        session.scalars(
+            update(Delivery)
+            .where(Delivery.delivery_id.in_(ids))
+            .values(status="failed", error=func.concat("retry requested; was: ", Delivery.error),
+                    updated_at=func.now())
+            .returning(Delivery.notification_id)
+        )
+    )  # fmt: skip
+    session.execute(
+        update(Notification)
+        .where(Notification.notification_id.in_(notification_ids))
+        .values(status="pending")
+    )
+    return notification_ids

@@ -317,7 +317,16 @@ def jobs_worker(
 
 
 def next_email(conn: Connection, timeout: float) -> dict[str, Any]:
+    return next_emails(conn, 1, timeout)[0]
+
+
+def next_emails(conn: Connection, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The next `count` e-mail tasks on the queue, read with one consumer (a consumer per
+    message would leave the messages the first one prefetched unacked on the channel)."""
+    tasks = []
     with conn.SimpleQueue(email_queue(EMAILS_QUEUE)) as queue:
-        message = queue.get(block=True, timeout=timeout)
-        message.ack()
-    return message.payload[0][0]  # Celery protocol 2: [args, kwargs, embed]
+        for _ in range(count):
+            message = queue.get(block=True, timeout=timeout)
+            message.ack()
+            tasks.append(message.payload[0][0])  # Celery protocol 2: [args, kwargs, embed]
+    return tasks

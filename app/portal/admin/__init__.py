@@ -12,7 +12,15 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import Settings
 from app.db.session import get_engine
-from app.portal import auth, campaigns, dead_letters, outbox, schedule_views, templates_views
+from app.portal import (
+    auth,
+    campaigns,
+    dead_letters,
+    delivery_retry,
+    outbox,
+    schedule_views,
+    templates_views,
+)
 from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.menu import LinkMenu, category
 from app.portal.admin.views import (
@@ -37,7 +45,8 @@ def session_key(settings: Settings) -> str:
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
-    for module in (auth, campaigns, templates_views, schedule_views, outbox, dead_letters):
+    for module in (auth, campaigns, templates_views, schedule_views, outbox, dead_letters,
+                   delivery_retry):  # fmt: skip
         app.include_router(module.router)  # before the /admin mount, so these routes win
     admin = Admin(
         app,

@@ -28,6 +28,7 @@ from app.db.models import (
 )
 from app.domain.rendering import TemplateInvalid, check_template
 from app.portal.dead_letters import REPLAY_PAGE
+from app.portal.delivery_retry import RETRY_PAGE
 from app.template_files import default_templates
 
 
@@ -207,6 +208,12 @@ class DeliveryAdmin(ModelView, model=Delivery):
         OperationColumnFilter(Delivery.send_at, title="Send time (ISO date)"),
     ]
     page_size = 50
+
+    @action(name="retry", label="Retry", add_in_detail=True, add_in_list=True)
+    async def retry(self, request: Request) -> Response:
+        """Lead to the confirmation page: the retry itself is a POST with a form token."""
+        ids = request.query_params.get("pks", "")
+        return RedirectResponse(f"{RETRY_PAGE}?ids={quote(ids, safe=',')}", status_code=302)
 
 
 def _source(model: DeadLetter, _attr: Any) -> str:

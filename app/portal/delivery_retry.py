@@ -1,0 +1,61 @@
+"""Retry deliveries from the portal: a confirmation page (GET), then the retry (POST, CSRF).
+
+As for dead letters, SQLAdmin's list action (a GET) only leads here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from app.db.models import Delivery
+from app.db.session import session_scope
+from app.delivery_admin import retry_deliveries
+from app.portal.csrf import verified_form
+from app.portal.pages import render
+
+router = APIRouter()
+RETRY_PAGE = "/admin/deliveries/retry"
+MAX_SELECTED = 1000
+
+
+def parse_ids(raw: str) -> list[uuid.UUID]:
+    """The delivery ids of a comma-separated selection (anything else is left out)."""
+    found = []
+    for part in raw.split(","):
+        try:
+            found.append(uuid.UUID(part.strip()))
+        except ValueError:
+            continue
+    return sorted(set(found))[:MAX_SELECTED]
+
+
+def _selected(ids: list[uuid.UUID]) -> list[Any]:
+    with session_scope() as session:
+        return list(session.scalars(select(Delivery).where(Delivery.delivery_id.in_(ids))))
+
+
+@router.get(RETRY_PAGE, include_in_schema=False)
+async def confirm_page(request: Request, ids: str = "") -> Response:
+    """Show the selected deliveries and ask before planning them again."""
+    rows = await run_in_threadpool(_selected, parse_ids(ids))
+    retryable = [r for r in rows if r.status in ("failed", "skipped")]
+    context = {"title": "Retry deliveries", "rows": rows,
+               "ids": ",".join(str(r.delivery_id) for r in retryable)}  # fmt: skip
+    return await render(request, "portal/deliveries_retry.html", context)
+
+
+@router.post(RETRY_PAGE, include_in_schema=False)
+async def retry(request: Request, form: FormData = Depends(verified_form)) -> Response:
+    """Plan the selected failed or skipped deliveries again."""
+    ids = parse_ids(str(form.get("ids") or ""))
+    count = await run_in_threadpool(
+        lambda: retry_deliveries(delivery_ids=ids, statuses=("failed", "skipped"))
+    )
+    return RedirectResponse(f"{RETRY_PAGE}?ids={','.join(map(str, ids))}&retried={count}", 303)
