@@ -264,19 +264,39 @@ def offsets_reset(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: the port of AUTH_API_URL.")
 @click.option("--write-users", type=click.Path(dir_okay=False), help="Write the fixture, exit.")
+@click.option(
+    "--only-at-default-url", is_flag=True, help="Idle unless AUTH_API_URL is its default address."
+)
 def dev_auth(
-    users_file: str | None, count: int, host: str, port: int | None, write_users: str | None
+    users_file: str | None,
+    count: int,
+    host: str,
+    port: int | None,
+    write_users: str | None,
+    only_at_default_url: bool,
 ) -> None:
     """Run the dev Auth server (the Auth internal API over a fixture of users)."""
     from urllib.parse import urlsplit
 
     from app import devauth
+    from app.config import Settings
 
     if write_users:
         devauth.write_users(write_users, devauth.generate_users(count))
         click.echo(f"wrote {count} users to {write_users}")
         return
     settings = get_settings()
+    default_url = Settings.model_fields["auth_api_url"].default
+    if only_at_default_url and settings.auth_api_url.rstrip("/") != default_url.rstrip("/"):
+        # Idle, not exited: under honcho an exit would stop every other process too.
+        click.echo(f"AUTH_API_URL is {settings.auth_api_url}: the services use that Auth "
+                   "service, so the dev Auth server stays off")  # fmt: skip
+        import signal
+
+        stop = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+        return
     port = port if port is not None else (urlsplit(settings.auth_api_url).port or 8081)
     users = devauth.load_users(users_file) if users_file else devauth.generate_users(count)
     devauth.serve_users(users, token=settings.auth_api_token, host=host, port=port)
@@ -403,10 +423,12 @@ def worker_emails(concurrency: int, loglevel: str) -> None:
 @main.command("jobs-worker")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_jobs(loglevel: str) -> None:
-    """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning)."""
+    """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning), 4 threads."""
     from app.celery_app import JOBS_QUEUE, celery_app
 
-    celery_app.worker_main(["worker", "-Q", JOBS_QUEUE, "-c", "2", "--loglevel", loglevel])
+    celery_app.worker_main(["worker", "-Q", JOBS_QUEUE, "-P", "threads", "-c", "4", "-n",
+                            "jobs@%h", "--without-gossip", "--without-mingle",
+                            "--loglevel", loglevel])  # fmt: skip
 
 
 @main.command("demo")

@@ -1,0 +1,97 @@
+"""The Procfile under honcho, as `make run` starts it: an outside Auth service, and one crash.
+
+Every process of the local stack runs; the test points AUTH_API_URL at an Auth server of its own
+on another port, so the bundled dev Auth server must stay off, and it kills the jobs worker, which
+must come back while everything else keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import REPO_ROOT, Settings
+from app.devauth import DevAuthServer, generate_users
+from app.kafka_admin import ensure_topics
+from tests.e2e.pipeline import BIN
+from tests.integration.conftest import serve_in_thread
+from tests.support import free_port, wait_for
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _jobs_worker_pids() -> set[int]:
+    # The Python process itself, not the scripts/forever.sh loop around it.
+    found = subprocess.run(["pgrep", "-f", "python.*bin/notify jobs-worker"], capture_output=True,
+                           text=True)  # fmt: skip
+    return {int(pid) for pid in found.stdout.split()}
+
+
+@pytest.fixture
+def outside_auth(settings: Settings) -> Iterator[str]:
+    server = DevAuthServer(("127.0.0.1", 0), generate_users(5), settings.auth_api_token)
+    serve_in_thread(server)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
+    settings: Settings, outside_auth: str, tmp_path: Path
+) -> None:
+    prefix = f"run{uuid.uuid4().hex[:8]}"
+    topics = {f"TOPIC_{k.upper()}": f"{prefix}.{k}"
+              for k in ("user_registered", "comment_liked", "mailing", "dead_letter")}  # fmt: skip
+    ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=4)
+    assert not _answers("http://127.0.0.1:8081/health")  # nothing of ours there yet
+    env = {
+        **os.environ, **topics, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": settings.database_url, "AUTH_API_URL": outside_auth,
+        "FAUST_APP_ID": prefix, "FAUST_DATA_DIR": str(tmp_path / "faust"),
+        "FAUST_SESSION_TIMEOUT_S": "6", "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "FAUST_WEB_PORT": str(free_port()),
+    }  # fmt: skip
+    log = tmp_path / "honcho.log"
+    with log.open("wb") as out:
+        honcho = subprocess.Popen([str(BIN / "honcho"), "-f", "Procfile", "start"], env=env,
+                                  cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
+    try:
+        text = lambda: log.read_text("utf-8", "replace")  # noqa: E731
+        wait_for(lambda: _answers("http://127.0.0.1:8000/healthz"), timeout=90, what="portal")
+        wait_for(lambda: _answers("http://127.0.0.1:9101/healthz"), timeout=90, what="jobs")
+        wait_for(lambda: "the dev Auth server stays off" in text(), timeout=30, what="auth idle")
+        assert not _answers("http://127.0.0.1:8081/health")
+
+        [first] = wait_for(_jobs_worker_pids, timeout=30, what="the jobs worker's pid")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "starting it again" in text(), timeout=30, what="the restart")
+        back = wait_for(lambda: _jobs_worker_pids() - {first}, timeout=60, what="a new worker")
+        wait_for(lambda: _answers("http://127.0.0.1:9101/healthz"), timeout=90, what="jobs back")
+        assert honcho.poll() is None, text()[-3000:]
+        assert _answers("http://127.0.0.1:8000/healthz") and _answers(
+            "http://127.0.0.1:9102/healthz"
+        )
+        assert len(back) == 1
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait(10)
+        time.sleep(1)  # let the ports go before the next test binds them
