@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     email_timeout_s: float = Field(default=10.0, gt=0)
     # A delivery left in 'sending' longer than this belonged to a worker that died: send it again.
     email_sending_timeout_s: float = Field(default=120.0, gt=0)
+    # Failover: while the primary backend has been down for EMAIL_FAILOVER_WINDOW_S, mail goes
+    # out through this one; every EMAIL_FAILOVER_PROBE_S one e-mail tries the primary again.
+    email_fallback_backend: Literal["", "outbox", "sendgrid", "smtp"] = ""
+    email_failover_window_s: float = Field(default=30.0, gt=0)
+    email_failover_probe_s: float = Field(default=30.0, gt=0)
 
     # When mail goes out, in the user's own time zone.
     send_hour_local: int = Field(default=9, ge=0, le=23)

@@ -88,6 +88,10 @@ DELIVERIES = Counter(
     "E-mail tasks handled, by outcome (sent, retry, failed, done, missing, skipped, invalid).",
     ["outcome"],
 )
+PROVIDER_FAILOVER = Gauge(
+    "notify_email_failover",
+    "1 while the primary e-mail backend is down and mail goes out through the fallback.",
+)
 SEND_SECONDS = Histogram(
     "notify_email_send_seconds",
     "Duration of one call to the mail backend (provider API, SMTP or outbox).",

@@ -91,12 +91,26 @@ def build_message(email: OutgoingEmail, sender: str, now: datetime | None = None
 
 
 def get_backend(settings: Settings) -> EmailBackend:
-    """The backend EMAIL_BACKEND names."""
-    if settings.email_backend == "sendgrid":
+    """The backend EMAIL_BACKEND names, behind failover when EMAIL_FALLBACK_BACKEND names one."""
+    primary = backend_named(settings.email_backend, settings)
+    fallback = settings.email_fallback_backend
+    if not fallback or fallback == settings.email_backend:
+        return primary
+    from app.mail.failover import FailoverBackend, ProviderCircuit
+
+    circuit = ProviderCircuit(
+        window_s=settings.email_failover_window_s, probe_s=settings.email_failover_probe_s
+    )
+    return FailoverBackend(primary, backend_named(fallback, settings), circuit)
+
+
+def backend_named(name: str, settings: Settings) -> EmailBackend:
+    """One backend: `sendgrid`, `smtp` or `outbox`."""
+    if name == "sendgrid":
         from app.mail.sendgrid_backend import SendGridBackend
 
         return SendGridBackend.from_settings(settings)
-    if settings.email_backend == "smtp":
+    if name == "smtp":
         from app.mail.smtp_backend import SmtpBackend
 
         return SmtpBackend.from_settings(settings)

@@ -1,0 +1,93 @@
+"""Provider failover: SendGrid down -> mail goes out through SMTP; SendGrid back -> SendGrid.
+
+A real e-mail worker, RabbitMQ and PostgreSQL; the fake SendGrid answers 503 while "down", and
+a local SMTP server (aiosmtpd) is the fallback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from app.clock import utcnow
+from app.config import Settings
+from tests.fakes.sendgrid import FakeSendGrid
+from tests.support import free_port
+
+from .delivery_support import (
+    dispatch,
+    purge_emails_queue,
+    running_worker,
+    seed,
+    statuses_settled,
+    wait_for,
+)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.recipients: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            self.recipients.extend(envelope.rcpt_tos)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[str, _Sink]]:
+    sink = _Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield f"smtp://127.0.0.1:{controller.port}", sink
+    controller.stop()
+
+
+def _sent(ids: list[Any]) -> dict:
+    found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=60, what="the sends")
+    assert {found[i].status for i in ids} == {"sent"}, [found[i].error for i in ids]
+    return found
+
+
+def test_sendgrid_down_sends_through_smtp_and_back_to_sendgrid_when_it_recovers(
+    db: str, settings: Settings, smtp: tuple[str, _Sink], tmp_path: Path
+) -> None:
+    smtp_url, sink = smtp
+    fake = FakeSendGrid().start()
+    purge_emails_queue(settings)
+    try:
+        fake.script(*[503] * 10_000)  # down until reset
+        with running_worker(settings, tmp_path / "worker.log", email_backend="sendgrid",
+                            sendgrid_host=fake.url, sendgrid_api_key=fake.api_key,
+                            email_fallback_backend="smtp", smtp_url=smtp_url,
+                            email_failover_window_s=1, email_failover_probe_s=1,
+                            email_retry_base_s=0.1, email_retry_max_s=0.4):  # fmt: skip
+            down = [d for d, _u, _k in seed(settings, utcnow(), ["welcome"] * 5)]
+            dispatch(utcnow())
+            found = _sent(down)
+            assert {found[i].backend for i in down} == {"smtp"}
+            assert len(sink.recipients) == 5 and fake.accepted() == []
+            assert all(found[i].deferrals >= 1 for i in down)  # waited out the window first
+
+            fake.reset()  # SendGrid is back
+            time.sleep(1.2)  # past the probe interval
+            # The first e-mail after the probe interval tries SendGrid, which closes the circuit
+            # (e-mails sent while that probe is in flight still take the fallback).
+            [probe] = [d for d, _u, _k in seed(settings, utcnow(), ["welcome"])]
+            dispatch(utcnow())
+            assert _sent([probe])[probe].backend == "sendgrid"
+            back = [d for d, _u, _k in seed(settings, utcnow(), ["welcome"] * 5)]
+            dispatch(utcnow())
+            found = _sent(back)
+            assert {found[i].backend for i in back} == {"sendgrid"}
+            assert fake.accepted_counts() == {str(i): 1 for i in [probe, *back]}
+            assert len(sink.recipients) == 5
+    finally:
+        fake.stop()
