@@ -4,6 +4,7 @@
 #
 #   bash scripts/services.sh [start]   install what is missing, start what is not running, wait until ready
 #   bash scripts/services.sh stop      stop all three
+#   bash scripts/services.sh restart postgres|rabbitmq|kafka   restart one, keeping its data
 #   bash scripts/services.sh status    show what runs and where it listens (exit 1 if something is down)
 #
 # Written for Debian as root without systemd or Docker (CI runs it on a fresh clone, maybe on a bare
@@ -583,6 +584,24 @@ cmd_stop() {
   log "stopped"
 }
 
+# Restart one service in place (data kept): what an operator, a crash or an upgrade does to it.
+cmd_restart() {
+  need_root
+  case "${1:-}" in
+    postgres) stop_postgres; start_postgres ;;
+    rabbitmq) stop_rabbitmq; start_rabbitmq ;;
+    kafka)
+      find_java || die "no Java 17+ runtime"
+      kafka_write_config
+      stop_kafka
+      kafka_launch
+      kafka_wait
+      ;;
+    *) die "restart which service? postgres, rabbitmq or kafka" ;;
+  esac
+  log "restarted ${1}"
+}
+
 cmd_status() {
   local rc=0
   PG_VER=? PG_CLUSTER=?
@@ -610,16 +629,16 @@ cmd_status() {
 main() {
   local cmd="${1:-start}"
   case "$cmd" in
-    start | stop)
+    start | stop | restart)
       mkdir -p "$LOGDIR"
       # one start/stop at a time (two CI steps or a developer racing CI would fight over the same daemons)
       exec 9>"$VAR/services.lock"
       flock -w 600 9 || die "another scripts/services.sh holds $VAR/services.lock"
-      "cmd_$cmd"
+      "cmd_$cmd" "${@:2}"
       ;;
     status) cmd_status ;;
     -h | --help | help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$cmd' (use start, stop or status)" ;;
+    *) die "unknown command '$cmd' (use start, stop, restart SERVICE or status)" ;;
   esac
 }
 

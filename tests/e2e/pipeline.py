@@ -137,6 +137,7 @@ class Pipeline:
     clock_offset_s: float = 0.0
     email_backend: str = "sendgrid"
     processes: dict[str, Process] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # settings of one test
 
     def __post_init__(self) -> None:
         self.auth_port, self.web_port = free_port(), free_port()
@@ -168,6 +169,7 @@ class Pipeline:
             "FAUST_DATA_DIR": str(self.tmp / "faust"),
             "FAUST_SESSION_TIMEOUT_S": "6",
             "LOG_FORMAT": "json",
+            **self.extra_env,
         }
 
     def _define(self) -> list[Process]:
@@ -227,3 +229,31 @@ class Pipeline:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail(1500)}" for p in self.processes.values())
+
+
+def reset_state(settings: Settings) -> None:
+    """An empty database at head with the default templates and schedule, and empty queues."""
+    from kombu import Connection
+    from sqlalchemy import text
+
+    from app.celery_app import celery_app
+    from app.db import migrate
+    from app.db.session import session_scope
+    from app.db.store import upsert_template
+    from app.schedule import seed_schedule
+    from app.template_files import default_templates
+
+    migrate.upgrade("heads", settings.database_url)
+    with session_scope() as session:
+        tables = ("deliveries, notifications, messages, campaign_recipients, campaigns, opt_outs,"
+                  " stream_offsets, dead_letters")  # fmt: skip
+        session.execute(text(f"TRUNCATE {tables} CASCADE"))
+        for t in default_templates():
+            upsert_template(session=session, name=t.name, subject=t.subject,
+                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+    seed_schedule()
+    with Connection(settings.celery_broker_url) as conn:
+        for queue in celery_app.conf.task_queues:
+            bound = queue(conn.default_channel)
+            bound.declare()
+            bound.purge()

@@ -20,25 +20,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from kombu import Connection
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from app.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
-from app.config import Settings
 from app.contracts import Event, encode_event
-from app.db import migrate
 from app.db.models import Delivery, Notification
 from app.db.session import dispose_engines, session_scope
-from app.db.store import get_template_by_name, upsert_template
+from app.db.store import get_template_by_name
 from app.demo import DEV_AUTH_USERS
 from app.devauth import generate_users
 from app.kafka_producer import make_producer, publish_all
-from app.schedule import seed_schedule
-from app.template_files import default_templates
 from tests.fakes.sendgrid import FakeSendGrid
 
-from .pipeline import BIN, Pipeline, http_json, scrape, wait_for
+from .pipeline import BIN, Pipeline, http_json, reset_state, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,25 +46,6 @@ DEMO_USERS = generate_users(DEV_AUTH_USERS)
 
 def _user_id(i: int) -> uuid.UUID:
     return uuid.UUID(USERS[i]["user_id"])
-
-
-def _reset_database(settings: Settings) -> None:
-    migrate.upgrade("heads", settings.database_url)
-    with session_scope() as session:
-        session.execute(text("TRUNCATE deliveries, notifications, messages, campaign_recipients,"
-                             " campaigns, opt_outs, stream_offsets CASCADE"))  # fmt: skip
-        for t in default_templates():
-            upsert_template(session=session, name=t.name, subject=t.subject,
-                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
-    seed_schedule()
-
-
-def _purge_queues(settings: Settings) -> None:
-    with Connection(settings.celery_broker_url) as conn:
-        for queue in celery_app.conf.task_queues:
-            bound = queue(conn.default_channel)
-            bound.declare()
-            bound.purge()
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +62,7 @@ def pipeline(
     from app.config import get_settings
 
     settings = get_settings()
-    _reset_database(settings)
-    _purge_queues(settings)
+    reset_state(settings)
     tmp = tmp_path_factory.mktemp("pipeline")
     users_file = tmp / "users.json"
     users_file.write_text(json.dumps(USERS + DEMO_USERS))

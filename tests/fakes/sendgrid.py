@@ -190,6 +190,7 @@ class FakeSendGrid:
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.delay_s = 0.0
+        self._down_until = 0.0
         self._script: deque[int] = deque()
         self._limited_until: float | None = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -215,12 +216,18 @@ class FakeSendGrid:
             self.received.clear()
             self._script.clear()
             self._limited_until = None
+            self._down_until = 0.0
             self.delay_s = 0.0
 
     def script(self, *statuses: int) -> None:
         """Answer the next requests (whatever their body) with these statuses, in order."""
         with self.lock:
             self._script.extend(statuses)
+
+    def down_until(self, epoch: float) -> None:
+        """Answer 503 to every request until `epoch` (a provider outage)."""
+        with self.lock:
+            self._down_until = epoch
 
     def rate_limit_until(self, reset_epoch: float) -> None:
         """Answer 429 to every request until `reset_epoch` (epoch seconds)."""
@@ -248,6 +255,8 @@ class FakeSendGrid:
             message = "The provided authorization grant is invalid, expired, or revoked"
             return 401, {"errors": [{"message": message, "field": None, "help": None}]}, {}
         now = time.time()
+        if now < self._down_until:
+            return 503, {"errors": [_error("service unavailable")]}, {}
         if self._limited_until is not None and now < self._limited_until:
             headers = {
                 "X-RateLimit-Limit": "600",
