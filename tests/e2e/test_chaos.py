@@ -103,13 +103,6 @@ class Flow:
 
 
 @pytest.fixture(scope="module")
-def sendgrid() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def pipeline(
     sendgrid: FakeSendGrid, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
@@ -148,8 +141,9 @@ def _like_counts() -> dict[tuple[str, str], int]:
 
 
 def _services(command: str, service: str) -> None:
-    subprocess.run(["bash", str(REPO_ROOT / "scripts/services.sh"), command, service], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    done = subprocess.run(["bash", str(REPO_ROOT / "scripts/services.sh"), command, service],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, f"services.sh {command} {service}: {done.stdout}{done.stderr}"
 
 
 def _recovery(flow: Flow, sendgrid: FakeSendGrid) -> float:

@@ -49,13 +49,6 @@ def _user_id(i: int) -> uuid.UUID:
 
 
 @pytest.fixture(scope="module")
-def sendgrid() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def pipeline(
     sendgrid: FakeSendGrid, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:

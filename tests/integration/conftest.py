@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from app.auth_client import AuthClient
@@ -16,6 +17,7 @@ from app.db.session import dispose_engines, session_scope
 from app.db.store import upsert_template
 from app.devauth import DevAuthServer, generate_users
 from app.template_files import default_templates
+from tests.support import free_port
 
 MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",
                   "stream_offsets", "dead_letters", "dead_letter_replays")  # fmt: skip
@@ -43,6 +45,29 @@ def db(settings: Settings) -> Iterator[str]:
             )
     yield settings.database_url
     dispose_engines()
+
+
+class SmtpSink:
+    """An SMTP server's side (aiosmtpd handler): keep every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Controller, SmtpSink]]:
+    """A real SMTP server (aiosmtpd) on a free local port."""
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, sink
+    controller.stop()
 
 
 def serve_in_thread(server: DevAuthServer) -> threading.Thread:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import email
-import threading
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,6 +19,7 @@ from app.db.session import session_scope
 from tests.fakes.sendgrid import FakeSendGrid
 from tests.support import free_port
 
+from .conftest import SmtpSink
 from .delivery_support import (
     dispatch,
     purge_emails_queue,
@@ -33,35 +32,13 @@ from .delivery_support import (
 KINDS = ["likes", "welcome", "mailing"]
 
 
-class _Sink:
-    """The SMTP server's side: keep every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        with self.lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-
-class _BusyMailbox(_Sink):
+class _BusyMailbox(SmtpSink):
     """An SMTP server whose recipient's mailbox stays busy: 450, a temporary refusal."""
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "450 4.2.1 Mailbox busy, try again later"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Controller, _Sink]]:
-    sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, sink
-    controller.stop()
 
 
 @pytest.fixture

@@ -6,20 +6,17 @@ a local SMTP server (aiosmtpd) is the fallback.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiosmtpd.controller import Controller
 
 from app.clock import utcnow
 from app.config import Settings
 from tests.fakes.sendgrid import FakeSendGrid
-from tests.support import free_port
 
+from .conftest import SmtpSink
 from .delivery_support import (
     dispatch,
     purge_emails_queue,
@@ -30,26 +27,6 @@ from .delivery_support import (
 )
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.recipients: list[str] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        with self.lock:
-            self.recipients.extend(envelope.rcpt_tos)
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[str, _Sink]]:
-    sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield f"smtp://127.0.0.1:{controller.port}", sink
-    controller.stop()
-
-
 def _sent(ids: list[Any]) -> dict:
     found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=60, what="the sends")
     assert {found[i].status for i in ids} == {"sent"}, [found[i].error for i in ids]
@@ -57,9 +34,10 @@ def _sent(ids: list[Any]) -> dict:
 
 
 def test_sendgrid_down_sends_through_smtp_and_back_to_sendgrid_when_it_recovers(
-    db: str, settings: Settings, smtp: tuple[str, _Sink], tmp_path: Path
+    db: str, settings: Settings, smtp_server: tuple[Controller, SmtpSink], tmp_path: Path
 ) -> None:
-    smtp_url, sink = smtp
+    controller, sink = smtp_server
+    smtp_url = f"smtp://127.0.0.1:{controller.port}"
     fake = FakeSendGrid().start()
     purge_emails_queue(settings)
     try:
@@ -73,7 +51,7 @@ def test_sendgrid_down_sends_through_smtp_and_back_to_sendgrid_when_it_recovers(
             dispatch(utcnow())
             found = _sent(down)
             assert {found[i].backend for i in down} == {"smtp"}
-            assert len(sink.recipients) == 5 and fake.accepted() == []
+            assert len(sink.messages) == 5 and fake.accepted() == []
             assert all(found[i].deferrals >= 1 for i in down)  # waited out the window first
 
             fake.reset()  # SendGrid is back
@@ -88,6 +66,6 @@ def test_sendgrid_down_sends_through_smtp_and_back_to_sendgrid_when_it_recovers(
             found = _sent(back)
             assert {found[i].backend for i in back} == {"sendgrid"}
             assert fake.accepted_counts() == {str(i): 1 for i in [probe, *back]}
-            assert len(sink.recipients) == 5
+            assert len(sink.messages) == 5
     finally:
         fake.stop()

@@ -41,6 +41,13 @@ def _when(model: Any, attr: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+def _to_confirmation(request: Request, page: str) -> Response:
+    # SQLAdmin runs list actions as GETs, which a cross-site link could trigger: an action with
+    # effects only leads to our page, which asks, and acts on a POST with a form token.
+    ids = request.query_params.get("pks", "")
+    return RedirectResponse(f"{page}?ids={quote(ids, safe=',')}", status_code=302)
+
+
 def preview_url(template_id: Any) -> str:
     return f"/admin/template-preview/{template_id}"
 
@@ -212,8 +219,7 @@ class DeliveryAdmin(ModelView, model=Delivery):
     @action(name="retry", label="Retry", add_in_detail=True, add_in_list=True)
     async def retry(self, request: Request) -> Response:
         """Lead to the confirmation page: the retry itself is a POST with a form token."""
-        ids = request.query_params.get("pks", "")
-        return RedirectResponse(f"{RETRY_PAGE}?ids={quote(ids, safe=',')}", status_code=302)
+        return _to_confirmation(request, RETRY_PAGE)
 
 
 def _source(model: DeadLetter, _attr: Any) -> str:
@@ -261,8 +267,7 @@ class DeadLetterAdmin(ModelView, model=DeadLetter):
     @action(name="replay", label="Replay", add_in_detail=True, add_in_list=True)
     async def replay(self, request: Request) -> Response:
         """Lead to the confirmation page: the replay itself is a POST with a form token."""
-        ids = request.query_params.get("pks", "")
-        return RedirectResponse(f"{REPLAY_PAGE}?ids={quote(ids, safe=',')}", status_code=302)
+        return _to_confirmation(request, REPLAY_PAGE)
 
 
 class AdminUserAdmin(ModelView, model=AdminUser):
