@@ -9,10 +9,17 @@ PYTEST_ARGS ?=
 .PHONY: help install services services-stop services-status db test test-unit lint format run clean
 
 help:
-	@echo "make run        start the service stack and the pipeline (Ctrl-C stops the processes)"
-	@echo "make test       install, start the service stack, migrate a test database, run pytest"
-	@echo "make services   install (if missing) and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1"
-	@echo "make lint       ruff"
+	@echo "make run              start the service stack and the pipeline (Ctrl-C stops the processes)"
+	@echo "make test             install, start the service stack, migrate a test database, run pytest"
+	@echo "make test-unit        the pure tests only (no services)"
+	@echo "make install          the virtualenv in .venv with the app, test and dev extras"
+	@echo "make services         install (if missing) and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1"
+	@echo "make services-stop    stop them"
+	@echo "make services-status  what runs and where it listens"
+	@echo "make db               migrate the database, load templates, create topics, seed the schedule"
+	@echo "make lint             ruff check and ruff format --check"
+	@echo "make format           ruff format and the fixable ruff checks"
+	@echo "make clean            remove .venv and the caches"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
