@@ -24,11 +24,12 @@ from confluent_kafka.admin import AdminClient
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-from app import faults, gaps, ingest, metrics, stall, topics
-from app.celery_app import celery_app
 from app.contracts import EventKind
-from app.faust_app import app, settings
-from app.handoff import request_send_now
+from app.core import faults, metrics
+from app.jobs.celery_app import celery_app
+from app.jobs.handoff import request_send_now
+from app.stream import gaps, ingest, stall, topics
+from app.stream.faust_app import app, settings
 from app.tables import like_counts
 
 log = logging.getLogger(__name__)

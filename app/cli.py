@@ -7,8 +7,8 @@ from datetime import datetime
 
 import click
 
-from app import logs
 from app.config import get_settings
+from app.core import logs
 
 
 @click.group()
@@ -61,9 +61,9 @@ def templates() -> None:
 def templates_load() -> None:
     """Load (create or replace) the default templates from templates/ into the database."""
     from app.db.session import session_scope
-    from app.db.store import upsert_template
+    from app.db.templates import upsert_template
     from app.domain.rendering import check_template
-    from app.template_files import default_templates
+    from app.portal.template_files import default_templates
 
     sources = default_templates()
     for source in sources:
@@ -88,7 +88,7 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create the input and dead-letter topics (partitions: TOPIC_PARTITIONS)."""
-    from app.kafka_admin import ensure_topics
+    from app.kafka.admin import ensure_topics
 
     settings = get_settings()
     names = [*settings.input_topics, settings.topic_dead_letter]
@@ -168,7 +168,7 @@ def dead_letters_replay(
     reason: str | None, since: str | None, ids: tuple[int, ...], limit: int | None
 ) -> None:
     """Re-publish dead letters to their source topic, once each (after fixing the cause)."""
-    from app.stream_admin import replay_dead_letters
+    from app.stream.operations import replay_dead_letters
 
     report = replay_dead_letters(
         get_settings(), reason=reason, since=_since(since), ids=ids or None, limit=limit
@@ -196,7 +196,7 @@ def deliveries_retry(
     error_contains: str | None,
 ) -> None:  # fmt: skip
     """Plan failed (or skipped) deliveries again, after fixing the cause."""
-    from app.delivery_admin import retry_deliveries
+    from app.delivery.retry import retry_deliveries
 
     count = retry_deliveries(delivery_ids=ids or None, statuses=statuses, since=_since(since),
                              error_contains=error_contains)  # fmt: skip
@@ -241,7 +241,7 @@ def offsets_reset(
     group: str | None,
 ) -> None:  # fmt: skip
     """Say where the stream goes on in TOPIC, and unblock its partitions."""
-    from app.stream_admin import reset_offsets
+    from app.stream.operations import reset_offsets
 
     if to is None:
         raise click.UsageError("choose one of --to-start, --to-end, --to-stored")
@@ -278,11 +278,11 @@ def dev_auth(
     """Run the dev Auth server (the Auth internal API over a fixture of users)."""
     from urllib.parse import urlsplit
 
-    from app import devauth
+    from app.auth import dev_server
     from app.config import Settings
 
     if write_users:
-        devauth.write_users(write_users, devauth.generate_users(count))
+        dev_server.write_users(write_users, dev_server.generate_users(count))
         click.echo(f"wrote {count} users to {write_users}")
         return
     settings = get_settings()
@@ -298,8 +298,8 @@ def dev_auth(
         signal.sigwait(stop)
         return
     port = port if port is not None else (urlsplit(settings.auth_api_url).port or 8081)
-    users = devauth.load_users(users_file) if users_file else devauth.generate_users(count)
-    devauth.serve_users(users, token=settings.auth_api_token, host=host, port=port)
+    users = dev_server.load_users(users_file) if users_file else dev_server.generate_users(count)
+    dev_server.serve_users(users, token=settings.auth_api_token, host=host, port=port)
 
 
 @main.command("worker")
@@ -317,7 +317,7 @@ def worker(web_port: int | None, data_dir: str | None, loglevel: str) -> None:
 
     from faust.cli.faust import cli as faust_cli
 
-    from app.kafka_admin import ensure_topics
+    from app.kafka.admin import ensure_topics
 
     if data_dir:
         # Read by app.faust_app when Faust's CLI imports it below.
@@ -332,7 +332,7 @@ def worker(web_port: int | None, data_dir: str | None, loglevel: str) -> None:
     port = web_port if web_port is not None else settings.faust_web_port
     args = [
         "-A",
-        "app.faust_app",
+        "app.stream.faust_app",
         "--loglevel",
         loglevel,
         "worker",
@@ -356,7 +356,7 @@ def schedule() -> None:
 @schedule.command("seed")
 def schedule_seed() -> None:
     """Create the default entries (daily, weekly, dispatch) that are missing; keep edited ones."""
-    from app.schedule import seed_schedule
+    from app.jobs.schedule import seed_schedule
 
     created = seed_schedule()
     click.echo(f"schedule entries created: {', '.join(created) or 'none (all present)'}")
@@ -403,7 +403,7 @@ def admin_create_user(username: str, password: str) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_emails(concurrency: int, loglevel: str) -> None:
     """Run the e-mail worker: queue `emails`, threads (the work is waiting on the provider)."""
-    from app.celery_app import EMAILS_QUEUE, celery_app
+    from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 
     celery_app.worker_main(
         [
@@ -424,7 +424,7 @@ def worker_emails(concurrency: int, loglevel: str) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_jobs(loglevel: str) -> None:
     """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning), 4 threads."""
-    from app.celery_app import JOBS_QUEUE, celery_app
+    from app.jobs.celery_app import JOBS_QUEUE, celery_app
 
     celery_app.worker_main(["worker", "-Q", JOBS_QUEUE, "-P", "threads", "-c", "4", "-n",
                             "jobs@%h", "--without-gossip", "--without-mingle",

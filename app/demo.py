@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
+from app.auth.dev_server import generate_users
 from app.config import Settings
 from app.contracts import Event, encode_event
 from app.db.models import Notification
 from app.db.session import session_scope
 from app.db.stats import delivery_counts, notification_counts
-from app.db.store import get_template_by_name
-from app.devauth import generate_users
-from app.kafka_producer import make_producer, publish_all
+from app.db.templates import get_template_by_name
+from app.kafka.producer import make_producer, publish_all
+from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 
 FINAL_DELIVERY_STATUSES = ("sent", "delivered", "failed", "skipped", "cancelled")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.faust_app import app, settings
+from app.stream.faust_app import app, settings
 
 # Key b"user_id:content_id" -> like count. Written only by `ingest_likes`, always *set* to the
 # count PostgreSQL returned (never incremented), so redelivered batches cannot skew it. Its

@@ -12,9 +12,15 @@ from celery import Task
 from celery.signals import worker_ready
 from sqlalchemy.exc import OperationalError
 
-from app import delivery, jobs, metrics
-from app.auth_client import AuthClient, AuthUnavailable
-from app.celery_app import (
+from app.auth.client import AuthClient, AuthUnavailable
+from app.config import get_settings
+from app.contracts import ContractError
+from app.core import metrics
+from app.core.clock import utcnow
+from app.delivery import sending
+from app.delivery.mail import EmailBackend, get_backend
+from app.jobs import digests
+from app.jobs.celery_app import (
     DAILY_DIGEST,
     DISPATCH,
     SEND_EMAIL,
@@ -22,11 +28,7 @@ from app.celery_app import (
     WEEKLY_DIGEST,
     celery_app,
 )
-from app.clock import utcnow
-from app.config import get_settings
-from app.contracts import ContractError
-from app.handoff import CeleryEmailPublisher, request_send_now
-from app.mail import EmailBackend, get_backend
+from app.jobs.handoff import CeleryEmailPublisher, request_send_now
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,11 @@ def _auth() -> AuthClient:
 
 
 def _digest(periodicity: str) -> dict[str, Any]:
-    report = jobs.run_digest(periodicity, auth=_auth(), settings=get_settings(), now=utcnow())
+    report = digests.run_digest(periodicity, auth=_auth(), settings=get_settings(), now=utcnow())
     for decision, count in report.by_status.items():
         metrics.PLANNED.labels(periodicity, decision).inc(count)
     # Whatever is due right away need not wait for the next dispatch tick.
-    jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return report.as_dict()
 
 
@@ -68,25 +70,25 @@ def weekly_digest() -> dict[str, Any]:
 def send_now(notification_ids: list[str] | str) -> dict[str, int]:
     """Plan and enqueue `once` notifications (the stream agents hand over one batch per task)."""
     ids = [notification_ids] if isinstance(notification_ids, str) else notification_ids
-    statuses = jobs.plan_once(
+    statuses = digests.plan_once(
         [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
     )
     for decision in statuses.values():
         metrics.PLANNED.labels("once", decision).inc()
     if "scheduled" in statuses.values():
-        jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+        digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return dict(Counter(statuses.values()))
 
 
 @celery_app.task(name=DISPATCH)
 def dispatch() -> int:
     """Enqueue what is due, retry lost `once` hand-offs, and sends abandoned in `sending`."""
-    delivery.release_abandoned(get_settings())
-    lost = jobs.lost_once_handoffs(now=utcnow())
+    sending.release_abandoned(get_settings())
+    lost = digests.lost_once_handoffs(now=utcnow())
     if lost:
         log.warning("re-requesting %d once notifications left pending", len(lost))
         request_send_now(celery_app, lost)
-    return jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
 
 
 @cache
@@ -112,7 +114,7 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
     `accepted`: the provider took this e-mail on an earlier try; only its recording is left.
     """
     try:
-        outcome = delivery.deliver(
+        outcome = sending.deliver(
             task,
             backend=_backend(),
             settings=get_settings(),
@@ -137,6 +139,6 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
 def _release_abandoned_sends(**_kwargs: Any) -> None:
     """At worker start, hand sends abandoned by dead workers back to the dispatcher."""
     try:
-        delivery.release_abandoned(get_settings())
+        sending.release_abandoned(get_settings())
     except Exception:  # never keep a worker from starting over housekeeping
         log.exception("could not release abandoned sends")

@@ -26,15 +26,15 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
-from app import campaigns  # noqa: E402
 from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.models import Template  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.store import upsert_template  # noqa: E402
-from app.kafka_admin import ensure_topics  # noqa: E402
-from app.kafka_producer import make_producer  # noqa: E402
-from app.template_files import default_templates  # noqa: E402
+from app.db.templates import upsert_template  # noqa: E402
+from app.kafka.admin import ensure_topics  # noqa: E402
+from app.kafka.producer import make_producer  # noqa: E402
+from app.portal import campaigns  # noqa: E402
+from app.portal.template_files import default_templates  # noqa: E402
 
 
 def ensure_database(url: str) -> None:

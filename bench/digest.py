@@ -29,16 +29,16 @@ sys.path.insert(0, str(REPO))
 from kombu import Connection, Exchange, Queue  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from app import jobs  # noqa: E402
-from app.auth_client import AuthClient  # noqa: E402
-from app.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
+from app.auth.client import AuthClient  # noqa: E402
+from app.auth.dev_server import generate_users  # noqa: E402
 from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.store import upsert_template  # noqa: E402
-from app.devauth import generate_users  # noqa: E402
-from app.handoff import CeleryEmailPublisher  # noqa: E402
-from app.template_files import default_templates  # noqa: E402
+from app.db.templates import upsert_template  # noqa: E402
+from app.jobs import digests  # noqa: E402
+from app.jobs.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
+from app.jobs.handoff import CeleryEmailPublisher  # noqa: E402
+from app.portal.template_files import default_templates  # noqa: E402
 from tests.integration.factories import Spec, insert_notifications  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
@@ -113,9 +113,11 @@ def pipeline_run(rows: int, users: list[dict], auth: AuthClient) -> dict[str, fl
     reset(rows, users)
     purge_emails(settings.celery_broker_url)
     t0 = time.perf_counter()
-    report = jobs.run_digest("daily", auth=auth, settings=settings, now=NOW)
+    report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
     t1 = time.perf_counter()
-    sent = jobs.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=AFTER_ALL_SEND_TIMES)
+    sent = digests.dispatch_due(
+        publisher=CeleryEmailPublisher(celery_app), now=AFTER_ALL_SEND_TIMES
+    )
     t2 = time.perf_counter()
     queued = purge_emails(settings.celery_broker_url, expect=sent)
     if report.by_status.get("scheduled", 0) != sent or queued != sent:

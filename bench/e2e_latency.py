@@ -30,15 +30,15 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import Consumer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from app.auth.dev_server import generate_users  # noqa: E402
 from app.config import get_settings  # noqa: E402
 from app.contracts import Event, encode_event  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.store import upsert_template  # noqa: E402
-from app.devauth import generate_users  # noqa: E402
-from app.kafka_admin import ensure_topics  # noqa: E402
-from app.kafka_producer import make_producer  # noqa: E402
-from app.template_files import default_templates  # noqa: E402
+from app.db.templates import upsert_template  # noqa: E402
+from app.kafka.admin import ensure_topics  # noqa: E402
+from app.kafka.producer import make_producer  # noqa: E402
+from app.portal.template_files import default_templates  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from tests.e2e.pipeline import Pipeline, wait_for  # noqa: E402
 from tests.fakes.sendgrid import FakeSendGrid  # noqa: E402

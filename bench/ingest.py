@@ -34,8 +34,8 @@ from sqlalchemy import text  # noqa: E402
 
 from app.config import REPO_ROOT, get_settings  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.ingest import Record, apply_batch  # noqa: E402
-from app.kafka_admin import ensure_topics  # noqa: E402
+from app.kafka.admin import ensure_topics  # noqa: E402
+from app.stream.ingest import Record, apply_batch  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 

@@ -6,9 +6,9 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from app.config import Settings, get_settings
+from app.core.metrics import DeadLetterCollector, StatusCollector
 from app.db import dead_letters, stats
 from app.db.session import session_scope
-from app.metrics import DeadLetterCollector, StatusCollector
 from app.portal import unsubscribe, webhooks
 from app.portal.admin import install_admin
 

@@ -1,162 +1,242 @@
-"""Mailing campaign pages: list, create (paste or CSV audience), send, follow progress, cancel."""
+"""Mailing campaigns: parse an audience, create a draft, publish one event per recipient, cancel.
+
+No HTTP here: the portal's routes call these functions; Kafka comes in as a producer.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import csv
+import io
+import logging
+import re
 import uuid
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from confluent_kafka import Producer
 
-from app import campaigns
-from app.db import campaign_store
-from app.db.models import PERIODICITIES
+from app.contracts import Event, encode_event
+from app.core.clock import utcnow
+from app.db import campaigns as store
+from app.db.models import PERIODICITIES, Campaign
 from app.db.session import session_scope
-from app.kafka_producer import make_producer
-from app.portal.csrf import verified_form
-from app.portal.pages import render
+from app.kafka.producer import PublishReport, publish_all
 
-router = APIRouter()
+log = logging.getLogger(__name__)
 
-MAX_CSV_BYTES = 20 * 1024 * 1024
+MAX_CONTENT_CHARS = 50_000  # schemas/mailing.json: content_value maxLength
+_SEPARATORS = re.compile(r"[\s,;]+")
+_ID_HEADERS = {"user_id", "userid", "user", "id", "uuid"}
+
+# Delivery (and notification-without-delivery) states folded into the progress buckets.
+SENT_STATES = frozenset({"sent", "delivered"})
+FAILED_STATES = frozenset({"failed", "bounced", "dropped", "spam"})
+SKIPPED_STATES = frozenset({"skipped", "notified:skipped"})
+CANCELLED_STATES = frozenset({"cancelled"})
 
 
-def _recent() -> list[Any]:
+class CampaignError(ValueError):
+    """A campaign request we refuse; the message is meant for the person who made it."""
+
+
+class CampaignInvalid(CampaignError):
+    """The campaign's fields or audience are not acceptable."""
+
+
+class CampaignStateError(CampaignError):
+    """The campaign is not in a state that allows the action."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Recipients parsed from pasted text and/or a CSV: valid ids (unique, in order), the rest."""
+
+    valid: tuple[uuid.UUID, ...]
+    invalid: tuple[str, ...]
+
+
+def _audience_tokens(pasted: str, csv_data: bytes | None) -> Iterator[str]:
+    yield from (token for token in _SEPARATORS.split(pasted) if token)
+    if not csv_data:
+        return
+    rows = list(csv.reader(io.StringIO(csv_data.decode("utf-8-sig", errors="replace"))))
+    column = 0
+    if rows:
+        header = [cell.strip().lower() for cell in rows[0]]
+        named = [i for i, cell in enumerate(header) if cell in _ID_HEADERS]
+        if named:
+            column, rows = named[0], rows[1:]
+    for row in rows:
+        if len(row) > column and row[column].strip():
+            yield row[column].strip()
+
+
+def parse_audience(pasted: str = "", csv_data: bytes | None = None) -> Audience:
+    """Read user ids from pasted text (any separators) and a CSV (a user_id column or the first)."""
+    valid: dict[uuid.UUID, None] = {}
+    invalid: dict[str, None] = {}
+    for token in _audience_tokens(pasted, csv_data):
+        try:
+            valid[uuid.UUID(token)] = None
+        except ValueError:
+            invalid[token[:100]] = None
+    return Audience(valid=tuple(valid), invalid=tuple(invalid))
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The fields of a new campaign as entered."""
+
+    name: str
+    template_id: uuid.UUID
+    content_value: str
+    periodicity: str
+
+
+def validate_draft(draft: Draft, audience: Audience) -> None:
+    """Raise CampaignInvalid with every problem found."""
+    problems = []
+    if not draft.name.strip():
+        problems.append("the name is empty")
+    if draft.periodicity not in PERIODICITIES:
+        problems.append(f"periodicity must be one of {', '.join(PERIODICITIES)}")
+    if len(draft.content_value) > MAX_CONTENT_CHARS:
+        problems.append(f"the text is longer than {MAX_CONTENT_CHARS} characters")
+    if not audience.valid:
+        problems.append("the audience has no valid user id")
+    if problems:
+        raise CampaignInvalid("; ".join(problems))
+
+
+def create_campaign(*, draft: Draft, audience: Audience, created_by: str | None) -> Campaign:
+    """Store a draft campaign with its valid recipients and the invalid entries listed back."""
+    validate_draft(draft, audience)
     with session_scope() as session:
-        return campaign_store.list_recent(session=session)
+        if draft.template_id not in dict(store.list_templates(session=session)):
+            raise CampaignInvalid("the template does not exist")
+        return store.create(
+            session=session,
+            name=draft.name.strip(),
+            template_id=draft.template_id,
+            content_value=draft.content_value,
+            periodicity=draft.periodicity,
+            user_ids=audience.valid,
+            invalid_recipients=audience.invalid,
+            created_by=created_by,
+        )
 
 
-def _templates() -> list[tuple[uuid.UUID, str]]:
+def mailing_messages(
+    campaign_id: uuid.UUID,
+    periodicity: str,
+    content_value: str,
+    user_ids: Iterable[uuid.UUID | str],
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of each recipient's `admin.mailing` event: encode_event's bytes, fast.
+
+    The fields every recipient shares are JSON-encoded once; a canonical UUID string needs no
+    JSON escaping, so splicing each id into the first (user_id) slot gives the same bytes.
+    """
+    placeholder = str(uuid.UUID(int=0)).encode()
+    shared = encode_event(Event(uuid.UUID(int=0), periodicity, campaign_id, content_value))
+    head, tail = shared.split(placeholder, 1)
+    for user_id in user_ids:
+        key = str(user_id).encode()
+        yield key, head + key + tail
+
+
+def publish_campaign(*, campaign_id: uuid.UUID, producer: Producer, topic: str) -> PublishReport:
+    """Publish one event per recipient; the campaign is 'published' once Kafka acked them all.
+
+    A failed or interrupted publish leaves it 'publishing' and may be sent again: the stream
+    worker keys mailings by user and campaign, so a second event replaces, never duplicates.
+    """
     with session_scope() as session:
-        return campaign_store.list_templates(session=session)
-
-
-@router.get("/admin/mailings", include_in_schema=False)
-async def list_page(request: Request) -> Response:
-    """List campaigns, newest first."""
-    rows = await run_in_threadpool(_recent)
-    return await render(request, "portal/campaigns.html", {"title": "Mailings", "rows": rows})
-
-
-async def _form_page(request: Request, values: dict[str, Any], status_code: int = 200) -> Response:
-    context = {
-        "title": "New mailing",
-        "templates": await run_in_threadpool(_templates),
-        "periodicities": PERIODICITIES,
-        "values": values,
-    }
-    return await render(request, "portal/campaign_new.html", context, status_code=status_code)
-
-
-@router.get("/admin/mailings/new", include_in_schema=False)
-async def new_page(request: Request) -> Response:
-    """Show the form of a new campaign."""
-    return await _form_page(request, {"periodicity": "once", "template_name": "mailing"})
-
-
-@router.post("/admin/mailings/new", include_in_schema=False)
-async def create(request: Request, form: FormData = Depends(verified_form)) -> Response:
-    """Create a draft campaign; invalid audience entries are kept and listed back."""
-    values = {key: str(form.get(key, "")) for key in
-              ("name", "template_id", "content_value", "periodicity", "audience")}  # fmt: skip
-    upload = form.get("audience_csv")
-    csv_data = None
-    if isinstance(upload, UploadFile) and upload.filename:
-        csv_data = await upload.read(MAX_CSV_BYTES + 1)
-        if len(csv_data) > MAX_CSV_BYTES:
-            values["error"] = "The CSV file is larger than 20 MB."
-            return await _form_page(request, values, status_code=400)
-    audience = campaigns.parse_audience(values["audience"], csv_data)
-    try:
-        draft = campaigns.Draft(
-            name=values["name"],
-            template_id=uuid.UUID(values["template_id"]),
-            content_value=values["content_value"],
-            periodicity=values["periodicity"],
+        campaign = store.get(session=session, campaign_id=campaign_id, lock=True)
+        if campaign is None:
+            raise CampaignInvalid("no such campaign")
+        if campaign.status not in ("draft", "publishing"):
+            raise CampaignStateError(f"the campaign is {campaign.status}; it cannot be sent")
+        store.set_status(session=session, campaign_id=campaign_id, status="publishing")
+        user_ids = store.recipient_ids(session=session, campaign_id=campaign_id)
+        periodicity, content_value = campaign.periodicity, campaign.content_value
+    messages = mailing_messages(campaign_id, periodicity, content_value, user_ids)
+    report = publish_all(producer, topic, messages)
+    with session_scope() as session:
+        store.finish_publish(
+            session=session,
+            campaign_id=campaign_id,
+            published=report.delivered,
+            complete=report.failed == 0,
+            now=utcnow(),
         )
-        campaign = await run_in_threadpool(
-            lambda: campaigns.create_campaign(
-                draft=draft, audience=audience, created_by=request.session.get("admin_username")
-            )
-        )
-    except ValueError as exc:  # CampaignInvalid, or a template id that is not a UUID
-        values["error"] = f"The campaign was not created: {exc}."
-        values["invalid"] = audience.invalid
-        return await _form_page(request, values, status_code=400)
-    return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
+    log.info(
+        "campaign %s published to %s: %d delivered, %d failed",
+        campaign_id, topic, report.delivered, report.failed,
+    )  # fmt: skip
+    return report
 
 
-async def _progress(campaign_id: uuid.UUID) -> tuple[Any, campaigns.Progress]:
-    try:
-        return await run_in_threadpool(campaigns.campaign_progress, campaign_id=campaign_id)
-    except campaigns.CampaignInvalid as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+def cancel_campaign(*, campaign_id: uuid.UUID) -> tuple[int, int]:
+    """Cancel a campaign; return (deliveries, notifications) stopped before they went out."""
+    with session_scope() as session:
+        campaign = store.get(session=session, campaign_id=campaign_id, lock=True)
+        if campaign is None:
+            raise CampaignInvalid("no such campaign")
+        if campaign.status == "cancelled":
+            raise CampaignStateError("the campaign is already cancelled")
+        return store.cancel(session=session, campaign_id=campaign_id, now=utcnow())
 
 
-@router.get("/admin/mailings/{campaign_id}", include_in_schema=False)
-async def campaign_page(
-    request: Request, campaign_id: uuid.UUID, published: int | None = None, failed: int = 0
-) -> Response:
-    """Show a campaign, its progress bar and its actions."""
-    campaign, progress = await _progress(campaign_id)
-    context = {
-        "title": f"Mailing: {campaign.name}",
-        "campaign": campaign,
-        "progress": progress,
-        "just_published": published,
-        "just_failed": failed,
-    }
-    return await render(request, "portal/campaign.html", context)
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a campaign's recipients are, out of `total`."""
+
+    total: int
+    published: int
+    notified: int
+    sent: int
+    failed: int
+    skipped: int
+    cancelled: int
+
+    @property
+    def waiting(self) -> int:
+        """Notified but with no final outcome yet."""
+        return self.notified - self.sent - self.failed - self.skipped - self.cancelled
+
+    def percent(self, count: int) -> float:
+        """`count` as a percentage of the total (0 for an empty campaign)."""
+        return round(100.0 * count / self.total, 1) if self.total else 0.0
+
+    @property
+    def done(self) -> int:
+        """Recipients with a final outcome."""
+        return self.sent + self.failed + self.skipped + self.cancelled
 
 
-@router.get("/admin/api/mailings/{campaign_id}/progress")
-async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
-    """The campaign's status and progress counts (the page polls this)."""
-    campaign, progress = await _progress(campaign_id)
-    body = {"status": campaign.status, **dataclasses.asdict(progress), "waiting": progress.waiting}
-    body["percent"] = {
-        key: progress.percent(body[key]) for key in ("sent", "failed", "skipped", "cancelled",
-                                                     "waiting", "published", "notified")
-    }  # fmt: skip
-    return JSONResponse(body)
+def progress_of(total: int, published: int, states: Mapping[str, int]) -> Progress:
+    """Fold per-state notification counts into the progress buckets."""
+
+    def count(states_in: frozenset[str]) -> int:
+        return sum(n for state, n in states.items() if state in states_in)
+
+    return Progress(
+        total=total,
+        published=published,
+        notified=sum(states.values()),
+        sent=count(SENT_STATES),
+        failed=count(FAILED_STATES),
+        skipped=count(SKIPPED_STATES),
+        cancelled=count(CANCELLED_STATES),
+    )
 
 
-async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Response:
-    campaign, progress = await _progress(campaign_id)
-    context = {"title": f"Mailing: {campaign.name}", "campaign": campaign,
-               "progress": progress, "error": message}  # fmt: skip
-    return await render(request, "portal/campaign.html", context, status_code=409)
-
-
-@router.post("/admin/mailings/{campaign_id}/send", include_in_schema=False)
-async def send(
-    request: Request, campaign_id: uuid.UUID, _form: FormData = Depends(verified_form)
-) -> Response:
-    """Publish one `admin.mailing` event per recipient."""
-    settings = request.app.state.settings
-    producer = make_producer(settings.kafka_bootstrap_servers)
-    try:
-        report = await run_in_threadpool(
-            lambda: campaigns.publish_campaign(
-                campaign_id=campaign_id, producer=producer, topic=settings.topic_mailing
-            )
-        )
-    except campaigns.CampaignError as exc:
-        return await _refused(request, campaign_id, str(exc))
-    target = f"/admin/mailings/{campaign_id}?published={report.delivered}&failed={report.failed}"
-    return RedirectResponse(target, status_code=303)
-
-
-@router.post("/admin/mailings/{campaign_id}/cancel", include_in_schema=False)
-async def cancel(
-    request: Request, campaign_id: uuid.UUID, _form: FormData = Depends(verified_form)
-) -> Response:
-    """Cancel the campaign and its deliveries that have not gone out."""
-    try:
-        await run_in_threadpool(lambda: campaigns.cancel_campaign(campaign_id=campaign_id))
-    except campaigns.CampaignError as exc:
-        return await _refused(request, campaign_id, str(exc))
-    return RedirectResponse(f"/admin/mailings/{campaign_id}", status_code=303)
+def campaign_progress(*, campaign_id: uuid.UUID) -> tuple[Campaign, Progress]:
+    """The campaign and its progress, read in one transaction."""
+    with session_scope() as session:
+        campaign = store.get(session=session, campaign_id=campaign_id)
+        if campaign is None:
+            raise CampaignInvalid("no such campaign")
+        states = store.outcome_counts(session=session, campaign_id=campaign_id)
+        return campaign, progress_of(campaign.total_recipients, campaign.published_count, states)

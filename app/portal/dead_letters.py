@@ -17,7 +17,7 @@ from app.db import dead_letters
 from app.db.session import session_scope
 from app.portal.csrf import verified_form
 from app.portal.pages import render
-from app.stream_admin import replay_dead_letters
+from app.stream.operations import replay_dead_letters
 
 router = APIRouter()
 REPLAY_PAGE = "/admin/dead-letters/replay"

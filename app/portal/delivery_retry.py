@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.db.models import Delivery
 from app.db.session import session_scope
-from app.delivery_admin import retry_deliveries
+from app.delivery.retry import retry_deliveries
 from app.portal.csrf import verified_form
 from app.portal.pages import render
 

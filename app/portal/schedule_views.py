@@ -7,8 +7,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from app import schedule_admin
-from app.celery_app import celery_app
+from app.jobs import schedule_admin
+from app.jobs.celery_app import celery_app
 from app.portal.csrf import verified_form
 from app.portal.pages import render
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.auth_client import AuthClient, AuthError
+from app.auth.client import AuthClient, AuthError
 from app.db.models import Template
 from app.db.session import session_scope
 from app.domain.rendering import SAMPLE_VARIABLES, TemplateInvalid, render

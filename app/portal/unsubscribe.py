@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from app import feedback
-from app.clock import utcnow
+from app.core.clock import utcnow
+from app.delivery import feedback
 from app.domain.policy import UNSUBSCRIBABLE_KINDS
 from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app import feedback
-from app.clock import utcnow
-from app.mail import sendgrid_events
+from app.core.clock import utcnow
+from app.delivery import feedback
+from app.delivery.mail import sendgrid_events
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from app.config import REPO_ROOT, Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
-from app.db.store import upsert_template
-from app.kafka_admin import ensure_topics
-from app.schedule import seed_schedule
-from app.template_files import default_templates
+from app.db.templates import upsert_template
+from app.jobs.schedule import seed_schedule
+from app.kafka.admin import ensure_topics
+from app.portal.template_files import default_templates
 from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask
 from app.config import Settings
 from app.db.models import Campaign
 from app.db.session import session_scope
-from app.schedule import beat_session
+from app.jobs.schedule import beat_session
 from tests.integration.campaign_support import consume, simulate_deliveries, simulate_stream
 from tests.integration.portal_support import make_admin_user
 

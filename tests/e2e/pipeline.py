@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from app.config import REPO_ROOT, Settings
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
 from tests.support import free_port, wait_for
 
 BIN = Path(sys.executable).parent
@@ -174,7 +174,7 @@ class Pipeline:
 
     def _define(self) -> list[Process]:
         log = self.tmp
-        celery = [sys.executable, "-m", "celery", "-A", "app.celery_app"]
+        celery = [sys.executable, "-m", "celery", "-A", "app.jobs.celery_app"]
         quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"]
         worker_ready = _logged(" ready.")
         metrics = {name: {"METRICS_PORT": str(port)} for name, port in self.metrics_ports.items()}
@@ -236,12 +236,12 @@ def reset_state(settings: Settings) -> None:
     from kombu import Connection
     from sqlalchemy import text
 
-    from app.celery_app import celery_app
     from app.db import migrate
     from app.db.session import session_scope
-    from app.db.store import upsert_template
-    from app.schedule import seed_schedule
-    from app.template_files import default_templates
+    from app.db.templates import upsert_template
+    from app.jobs.celery_app import celery_app
+    from app.jobs.schedule import seed_schedule
+    from app.portal.template_files import default_templates
 
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:

@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.campaigns import Draft, create_campaign, parse_audience, publish_campaign
+from app.auth.dev_server import generate_users
 from app.config import REPO_ROOT
 from app.contracts import Event, encode_event
 from app.db.session import dispose_engines, session_scope
-from app.db.store import get_template_by_name
-from app.devauth import generate_users
-from app.kafka_producer import make_producer, publish_all
+from app.db.templates import get_template_by_name
+from app.kafka.producer import make_producer, publish_all
+from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from tests.fakes.sendgrid import FakeSendGrid
 
 from .pipeline import Pipeline, reset_state, wait_for

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import REPO_ROOT, Settings
-from app.devauth import DevAuthServer, generate_users
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
 from tests.e2e.pipeline import BIN
 from tests.integration.conftest import serve_in_thread
 from tests.support import free_port, wait_for

@@ -10,13 +10,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
-from app.auth_client import AuthClient
+from app.auth.client import AuthClient
+from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
-from app.db.store import upsert_template
-from app.devauth import DevAuthServer, generate_users
-from app.template_files import default_templates
+from app.db.templates import upsert_template
+from app.portal.template_files import default_templates
 from tests.support import free_port
 
 MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",

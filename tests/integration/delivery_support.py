@@ -16,16 +16,16 @@ from typing import Any, TypeVar
 from kombu import Connection, Exchange, Queue
 from sqlalchemy import select
 
-from app.auth_client import AuthUser
-from app.celery_app import EMAILS_QUEUE, celery_app
+from app.auth.client import AuthUser
 from app.config import REPO_ROOT, Settings
-from app.db import deliveries as store
+from app.db import jobs as store
 from app.db.models import Delivery
 from app.db.session import session_scope
-from app.handoff import CeleryEmailPublisher
-from app.jobs import dispatch_due
-from app.planning import Candidate, plan_delivery
-from app.template_files import default_templates
+from app.jobs.celery_app import EMAILS_QUEUE, celery_app
+from app.jobs.digests import dispatch_due
+from app.jobs.handoff import CeleryEmailPublisher
+from app.jobs.planning import Candidate, plan_delivery
+from app.portal.template_files import default_templates
 from tests.support import wait_for
 
 from .factories import TEMPLATE_OF_KIND, Spec, insert_notifications
@@ -131,7 +131,7 @@ class Worker:
             "-m",
             "celery",
             "-A",
-            "app.celery_app",
+            "app.jobs.celery_app",
             "worker",
             "-Q",
             EMAILS_QUEUE,

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db.admin_users import create_or_replace
 from app.db.session import session_scope
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
 from app.portal.app import create_app
 from app.portal.auth import hash_password
 

@@ -12,14 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from app.auth_client import (
-    AuthClient,
-    AuthContractError,
-    AuthUnavailable,
-    AuthUser,
-    CircuitBreaker,
-)
-from app.devauth import DevAuthHandler, DevAuthServer, generate_users, make_server
+from app.auth.client import AuthClient, AuthContractError, AuthUnavailable, AuthUser, CircuitBreaker
+from app.auth.dev_server import DevAuthHandler, DevAuthServer, generate_users, make_server
 
 TOKEN = "test-token"
 

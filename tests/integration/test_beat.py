@@ -18,13 +18,13 @@ from sqlalchemy import select, text
 from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask
 from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
 
-from app.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIGEST, celery_app
+from app.auth.dev_server import DevAuthServer
 from app.config import Settings
 from app.db.models import Delivery, Notification
 from app.db.session import session_scope
-from app.devauth import DevAuthServer
-from app.handoff import request_send_now
-from app.schedule import beat_session, seed_schedule
+from app.jobs.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIGEST, celery_app
+from app.jobs.handoff import request_send_now
+from app.jobs.schedule import beat_session, seed_schedule
 
 from .factories import Spec, insert_notifications
 
@@ -83,7 +83,7 @@ def processes(
         log = (tmp_path / f"{args[0]}.log").open("w")
         started.append(
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "app.celery_app", *args],
+                [sys.executable, "-m", "celery", "-A", "app.jobs.celery_app", *args],
                 cwd=tmp_path,
                 env=env,
                 stdout=log,

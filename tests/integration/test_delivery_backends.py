@@ -12,8 +12,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from app.clock import utcnow
 from app.config import Settings
+from app.core.clock import utcnow
 from app.db.models import Notification
 from app.db.session import session_scope
 from tests.fakes.sendgrid import FakeSendGrid

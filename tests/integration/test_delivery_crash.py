@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
-from app.clock import utcnow
 from app.config import Settings
+from app.core.clock import utcnow
 from tests.fakes.sendgrid import FakeSendGrid
 
 from .delivery_support import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for

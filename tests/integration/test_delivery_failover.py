@@ -12,8 +12,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from app.clock import utcnow
 from app.config import Settings
+from app.core.clock import utcnow
 from tests.fakes.sendgrid import FakeSendGrid
 
 from .conftest import SmtpSink

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from app.celery_app import celery_app
-from app.clock import utcnow
 from app.config import get_settings
-from app.db import outcomes
+from app.core.clock import utcnow
+from app.db import sends
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
-from app.delivery import release_abandoned
-from app.handoff import CeleryEmailPublisher
-from app.jobs import email_task
+from app.delivery.sending import release_abandoned
+from app.jobs.celery_app import celery_app
+from app.jobs.digests import email_task
+from app.jobs.handoff import CeleryEmailPublisher
 from tests.fakes.sendgrid import FakeSendGrid
 
 from .delivery_support import (
@@ -188,7 +188,7 @@ def test_abandoned_sends_are_released_to_the_dispatchers_re_sweep(db: str) -> No
             .values(updated_at=func.now() - timedelta(minutes=10))
         )
         # A claim younger than the timeout belongs to a live worker: hands off.
-        busy = outcomes.claim(
+        busy = sends.claim(
             session=session,
             delivery_id=fresh,
             notification_id=deliveries()[fresh].notification_id,

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from kombu import Connection
 from sqlalchemy import text
 
-from app import jobs
+from app.auth.dev_server import DevAuthServer
 from app.db.session import session_scope
-from app.devauth import DevAuthServer
+from app.jobs import digests
 from tests.integration.test_stream_harness import (
     BIN,
     StreamEnv,
@@ -48,7 +48,7 @@ def _failed_welcomes(
                         {"b": BROKEN})  # fmt: skip
     client = client_for(auth_server, settings)
     try:
-        statuses = jobs.plan_once(ids, auth=client, settings=settings, now=datetime.now(UTC))
+        statuses = digests.plan_once(ids, auth=client, settings=settings, now=datetime.now(UTC))
     finally:
         client.close()
     assert set(statuses.values()) == {"failed"}
@@ -56,8 +56,8 @@ def _failed_welcomes(
 
 
 def _restore_welcome() -> None:
-    from app.db.store import upsert_template
-    from app.template_files import default_templates
+    from app.db.templates import upsert_template
+    from app.portal.template_files import default_templates
 
     [source] = [t for t in default_templates() if t.name == "welcome"]
     with session_scope() as session:

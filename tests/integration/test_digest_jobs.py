@@ -12,15 +12,15 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from sqlalchemy import select
 
-from app import jobs
-from app.auth_client import AuthUnavailable
-from app.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
+from app.auth.client import AuthUnavailable
+from app.auth.dev_server import DevAuthHandler, DevAuthServer
 from app.config import Settings
 from app.contracts import load_schema
 from app.db.models import Campaign, Delivery, Notification, Template
 from app.db.session import session_scope
-from app.devauth import DevAuthHandler, DevAuthServer
-from app.handoff import CeleryEmailPublisher
+from app.jobs import digests
+from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
+from app.jobs.handoff import CeleryEmailPublisher
 
 from .conftest import client_for, serve_in_thread
 from .factories import Spec, insert_notifications
@@ -141,7 +141,9 @@ def test_daily_job_plans_exactly_the_due_rows(
     users = {uuid.UUID(u["user_id"]): u for u in auth_users}
     due = _due_daily(rows)
 
-    report = jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW, chunk_size=200)
+    report = digests.run_digest(
+        "daily", auth=auth_client, settings=settings, now=NOW, chunk_size=200
+    )
 
     deliveries = _deliveries()
     assert set(deliveries) == set(due)
@@ -174,7 +176,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         assert statuses[nid] == "pending"
 
     # Running again in the same period changes nothing.
-    again = jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
+    again = digests.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
     assert again.by_status == {}
     assert len(_deliveries()) == len(due)
 
@@ -187,7 +189,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         if d.status == "scheduled" and d.send_at <= datetime(2026, 11, 25, 8, 1, 30, tzinfo=UTC)
     }
     assert due_now
-    assert jobs.dispatch_due(publisher=publisher, now=dispatch_at) == len(due_now)
+    assert digests.dispatch_due(publisher=publisher, now=dispatch_at) == len(due_now)
     messages = emails_queue()
     schema = jsonschema.Draft202012Validator(
         load_schema("email_task"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -205,7 +207,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         )  # fmt: skip
         seen.add(delivery.delivery_id)
     assert seen == set(due_now) and len(messages) == len(due_now)
-    assert jobs.dispatch_due(publisher=publisher, now=dispatch_at) == 0
+    assert digests.dispatch_due(publisher=publisher, now=dispatch_at) == 0
     assert emails_queue() == []
 
     # Near 09:00 UTC the London and UTC deliveries go out with a short ETA; the ones enqueued an
@@ -216,7 +218,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         if d.status == "scheduled" and d.send_at == datetime(2026, 11, 25, 9, tzinfo=UTC)
     }
     before_nine = datetime(2026, 11, 25, 8, 59, 30, tzinfo=UTC)
-    assert jobs.dispatch_due(publisher=publisher, now=before_nine) == len(nine) + len(due_now)
+    assert digests.dispatch_due(publisher=publisher, now=before_nine) == len(nine) + len(due_now)
     messages = emails_queue()
     eta = {uuid.UUID(m.decode()[0][0]["delivery_id"]): m.headers["eta"] for m in messages}
     assert set(eta) == nine | set(due_now) and len(messages) == len(eta)
@@ -237,12 +239,12 @@ def test_two_daily_jobs_at_once_produce_no_duplicates(
     rows = _seed(auth_users)
     due = _due_daily(rows)
     barrier = threading.Barrier(2)
-    reports: list[jobs.JobReport] = []
+    reports: list[digests.JobReport] = []
 
     def run() -> None:
         barrier.wait()
         reports.append(
-            jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW, chunk_size=25)
+            digests.run_digest("daily", auth=auth_client, settings=settings, now=NOW, chunk_size=25)
         )
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -284,14 +286,14 @@ def test_auth_outage_loses_nothing_and_the_next_run_completes(
     client = client_for(server, settings)
     try:
         with pytest.raises(AuthUnavailable):
-            jobs.run_digest("daily", auth=client, settings=settings, now=NOW, chunk_size=100)
+            digests.run_digest("daily", auth=client, settings=settings, now=NOW, chunk_size=100)
         first = _deliveries()
         assert 0 < len(first) <= 100  # the first chunk only; the failed chunk rolled back
         statuses = _notification_status()
         assert all(statuses[nid] == "pending" for nid in set(due) - set(first))
 
         server.fail_after = None  # type: ignore[attr-defined]
-        report = jobs.run_digest("daily", auth=client, settings=settings, now=NOW)
+        report = digests.run_digest("daily", auth=client, settings=settings, now=NOW)
         assert sum(report.by_status.values()) == len(due) - len(first)
         final = _deliveries()
         assert set(final) == set(due)
@@ -310,7 +312,7 @@ def test_weekly_job_plans_weekly_rows_by_iso_week(
 ) -> None:
     rows = _seed(auth_users)
     monday = datetime(2026, 12, 28, 0, 10, tzinfo=UTC)  # ISO 2026-W53
-    report = jobs.run_digest("weekly", auth=auth_client, settings=settings, now=monday)
+    report = digests.run_digest("weekly", auth=auth_client, settings=settings, now=monday)
     deliveries = _deliveries()
     weekly = {nid for nid, s in rows.items() if s.periodicity == "weekly"}
     assert set(deliveries) == weekly
@@ -328,8 +330,8 @@ def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> Non
              Spec(user, "mailing", "once", uuid.uuid4(), "hi")],
         )  # fmt: skip
         session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
-    assert jobs.lost_once_handoffs(now=datetime.now(UTC)) == [old]
-    assert fresh not in jobs.lost_once_handoffs(now=datetime.now(UTC))
+    assert digests.lost_once_handoffs(now=datetime.now(UTC)) == [old]
+    assert fresh not in digests.lost_once_handoffs(now=datetime.now(UTC))
 
 
 def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # noqa: ANN001
@@ -339,7 +341,7 @@ def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # n
         row = session.get(Notification, nid)
         row.created_at = datetime(2026, 1, 1, tzinfo=UTC)
         row.status, row.last_update = "failed", datetime(2026, 1, 1, tzinfo=UTC)
-    assert jobs.lost_once_handoffs(now=datetime.now(UTC)) == []
+    assert digests.lost_once_handoffs(now=datetime.now(UTC)) == []
 
 
 def test_mailings_of_a_cancelled_campaign_are_not_planned(
@@ -365,7 +367,7 @@ def test_mailings_of_a_cancelled_campaign_are_not_planned(
              Spec(users[1], "mailing", "daily", cancelled.campaign_id, "b"),
              Spec(users[2], "mailing", "once", cancelled.campaign_id, "c")],
         )  # fmt: skip
-    report = jobs.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
+    report = digests.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
     assert report.picked == 1
     assert set(_deliveries()) == {ids[0]}
-    assert jobs.plan_once([ids[2]], auth=auth_client, settings=settings, now=NOW) == {}
+    assert digests.plan_once([ids[2]], auth=auth_client, settings=settings, now=NOW) == {}

@@ -19,9 +19,9 @@ from sqlalchemy import text
 from app.db import dead_letters
 from app.db.dead_letters import REPLAY_HEADER
 from app.db.session import session_scope
-from app.db.store import upsert_template
-from app.ingest import BatchResult, Record, apply_batch
-from app.template_files import default_templates
+from app.db.templates import upsert_template
+from app.portal.template_files import default_templates
+from app.stream.ingest import BatchResult, Record, apply_batch
 from tests.fuzzing import KINDS, hostile_bytes, valid_value
 
 GROUP = "faults-test"
@@ -202,7 +202,7 @@ def test_a_renamed_group_blocks_instead_of_applying_the_history_again(db: str) -
 
 
 def test_a_daily_registration_is_mailed_once_and_never_in_a_digest(db: str) -> None:
-    from app.db.deliveries import lock_digest_candidates
+    from app.db.jobs import lock_digest_candidates
 
     value = {**valid_value("user_registered"), "periodicity": "daily"}
     result = _apply("user_registered", [Record("reg", 0, 0, None, json.dumps(value).encode())])

@@ -1,4 +1,4 @@
-"""app.ingest against real PostgreSQL (no broker): offsets, replays, likes, replaced texts."""
+"""Batch ingest against real PostgreSQL (no broker): offsets, replays, likes, replaced texts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db.session import session_scope
-from app.ingest import DeadLetter, Record, apply_batch
+from app.stream.ingest import DeadLetter, Record, apply_batch
 
 GROUP = "h5-ingest-test"
 

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from app.agents import read_gap
 from app.config import Settings
 from app.db.session import session_scope
-from app.gaps import Gap
-from app.ingest import apply_batch
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
+from app.stream.gaps import Gap
+from app.stream.ingest import apply_batch
 
 pytestmark = pytest.mark.integration
 GROUP = "gaps-test"

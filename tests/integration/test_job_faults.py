@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app import jobs
-from app.auth_client import AuthClient
+from app.auth.client import AuthClient
+from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db.session import session_scope
-from app.devauth import DevAuthServer, generate_users
+from app.jobs import digests
 
 from .conftest import client_for, serve_in_thread
 from .factories import Spec, insert_notifications
@@ -84,13 +84,13 @@ def test_one_invalid_auth_address_among_500_costs_only_that_user(
 ) -> None:
     users[137]["email"] = "not-an-address"
     ids = _rows("welcome", users)
-    statuses = jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    statuses = digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
     assert Counter(statuses.values()) == {"scheduled": 499, "skipped": 1}
     [skipped] = [d for d in _deliveries() if d.status == "skipped"]
     assert str(skipped.user_id) == users[137]["user_id"]
     assert "unusable Auth record" in skipped.error and "email must be email" in skipped.error
     publisher = RecordingPublisher()
-    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 499
+    assert digests.dispatch_due(publisher=publisher, now=NOW) == 499
 
 
 def test_a_1000_character_name_is_clipped_so_the_subject_stays_one_header_line(
@@ -98,9 +98,11 @@ def test_a_1000_character_name_is_clipped_so_the_subject_stays_one_header_line(
 ) -> None:
     users[0]["name"] = "Ü" * 1000
     ids = _rows("welcome", users[:3])
-    assert set(jobs.plan_once(ids, auth=auth, settings=settings, now=NOW).values()) == {"scheduled"}
+    assert set(digests.plan_once(ids, auth=auth, settings=settings, now=NOW).values()) == {
+        "scheduled"
+    }
     publisher = RecordingPublisher()
-    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 3
+    assert digests.dispatch_due(publisher=publisher, now=NOW) == 3
     long_one = next(t for t in publisher.tasks if "Ü" in t["subject"])
     assert len(long_one["subject"]) < 200 and "Ü" * 99 + "…" in long_one["subject"]
 
@@ -111,7 +113,7 @@ def test_a_template_whose_html_renders_empty_fails_its_deliveries_only(
     _set_template("mailing", body_html="{% if false %}never{% endif %}")
     mailings = _rows("mailing", users[:20], "daily")
     likes = _rows("likes", users[20:40], "daily")
-    report = jobs.run_digest("daily", auth=auth, settings=settings, now=NOW)
+    report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
     assert report.by_status == {"failed": 20, "scheduled": 20}
     by_status = Counter(d.status for d in _deliveries())
     assert by_status == {"failed": 20, "scheduled": 20}
@@ -125,7 +127,7 @@ def test_a_template_raising_for_one_user_of_500_fails_that_delivery_only(
     users[250]["name"] = "Bob"  # every other name has 9 characters
     _set_template("welcome", body_html="<p>{{ 100 // (name|length - 3) }}</p>")
     ids = _rows("welcome", users)
-    statuses = jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    statuses = digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
     assert Counter(statuses.values()) == {"scheduled": 499, "failed": 1}
     [failed] = [d for d in _deliveries() if d.status == "failed"]
     assert str(failed.user_id) == users[250]["user_id"] and "ZeroDivisionError" in failed.error
@@ -135,7 +137,7 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
     db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
 ) -> None:
     ids = _rows("welcome", users[:5])
-    jobs.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
     with session_scope() as session:  # e.g. planned by an older version, before the checks
         session.execute(
             text("UPDATE deliveries SET subject = :s WHERE delivery_id = ("
@@ -143,12 +145,12 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
             {"s": "x" * 1200},
         )  # fmt: skip
     publisher = RecordingPublisher()
-    assert jobs.dispatch_due(publisher=publisher, now=NOW) == 5
+    assert digests.dispatch_due(publisher=publisher, now=NOW) == 5
     assert len(publisher.tasks) == 4
     [broken] = [d for d in _deliveries() if d.status == "failed"]
     assert "task contract" in broken.error and broken.n_status == "failed"
     later = RecordingPublisher()  # the others are re-swept then (never sent); the broken one is not
-    assert jobs.dispatch_due(publisher=later, now=NOW + jobs.RESWEEP_AFTER * 2) == 4
+    assert digests.dispatch_due(publisher=later, now=NOW + digests.RESWEEP_AFTER * 2) == 4
     assert str(broken.delivery_id) not in {t["delivery_id"] for t in later.tasks}
 
 
@@ -156,10 +158,10 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
     from kombu import Connection, Exchange, Queue
     from sqlalchemy import func, update
 
-    from app.celery_app import EMAILS_QUEUE
-    from app.clock import utcnow
     from app.config import get_settings
+    from app.core.clock import utcnow
     from app.db.models import Delivery
+    from app.jobs.celery_app import EMAILS_QUEUE
     from app.tasks import dispatch as dispatch_task
 
     from .delivery_support import deliveries, purge_emails_queue, seed

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from app.config import Settings
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app import campaigns
 from app.config import Settings
 from app.contracts import validate
 from app.db.models import Campaign, CampaignRecipient, Delivery, Notification, Template
 from app.db.session import session_scope
-from app.kafka_producer import make_producer
+from app.kafka.producer import make_producer
+from app.portal import campaigns
 
 from .campaign_support import consume, simulate_deliveries, simulate_stream
 from .portal_support import (  # noqa: F401  # noqa: F401

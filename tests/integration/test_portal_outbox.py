@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.mail import OutgoingEmail
-from app.mail.outbox_backend import OutboxBackend
+from app.delivery.mail import OutgoingEmail
+from app.delivery.mail.outbox_backend import OutboxBackend
 from app.portal.app import create_app
 from app.portal.outbox import read_raw
 

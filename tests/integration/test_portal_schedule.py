@@ -14,10 +14,10 @@ from sqlalchemy import select, text
 from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTaskChanged
 from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
 
-from app.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.config import Settings
 from app.db.session import session_scope
-from app.schedule import beat_session, seed_schedule
+from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
+from app.jobs.schedule import beat_session, seed_schedule
 
 from .portal_support import (  # noqa: F401  # noqa: F401
     anonymous_fixture,

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.auth.dev_server import DevAuthServer
 from app.config import Settings
 from app.db.models import Template
 from app.db.session import session_scope
-from app.devauth import DevAuthServer
 from app.portal.app import create_app
 
 from .portal_support import (  # noqa: F401  # noqa: F401

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from app.contracts import ContractError, decode_event
 from app.db.session import dispose_engines, session_scope
-from app.kafka_admin import ensure_topics
+from app.kafka.admin import ensure_topics
 from tests.fuzzing import fuzzed_value, poison_events, valid_value
 from tests.integration.outages import postgres_down
 from tests.integration.test_stream_harness import (

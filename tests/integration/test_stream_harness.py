@@ -27,12 +27,12 @@ from confluent_kafka.admin import AdminClient
 from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
 
-from app.celery_app import EMAILS_QUEUE, JOBS_QUEUE
+from app.auth.dev_server import DevAuthServer
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
-from app.devauth import DevAuthServer
-from app.kafka_admin import ensure_topics
-from app.stall import STALL_EXIT_CODE
+from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE
+from app.kafka.admin import ensure_topics
+from app.stream.stall import STALL_EXIT_CODE
 from tests.support import free_port, wait_for
 
 BIN = Path(sys.executable).parent
@@ -298,7 +298,7 @@ def jobs_worker(
     env = {**stream_env.env, "AUTH_API_URL": f"http://{host}:{port}"}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "app.celery_app", "worker", "-Q", JOBS_QUEUE, "-P",
+            [str(BIN / "celery"), "-A", "app.jobs.celery_app", "worker", "-Q", JOBS_QUEUE, "-P",
              "threads", "-c", "4", "-n", f"{stream_env.prefix}@%h", "--loglevel", "info"],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
             start_new_session=True,

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app import jobs
-from app.clock import utcnow
 from app.config import Settings
+from app.core.clock import utcnow
 from app.db.models import Delivery, OptOut
 from app.db.session import session_scope
-from app.planning import unsubscribe_url
+from app.jobs import digests
+from app.jobs.planning import unsubscribe_url
 from app.portal.app import create_app
 
 from .factories import Spec, insert_notifications
@@ -94,7 +94,7 @@ def test_the_daily_job_honours_an_unsubscribe(client, settings, auth_client, aut
             ],
         )
     assert client.post(_path(settings, user_id, "likes"), **ONE_CLICK).status_code == 200
-    jobs.run_digest("daily", auth=auth_client, settings=settings, now=utcnow())
+    digests.run_digest("daily", auth=auth_client, settings=settings, now=utcnow())
     with session_scope() as session:
         planned = dict(session.execute(select(Delivery.notification_id, Delivery.status)).all())
         error = session.scalar(select(Delivery.error).where(Delivery.notification_id == likes))

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from app.clock import utcnow
 from app.config import Settings
+from app.core.clock import utcnow
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
 from app.portal.app import create_app

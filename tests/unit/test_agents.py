@@ -27,7 +27,7 @@ os.environ["FAUST_DATA_DIR"] = tempfile.mkdtemp(prefix="faust-unit-")
 get_settings.cache_clear()
 
 from app import agents  # noqa: E402
-from app.ingest import BatchResult, DeadLetter, Record  # noqa: E402
+from app.stream.ingest import BatchResult, DeadLetter, Record  # noqa: E402
 from app.tables import like_counts  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from app.auth_client import AuthUnavailable, CircuitBreaker
+from app.auth.client import AuthUnavailable, CircuitBreaker
 
 
 class FakeClock:

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from app.campaigns import (
+from app.contracts import Event, encode_event, validate
+from app.portal.campaigns import (
     Audience,
     CampaignInvalid,
     Draft,
@@ -15,7 +16,6 @@ from app.campaigns import (
     parse_audience,
     validate_draft,
 )
-from app.contracts import Event, encode_event, validate
 
 A, B, C = (uuid.uuid4() for _ in range(3))
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts import ContractError, Event, decode_event, unstorable_text
-from app.ingest import Record, decode_records
+from app.stream.ingest import Record, decode_records
 from tests.fuzzing import KINDS, hostile_bytes, json_values, near_valid_events, poison_events
 
 MAX_BYTES = 64 * 1024

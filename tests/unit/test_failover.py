@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.mail.failover import ProviderCircuit
+from app.delivery.mail.failover import ProviderCircuit
 
 
 class Clock:

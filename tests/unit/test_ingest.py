@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.ingest import DeadLetter, Record, decode_records, reason_of, table_key
+from app.stream.ingest import DeadLetter, Record, decode_records, reason_of, table_key
 
 GOOD = {
     "user_id": "3f1c1f2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
@@ -73,7 +73,7 @@ def test_table_key_joins_user_and_content() -> None:
 
 
 def test_lagging_partitions_ignore_a_trailing_transaction_marker() -> None:
-    from app.stall import lagging_partitions
+    from app.stream.stall import lagging_partitions
 
     applied = {("t", 0): 99, ("t", 1): 41, ("t", 2): -1}
     ends = {("t", 0): 101, ("t", 1): 50, ("t", 2): 0, ("t", 3): 7}
@@ -90,7 +90,7 @@ def test_the_stream_worker_can_read_every_kafka_compression_codec() -> None:
 
 
 def test_a_partition_stalls_only_after_its_applied_offset_stays_put_past_the_timeout() -> None:
-    from app.stall import StallDetector
+    from app.stream.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     ends = {("t", 0): 100, ("t", 1): 100}
@@ -102,7 +102,7 @@ def test_a_partition_stalls_only_after_its_applied_offset_stays_put_past_the_tim
 
 
 def test_progress_or_catching_up_resets_a_partitions_clock() -> None:
-    from app.stall import StallDetector
+    from app.stream.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     ends = {("t", 0): 100}
@@ -116,7 +116,7 @@ def test_progress_or_catching_up_resets_a_partitions_clock() -> None:
 
 
 def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
-    from app.stall import StallDetector
+    from app.stream.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     detector.look({}, {("t", 0): 5}, now=0)
@@ -126,7 +126,7 @@ def test_a_newly_owned_partition_starts_its_clock_at_its_first_look() -> None:
 
 
 def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it() -> None:
-    from app.gaps import Gap, find_gaps
+    from app.stream.gaps import Gap, find_gaps
 
     stored = {("t", 0): 99, ("t", 1): 9}
     offsets = [("t", 0, 100), ("t", 0, 101), ("t", 1, 15), ("t", 1, 16), ("t", 1, 20)]
@@ -134,7 +134,7 @@ def test_gaps_are_the_offsets_between_the_stored_one_and_a_batch_and_inside_it()
 
 
 def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> None:
-    from app.gaps import Gap, find_gaps
+    from app.stream.gaps import Gap, find_gaps
 
     # None is what lock_offsets returns for a partition this database has not seen yet.
     assert find_gaps({("t", 0): None}, [("t", 0, 500), ("t", 0, 501)]) == []
@@ -143,14 +143,14 @@ def test_a_partition_never_applied_starts_where_the_consumer_group_stands() -> N
 
 
 def test_a_partition_reset_to_the_start_of_its_log_reads_back_from_offset_zero() -> None:
-    from app.gaps import Gap, find_gaps
+    from app.stream.gaps import Gap, find_gaps
 
     # -1 is what `notify offsets reset --to-start` stores for a log that starts at offset 0.
     assert find_gaps({("t", 0): -1}, [("t", 0, 500)]) == [Gap("t", 0, 0, 500)]
 
 
 def test_time_in_an_outage_does_not_count_as_a_stall() -> None:
-    from app.stall import StallDetector
+    from app.stream.stall import StallDetector
 
     detector = StallDetector(timeout=10)
     detector.look({("t", 0): 3}, {("t", 0): 50}, now=0)

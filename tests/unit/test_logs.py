@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from celery import Celery
 
-from app.logs import faust_logging_config, logging_config, uvicorn_logging_config
+from app.core.logs import faust_logging_config, logging_config, uvicorn_logging_config
 
 
 @pytest.fixture
@@ -52,7 +52,9 @@ def test_records_logged_inside_a_celery_task_name_the_task(captured: io.StringIO
 
     @app.task(name="test.logs")
     def logs_something() -> None:
-        logging.getLogger("app.delivery").info("delivery x sent", extra={"delivery_id": "x"})
+        logging.getLogger("app.delivery.sending").info(
+            "delivery x sent", extra={"delivery_id": "x"}
+        )
 
     logs_something.apply(task_id="task-123")
     record = next(json.loads(line) for line in captured.getvalue().splitlines()
@@ -64,7 +66,7 @@ def test_records_logged_inside_a_celery_task_name_the_task(captured: io.StringIO
 
 def test_text_lines_stay_readable(captured: io.StringIO) -> None:
     _configure("text", captured)
-    logging.getLogger("app.jobs").info("dispatched %d e-mail tasks", 3)
+    logging.getLogger("app.jobs.digests").info("dispatched %d e-mail tasks", 3)
     line = captured.getvalue().strip()
     assert line.endswith("[INFO] app.jobs: dispatched 3 e-mail tasks")
     with pytest.raises(json.JSONDecodeError):

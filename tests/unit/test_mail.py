@@ -11,11 +11,11 @@ from email import policy
 
 import pytest
 
-from app.delivery import MAX_COUNTDOWN_S, outgoing, retry_delay
-from app.mail.base import OutgoingEmail, build_message
-from app.mail.sendgrid_backend import error_text, mail_body, rate_limit_reset
-from app.mail.sendgrid_events import parse_events, verify
-from app.mail.smtp_backend import parse_smtp_url
+from app.delivery.mail.base import OutgoingEmail, build_message
+from app.delivery.mail.sendgrid_backend import error_text, mail_body, rate_limit_reset
+from app.delivery.mail.sendgrid_events import parse_events, verify
+from app.delivery.mail.smtp_backend import parse_smtp_url
+from app.delivery.sending import MAX_COUNTDOWN_S, outgoing, retry_delay
 from tests.fakes.sendgrid import sign_webhook, validate_mail, webhook_keys
 
 SENDER = "Notifications <noreply@notify.local>"

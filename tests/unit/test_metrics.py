@@ -7,7 +7,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app import metrics
+from app.core import metrics
 from tests.support import free_port
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.auth_client import AuthUser
+from app.auth.client import AuthUser
 from app.config import Settings
 from app.domain.tokens import read_unsubscribe_token
-from app.planning import Candidate, plan_delivery
-from app.template_files import default_templates
+from app.jobs.planning import Candidate, plan_delivery
+from app.portal.template_files import default_templates
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
 TEMPLATES = {t.name: t for t in default_templates()}

@@ -1,5 +1,5 @@
 from app.domain.rendering import SAMPLE_VARIABLES, check_template
-from app.template_files import default_templates
+from app.portal.template_files import default_templates
 
 
 def test_default_templates_are_the_three_kinds_and_render() -> None:

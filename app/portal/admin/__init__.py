@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db.session import get_engine
 from app.portal import (
     auth,
-    campaigns,
+    campaign_pages,
     dead_letters,
     delivery_retry,
     outbox,
@@ -45,8 +45,8 @@ def session_key(settings: Settings) -> str:
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
-    for module in (auth, campaigns, templates_views, schedule_views, outbox, dead_letters,
-                   delivery_retry):  # fmt: skip
+    pages = (auth, campaign_pages, templates_views, schedule_views, outbox, dead_letters)
+    for module in (*pages, delivery_retry):
         app.include_router(module.router)  # before the /admin mount, so these routes win
     admin = Admin(
         app,

@@ -29,7 +29,7 @@ from app.db.models import (
 from app.domain.rendering import TemplateInvalid, check_template
 from app.portal.dead_letters import REPLAY_PAGE
 from app.portal.delivery_retry import RETRY_PAGE
-from app.template_files import default_templates
+from app.portal.template_files import default_templates
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:

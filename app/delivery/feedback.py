@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.db import outcomes
+from app.db import sends
 from app.db.session import session_scope
+from app.delivery.mail.sendgrid_events import ProviderEvent
 from app.domain.policy import UNSUBSCRIBABLE_KINDS
-from app.mail.sendgrid_events import ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def apply_provider_events(events: Iterable[ProviderEvent], *, now: datetime) -> 
     done: Counter[str] = Counter()
     with session_scope() as session:
         for event in events:
-            user_id, changed = outcomes.apply_provider_event(
+            user_id, changed = sends.apply_provider_event(
                 session=session,
                 delivery_id=event.delivery_id,
                 status=event.status,
@@ -36,7 +36,7 @@ def apply_provider_events(events: Iterable[ProviderEvent], *, now: datetime) -> 
                 continue
             done[event.status or "none"] += changed
             if event.opt_out:
-                done["opted_out"] += outcomes.add_opt_outs(
+                done["opted_out"] += sends.add_opt_outs(
                     session=session,
                     user_id=user_id,
                     kinds=sorted(UNSUBSCRIBABLE_KINDS),
@@ -51,6 +51,6 @@ def unsubscribe(*, user_id: uuid.UUID, kind: str, source: str = "link") -> bool:
     if kind not in UNSUBSCRIBABLE_KINDS:
         raise ValueError(f"{kind!r} mail cannot be unsubscribed from")
     with session_scope() as session:
-        added = outcomes.add_opt_outs(session=session, user_id=user_id, kinds=[kind], source=source)
+        added = sends.add_opt_outs(session=session, user_id=user_id, kinds=[kind], source=source)
     log.info("user %s unsubscribed from %s (%s)", user_id, kind, source)
     return added == 1

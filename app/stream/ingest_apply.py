@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from app import faults
 from app.contracts import Event, EventKind, storable_text
-from app.db import ingest_store
-from app.db.ingest_store import LikeDelta, TextItem
+from app.core import faults
+from app.db import ingest
+from app.db.ingest import LikeDelta, TextItem
 
 if TYPE_CHECKING:
-    from app.ingest import Record
+    from app.stream.ingest import Record
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _apply_likes(session: Session, accepted: Sequence[Accepted]) -> Effects:
         entry[1] = event.periodicity  # the latest event's periodicity wins
         partition_of[key] = record.partition
     deltas = [LikeDelta(u, c, n, p, v) for (u, c), (n, p, v) in totals.items()]
-    counts = ingest_store.add_likes(session=session, likes=deltas)
+    counts = ingest.add_likes(session=session, likes=deltas)
     effects = Effects()
     for (user_id, content_id), count in counts.items():
         effects.like_counts[table_key(user_id, content_id)] = (
@@ -147,7 +147,7 @@ def mirror_replayed_likes(session: Session, replayed: Sequence[Accepted]) -> dic
     for record, event in replayed:
         assert event.content_id is not None
         partition_of[(event.user_id, event.content_id)] = record.partition
-    stored = ingest_store.get_like_counts(session=session, keys=partition_of)
+    stored = ingest.get_like_counts(session=session, keys=partition_of)
     return {
         table_key(user_id, content_id): (partition_of[(user_id, content_id)], count)
         for (user_id, content_id), count in stored.items()
@@ -165,7 +165,7 @@ def _latest_texts(accepted: Sequence[Accepted]) -> list[TextItem]:
 
 def _texts_of(kind: EventKind) -> Callable[[Session, Sequence[Accepted]], Effects]:
     def apply(session: Session, accepted: Sequence[Accepted]) -> Effects:
-        written = ingest_store.upsert_texts(
+        written = ingest.upsert_texts(
             session=session,
             kind=NOTIFICATION_KIND[kind],
             template_name=TEMPLATE_OF_KIND[kind],

@@ -14,7 +14,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
 
 from app.config import Settings
-from app.mail.base import OutgoingEmail, PermanentSendError, SendResult, TransientSendError
+from app.delivery.mail.base import OutgoingEmail, PermanentSendError, SendResult, TransientSendError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from app.config import Settings
-from app.mail.base import (
+from app.delivery.mail.base import (
     OutgoingEmail,
     PermanentSendError,
     SendResult,

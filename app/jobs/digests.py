@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from app import planning
-from app.auth_client import AuthClient, UserLookup
+from app.auth.client import AuthClient, UserLookup
 from app.config import Settings
 from app.contracts import ContractError
-from app.db import deliveries as store
+from app.db import jobs as store
 from app.db.session import session_scope
-from app.planning import Candidate, plan_delivery
+from app.jobs import planning
+from app.jobs.planning import Candidate, plan_delivery
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import requests
 from requests.exceptions import ChunkedEncodingError
 
-from app import metrics
 from app.contracts import validate
+from app.core import metrics
 
 log = logging.getLogger(__name__)
 

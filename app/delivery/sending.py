@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from app import faults, metrics
 from app.config import Settings
 from app.contracts import validate
-from app.db import outcomes
+from app.core import faults, metrics
+from app.db import sends
 from app.db.session import session_scope
-from app.mail.base import (
+from app.delivery.mail.base import (
     EmailBackend,
     OutgoingEmail,
     PermanentSendError,
@@ -127,7 +127,7 @@ def deliver(
     if accepted is not None:
         return _record_sent(delivery_id, accepted, now)
     with session_scope() as session:
-        claim = outcomes.claim(
+        claim = sends.claim(
             session=session,
             delivery_id=delivery_id,
             notification_id=notification_id,
@@ -164,7 +164,7 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
     for pause in (*RECORD_TRIES_S, None):
         try:
             with session_scope() as session:
-                recorded = outcomes.mark_sent(
+                recorded = sends.mark_sent(
                     session=session, delivery_id=delivery_id, attempt=accepted["attempt"],
                     provider_message_id=accepted["provider_message_id"], now=now,
                     backend=accepted.get("backend"),
@@ -193,7 +193,7 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
 
 
 def _record_failure(
-    delivery_id: uuid.UUID, claim: outcomes.Claim, exc: SendError, settings: Settings, now: datetime
+    delivery_id: uuid.UUID, claim: sends.Claim, exc: SendError, settings: Settings, now: datetime
 ) -> Outcome:
     error = str(exc)[:2000]
     attempt = claim.attempt
@@ -203,7 +203,7 @@ def _record_failure(
     transient = isinstance(exc, TransientSendError)
     with session_scope() as session:
         if transient and (outage or counted < settings.email_max_attempts):
-            outcomes.release_for_retry(
+            sends.release_for_retry(
                 session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now,
                 outage=outage,
             )  # fmt: skip
@@ -222,7 +222,7 @@ def _record_failure(
                 extra=_ids(delivery_id),
             )
             return Outcome("retry", countdown=countdown, error=error)
-        outcomes.mark_failed(
+        sends.mark_failed(
             session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
         )
     log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, attempt, error,
@@ -256,7 +256,7 @@ def _deliver_untracked(
     else:
         status, error = "sent", None
     with session_scope() as session:
-        outcomes.mark_notification(
+        sends.mark_notification(
             session=session, notification_id=notification_id, status=status, now=now
         )
     return Outcome(status, error=error)
@@ -265,7 +265,7 @@ def _deliver_untracked(
 def release_abandoned(settings: Settings) -> int:
     """Hand deliveries left in 'sending' by dead workers back to the dispatcher."""
     with session_scope() as session:
-        released = outcomes.release_stale_sending(
+        released = sends.release_stale_sending(
             session=session, stale_after_s=settings.email_sending_timeout_s
         )
     if released:

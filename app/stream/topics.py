@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.types import TopicT
 
 from app.contracts import EventKind
-from app.faust_app import app, settings
+from app.stream.faust_app import app, settings
 
 
 def _topic(name: str) -> TopicT:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import faust
 
 from app.config import get_settings
-from app.logs import faust_logging_config
+from app.core.logs import faust_logging_config
 
 settings = get_settings()
 # Faust names table files after the table only: keep each app id's state apart.
@@ -23,7 +23,7 @@ app = faust.App(
     store=settings.faust_store,
     datadir=str(datadir),
     # Only these modules: an `origin` would make Faust import (scan) the whole `app` package.
-    autodiscover=["app.agents", "app.web"],
+    autodiscover=["app.agents", "app.stream.web"],
     topic_partitions=settings.topic_partitions,
     # Events are decoded by app.contracts (size limit, schema), so Faust hands over raw bytes.
     key_serializer="raw",

@@ -20,9 +20,9 @@ from sqlalchemy_celery_beat.models import (
 )
 from sqlalchemy_celery_beat.session import SessionManager
 
-from app.celery_app import BEAT_SCHEMA, DAILY_DIGEST, DISPATCH, JOBS_QUEUE, WEEKLY_DIGEST
 from app.config import get_settings
 from app.db.session import transaction
+from app.jobs.celery_app import BEAT_SCHEMA, DAILY_DIGEST, DISPATCH, JOBS_QUEUE, WEEKLY_DIGEST
 
 
 @dataclass(frozen=True, slots=True)

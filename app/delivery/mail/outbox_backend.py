@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from app.config import Settings
-from app.mail.base import OutgoingEmail, SendResult, TransientSendError, build_message
+from app.delivery.mail.base import OutgoingEmail, SendResult, TransientSendError, build_message
 
 
 class OutboxBackend:

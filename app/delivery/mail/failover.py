@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from app import metrics
-from app.mail.base import EmailBackend, OutgoingEmail, SendResult, TransientSendError
+from app.core import metrics
+from app.delivery.mail.base import EmailBackend, OutgoingEmail, SendResult, TransientSendError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from app.auth_client import AuthUser
+from app.auth.client import AuthUser
 from app.config import Settings
 from app.contracts import ContractError, unstorable_text, validate
 from app.domain import periods, policy, sendtime

@@ -8,8 +8,8 @@ from typing import Any
 
 from celery import Celery
 
-from app import metrics
-from app.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
+from app.core import metrics
+from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
 
 
 class CeleryEmailPublisher:

@@ -96,7 +96,7 @@ def get_backend(settings: Settings) -> EmailBackend:
     fallback = settings.email_fallback_backend
     if not fallback or fallback == settings.email_backend:
         return primary
-    from app.mail.failover import FailoverBackend, ProviderCircuit
+    from app.delivery.mail.failover import FailoverBackend, ProviderCircuit
 
     circuit = ProviderCircuit(
         window_s=settings.email_failover_window_s, probe_s=settings.email_failover_probe_s
@@ -107,13 +107,13 @@ def get_backend(settings: Settings) -> EmailBackend:
 def backend_named(name: str, settings: Settings) -> EmailBackend:
     """One backend: `sendgrid`, `smtp` or `outbox`."""
     if name == "sendgrid":
-        from app.mail.sendgrid_backend import SendGridBackend
+        from app.delivery.mail.sendgrid_backend import SendGridBackend
 
         return SendGridBackend.from_settings(settings)
     if name == "smtp":
-        from app.mail.smtp_backend import SmtpBackend
+        from app.delivery.mail.smtp_backend import SmtpBackend
 
         return SmtpBackend.from_settings(settings)
-    from app.mail.outbox_backend import OutboxBackend
+    from app.delivery.mail.outbox_backend import OutboxBackend
 
     return OutboxBackend.from_settings(settings)

@@ -14,7 +14,7 @@ from typing import Any
 from faust import web
 from prometheus_client import generate_latest
 
-from app.faust_app import app
+from app.stream.faust_app import app
 from app.tables import like_counts
 
 

@@ -11,8 +11,8 @@ from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init
 from kombu import Exchange, Queue
 
-from app import logs, metrics
 from app.config import get_settings
+from app.core import logs, metrics
 
 JOBS_QUEUE = "jobs"
 EMAILS_QUEUE = "emails"

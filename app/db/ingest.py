@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.db.store import get_template_by_name
+from app.db.templates import get_template_by_name
 
 LikeKey = tuple[uuid.UUID, uuid.UUID]
 

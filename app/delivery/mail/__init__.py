@@ -1,6 +1,6 @@
 """E-mail backends: the only modules that put mail on the wire."""
 
-from app.mail.base import (
+from app.delivery.mail.base import (
     EmailBackend,
     OutgoingEmail,
     PermanentSendError,

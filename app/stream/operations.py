@@ -27,7 +27,7 @@ from app.config import Settings
 from app.db import dead_letters, stream_offsets
 from app.db.dead_letters import REPLAY_HEADER, StoredDeadLetter
 from app.db.session import session_scope
-from app.kafka_producer import make_producer
+from app.kafka.producer import make_producer
 
 log = logging.getLogger(__name__)
 

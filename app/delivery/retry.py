@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from app.celery_app import celery_app
-from app.db import deliveries
+from app.db import jobs
 from app.db.session import session_scope
-from app.handoff import request_send_now
+from app.jobs.celery_app import celery_app
+from app.jobs.handoff import request_send_now
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def retry_deliveries(
 ) -> int:
     """Plan the selected deliveries' notifications again; return how many were reopened."""
     with session_scope() as session:
-        notification_ids = deliveries.reopen(
+        notification_ids = jobs.reopen(
             session=session,
             delivery_ids=delivery_ids,
             statuses=statuses,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.ingest import Record
+    from app.stream.ingest import Record
 
 log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]

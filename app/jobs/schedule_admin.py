@@ -22,8 +22,8 @@ from sqlalchemy_celery_beat.models import (
     PeriodicTaskChanged,
 )
 
-from app.celery_app import JOBS_QUEUE
-from app.schedule import beat_session
+from app.jobs.celery_app import JOBS_QUEUE
+from app.jobs.schedule import beat_session
 
 CRON_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
 

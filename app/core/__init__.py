@@ -1,0 +1,1 @@
+"""What every process shares: the clock, logging, metrics, and which failures are transient."""

@@ -1,0 +1,1 @@
+"""Celery before the send: the app and its queues, digests, planning, dispatch, beat schedule."""

@@ -1,0 +1,1 @@
+"""Kafka through confluent-kafka: topic administration, and a producer that counts its reports."""

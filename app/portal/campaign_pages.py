@@ -1,0 +1,162 @@
+"""Mailing campaign pages: list, create (paste or CSV audience), send, follow progress, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from app.db import campaigns as campaign_store
+from app.db.models import PERIODICITIES
+from app.db.session import session_scope
+from app.kafka.producer import make_producer
+from app.portal import campaigns
+from app.portal.csrf import verified_form
+from app.portal.pages import render
+
+router = APIRouter()
+
+MAX_CSV_BYTES = 20 * 1024 * 1024
+
+
+def _recent() -> list[Any]:
+    with session_scope() as session:
+        return campaign_store.list_recent(session=session)
+
+
+def _templates() -> list[tuple[uuid.UUID, str]]:
+    with session_scope() as session:
+        return campaign_store.list_templates(session=session)
+
+
+@router.get("/admin/mailings", include_in_schema=False)
+async def list_page(request: Request) -> Response:
+    """List campaigns, newest first."""
+    rows = await run_in_threadpool(_recent)
+    return await render(request, "portal/campaigns.html", {"title": "Mailings", "rows": rows})
+
+
+async def _form_page(request: Request, values: dict[str, Any], status_code: int = 200) -> Response:
+    context = {
+        "title": "New mailing",
+        "templates": await run_in_threadpool(_templates),
+        "periodicities": PERIODICITIES,
+        "values": values,
+    }
+    return await render(request, "portal/campaign_new.html", context, status_code=status_code)
+
+
+@router.get("/admin/mailings/new", include_in_schema=False)
+async def new_page(request: Request) -> Response:
+    """Show the form of a new campaign."""
+    return await _form_page(request, {"periodicity": "once", "template_name": "mailing"})
+
+
+@router.post("/admin/mailings/new", include_in_schema=False)
+async def create(request: Request, form: FormData = Depends(verified_form)) -> Response:
+    """Create a draft campaign; invalid audience entries are kept and listed back."""
+    values = {key: str(form.get(key, "")) for key in
+              ("name", "template_id", "content_value", "periodicity", "audience")}  # fmt: skip
+    upload = form.get("audience_csv")
+    csv_data = None
+    if isinstance(upload, UploadFile) and upload.filename:
+        csv_data = await upload.read(MAX_CSV_BYTES + 1)
+        if len(csv_data) > MAX_CSV_BYTES:
+            values["error"] = "The CSV file is larger than 20 MB."
+            return await _form_page(request, values, status_code=400)
+    audience = campaigns.parse_audience(values["audience"], csv_data)
+    try:
+        draft = campaigns.Draft(
+            name=values["name"],
+            template_id=uuid.UUID(values["template_id"]),
+            content_value=values["content_value"],
+            periodicity=values["periodicity"],
+        )
+        campaign = await run_in_threadpool(
+            lambda: campaigns.create_campaign(
+                draft=draft, audience=audience, created_by=request.session.get("admin_username")
+            )
+        )
+    except ValueError as exc:  # CampaignInvalid, or a template id that is not a UUID
+        values["error"] = f"The campaign was not created: {exc}."
+        values["invalid"] = audience.invalid
+        return await _form_page(request, values, status_code=400)
+    return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
+
+
+async def _progress(campaign_id: uuid.UUID) -> tuple[Any, campaigns.Progress]:
+    try:
+        return await run_in_threadpool(campaigns.campaign_progress, campaign_id=campaign_id)
+    except campaigns.CampaignInvalid as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+@router.get("/admin/mailings/{campaign_id}", include_in_schema=False)
+async def campaign_page(
+    request: Request, campaign_id: uuid.UUID, published: int | None = None, failed: int = 0
+) -> Response:
+    """Show a campaign, its progress bar and its actions."""
+    campaign, progress = await _progress(campaign_id)
+    context = {
+        "title": f"Mailing: {campaign.name}",
+        "campaign": campaign,
+        "progress": progress,
+        "just_published": published,
+        "just_failed": failed,
+    }
+    return await render(request, "portal/campaign.html", context)
+
+
+@router.get("/admin/api/mailings/{campaign_id}/progress")
+async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
+    """The campaign's status and progress counts (the page polls this)."""
+    campaign, progress = await _progress(campaign_id)
+    body = {"status": campaign.status, **dataclasses.asdict(progress), "waiting": progress.waiting}
+    body["percent"] = {
+        key: progress.percent(body[key]) for key in ("sent", "failed", "skipped", "cancelled",
+                                                     "waiting", "published", "notified")
+    }  # fmt: skip
+    return JSONResponse(body)
+
+
+async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Response:
+    campaign, progress = await _progress(campaign_id)
+    context = {"title": f"Mailing: {campaign.name}", "campaign": campaign,
+               "progress": progress, "error": message}  # fmt: skip
+    return await render(request, "portal/campaign.html", context, status_code=409)
+
+
+@router.post("/admin/mailings/{campaign_id}/send", include_in_schema=False)
+async def send(
+    request: Request, campaign_id: uuid.UUID, _form: FormData = Depends(verified_form)
+) -> Response:
+    """Publish one `admin.mailing` event per recipient."""
+    settings = request.app.state.settings
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    try:
+        report = await run_in_threadpool(
+            lambda: campaigns.publish_campaign(
+                campaign_id=campaign_id, producer=producer, topic=settings.topic_mailing
+            )
+        )
+    except campaigns.CampaignError as exc:
+        return await _refused(request, campaign_id, str(exc))
+    target = f"/admin/mailings/{campaign_id}?published={report.delivered}&failed={report.failed}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/admin/mailings/{campaign_id}/cancel", include_in_schema=False)
+async def cancel(
+    request: Request, campaign_id: uuid.UUID, _form: FormData = Depends(verified_form)
+) -> Response:
+    """Cancel the campaign and its deliveries that have not gone out."""
+    try:
+        await run_in_threadpool(lambda: campaigns.cancel_campaign(campaign_id=campaign_id))
+    except campaigns.CampaignError as exc:
+        return await _refused(request, campaign_id, str(exc))
+    return RedirectResponse(f"/admin/mailings/{campaign_id}", status_code=303)

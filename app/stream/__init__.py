@@ -1,0 +1,1 @@
+"""The stream worker (Faust): topics, batch ingest into PostgreSQL, gaps, watchdog, web views."""
