@@ -20,6 +20,7 @@ from app.core.clock import utcnow
 from app.delivery import sending
 from app.delivery.mail import EmailBackend, get_backend
 from app.jobs import digests
+from app.jobs import dispatch as dispatcher
 from app.jobs.celery_app import (
     DAILY_DIGEST,
     DISPATCH,
@@ -43,7 +44,7 @@ def _digest(periodicity: str) -> dict[str, Any]:
     for decision, count in report.by_status.items():
         metrics.PLANNED.labels(periodicity, decision).inc(count)
     # Whatever is due right away need not wait for the next dispatch tick.
-    digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return report.as_dict()
 
 
@@ -76,7 +77,7 @@ def send_now(notification_ids: list[str] | str) -> dict[str, int]:
     for decision in statuses.values():
         metrics.PLANNED.labels("once", decision).inc()
     if "scheduled" in statuses.values():
-        digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+        dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return dict(Counter(statuses.values()))
 
 
@@ -84,11 +85,11 @@ def send_now(notification_ids: list[str] | str) -> dict[str, int]:
 def dispatch() -> int:
     """Enqueue what is due, retry lost `once` hand-offs, and sends abandoned in `sending`."""
     sending.release_abandoned(get_settings())
-    lost = digests.lost_once_handoffs(now=utcnow())
+    lost = dispatcher.lost_once_handoffs(now=utcnow())
     if lost:
         log.warning("re-requesting %d once notifications left pending", len(lost))
         request_send_now(celery_app, lost)
-    return digests.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
 
 
 @cache

@@ -35,7 +35,7 @@ from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.db.templates import upsert_template  # noqa: E402
-from app.jobs import digests  # noqa: E402
+from app.jobs import digests, dispatch  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import CeleryEmailPublisher  # noqa: E402
 from app.portal.template_files import default_templates  # noqa: E402
@@ -115,7 +115,7 @@ def pipeline_run(rows: int, users: list[dict], auth: AuthClient) -> dict[str, fl
     t0 = time.perf_counter()
     report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
     t1 = time.perf_counter()
-    sent = digests.dispatch_due(
+    sent = dispatch.dispatch_due(
         publisher=CeleryEmailPublisher(celery_app), now=AFTER_ALL_SEND_TIMES
     )
     t2 = time.perf_counter()

@@ -1,4 +1,7 @@
-"""The periodic jobs and the dispatcher, as plain functions (the Celery tasks only call them)."""
+"""Plan deliveries in bulk: the daily and weekly digests, and the `once` rows handed off to us.
+
+Plain functions: the Celery tasks in app/tasks.py only call them with real clients and the time.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +9,16 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from app.auth.client import AuthClient, UserLookup
 from app.config import Settings
-from app.contracts import ContractError
 from app.db import jobs as store
 from app.db.session import session_scope
-from app.jobs import planning
 from app.jobs.planning import Candidate, plan_delivery
 
 log = logging.getLogger(__name__)
-
-# Never enqueue far ahead: Celery holds ETA tasks unacked; RabbitMQ drops such consumers at 30 min.
-DISPATCH_LOOKAHEAD = timedelta(seconds=60)
-RESWEEP_AFTER = timedelta(minutes=15)  # enqueued but not sent by then: enqueue again
-ONCE_HANDOFF_GRACE = timedelta(minutes=2)  # a `once` row still pending after this was lost
-
-
-class EmailPublisher(Protocol):
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
-        """Put e-mail tasks on the `emails` queue, each with an optional delay in seconds."""
 
 
 @dataclass
@@ -119,79 +110,3 @@ def plan_once(
         opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
         plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
         return dict(store.record_plans(session=session, plans=plans, now=now))
-
-
-def email_task(row: Any) -> dict[str, Any]:
-    """The `emails` queue's message for one delivery row (schemas/email_task.json)."""
-    return planning.email_task(
-        notification_id=row.notification_id, delivery_id=row.delivery_id, email=row.email,
-        subject=row.subject, body_html=row.body_html, body_text=row.body_text,
-        headers=row.headers,
-    )  # fmt: skip
-
-
-def _delay_s(send_at: datetime, now: datetime) -> float | None:
-    """Seconds until `send_at` (None when due): at most DISPATCH_LOOKAHEAD."""
-    delay = (send_at - now).total_seconds()
-    return delay if delay > 0 else None
-
-
-def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000) -> int:
-    """Enqueue deliveries whose send time is near (ETA at most a minute ahead); return how many.
-
-    Publishing happens before the commit: a crash in between re-publishes on the next sweep and the
-    e-mail worker's per-delivery state makes the duplicate harmless; the reverse order could lose
-    mail. Deliveries enqueued long ago and still not sent are enqueued again for the same reason.
-    """
-    total = 0
-    while True:
-        with session_scope() as session:
-            rows = store.lock_dispatchable(
-                session=session,
-                until=now + DISPATCH_LOOKAHEAD,
-                stale_before=now - RESWEEP_AFTER,
-                limit=limit,
-            )
-            if not rows:
-                break
-            tasks, broken = _tasks_of(rows, now)
-            publisher.publish(tasks)
-            store.mark_enqueued(
-                session=session,
-                delivery_ids=[row.delivery_id for row in rows if row.delivery_id not in broken],
-                now=now,
-            )
-            store.mark_unsendable(session=session, errors=broken, now=now)
-        total += len(rows)
-        if len(rows) < limit:
-            break
-    if total:
-        log.info("dispatched %d e-mail tasks", total)
-    return total
-
-
-def _tasks_of(
-    rows: Sequence[Any], now: datetime
-) -> tuple[list[tuple[dict[str, Any], float | None]], dict[uuid.UUID, str]]:
-    """The e-mail tasks of the rows, and the rows whose task breaks the contract (with why).
-
-    A broken row fails on its own, with the reason stored: it must never roll back the chunk,
-    or it would come first again on every sweep and hold up everyone behind it.
-    """
-    tasks, broken = [], {}
-    for row in rows:
-        try:
-            tasks.append((email_task(row), _delay_s(row.send_at, now)))
-        except ContractError as exc:
-            broken[row.delivery_id] = f"the e-mail breaks its task contract: {exc}"[:2000]
-            log.error("delivery %s cannot be sent: %s", row.delivery_id, exc,
-                      extra={"delivery_id": str(row.delivery_id)})  # fmt: skip
-    return tasks, broken
-
-
-def lost_once_handoffs(*, now: datetime, limit: int = 1000) -> list[uuid.UUID]:
-    """`once` notifications whose immediate hand-off never ran: the dispatcher plans them."""
-    with session_scope() as session:
-        return store.pending_once_ids(
-            session=session, older_than=now - ONCE_HANDOFF_GRACE, limit=limit
-        )

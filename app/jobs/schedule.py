@@ -1,15 +1,23 @@
-"""The beat schedule lives in PostgreSQL (sqlalchemy-celery-beat): seed it once, edit it anywhere.
+"""The beat schedule lives in PostgreSQL (sqlalchemy-celery-beat): seeded once, edited anywhere.
 
 Entries are created only when missing, never overwritten, so edits made in the admin portal
-survive restarts (beat's own `beat_schedule` would rewrite them at every start).
+survive restarts (beat's own `beat_schedule` would rewrite them at every start). Edits go through
+sqlalchemy-celery-beat's ORM and bump PeriodicTaskChanged, which is what makes a running beat
+reload its schedule (within beat_max_loop_interval) without a restart.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import available_timezones
 
+from celery import Celery
+from celery.schedules import crontab
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy_celery_beat.models import (
     CrontabSchedule,
@@ -24,12 +32,27 @@ from app.config import get_settings
 from app.db.session import transaction
 from app.jobs.celery_app import BEAT_SCHEMA, DAILY_DIGEST, DISPATCH, JOBS_QUEUE, WEEKLY_DIGEST
 
+CRON_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+
+
+class ScheduleError(ValueError):
+    """A schedule edit we refuse; the message is meant for the person who made it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Cron:
-    minute: str
-    hour: str
+    """The five cron fields and the zone they are read in."""
+
+    minute: str = "*"
+    hour: str = "*"
     day_of_week: str = "*"
+    day_of_month: str = "*"
+    month_of_year: str = "*"
+    timezone: str = "UTC"
+
+    def __str__(self) -> str:
+        fields = (self.minute, self.hour, self.day_of_month, self.month_of_year, self.day_of_week)
+        return f"{' '.join(fields)} ({self.timezone})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +97,7 @@ def beat_session(database_url: str | None = None) -> Iterator[Session]:
 def _schedule_model(session: Session, entry: DefaultEntry) -> CrontabSchedule | IntervalSchedule:
     if entry.cron is not None:
         model: CrontabSchedule | IntervalSchedule = CrontabSchedule(
-            minute=entry.cron.minute,
-            hour=entry.cron.hour,
-            day_of_week=entry.cron.day_of_week,
-            day_of_month="*",
-            month_of_year="*",
-            timezone="UTC",
+            **{name: getattr(entry.cron, name) for name in (*CRON_FIELDS, "timezone")}
         )
     else:
         model = IntervalSchedule(every=entry.every_s, period=Period.SECONDS)
@@ -105,3 +123,114 @@ def seed_schedule(database_url: str | None = None) -> list[str]:
         if created:
             PeriodicTaskChanged.update_from_session(session, commit=False)
     return created
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One beat entry as the portal shows it."""
+
+    id: int
+    name: str
+    task: str
+    description: str
+    enabled: bool
+    queue: str | None
+    cron: Cron | None
+    every: str | None
+    last_run_at: datetime | None
+    total_run_count: int
+
+
+def parse_cron(**fields: str) -> Cron:
+    """Validate cron fields (as celery parses them) and the zone; raise ScheduleError."""
+    cron = Cron(**{k: (v or "").strip() or "*" for k, v in fields.items() if k != "timezone"},
+                timezone=(fields.get("timezone") or "UTC").strip())  # fmt: skip
+    if cron.timezone not in available_timezones():
+        raise ScheduleError(f"unknown time zone {cron.timezone!r}")
+    try:
+        crontab(**{name: getattr(cron, name) for name in CRON_FIELDS})
+    except (ValueError, TypeError) as exc:
+        raise ScheduleError(f"invalid cron {cron}: {exc}") from exc
+    return cron
+
+
+def _entry(task: PeriodicTask) -> Entry:
+    model = task.schedule_model
+    cron = every = None
+    if isinstance(model, CrontabSchedule):
+        cron = Cron(**{name: getattr(model, name) for name in (*CRON_FIELDS, "timezone")})
+    elif isinstance(model, IntervalSchedule):
+        every = f"every {model.every} {getattr(model.period, 'value', model.period)}"
+    return Entry(
+        id=task.id,
+        name=task.name,
+        task=task.task,
+        description=task.description or "",
+        enabled=task.enabled,
+        queue=task.queue,
+        cron=cron,
+        every=every,
+        last_run_at=task.last_run_at,
+        total_run_count=task.total_run_count or 0,
+    )
+
+
+def list_entries(database_url: str | None = None) -> list[Entry]:
+    """Every beat entry, by name."""
+    with beat_session(database_url) as session:
+        tasks = session.scalars(select(PeriodicTask).order_by(PeriodicTask.name)).all()
+        return [_entry(task) for task in tasks]
+
+
+def _task(session: Session, entry_id: int) -> PeriodicTask:
+    task = session.get(PeriodicTask, entry_id, with_for_update=True)
+    if task is None:
+        raise ScheduleError("no such schedule entry")
+    return task
+
+
+def set_cron(entry_id: int, cron: Cron, database_url: str | None = None) -> Entry:
+    """Give a cron entry a new schedule; beat picks it up without a restart."""
+    with beat_session(database_url) as session:
+        task = _task(session, entry_id)
+        model = task.schedule_model
+        if not isinstance(model, CrontabSchedule):
+            raise ScheduleError(f"{task.name} runs on an interval, not a cron schedule")
+        sharers = session.scalar(
+            select(func.count())
+            .select_from(PeriodicTask)
+            .where(PeriodicTask.discriminator == model.discriminator,
+                   PeriodicTask.schedule_id == model.id)
+        )  # fmt: skip
+        if sharers > 1:  # edit a copy: the other entries keep their schedule
+            model = CrontabSchedule()
+            session.add(model)
+        for name in (*CRON_FIELDS, "timezone"):
+            setattr(model, name, getattr(cron, name))
+        session.flush()
+        task.schedule_model = model
+        PeriodicTaskChanged.update_from_session(session, commit=False)
+        session.flush()
+        return _entry(task)
+
+
+def set_enabled(entry_id: int, enabled: bool, database_url: str | None = None) -> Entry:
+    """Enable or disable an entry."""
+    with beat_session(database_url) as session:
+        task = _task(session, entry_id)
+        task.enabled = enabled
+        PeriodicTaskChanged.update_from_session(session, commit=False)
+        session.flush()
+        return _entry(task)
+
+
+def run_now(entry_id: int, celery_app: Celery, database_url: str | None = None) -> str:
+    """Send the entry's task to its queue now (by name); return the Celery task id."""
+    with beat_session(database_url) as session:
+        task = session.get(PeriodicTask, entry_id)
+        if task is None:
+            raise ScheduleError("no such schedule entry")
+        name, queue = task.task, task.queue or JOBS_QUEUE
+        args, kwargs = json.loads(task.args or "[]"), json.loads(task.kwargs or "{}")
+    result = celery_app.send_task(name, args=args, kwargs=kwargs, queue=queue)
+    return str(result.id)

@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from app.jobs import schedule_admin
+from app.jobs import schedule
 from app.jobs.celery_app import celery_app
 from app.portal.csrf import verified_form
 from app.portal.pages import render
@@ -27,7 +27,7 @@ def _done(request: Request, notice: str, *, error: bool = False) -> Response:
 async def schedule_page(request: Request) -> Response:
     """List the beat entries with their schedules and actions."""
     url = request.app.state.settings.database_url
-    entries = await run_in_threadpool(schedule_admin.list_entries, url)
+    entries = await run_in_threadpool(schedule.list_entries, url)
     notice = request.session.pop(_NOTICE, None)
     context = {"title": "Periodic tasks", "entries": entries, "notice": notice}
     return await render(request, "portal/schedule.html", context)
@@ -41,9 +41,9 @@ async def edit_cron(
     fields = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year", "timezone")
     url = request.app.state.settings.database_url
     try:
-        cron = schedule_admin.parse_cron(**{name: str(form.get(name, "")) for name in fields})
-        entry = await run_in_threadpool(schedule_admin.set_cron, entry_id, cron, url)
-    except schedule_admin.ScheduleError as exc:
+        cron = schedule.parse_cron(**{name: str(form.get(name, "")) for name in fields})
+        entry = await run_in_threadpool(schedule.set_cron, entry_id, cron, url)
+    except schedule.ScheduleError as exc:
         return _done(request, f"Schedule not changed: {exc}", error=True)
     return _done(request, f"{entry.name} now runs at {entry.cron}.")
 
@@ -56,8 +56,8 @@ async def set_enabled(
     enabled = form.get("enabled") == "1"
     url = request.app.state.settings.database_url
     try:
-        entry = await run_in_threadpool(schedule_admin.set_enabled, entry_id, enabled, url)
-    except schedule_admin.ScheduleError as exc:
+        entry = await run_in_threadpool(schedule.set_enabled, entry_id, enabled, url)
+    except schedule.ScheduleError as exc:
         return _done(request, str(exc), error=True)
     return _done(request, f"{entry.name} {'enabled' if entry.enabled else 'disabled'}.")
 
@@ -69,7 +69,7 @@ async def run_now(
     """Send the entry's task to its queue now."""
     url = request.app.state.settings.database_url
     try:
-        task_id = await run_in_threadpool(schedule_admin.run_now, entry_id, celery_app, url)
-    except schedule_admin.ScheduleError as exc:
+        task_id = await run_in_threadpool(schedule.run_now, entry_id, celery_app, url)
+    except schedule.ScheduleError as exc:
         return _done(request, str(exc), error=True)
     return _done(request, f"Task sent (id {task_id}).")

@@ -22,7 +22,7 @@ from app.db import jobs as store
 from app.db.models import Delivery
 from app.db.session import session_scope
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app
-from app.jobs.digests import dispatch_due
+from app.jobs.dispatch import dispatch_due
 from app.jobs.handoff import CeleryEmailPublisher
 from app.jobs.planning import Candidate, plan_delivery
 from app.portal.template_files import default_templates

@@ -18,7 +18,7 @@ from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
 from app.delivery.sending import release_abandoned
 from app.jobs.celery_app import celery_app
-from app.jobs.digests import email_task
+from app.jobs.dispatch import task_of_row as email_task
 from app.jobs.handoff import CeleryEmailPublisher
 from tests.fakes.sendgrid import FakeSendGrid
 

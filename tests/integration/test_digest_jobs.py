@@ -18,7 +18,7 @@ from app.config import Settings
 from app.contracts import load_schema
 from app.db.models import Campaign, Delivery, Notification, Template
 from app.db.session import session_scope
-from app.jobs import digests
+from app.jobs import digests, dispatch
 from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
 from app.jobs.handoff import CeleryEmailPublisher
 
@@ -189,7 +189,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         if d.status == "scheduled" and d.send_at <= datetime(2026, 11, 25, 8, 1, 30, tzinfo=UTC)
     }
     assert due_now
-    assert digests.dispatch_due(publisher=publisher, now=dispatch_at) == len(due_now)
+    assert dispatch.dispatch_due(publisher=publisher, now=dispatch_at) == len(due_now)
     messages = emails_queue()
     schema = jsonschema.Draft202012Validator(
         load_schema("email_task"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -207,7 +207,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         )  # fmt: skip
         seen.add(delivery.delivery_id)
     assert seen == set(due_now) and len(messages) == len(due_now)
-    assert digests.dispatch_due(publisher=publisher, now=dispatch_at) == 0
+    assert dispatch.dispatch_due(publisher=publisher, now=dispatch_at) == 0
     assert emails_queue() == []
 
     # Near 09:00 UTC the London and UTC deliveries go out with a short ETA; the ones enqueued an
@@ -218,7 +218,7 @@ def test_daily_job_plans_exactly_the_due_rows(
         if d.status == "scheduled" and d.send_at == datetime(2026, 11, 25, 9, tzinfo=UTC)
     }
     before_nine = datetime(2026, 11, 25, 8, 59, 30, tzinfo=UTC)
-    assert digests.dispatch_due(publisher=publisher, now=before_nine) == len(nine) + len(due_now)
+    assert dispatch.dispatch_due(publisher=publisher, now=before_nine) == len(nine) + len(due_now)
     messages = emails_queue()
     eta = {uuid.UUID(m.decode()[0][0]["delivery_id"]): m.headers["eta"] for m in messages}
     assert set(eta) == nine | set(due_now) and len(messages) == len(eta)
@@ -330,8 +330,8 @@ def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> Non
              Spec(user, "mailing", "once", uuid.uuid4(), "hi")],
         )  # fmt: skip
         session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
-    assert digests.lost_once_handoffs(now=datetime.now(UTC)) == [old]
-    assert fresh not in digests.lost_once_handoffs(now=datetime.now(UTC))
+    assert dispatch.lost_once_handoffs(now=datetime.now(UTC)) == [old]
+    assert fresh not in dispatch.lost_once_handoffs(now=datetime.now(UTC))
 
 
 def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # noqa: ANN001
@@ -341,7 +341,7 @@ def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # n
         row = session.get(Notification, nid)
         row.created_at = datetime(2026, 1, 1, tzinfo=UTC)
         row.status, row.last_update = "failed", datetime(2026, 1, 1, tzinfo=UTC)
-    assert digests.lost_once_handoffs(now=datetime.now(UTC)) == []
+    assert dispatch.lost_once_handoffs(now=datetime.now(UTC)) == []
 
 
 def test_mailings_of_a_cancelled_campaign_are_not_planned(

@@ -19,7 +19,7 @@ from app.auth.client import AuthClient
 from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db.session import session_scope
-from app.jobs import digests
+from app.jobs import digests, dispatch
 
 from .conftest import client_for, serve_in_thread
 from .factories import Spec, insert_notifications
@@ -90,7 +90,7 @@ def test_one_invalid_auth_address_among_500_costs_only_that_user(
     assert str(skipped.user_id) == users[137]["user_id"]
     assert "unusable Auth record" in skipped.error and "email must be email" in skipped.error
     publisher = RecordingPublisher()
-    assert digests.dispatch_due(publisher=publisher, now=NOW) == 499
+    assert dispatch.dispatch_due(publisher=publisher, now=NOW) == 499
 
 
 def test_a_1000_character_name_is_clipped_so_the_subject_stays_one_header_line(
@@ -102,7 +102,7 @@ def test_a_1000_character_name_is_clipped_so_the_subject_stays_one_header_line(
         "scheduled"
     }
     publisher = RecordingPublisher()
-    assert digests.dispatch_due(publisher=publisher, now=NOW) == 3
+    assert dispatch.dispatch_due(publisher=publisher, now=NOW) == 3
     long_one = next(t for t in publisher.tasks if "Ü" in t["subject"])
     assert len(long_one["subject"]) < 200 and "Ü" * 99 + "…" in long_one["subject"]
 
@@ -145,12 +145,12 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
             {"s": "x" * 1200},
         )  # fmt: skip
     publisher = RecordingPublisher()
-    assert digests.dispatch_due(publisher=publisher, now=NOW) == 5
+    assert dispatch.dispatch_due(publisher=publisher, now=NOW) == 5
     assert len(publisher.tasks) == 4
     [broken] = [d for d in _deliveries() if d.status == "failed"]
     assert "task contract" in broken.error and broken.n_status == "failed"
     later = RecordingPublisher()  # the others are re-swept then (never sent); the broken one is not
-    assert digests.dispatch_due(publisher=later, now=NOW + digests.RESWEEP_AFTER * 2) == 4
+    assert dispatch.dispatch_due(publisher=later, now=NOW + dispatch.RESWEEP_AFTER * 2) == 4
     assert str(broken.delivery_id) not in {t["delivery_id"] for t in later.tasks}
 
 

@@ -68,7 +68,7 @@ def test_text_lines_stay_readable(captured: io.StringIO) -> None:
     _configure("text", captured)
     logging.getLogger("app.jobs.digests").info("dispatched %d e-mail tasks", 3)
     line = captured.getvalue().strip()
-    assert line.endswith("[INFO] app.jobs: dispatched 3 e-mail tasks")
+    assert line.endswith("[INFO] app.jobs.digests: dispatched 3 e-mail tasks")
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
 
