@@ -1,273 +1,18 @@
-"""Thin Faust agents: take a batch, ingest it off the loop, dead letters, mirror table, hand off.
+"""The Faust agents and timer of the stream worker: thin, each calls one function of app/stream.
 
-The database work and the Celery hand-off run in a thread executor, so heartbeats and
-rebalances never wait behind I/O (docs/stream-semantics.md). Nothing an event contains can make an
-agent raise or retry forever: `ingest.apply_batch` turns every refusal into a dead letter and
-raises only on an outage, which is retried here with backoff (docs/fault-model.md).
+Agent, table and topic names are part of the deployment (Faust's web view and metrics show them).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import time
-import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
-from functools import cache, partial
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
-from aiokafka.errors import MessageSizeTooLargeError
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-from app.contracts import EventKind
-from app.core import faults, metrics
-from app.jobs.celery_app import celery_app
-from app.jobs.handoff import request_send_now
-from app.stream import gaps, ingest, stall, topics
+from app.stream import topics, watchdog
+from app.stream.batches import run_batch
 from app.stream.faust_app import app, settings
 from app.tables import like_counts
-
-log = logging.getLogger(__name__)
-
-# An outage is polled at most this far apart: its end is noticed within seconds.
-MAX_RETRY_DELAY_S = 10.0
-
-
-def to_record(event: EventT) -> ingest.Record:
-    """The transport-neutral record of a Faust event (raw bytes, position, headers)."""
-    message = event.message
-    return ingest.Record(
-        message.topic, message.partition, message.offset, message.key, message.value,
-        _headers(message.headers),
-    )  # fmt: skip
-
-
-def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
-    if not headers:
-        return ()
-    items = headers.items() if isinstance(headers, dict) else headers
-    return tuple((str(k), v if isinstance(v, bytes) else b"") for k, v in items)
-
-
-async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
-    """Send dead letters (original bytes, reason headers) and wait until Kafka has them."""
-    await asyncio.gather(*[await _send_dead_letter(d) for d in dead])
-
-
-async def _send_dead_letter(dead: ingest.DeadLetter) -> Any:
-    try:
-        return await topics.dead_letter.send(
-            key=dead.record.key, value=dead.record.value, headers=dead.headers()
-        )
-    except MessageSizeTooLargeError:
-        # A record at the broker's size limit no longer fits with our headers: the topic gets
-        # the headers alone; the original bytes are kept in the dead_letters table for replay.
-        headers = [*dead.headers(), ("value_omitted", b"too large; kept in dead_letters")]
-        return await topics.dead_letter.send(key=dead.record.key, value=None, headers=headers)
-
-
-def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
-    # Called from the executor thread inside the batch's transaction: block until delivered.
-    def sink(dead: Sequence[ingest.DeadLetter]) -> None:
-        asyncio.run_coroutine_threadsafe(emit_dead_letters(dead), loop).result(timeout=120)
-
-    return sink
-
-
-async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) -> ingest.BatchResult:
-    """Apply a batch, retrying with backoff until PostgreSQL takes it.
-
-    `apply_batch` isolates every failure an event causes, so what reaches this loop is an
-    outage (PostgreSQL or Kafka down, a deadlock): it delays the batch, never drops it.
-    Raising is not an option either: `take_events` acks a batch whose agent body failed.
-    """
-    loop = asyncio.get_running_loop()
-    topic = topics.INPUT_TOPICS[kind].get_topic_name()
-    apply = partial(
-        ingest.apply_batch,
-        kind,
-        records,
-        group_id=app.conf.id,
-        max_bytes=settings.max_event_bytes,
-        before_commit=_dead_letter_sink(loop),
-        fill_gaps=read_gap,
-        topic_ids=topic_ids,
-    )
-    delay = 0.5
-    while True:
-        try:
-            return await loop.run_in_executor(None, apply)
-        except Exception as exc:
-            transient = faults.is_transient(exc)
-            metrics.BATCH_RETRIES.labels(topic, "outage" if transient else "other").inc()
-            if transient:
-                log.warning("%s: batch of %d waits for an outage (%s); retrying in %.1f s",
-                            kind, len(records), faults.describe(exc, 300), delay)  # fmt: skip
-            else:
-                log.exception("%s: batch of %d failed outside any one event; retrying in %.1f s",
-                              kind, len(records), delay)  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_DELAY_S)
-
-
-@cache
-def _admin() -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-
-
-def topic_ids(names: Any) -> dict[str, str | None]:
-    """The Kafka topic id of each topic, asked fresh (a recreated topic has a new one)."""
-    names = sorted(set(names))
-    futures = _admin().describe_topics(TopicCollection(names), request_timeout=10)
-    return {name: str(future.result().topic_id) or None for name, future in futures.items()}
-
-
-GAP_READ_TIMEOUT_S = 30.0
-
-
-def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
-    """The records at offsets [start, end) of one partition, read with a client of our own.
-
-    Gaps are rare (a rebalance, a crash), so a short-lived consumer per gap is cheap enough, and
-    unshared: agents of different topics may read gaps at once from their executor threads.
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"{settings.faust_app_id}-gaps",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",  # a gap below the log's start: read what is left
-        }
-    )
-    records: list[ingest.Record] = []
-    deadline = time.monotonic() + GAP_READ_TIMEOUT_S
-    try:
-        consumer.assign([TopicPartition(gap.topic, gap.partition, gap.start)])
-        while True:
-            message = consumer.poll(1.0)
-            if message is None:
-                # A timeout is an outage (retried): it counts from the last record read, so a
-                # long gap is read however long it takes.
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {gap} from Kafka")
-                continue
-            deadline = time.monotonic() + GAP_READ_TIMEOUT_S
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    return records
-                raise KafkaException(message.error())
-            if message.offset() >= gap.end:
-                return records
-            records.append(ingest.Record(gap.topic, gap.partition, message.offset(),
-                                         message.key(), message.value(),
-                                         _headers(message.headers())))  # fmt: skip
-            if message.offset() == gap.end - 1:
-                return records
-    finally:
-        consumer.close()
-
-
-@contextmanager
-def _in_partition_of(event: EventT) -> Iterator[None]:
-    # Faust picks a table key's changelog partition (and RocksDB shard) from the current event.
-    # After a batch that is just the last event taken, so point it at an event of the key's own
-    # partition. Faust has no public setter; this is the context variable its streams set.
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def mirror_like_counts(result: ingest.BatchResult, events: Sequence[EventT]) -> None:
-    """Set each touched key of the like table to the count PostgreSQL returned."""
-    last_of_partition = {event.message.partition: event for event in events}
-    for key, (partition, count) in result.like_counts.items():
-        with _in_partition_of(last_of_partition[partition]):
-            like_counts[key.encode()] = count
-
-
-async def hand_off(notification_ids: Sequence[Any]) -> None:
-    """Ask Celery to send these now; a failure is left to the dispatcher's re-sweep."""
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(None, request_send_now, celery_app, list(notification_ids))
-    except Exception:
-        # The rows are committed as pending: `dispatch` re-requests lost `once` hand-offs.
-        metrics.HANDOFF_FAILURES.inc()
-        log.exception("send_now hand-off of %d notifications failed", len(notification_ids))
-
-
-async def run_batch(kind: EventKind, events: Sequence[EventT]) -> ingest.BatchResult:
-    """Ingest one batch of one input topic and do what follows the commit."""
-    topic = topics.INPUT_TOPICS[kind].get_topic_name()
-    metrics.EVENTS_CONSUMED.labels(topic).inc(len(events))
-    metrics.BATCH_SIZE.labels(topic).observe(len(events))
-    started = time.perf_counter()
-    result = await apply_with_retry(kind, [to_record(event) for event in events])
-    metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
-    await _after_commit(kind, topic, result, events)
-    while result.held:
-        result = await _hold(kind, result)
-        await _after_commit(kind, topic, result, events)
-    return result
-
-
-HOLD_POLL_S = 2.0
-
-
-async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult:
-    """Wait while the held records' partitions are blocked, then apply them.
-
-    The records stay unacked meanwhile, so nothing is lost. A rebalance that takes the
-    partitions away ends the wait (Faust waits for this batch before it rebalances); the
-    records are acked then, and their new owner reads them back from Kafka once the partition
-    is reset, since every reset leaves it a stored offset (`gaps.find_gaps`).
-    """
-    for tp in held.blocked:
-        metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(1)
-    while True:
-        await asyncio.sleep(HOLD_POLL_S)
-        owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-        if app.rebalancing or not set(held.blocked) <= owned:
-            log.warning("%s: releasing %d held records: partitions %s were reassigned",
-                        kind, len(held.held), sorted(held.blocked))  # fmt: skip
-            return ingest.BatchResult(kind)
-        result = await apply_with_retry(kind, held.held)
-        for tp in set(held.blocked) - set(result.blocked):
-            metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(0)
-            log.warning("%s[%d]: reset by an operator; applying its held records", *tp)
-        if len(result.held) < len(held.held):
-            return result
-
-
-async def _after_commit(
-    kind: EventKind, topic: str, result: ingest.BatchResult, events: Sequence[EventT]
-) -> None:
-    metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
-    metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
-    metrics.EVENTS_RECOVERED.labels(topic).inc(result.recovered)
-    metrics.DUPLICATE_REPLAYS.labels(topic).inc(result.duplicate_replays)
-    for dead in result.dead_letters:
-        metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
-        record = dead.record
-        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, record.topic, record.partition,
-                    record.offset, dead.error, extra=_position(record))  # fmt: skip
-    if result.like_counts:
-        mirror_like_counts(result, events)
-    if result.send_now:
-        await hand_off(result.send_now)
-
-
-def _position(record: ingest.Record) -> dict[str, Any]:
-    """Log fields naming an event's place in Kafka (fields of their own in JSON logs)."""
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
 def _batches(stream: StreamT, within: float | None = None) -> AsyncIterator[Sequence[EventT]]:
@@ -279,83 +24,24 @@ def _batches(stream: StreamT, within: float | None = None) -> AsyncIterator[Sequ
 async def ingest_registrations(stream: StreamT) -> None:
     """Create welcome notifications and send them now."""
     async for events in _batches(stream):
-        await run_batch("user_registered", events)
+        await run_batch("user_registered", events, like_counts)
 
 
 @app.agent(topics.comment_liked, name="ingest_likes")
 async def ingest_likes(stream: StreamT) -> None:
     """Count likes per user and content in PostgreSQL; mirror the counts in the table."""
     async for events in _batches(stream, settings.ingest_likes_batch_within_s):
-        await run_batch("comment_liked", events)
+        await run_batch("comment_liked", events, like_counts)
 
 
 @app.agent(topics.mailing, name="ingest_mailings")
 async def ingest_mailings(stream: StreamT) -> None:
     """Create or replace mailing texts; send `once` mailings now."""
     async for events in _batches(stream):
-        await run_batch("mailing", events)
-
-
-@cache
-def _offsets_reader() -> Consumer:
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                     "group.id": f"{settings.faust_app_id}-watchdog"})  # fmt: skip
-
-
-def _end_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """Kafka's end offset of each partition, asked with a client of its own."""
-    reader = _offsets_reader()
-    return {
-        (topic, partition): reader.get_watermark_offsets(TopicPartition(topic, partition), 10)[1]
-        for topic, partition in partitions
-    }
-
-
-_stalls = stall.StallDetector(timeout=settings.stream_stall_timeout_s)
-
-
-async def _look_for_stalls() -> list[tuple[str, int]]:
-    names = {topic.get_topic_name() for topic in topics.INPUT_TOPICS.values()}
-    owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in names]
-    if not owned:
-        return []
-    loop = asyncio.get_running_loop()
-    # Not through Faust's consumer: a stalled consumer thread would stall this check too.
-    ends, (applied, blocked) = await asyncio.wait_for(
-        asyncio.gather(
-            loop.run_in_executor(None, _end_offsets, owned),
-            loop.run_in_executor(None, ingest.positions, app.conf.id),
-        ),
-        timeout=30,
-    )
-    for (topic, partition), end in ends.items():
-        metrics.PARTITION_LAG.labels(topic, str(partition)).set(
-            max(end - 1 - applied.get((topic, partition), -1), 0)
-        )
-    for topic, partition in owned:
-        metrics.PARTITION_BLOCKED.labels(topic, str(partition)).set(
-            1 if (topic, partition) in blocked else 0
-        )
-    # A blocked partition is not stalled: it waits for an operator, on purpose.
-    waiting = {tp: end for tp, end in ends.items() if tp not in blocked}
-    return _stalls.look(applied, waiting, time.monotonic())
+        await run_batch("mailing", events, like_counts)
 
 
 @app.timer(interval=5.0)
 async def stall_watchdog() -> None:
-    """Exit when a partition of ours holds events but its applied offset has stopped moving.
-
-    faust-streaming consumers can stop fetching for good (faust-streaming#175, #629, #640);
-    restarting the process is safe, since PostgreSQL's offsets make every replay harmless.
-    """
-    try:
-        stalled = await _look_for_stalls()
-    except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any one failed look
-        log.warning("stall watchdog could not compare offsets: %r", exc)
-        _stalls.forget()
-        return
-    if stalled:
-        log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",
-                     _stalls.waiting_for(time.monotonic()), stalled)  # fmt: skip
-        logging.shutdown()
-        os._exit(stall.STALL_EXIT_CODE)
+    """Exit when a partition of ours holds events but its applied offset has stopped moving."""
+    await watchdog.check()

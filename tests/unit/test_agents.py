@@ -27,6 +27,8 @@ os.environ["FAUST_DATA_DIR"] = tempfile.mkdtemp(prefix="faust-unit-")
 get_settings.cache_clear()
 
 from app import agents  # noqa: E402
+from app.core import metrics  # noqa: E402
+from app.stream import batches  # noqa: E402
 from app.stream.ingest import BatchResult, DeadLetter, Record  # noqa: E402
 from app.tables import like_counts  # noqa: E402
 
@@ -67,10 +69,10 @@ def anyio_backend() -> str:
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Recorder]:
     def install(make_result: Callable[[str, list[Record]], BatchResult]) -> Recorder:
         rec = Recorder(make_result)
-        monkeypatch.setattr(agents.ingest, "apply_batch", rec.apply_batch)
-        monkeypatch.setattr(agents, "emit_dead_letters", rec.emit)
-        monkeypatch.setattr(agents, "request_send_now", rec.send_now)
-        monkeypatch.setattr(agents, "MAX_RETRY_DELAY_S", 0.05)
+        monkeypatch.setattr(batches.ingest, "apply_batch", rec.apply_batch)
+        monkeypatch.setattr(batches, "emit_dead_letters", rec.emit)
+        monkeypatch.setattr(batches, "request_send_now", rec.send_now)
+        monkeypatch.setattr(batches, "MAX_RETRY_DELAY_S", 0.05)
         return rec
 
     return install
@@ -144,15 +146,25 @@ async def test_a_failing_batch_is_retried_not_dropped(recorder: Callable[..., Re
 
 
 async def test_a_failed_hand_off_does_not_stop_the_agent(
-    recorder: Callable[..., Recorder], monkeypatch: pytest.MonkeyPatch
+    recorder: Callable[..., Recorder],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     rec = recorder(lambda kind, records: BatchResult(kind, send_now=[uuid.uuid4()]))
 
     def broken(_app: Any, _ids: Sequence[uuid.UUID]) -> None:
         raise ConnectionError("rabbitmq down")
 
-    monkeypatch.setattr(agents, "request_send_now", broken)
+    monkeypatch.setattr(batches, "request_send_now", broken)
+    failures_before = metrics.HANDOFF_FAILURES._value.get()
     async with agents.ingest_registrations.test_context() as agent:
         await agent.put(b"a", key=b"u1")
         await agent.put(b"b", key=b"u2")
         await _until(lambda: sum(len(r) for _, r in rec.batches) == 2)
+        # One hand-off per batch; Faust may take both events in one batch or in two.
+        handoffs = len(rec.batches)
+        await _until(lambda: metrics.HANDOFF_FAILURES._value.get() - failures_before == handoffs)
+    message = "send_now hand-off of 1 notifications failed"
+    failed = [r for r in caplog.records if message in r.getMessage()]
+    assert len(failed) == handoffs
+    assert all(r.exc_info and "rabbitmq down" in str(r.exc_info[1]) for r in failed)

@@ -1,0 +1,210 @@
+"""One batch of one input topic, as the agents run it: ingest off the loop, then what follows.
+
+The database work and the Celery hand-off run in a thread executor, so heartbeats and
+rebalances never wait behind I/O (docs/stream-semantics.md). Nothing an event contains can make a
+batch raise or retry forever: `ingest.apply_batch` turns every refusal into a dead letter and
+raises only on an outage, which is retried here with backoff (docs/fault-model.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.streams import _current_event
+from faust.types import EventT
+
+from app.contracts import EventKind
+from app.core import faults, metrics
+from app.jobs.celery_app import celery_app
+from app.jobs.handoff import request_send_now
+from app.stream import ingest, topics
+from app.stream.faust_app import app, settings
+from app.stream.kafka_reads import headers_of, read_gap, topic_ids
+
+log = logging.getLogger(__name__)
+
+# An outage is polled at most this far apart: its end is noticed within seconds.
+MAX_RETRY_DELAY_S = 10.0
+HOLD_POLL_S = 2.0
+
+LikeTable = MutableMapping[bytes, int]
+
+
+def to_record(event: EventT) -> ingest.Record:
+    """The transport-neutral record of a Faust event (raw bytes, position, headers)."""
+    message = event.message
+    return ingest.Record(
+        message.topic, message.partition, message.offset, message.key, message.value,
+        headers_of(message.headers),
+    )  # fmt: skip
+
+
+async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
+    """Send dead letters (original bytes, reason headers) and wait until Kafka has them."""
+    await asyncio.gather(*[await _send_dead_letter(d) for d in dead])
+
+
+async def _send_dead_letter(dead: ingest.DeadLetter) -> Any:
+    try:
+        return await topics.dead_letter.send(
+            key=dead.record.key, value=dead.record.value, headers=dead.headers()
+        )
+    except MessageSizeTooLargeError:
+        # A record at the broker's size limit no longer fits with our headers: the topic gets
+        # the headers alone; the original bytes are kept in the dead_letters table for replay.
+        headers = [*dead.headers(), ("value_omitted", b"too large; kept in dead_letters")]
+        return await topics.dead_letter.send(key=dead.record.key, value=None, headers=headers)
+
+
+def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
+    # Called from the executor thread inside the batch's transaction: block until delivered.
+    def sink(dead: Sequence[ingest.DeadLetter]) -> None:
+        asyncio.run_coroutine_threadsafe(emit_dead_letters(dead), loop).result(timeout=120)
+
+    return sink
+
+
+async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) -> ingest.BatchResult:
+    """Apply a batch, retrying with backoff until PostgreSQL takes it.
+
+    `apply_batch` isolates every failure an event causes, so what reaches this loop is an
+    outage (PostgreSQL or Kafka down, a deadlock): it delays the batch, never drops it.
+    Raising is not an option either: `take_events` acks a batch whose agent body failed.
+    """
+    loop = asyncio.get_running_loop()
+    topic = topics.INPUT_TOPICS[kind].get_topic_name()
+    apply = partial(
+        ingest.apply_batch,
+        kind,
+        records,
+        group_id=app.conf.id,
+        max_bytes=settings.max_event_bytes,
+        before_commit=_dead_letter_sink(loop),
+        fill_gaps=read_gap,
+        topic_ids=topic_ids,
+    )
+    delay = 0.5
+    while True:
+        try:
+            return await loop.run_in_executor(None, apply)
+        except Exception as exc:
+            transient = faults.is_transient(exc)
+            metrics.BATCH_RETRIES.labels(topic, "outage" if transient else "other").inc()
+            if transient:
+                log.warning("%s: batch of %d waits for an outage (%s); retrying in %.1f s",
+                            kind, len(records), faults.describe(exc, 300), delay)  # fmt: skip
+            else:
+                log.exception("%s: batch of %d failed outside any one event; retrying in %.1f s",
+                              kind, len(records), delay)  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+@contextmanager
+def _in_partition_of(event: EventT) -> Iterator[None]:
+    # Faust picks a table key's changelog partition (and RocksDB shard) from the current event.
+    # After a batch that is just the last event taken, so point it at an event of the key's own
+    # partition. Faust has no public setter; this is the context variable its streams set.
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def mirror_like_counts(
+    result: ingest.BatchResult, events: Sequence[EventT], table: LikeTable
+) -> None:
+    """Set each touched key of the like table to the count PostgreSQL returned."""
+    last_of_partition = {event.message.partition: event for event in events}
+    for key, (partition, count) in result.like_counts.items():
+        with _in_partition_of(last_of_partition[partition]):
+            table[key.encode()] = count
+
+
+async def hand_off(notification_ids: Sequence[Any]) -> None:
+    """Ask Celery to send these now; a failure is left to the dispatcher's re-sweep."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, request_send_now, celery_app, list(notification_ids))
+    except Exception:
+        # The rows are committed as pending: `dispatch` re-requests lost `once` hand-offs.
+        metrics.HANDOFF_FAILURES.inc()
+        log.exception("send_now hand-off of %d notifications failed", len(notification_ids))
+
+
+async def run_batch(
+    kind: EventKind, events: Sequence[EventT], like_table: LikeTable
+) -> ingest.BatchResult:
+    """Ingest one batch of one input topic and do what follows the commit."""
+    topic = topics.INPUT_TOPICS[kind].get_topic_name()
+    metrics.EVENTS_CONSUMED.labels(topic).inc(len(events))
+    metrics.BATCH_SIZE.labels(topic).observe(len(events))
+    started = time.perf_counter()
+    result = await apply_with_retry(kind, [to_record(event) for event in events])
+    metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
+    await _after_commit(kind, topic, result, events, like_table)
+    while result.held:
+        result = await _hold(kind, result)
+        await _after_commit(kind, topic, result, events, like_table)
+    return result
+
+
+async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult:
+    """Wait while the held records' partitions are blocked, then apply them.
+
+    The records stay unacked meanwhile, so nothing is lost. A rebalance that takes the
+    partitions away ends the wait (Faust waits for this batch before it rebalances); the
+    records are acked then, and their new owner reads them back from Kafka once the partition
+    is reset, since every reset leaves it a stored offset (`gaps.find_gaps`).
+    """
+    for tp in held.blocked:
+        metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(1)
+    while True:
+        await asyncio.sleep(HOLD_POLL_S)
+        owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        if app.rebalancing or not set(held.blocked) <= owned:
+            log.warning("%s: releasing %d held records: partitions %s were reassigned",
+                        kind, len(held.held), sorted(held.blocked))  # fmt: skip
+            return ingest.BatchResult(kind)
+        result = await apply_with_retry(kind, held.held)
+        for tp in set(held.blocked) - set(result.blocked):
+            metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(0)
+            log.warning("%s[%d]: reset by an operator; applying its held records", *tp)
+        if len(result.held) < len(held.held):
+            return result
+
+
+async def _after_commit(
+    kind: EventKind,
+    topic: str,
+    result: ingest.BatchResult,
+    events: Sequence[EventT],
+    like_table: LikeTable,
+) -> None:
+    metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)
+    metrics.EVENTS_REPLAYED.labels(topic).inc(result.replayed)
+    metrics.EVENTS_RECOVERED.labels(topic).inc(result.recovered)
+    metrics.DUPLICATE_REPLAYS.labels(topic).inc(result.duplicate_replays)
+    for dead in result.dead_letters:
+        metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
+        record = dead.record
+        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, record.topic, record.partition,
+                    record.offset, dead.error, extra=_position(record))  # fmt: skip
+    if result.like_counts:
+        mirror_like_counts(result, events, like_table)
+    if result.send_now:
+        await hand_off(result.send_now)
+
+
+def _position(record: ingest.Record) -> dict[str, Any]:
+    """Log fields naming an event's place in Kafka (fields of their own in JSON logs)."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
