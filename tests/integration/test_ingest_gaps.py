@@ -11,12 +11,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
-from app.agents import read_gap
 from app.config import Settings
 from app.db.session import session_scope
 from app.kafka.admin import ensure_topics
 from app.stream.gaps import Gap
 from app.stream.ingest import apply_batch
+from app.stream.kafka_reads import read_gap
 
 pytestmark = pytest.mark.integration
 GROUP = "gaps-test"

@@ -33,13 +33,13 @@ def _configure(fmt: str, stream: io.StringIO) -> None:
 
 def test_json_lines_carry_level_logger_message_and_extra_fields(captured: io.StringIO) -> None:
     _configure("json", captured)
-    logging.getLogger("app.agents").warning(
+    logging.getLogger("app.stream.batches").warning(
         "dead letter at %s[%d]@%d", "t", 2, 41, extra={"topic": "t", "partition": 2, "offset": 41}
     )
     (line,) = captured.getvalue().splitlines()
     record = json.loads(line)
     assert record["level"] == "WARNING"
-    assert record["logger"] == "app.agents"
+    assert record["logger"] == "app.stream.batches"
     assert record["message"] == "dead letter at t[2]@41"
     assert (record["topic"], record["partition"], record["offset"]) == ("t", 2, 41)
     assert "task_id" not in record  # not inside a Celery task
