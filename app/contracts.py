@@ -13,16 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import fastjsonschema
 
 from app.config import REPO_ROOT
+from app.domain.vocabulary import EVENT_KINDS, EventKind
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
-EventKind = Literal["user_registered", "comment_liked", "mailing"]
-EVENT_KINDS: tuple[EventKind, ...] = ("user_registered", "comment_liked", "mailing")
 SCHEMA_NAMES = (*EVENT_KINDS, "email_task", "auth_user", "auth_users_batch")
 
 

@@ -20,8 +20,6 @@ from app.db.templates import get_template_by_name
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 
-FINAL_DELIVERY_STATUSES = ("sent", "delivered", "failed", "skipped", "cancelled")
-
 
 @dataclass(frozen=True, slots=True)
 class DemoPlan:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db.templates import get_template_by_name
+from app.domain.vocabulary import TEMPLATE_OF_KIND
 
 LikeKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -90,7 +91,7 @@ def add_likes(*, session: Session, likes: Sequence[LikeDelta]) -> dict[LikeKey, 
     """
     if not likes:
         return {}
-    template = get_template_by_name(session=session, name="likes_digest")
+    template = get_template_by_name(session=session, name=TEMPLATE_OF_KIND["likes"])
     rows = session.execute(
         _ADD_LIKES,
         {

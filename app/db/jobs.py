@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Campaign, Delivery, Message, Notification, OptOut, Template
-from app.domain.policy import TRANSACTIONAL_KINDS
+from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
+from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
 
 _CANDIDATE_COLUMNS = (
     Notification.notification_id,
@@ -60,7 +61,7 @@ def lock_digest_candidates(
             Notification.periodicity == periodicity,
             # Transactional mail goes once, at once: never in a digest, whatever its row says.
             Notification.kind.notin_(TRANSACTIONAL_KINDS),
-            Notification.status != "queued",
+            Notification.status.notin_(IN_FLIGHT_STATUSES),
             # A like digest with nothing to report is not due.
             or_(Notification.kind != "likes", Notification.like_count > 0),
             ~_of_cancelled_campaign(),
@@ -82,7 +83,7 @@ def lock_once_candidates(
         _candidates()
         .where(
             Notification.notification_id.in_(list(notification_ids)),
-            Notification.status.in_(("pending", "failed")),
+            Notification.status.in_(ONCE_DUE_STATUSES),
             ~_of_cancelled_campaign(),
         )
         .order_by(Notification.notification_id)
@@ -153,7 +154,7 @@ def record_plans(
             "deferrals": 0,
             "updated_at": func.now(),
         },
-        where=Delivery.status == "failed",
+        where=Delivery.status.in_(REPLANNED_DELIVERY_STATUSES),
     ).returning(Delivery.notification_id, Delivery.status)
     rows = session.execute(stmt, [{"delivery_id": uuid.uuid4(), **p} for p in plans])
     recorded = [(row.notification_id, row.status) for row in rows]
@@ -222,9 +223,6 @@ def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: d
     )
 
 
-RETRYABLE = ("failed", "skipped")
-
-
 def reopen(
     *,
     session: Session,
@@ -239,8 +237,8 @@ def reopen(
     The delivery becomes `failed` (a planning run replaces a failed delivery of its period) and
     its notification `pending`, so `send_now` plans it again with today's template and user.
     """
-    if not set(statuses) <= set(RETRYABLE):
-        raise ValueError(f"only {', '.join(RETRYABLE)} deliveries can be retried")
+    if not set(statuses) <= set(RETRYABLE_DELIVERY_STATUSES):
+        raise ValueError(f"only {', '.join(RETRYABLE_DELIVERY_STATUSES)} deliveries can be retried")
     query = select(Delivery.delivery_id).where(Delivery.status.in_(list(statuses)))
     if delivery_ids is not None:
         query = query.where(Delivery.delivery_id.in_(list(delivery_ids)))

@@ -24,6 +24,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from app.domain.vocabulary import (
+    CAMPAIGN_STATUSES,
+    DEAD_LETTER_STATUSES,
+    DELIVERY_STATUSES,
+    KINDS,
+    NOTIFICATION_STATUSES,
+    PERIODICITIES,
+)
+
 # Stable constraint names so migrations can refer to them.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -32,25 +41,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-PERIODICITIES = ("once", "daily", "weekly")
-KINDS = ("welcome", "likes", "mailing")
-NOTIFICATION_STATUSES = ("pending", "queued", "sent", "failed", "skipped")
-DELIVERY_STATUSES = (
-    "scheduled",  # send time recorded, waiting for it
-    "enqueued",  # handed to the `emails` queue
-    "sending",  # a worker is calling the provider
-    "sent",  # provider accepted it
-    "delivered",  # provider reported delivery (webhook)
-    "deferred",  # provider is still trying the recipient's server (webhook)
-    "bounced",  # the recipient's server refused it (webhook)
-    "dropped",  # the provider would not send it, e.g. a suppressed address (webhook)
-    "spam",  # the recipient reported it as spam (webhook)
-    "failed",  # gave up; the notification is due again next period
-    "skipped",  # policy, opt-out or unknown user
-    "cancelled",  # e.g. its campaign was cancelled
-)
-CAMPAIGN_STATUSES = ("draft", "publishing", "published", "cancelled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -264,9 +254,6 @@ class StreamOffset(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
-
-
-DEAD_LETTER_STATUSES = ("dead", "replayed")
 
 
 class DeadLetter(Base):

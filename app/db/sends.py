@@ -19,13 +19,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Delivery, Notification, OptOut
-from app.domain.policy import TRANSACTIONAL_KINDS
+from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
 
 # Core tables, not ORM entities: an ORM-enabled UPDATE evaluates its criteria against the session
 # for `synchronize_session`, which cost the e-mail worker more CPU than the SQL itself.
 deliveries, notifications, opt_outs = Delivery.__table__, Notification.__table__, OptOut.__table__
 
-CLAIMABLE = ("scheduled", "enqueued")
 # Which statuses a provider event may move a delivery out of (events arrive out of order).
 EVENT_SOURCES: dict[str, frozenset[str]] = {
     "delivered": frozenset({"sending", "sent", "deferred"}),
@@ -78,7 +77,7 @@ def claim(
     age_s = float(row.age_s)
     if row.status == "sending" and age_s < stale_after_s:
         return Claim("busy", row.status, row.attempts, wait_s=stale_after_s - age_s)
-    if row.status not in CLAIMABLE and row.status != "sending":
+    if row.status not in CLAIMABLE_DELIVERY_STATUSES and row.status != "sending":
         return Claim("done", row.status, row.attempts)
     # Opt-outs are checked again at send time: the user may have left since planning.
     if row.kind not in TRANSACTIONAL_KINDS and _opted_out(session, row.user_id, row.kind):

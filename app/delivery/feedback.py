@@ -11,7 +11,7 @@ from datetime import datetime
 from app.db import sends
 from app.db.session import session_scope
 from app.delivery.mail.sendgrid_events import ProviderEvent
-from app.domain.policy import UNSUBSCRIBABLE_KINDS
+from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
 
 log = logging.getLogger(__name__)
 

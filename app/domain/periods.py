@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal, get_args
+from typing import Final
 from zoneinfo import ZoneInfo
 
-Periodicity = Literal["once", "daily", "weekly"]
-Status = Literal["pending", "queued", "sent", "failed", "skipped"]
-
-PERIODICITIES: frozenset[str] = frozenset(get_args(Periodicity))
-STATUSES: frozenset[str] = frozenset(get_args(Status))
+from app.domain.vocabulary import (
+    DELIVERY_STATUSES,
+    NOTIFICATION_STATUSES,
+    PERIODICITIES,
+    DeliveryStatus,
+    NotificationStatus,
+)
 
 
 def _require_aware(value: datetime, name: str) -> None:
@@ -38,29 +40,36 @@ def delivery_period_key(periodicity: str, now_utc: datetime, tz: ZoneInfo) -> st
     return period_key(periodicity, now_utc.astimezone(tz).date())
 
 
+# The due rule. The jobs' queries (app/db/jobs.py) apply it with these same constants, in SQL:
+# a row's delivery for a period is unique (notification, period key), so concurrent runs agree.
+#
+# A notification whose delivery is under way is never picked; the dispatcher re-sweeps it.
+IN_FLIGHT_STATUSES: Final[tuple[NotificationStatus, ...]] = ("queued",)
+# A `once` notification is planned while its mail has not gone out (it waits, or its try failed).
+ONCE_DUE_STATUSES: Final[tuple[NotificationStatus, ...]] = ("pending", "failed")
+# A period that has a delivery is done, unless that delivery failed: then it is planned again.
+REPLANNED_DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = ("failed",)
+
+
 def is_due(
     *,
     periodicity: str,
     status: str,
-    last_update: datetime | None,
-    now_utc: datetime,
-    tz: ZoneInfo,
+    period_delivery: str | None,
 ) -> bool:
-    """Say whether a row needs a send: not done in the current period, or its last try failed."""
+    """Say whether a row gets a delivery planned for a period.
+
+    `period_delivery` is the status of the row's delivery for that period (the period of the
+    planned send time, in the user's zone: `delivery_period_key`), or None when it has none.
+    """
     if periodicity not in PERIODICITIES:
         raise ValueError(f"unknown periodicity {periodicity!r}")
-    if status not in STATUSES:
+    if status not in NOTIFICATION_STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    _require_aware(now_utc, "now_utc")
-    if status in ("pending", "failed"):
-        return True
-    if status == "queued":
-        # A delivery is in flight; the dispatcher re-sweeps it if it never finishes.
+    if period_delivery is not None and period_delivery not in DELIVERY_STATUSES:
+        raise ValueError(f"unknown delivery status {period_delivery!r}")
+    if status in IN_FLIGHT_STATUSES:
         return False
-    if periodicity == "once":
+    if periodicity == "once" and status not in ONCE_DUE_STATUSES:
         return False
-    if last_update is None:
-        return True
-    _require_aware(last_update, "last_update")
-    current = delivery_period_key(periodicity, now_utc, tz)
-    return delivery_period_key(periodicity, last_update, tz) != current
+    return period_delivery is None or period_delivery in REPLANNED_DELIVERY_STATUSES

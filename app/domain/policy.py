@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
-Kind = Literal["welcome", "likes", "mailing"]
-
-KINDS: frozenset[str] = frozenset(get_args(Kind))
-TRANSACTIONAL_KINDS: frozenset[str] = frozenset({"welcome"})
-UNSUBSCRIBABLE_KINDS: frozenset[str] = frozenset({"likes", "mailing"})
+from app.domain.vocabulary import KINDS, TRANSACTIONAL_KINDS
 
 
 @dataclass(frozen=True, slots=True)

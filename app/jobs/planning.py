@@ -15,6 +15,7 @@ from app.contracts import ContractError, unstorable_text, validate
 from app.domain import periods, policy, sendtime
 from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.tokens import make_unsubscribe_token
+from app.domain.vocabulary import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: date
 
 
 def _send_at(candidate: Candidate, tz: Any, settings: Settings, now: datetime) -> datetime:
-    if candidate.kind in policy.TRANSACTIONAL_KINDS:
+    if candidate.kind in TRANSACTIONAL_KINDS:
         return sendtime.transactional_send_time(now)
     quiet = settings.quiet_hours_window
     if candidate.periodicity == "once":
@@ -159,7 +160,7 @@ def plan_delivery(
 
     headers: dict[str, str] = {}
     link = ""
-    if candidate.kind in policy.UNSUBSCRIBABLE_KINDS:
+    if candidate.kind in UNSUBSCRIBABLE_KINDS:
         link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
         # RFC 8058 one-click unsubscribe, required by large mailbox providers for bulk mail.
         headers = {

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from app.db import campaigns as campaign_store
-from app.db.models import PERIODICITIES
 from app.db.session import session_scope
+from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import make_producer
 from app.portal import campaigns
 from app.portal.csrf import verified_form

@@ -18,8 +18,9 @@ from confluent_kafka import Producer
 from app.contracts import Event, encode_event
 from app.core.clock import utcnow
 from app.db import campaigns as store
-from app.db.models import PERIODICITIES, Campaign
+from app.db.models import Campaign
 from app.db.session import session_scope
+from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import PublishReport, publish_all
 
 log = logging.getLogger(__name__)

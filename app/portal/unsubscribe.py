@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.clock import utcnow
 from app.delivery import feedback
-from app.domain.policy import UNSUBSCRIBABLE_KINDS
 from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
+from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
 
 router = APIRouter()
 

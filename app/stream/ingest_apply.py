@@ -22,20 +22,13 @@ from app.contracts import Event, EventKind, storable_text
 from app.core import faults
 from app.db import ingest
 from app.db.ingest import LikeDelta, TextItem
+from app.domain.periods import ONCE_DUE_STATUSES as ONCE_DUE
+from app.domain.vocabulary import KIND_OF_EVENT, TEMPLATE_OF_KIND
 
 if TYPE_CHECKING:
     from app.stream.ingest import Record
 
 log = logging.getLogger(__name__)
-
-NOTIFICATION_KIND: dict[str, str] = {
-    "user_registered": "welcome",
-    "comment_liked": "likes",
-    "mailing": "mailing",
-}
-TEMPLATE_OF_KIND = {"user_registered": "welcome", "mailing": "mailing"}
-# Rows whose `once` mail has not gone out yet; anything else was planned or sent already.
-UNSENT = ("pending", "failed")
 
 Accepted = tuple["Record", Event]
 
@@ -167,17 +160,15 @@ def _texts_of(kind: EventKind) -> Callable[[Session, Sequence[Accepted]], Effect
     def apply(session: Session, accepted: Sequence[Accepted]) -> Effects:
         written = ingest.upsert_texts(
             session=session,
-            kind=NOTIFICATION_KIND[kind],
-            template_name=TEMPLATE_OF_KIND[kind],
+            kind=KIND_OF_EVENT[kind],
+            template_name=TEMPLATE_OF_KIND[KIND_OF_EVENT[kind]],
             items=_latest_texts(accepted),
         )
         # Welcome mail is transactional: it goes now (its periodicity is always `once`). A
         # mailing goes now when it is `once`; a replaced `once` mailing that was already planned
         # or sent keeps its status, so the new text is stored but not mailed a second time.
-        return Effects(
-            send_now=[row.notification_id for row in written
-                      if row.status in UNSENT and row.periodicity == "once"]
-        )  # fmt: skip
+        due = [row for row in written if row.periodicity == "once"]
+        return Effects(send_now=[row.notification_id for row in due if row.status in ONCE_DUE])
 
     return apply
 

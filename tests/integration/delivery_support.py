@@ -21,6 +21,7 @@ from app.config import REPO_ROOT, Settings
 from app.db import jobs as store
 from app.db.models import Delivery
 from app.db.session import session_scope
+from app.domain.vocabulary import TEMPLATE_OF_KIND
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 from app.jobs.dispatch import dispatch_due
 from app.jobs.handoff import CeleryEmailPublisher
@@ -28,7 +29,7 @@ from app.jobs.planning import Candidate, plan_delivery
 from app.portal.template_files import default_templates
 from tests.support import wait_for
 
-from .factories import TEMPLATE_OF_KIND, Spec, insert_notifications
+from .factories import Spec, insert_notifications
 
 T = TypeVar("T")
 ALLOW_ALL = {"email": True, "likes": True, "mailing": True}

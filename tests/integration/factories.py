@@ -9,8 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Message, Notification, Template
-
-TEMPLATE_OF_KIND = {"welcome": "welcome", "likes": "likes_digest", "mailing": "mailing"}
+from app.domain.vocabulary import TEMPLATE_OF_KIND
 
 
 @dataclass(frozen=True)

@@ -103,46 +103,50 @@ def test_naive_now_is_refused() -> None:
 # --- is_due ----------------------------------------------------------------------------------
 
 NOW = utc(2026, 6, 15, 10, 0)  # 12:00 CEST in Berlin, a Monday
+DELIVERY_OUTCOMES = ["scheduled", "enqueued", "sending", "sent", "delivered", "skipped", "failed"]
+
+
+def due_at(instant: datetime, *, periodicity: str, status: str, deliveries: dict[str, str],
+           tz: ZoneInfo = BERLIN) -> bool:  # fmt: skip
+    """The rule as the jobs apply it: the row's delivery for the instant's period, if any."""
+    key = delivery_period_key(periodicity, instant, tz)
+    return is_due(periodicity=periodicity, status=status, period_delivery=deliveries.get(key))
 
 
 @pytest.mark.parametrize("periodicity", ["once", "daily", "weekly"])
 @pytest.mark.parametrize("status", ["pending", "failed"])
-def test_pending_and_failed_rows_are_due(periodicity: str, status: str) -> None:
-    assert is_due(periodicity=periodicity, status=status, last_update=NOW, now_utc=NOW, tz=BERLIN)
+def test_pending_and_failed_rows_are_due_unless_their_period_went_out(
+    periodicity: str, status: str
+) -> None:
+    assert is_due(periodicity=periodicity, status=status, period_delivery=None)
+    assert is_due(periodicity=periodicity, status=status, period_delivery="failed")
+    for outcome in ("scheduled", "sent", "skipped"):
+        assert not is_due(periodicity=periodicity, status=status, period_delivery=outcome)
 
 
 @pytest.mark.parametrize("periodicity", ["once", "daily", "weekly"])
-def test_queued_rows_are_not_due(periodicity: str) -> None:
-    for last_update in (None, NOW - timedelta(days=30)):
-        assert not is_due(
-            periodicity=periodicity,
-            status="queued",
-            last_update=last_update,
-            now_utc=NOW,
-            tz=BERLIN,
-        )
+@pytest.mark.parametrize("period_delivery", [None, *DELIVERY_OUTCOMES])
+def test_queued_rows_are_not_due(periodicity: str, period_delivery: str | None) -> None:
+    assert not is_due(periodicity=periodicity, status="queued", period_delivery=period_delivery)
 
 
 @pytest.mark.parametrize("status", ["sent", "skipped"])
-def test_once_is_done_after_sent_or_skipped(status: str) -> None:
-    for last_update in (None, NOW - timedelta(days=400)):
-        assert not is_due(
-            periodicity="once", status=status, last_update=last_update, now_utc=NOW, tz=BERLIN
-        )
+@pytest.mark.parametrize("period_delivery", [None, *DELIVERY_OUTCOMES])
+def test_once_is_done_after_sent_or_skipped(status: str, period_delivery: str | None) -> None:
+    assert not is_due(periodicity="once", status=status, period_delivery=period_delivery)
 
 
 @pytest.mark.parametrize("status", ["sent", "skipped"])
-def test_periodic_row_without_last_update_is_due(status: str) -> None:
-    assert is_due(periodicity="daily", status=status, last_update=None, now_utc=NOW, tz=BERLIN)
-    assert is_due(periodicity="weekly", status=status, last_update=None, now_utc=NOW, tz=BERLIN)
+def test_periodic_row_without_a_delivery_this_period_is_due(status: str) -> None:
+    assert is_due(periodicity="daily", status=status, period_delivery=None)
+    assert is_due(periodicity="weekly", status=status, period_delivery=None)
 
 
 @pytest.mark.parametrize("status", ["sent", "skipped"])
 def test_daily_row_is_due_once_per_local_day(status: str) -> None:
-    def due(last_update: datetime, tz: ZoneInfo = BERLIN) -> bool:
-        return is_due(
-            periodicity="daily", status=status, last_update=last_update, now_utc=NOW, tz=tz
-        )
+    def due(delivered_at: datetime, tz: ZoneInfo = BERLIN) -> bool:
+        deliveries = {delivery_period_key("daily", delivered_at, tz): "sent"}
+        return due_at(NOW, periodicity="daily", status=status, deliveries=deliveries, tz=tz)
 
     assert not due(utc(2026, 6, 15, 6, 0))  # earlier today
     assert due(utc(2026, 6, 14, 21, 59))  # 23:59 CEST yesterday
@@ -152,37 +156,30 @@ def test_daily_row_is_due_once_per_local_day(status: str) -> None:
 
 
 def test_weekly_row_is_due_once_per_iso_week() -> None:
-    def due(last_update: datetime, now: datetime) -> bool:
-        return is_due(
-            periodicity="weekly", status="sent", last_update=last_update, now_utc=now, tz=BERLIN
-        )
-
     monday = utc(2026, 6, 15, 7, 0)  # Monday 09:00 CEST, 2026-W25
-    assert not due(monday, utc(2026, 6, 21, 21, 59))  # Sunday 23:59 CEST, same week
-    assert due(monday, utc(2026, 6, 21, 22, 0))  # Monday 00:00 CEST, 2026-W26
+    deliveries = {delivery_period_key("weekly", monday, BERLIN): "delivered"}
+
+    def due(now: datetime) -> bool:
+        return due_at(now, periodicity="weekly", status="sent", deliveries=deliveries)
+
+    assert not due(utc(2026, 6, 21, 21, 59))  # Sunday 23:59 CEST, same week
+    assert due(utc(2026, 6, 21, 22, 0))  # Monday 00:00 CEST, 2026-W26
+
+
+def test_a_failed_period_is_planned_again() -> None:
+    deliveries = {delivery_period_key("daily", NOW, BERLIN): "failed"}
+    assert due_at(NOW, periodicity="daily", status="failed", deliveries=deliveries)
 
 
 def test_is_due_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="status"):
-        is_due(periodicity="daily", status="done", last_update=None, now_utc=NOW, tz=BERLIN)
+        is_due(periodicity="daily", status="done", period_delivery=None)
     with pytest.raises(ValueError, match="periodicity"):
-        is_due(periodicity="monthly", status="sent", last_update=None, now_utc=NOW, tz=BERLIN)
+        is_due(periodicity="monthly", status="sent", period_delivery=None)
+    with pytest.raises(ValueError, match="delivery status"):
+        is_due(periodicity="daily", status="sent", period_delivery="lost")
     with pytest.raises(ValueError, match="now_utc"):
-        is_due(
-            periodicity="daily",
-            status="sent",
-            last_update=None,
-            now_utc=datetime(2026, 6, 15),
-            tz=BERLIN,
-        )
-    with pytest.raises(ValueError, match="last_update"):
-        is_due(
-            periodicity="daily",
-            status="sent",
-            last_update=datetime(2026, 6, 15),
-            now_utc=NOW,
-            tz=BERLIN,
-        )
+        due_at(datetime(2026, 6, 15), periodicity="daily", status="sent", deliveries={})
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -221,6 +218,5 @@ def test_keys_sort_like_their_days(first: date, second: date, periodicity: str) 
     sent_at=instants, tz=st.sampled_from(ZONES), periodicity=st.sampled_from(["daily", "weekly"])
 )
 def test_a_row_sent_now_is_not_due_now(sent_at: datetime, tz: ZoneInfo, periodicity: str) -> None:
-    assert not is_due(
-        periodicity=periodicity, status="sent", last_update=sent_at, now_utc=sent_at, tz=tz
-    )
+    deliveries = {delivery_period_key(periodicity, sent_at, tz): "sent"}
+    assert not due_at(sent_at, periodicity=periodicity, status="sent", deliveries=deliveries, tz=tz)

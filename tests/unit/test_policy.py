@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.policy import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS, Decision, Policy, decide
+from app.domain.policy import Decision, Policy, decide
+from app.domain.vocabulary import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS
 
 ALL_ON = Policy(email=True, likes=True, mailing=True)
 NOTHING: frozenset[str] = frozenset()
