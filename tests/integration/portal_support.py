@@ -1,6 +1,6 @@
 """Fixtures and helpers of the admin portal tests: users, logged-in clients, mailing topics.
 
-Test modules import the fixtures (`*_fixture`, registered under their short names) explicitly.
+Its fixtures (`*_fixture`, under their short names) are registered in tests/conftest.py.
 """
 
 from __future__ import annotations

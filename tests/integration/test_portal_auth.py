@@ -17,15 +17,7 @@ from app.db.session import session_scope
 from app.portal.app import create_app
 
 from .factories import Spec, insert_notifications
-from .portal_support import (  # noqa: F401  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    form_token,
-    log_in,
-    mailing_topic_fixture,
-    make_admin_user,
-    portal_settings_fixture,
-)
+from .portal_support import form_token, log_in, make_admin_user
 
 PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}
 IDENTITIES = ("template", "notification", "delivery", "admin-user")

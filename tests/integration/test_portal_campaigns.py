@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 import uuid
 
 from confluent_kafka import Consumer, TopicPartition
@@ -20,13 +19,7 @@ from app.kafka.producer import make_producer
 from app.portal import campaigns
 
 from .campaign_support import consume, simulate_deliveries, simulate_stream
-from .portal_support import (  # noqa: F401  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    form_token,
-    mailing_topic_fixture,
-    portal_settings_fixture,
-)
+from .portal_support import form_token
 
 
 def _template_id() -> uuid.UUID:
@@ -160,23 +153,18 @@ def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
-def test_ten_thousand_recipients_publish_in_seconds(
-    db: str, portal_settings: Settings, capsys
+def test_ten_thousand_recipients_are_each_published_once(
+    db: str, portal_settings: Settings
 ) -> None:  # noqa: ANN001
     audience = campaigns.Audience(valid=tuple(uuid.uuid4() for _ in range(10_000)), invalid=())
     draft = campaigns.Draft("Big", _template_id(), "Big news " * 20, "weekly")
     campaign = campaigns.create_campaign(draft=draft, audience=audience, created_by="test")
     producer = make_producer(portal_settings.kafka_bootstrap_servers)
-    started = time.perf_counter()
+    # How fast: bench/campaign.py. Here: every event acknowledged, counted and on the topic.
     report = campaigns.publish_campaign(
         campaign_id=campaign.campaign_id, producer=producer, topic=portal_settings.topic_mailing
     )
-    elapsed = time.perf_counter() - started
-    with capsys.disabled():
-        print(f"\n10,000-recipient campaign published in {elapsed:.2f} s "  # noqa: T201
-              f"({10_000 / elapsed:,.0f} events/s)")  # fmt: skip
     assert (report.delivered, report.failed) == (10_000, 0)
-    assert elapsed < 20
     topic = portal_settings.topic_mailing
     assert _topic_size(portal_settings.kafka_bootstrap_servers, topic, 2) == 10_000
     assert _campaign(campaign.campaign_id).published_count == 10_000

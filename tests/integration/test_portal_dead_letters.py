@@ -12,13 +12,7 @@ from app.db import dead_letters
 from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
 
-from .portal_support import (  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    form_token,
-    mailing_topic_fixture,
-    portal_settings_fixture,
-)
+from .portal_support import form_token
 
 
 def _letters(settings: Settings, topic: str, n: int) -> list[uuid.UUID]:

@@ -10,12 +10,6 @@ from app.db.session import session_scope
 
 from .campaign_support import simulate_deliveries
 from .factories import Spec, insert_notifications
-from .portal_support import (  # noqa: F401  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    mailing_topic_fixture,
-    portal_settings_fixture,
-)
 
 
 def _rows(client: TestClient, path: str, **params: str) -> str:

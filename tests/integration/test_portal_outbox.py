@@ -18,14 +18,7 @@ from app.delivery.mail.outbox_backend import OutboxBackend
 from app.portal.app import create_app
 from app.portal.outbox import read_raw
 
-from .portal_support import (  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    log_in,
-    mailing_topic_fixture,
-    make_admin_user,
-    portal_settings_fixture,
-)
+from .portal_support import log_in, make_admin_user
 
 SCRIPT_HTML = '<p>Hi &amp; welcome</p><script>alert("pwned")</script>'
 _ROW_LINK = re.compile(r'href="/admin/outbox/([A-Za-z0-9_-]+\.eml)"')

@@ -19,13 +19,7 @@ from app.db.session import session_scope
 from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.jobs.schedule import beat_session, seed_schedule
 
-from .portal_support import (  # noqa: F401  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    form_token,
-    mailing_topic_fixture,
-    portal_settings_fixture,
-)
+from .portal_support import form_token
 
 
 @pytest.fixture

@@ -17,14 +17,7 @@ from app.db.models import Template
 from app.db.session import session_scope
 from app.portal.app import create_app
 
-from .portal_support import (  # noqa: F401  # noqa: F401
-    anonymous_fixture,
-    client_fixture,
-    log_in,
-    mailing_topic_fixture,
-    make_admin_user,
-    portal_settings_fixture,
-)
+from .portal_support import log_in, make_admin_user
 
 GOOD = {"subject": "Hello {{ name }}", "body_html": "<p>{{ content_value }}</p>",
         "body_text": "{{ content_value }}"}  # fmt: skip

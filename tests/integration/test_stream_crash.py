@@ -15,18 +15,16 @@ from collections import Counter
 
 from sqlalchemy import create_engine, text
 
-from tests.integration.test_stream_harness import (
+from tests.integration.stream_support import (
     StreamEnv,
     Worker,
     event,
     like_counts_in_db,
     produce,
-    stream_env,
     total_likes_in_db,
     wait_for,
 )
 
-__all__ = ["stream_env"]  # the fixture, imported for pytest
 log = logging.getLogger(__name__)
 
 Key = tuple[uuid.UUID, uuid.UUID]

@@ -24,22 +24,18 @@ from app.db.session import dispose_engines, session_scope
 from app.kafka.admin import ensure_topics
 from tests.fuzzing import fuzzed_value, poison_events, valid_value
 from tests.integration.outages import postgres_down
-from tests.integration.test_stream_harness import (
+from tests.integration.stream_support import (
     BIN,
     StreamEnv,
     event,
-    jobs_worker,
     like_counts_in_db,
     next_email,
     produce,
     read_topic,
-    stream_env,
     total_likes_in_db,
     wait_for,
 )
 from tests.integration.test_stream_worker import _metrics
-
-__all__ = ["stream_env", "jobs_worker"]  # the fixtures, imported for pytest
 
 log = logging.getLogger(__name__)
 KIND_OF = {"registered": "user_registered", "liked": "comment_liked", "mailing": "mailing"}

@@ -13,16 +13,8 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.db.session import session_scope
-from tests.integration.test_stream_harness import (
-    StreamEnv,
-    event,
-    jobs_worker,
-    next_email,
-    produce,
-    stream_env,
-)
+from tests.integration.stream_support import StreamEnv, event, next_email, produce
 
-__all__ = ["stream_env", "jobs_worker"]  # the fixtures, imported for pytest
 log = logging.getLogger(__name__)
 
 

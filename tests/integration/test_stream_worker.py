@@ -9,17 +9,14 @@ import uuid
 from sqlalchemy import text
 
 from app.db.session import session_scope
-from tests.integration.test_stream_harness import (
+from tests.integration.stream_support import (
     StreamEnv,
     event,
     like_counts_in_db,
     produce,
     read_topic,
-    stream_env,
     wait_for,
 )
-
-__all__ = ["stream_env"]  # the fixture, imported for pytest
 
 
 def _rows(kind: str) -> dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, str, str]]:

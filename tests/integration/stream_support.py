@@ -1,6 +1,6 @@
 """Harness for stream tests: private topics and consumer group, Faust workers as OS processes.
 
-No tests here; the stream test modules import these fixtures and helpers.
+No tests here: its fixtures are registered in tests/conftest.py, its helpers imported.
 """
 
 from __future__ import annotations
