@@ -39,8 +39,8 @@ from app.jobs import digests, dispatch  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import CeleryEmailPublisher  # noqa: E402
 from app.portal.template_files import default_templates  # noqa: E402
-from tests.integration.factories import Spec, insert_notifications  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from harness.rows import Spec, insert_notifications  # noqa: E402
+from harness.waiting import free_port  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
 AFTER_ALL_SEND_TIMES = NOW + timedelta(days=2)

@@ -1,6 +1,6 @@
 """Benchmark: registration events at a fixed rate -> welcome e-mail at the (fake) SendGrid.
 
-Every process of the service runs as its own OS process (tests/e2e/pipeline.py), on its own
+Every process of the service runs as its own OS process (harness/pipeline.py), on its own
 topics and the notify_bench database. Latency is from the produce call to the provider call.
 Baseline, measured in the same run at the same rate: a bare Kafka round trip (produce -> a plain
 confluent-kafka consumer), the floor any Kafka-fed pipeline sits on.
@@ -40,8 +40,8 @@ from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal.template_files import default_templates  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
-from tests.e2e.pipeline import Pipeline, wait_for  # noqa: E402
-from tests.fakes.sendgrid import FakeSendGrid  # noqa: E402
+from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
+from harness.pipeline import Pipeline, wait_for  # noqa: E402
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

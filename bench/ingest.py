@@ -36,7 +36,7 @@ from app.config import REPO_ROOT, get_settings  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from harness.waiting import free_port  # noqa: E402
 
 
 def produce(topic: str, n: int, keys: int) -> float:

@@ -23,7 +23,7 @@ from app.db.templates import upsert_template
 from app.jobs.schedule import seed_schedule
 from app.kafka.admin import ensure_topics
 from app.portal.template_files import default_templates
-from tests.support import free_port
+from harness.waiting import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

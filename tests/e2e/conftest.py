@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.sendgrid import FakeSendGrid
+from harness.fakes.sendgrid import FakeSendGrid
 
 
 @pytest.fixture(scope="module")

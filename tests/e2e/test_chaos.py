@@ -31,9 +31,8 @@ from app.db.session import dispose_engines, session_scope
 from app.db.templates import get_template_by_name
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
-from tests.fakes.sendgrid import FakeSendGrid
-
-from .pipeline import Pipeline, reset_state, wait_for
+from harness.fakes.sendgrid import FakeSendGrid
+from harness.pipeline import Pipeline, reset_state, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ import pytest
 from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import REPO_ROOT, Settings
 from app.kafka.admin import ensure_topics
-from tests.e2e.pipeline import BIN
+from harness.pipeline import BIN
+from harness.waiting import free_port, wait_for
 from tests.integration.conftest import serve_in_thread
-from tests.support import free_port, wait_for
 
 
 def _answers(url: str) -> bool:

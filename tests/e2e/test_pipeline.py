@@ -31,9 +31,8 @@ from app.demo import DEV_AUTH_USERS
 from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
-from tests.fakes.sendgrid import FakeSendGrid
-
-from .pipeline import BIN, Pipeline, http_json, reset_state, scrape, wait_for
+from harness.fakes.sendgrid import FakeSendGrid
+from harness.pipeline import BIN, Pipeline, http_json, reset_state, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 

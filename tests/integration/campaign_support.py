@@ -11,8 +11,7 @@ from sqlalchemy import insert, update
 
 from app.db.models import Delivery, Notification
 from app.db.session import session_scope
-
-from .factories import Spec, insert_notifications
+from harness.rows import Spec, insert_notifications
 
 
 def consume(bootstrap: str, topic: str, expected: int, *, deadline_s: float = 30.0) -> list:

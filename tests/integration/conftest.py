@@ -17,7 +17,7 @@ from app.db import migrate
 from app.db.session import dispose_engines, session_scope
 from app.db.templates import upsert_template
 from app.portal.template_files import default_templates
-from tests.support import free_port
+from harness.waiting import free_port
 
 MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",
                   "stream_offsets", "dead_letters", "dead_letter_replays")  # fmt: skip

@@ -27,9 +27,8 @@ from app.jobs.dispatch import dispatch_due
 from app.jobs.handoff import CeleryEmailPublisher
 from app.jobs.planning import Candidate, plan_delivery
 from app.portal.template_files import default_templates
-from tests.support import wait_for
-
-from .factories import Spec, insert_notifications
+from harness.rows import Spec, insert_notifications
+from harness.waiting import wait_for
 
 T = TypeVar("T")
 ALLOW_ALL = {"email": True, "likes": True, "mailing": True}

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 
-from tests.support import wait_for
+from harness.waiting import wait_for
 
 
 def _postgres_cluster(port: int = 5432) -> tuple[str, str]:

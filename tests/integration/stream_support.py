@@ -33,7 +33,7 @@ from app.db.session import session_scope
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE
 from app.kafka.admin import ensure_topics
 from app.stream.stall import STALL_EXIT_CODE
-from tests.support import free_port, wait_for
+from harness.waiting import free_port, wait_for
 
 BIN = Path(sys.executable).parent
 log = logging.getLogger(__name__)

@@ -25,8 +25,7 @@ from app.db.session import session_scope
 from app.jobs.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIGEST, celery_app
 from app.jobs.handoff import request_send_now
 from app.jobs.schedule import beat_session, seed_schedule
-
-from .factories import Spec, insert_notifications
+from harness.rows import Spec, insert_notifications
 
 
 @pytest.fixture

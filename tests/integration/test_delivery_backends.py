@@ -16,8 +16,8 @@ from app.config import Settings
 from app.core.clock import utcnow
 from app.db.models import Notification
 from app.db.session import session_scope
-from tests.fakes.sendgrid import FakeSendGrid
-from tests.support import free_port
+from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import free_port
 
 from .conftest import SmtpSink
 from .delivery_support import (

@@ -8,7 +8,7 @@ import time
 
 from app.config import Settings
 from app.core.clock import utcnow
-from tests.fakes.sendgrid import FakeSendGrid
+from harness.fakes.sendgrid import FakeSendGrid
 
 from .delivery_support import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for
 

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from app.config import Settings
 from app.core.clock import utcnow
-from tests.fakes.sendgrid import FakeSendGrid
+from harness.fakes.sendgrid import FakeSendGrid
 
 from .conftest import SmtpSink
 from .delivery_support import (

@@ -20,7 +20,7 @@ from app.delivery.sending import release_abandoned
 from app.jobs.celery_app import celery_app
 from app.jobs.dispatch import task_of_row as email_task
 from app.jobs.handoff import CeleryEmailPublisher
-from tests.fakes.sendgrid import FakeSendGrid
+from harness.fakes.sendgrid import FakeSendGrid
 
 from .delivery_support import (
     Worker,

@@ -15,10 +15,10 @@ from sqlalchemy import text
 from app.auth.dev_server import DevAuthServer
 from app.db.session import session_scope
 from app.jobs import digests
+from harness.rows import Spec, insert_notifications
 from tests.integration.stream_support import BIN, StreamEnv, next_emails
 
 from .conftest import client_for
-from .factories import Spec, insert_notifications
 from .portal_support import form_token
 
 BROKEN = "<p>{{ 1 // 0 }}</p>"

@@ -21,9 +21,9 @@ from app.db.session import session_scope
 from app.jobs import digests, dispatch
 from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
 from app.jobs.handoff import CeleryEmailPublisher
+from harness.rows import Spec, insert_notifications
 
 from .conftest import client_for, serve_in_thread
-from .factories import Spec, insert_notifications
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)  # the daily job's usual moment
 

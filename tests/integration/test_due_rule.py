@@ -23,8 +23,7 @@ from app.db.session import session_scope
 from app.domain.periods import delivery_period_key, is_due
 from app.domain.vocabulary import DELIVERY_STATUSES, NOTIFICATION_STATUSES, PERIODICITIES
 from app.jobs import digests
-
-from .factories import Spec, insert_notifications
+from harness.rows import Spec, insert_notifications
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db.session import session_scope
 from app.jobs import digests, dispatch
+from harness.rows import Spec, insert_notifications
 
 from .conftest import client_for, serve_in_thread
-from .factories import Spec, insert_notifications
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
 

@@ -15,8 +15,8 @@ from starlette.routing import Mount
 from app.db.models import AdminUser, Campaign, Template
 from app.db.session import session_scope
 from app.portal.app import create_app
+from harness.rows import Spec, insert_notifications
 
-from .factories import Spec, insert_notifications
 from .portal_support import form_token, log_in, make_admin_user
 
 PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}

@@ -17,8 +17,7 @@ from app.db.session import session_scope
 from app.jobs import digests
 from app.jobs.planning import unsubscribe_url
 from app.portal.app import create_app
-
-from .factories import Spec, insert_notifications
+from harness.rows import Spec, insert_notifications
 
 ONE_CLICK = {
     "content": b"List-Unsubscribe=One-Click",

@@ -14,7 +14,7 @@ from app.core.clock import utcnow
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
 from app.portal.app import create_app
-from tests.fakes.sendgrid import sign_webhook, webhook_keys
+from harness.fakes.sendgrid import sign_webhook, webhook_keys
 
 from .delivery_support import deliveries, seed
 

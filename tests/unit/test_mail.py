@@ -16,7 +16,7 @@ from app.delivery.mail.sendgrid_backend import error_text, mail_body, rate_limit
 from app.delivery.mail.sendgrid_events import parse_events, verify
 from app.delivery.mail.smtp_backend import parse_smtp_url
 from app.delivery.sending import MAX_COUNTDOWN_S, outgoing, retry_delay
-from tests.fakes.sendgrid import sign_webhook, validate_mail, webhook_keys
+from harness.fakes.sendgrid import sign_webhook, validate_mail, webhook_keys
 
 SENDER = "Notifications <noreply@notify.local>"
 HEADERS = {

@@ -8,7 +8,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry, generate_latest
 
 from app.core import metrics
-from tests.support import free_port
+from harness.waiting import free_port
 
 
 def test_serve_answers_metrics_and_health_on_localhost() -> None:
