@@ -51,12 +51,17 @@ def prepare() -> uuid.UUID:
     migrate.upgrade("heads")
     with session_scope() as session:
         for t in default_templates():
-            upsert_template(session=session, name=t.name, subject=t.subject,
-                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=t.name,
+                subject=t.subject,
+                body_html=t.body_html,
+                body_text=t.body_text,
+            )
         return session.scalar(select(Template.template_id).where(Template.name == "mailing"))
 
 
-def warm_producer(topic: str):  # noqa: ANN201
+def warm_producer(topic: str):
     """A producer that already has its connections, metadata and idempotent producer id."""
     producer = make_producer(get_settings().kafka_bootstrap_servers)
     producer.produce(topic, value=b"{}", key=b"warm-up")
@@ -116,8 +121,10 @@ def main() -> None:
             elapsed, campaign_id = ours(template_id, args.recipients, topic)
             ours_s.append(elapsed)
             raw_s.append(raw(args.recipients, topic))
-            print(f"run {run}: campaign {campaign_id}: {elapsed:.3f} s ours, "
-                  f"{raw_s[-1]:.3f} s raw produce loop")  # fmt: skip
+            print(
+                f"run {run}: campaign {campaign_id}: {elapsed:.3f} s ours, "
+                f"{raw_s[-1]:.3f} s raw produce loop"
+            )
     finally:
         AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([topic])
     ours_rate = args.recipients / statistics.median(ours_s)

@@ -59,16 +59,27 @@ def reset(rows: int, users: list[dict]) -> None:
     with session_scope() as session:
         session.execute(text("TRUNCATE deliveries, notifications, messages, opt_outs CASCADE"))
         for t in default_templates():
-            upsert_template(session=session, name=t.name, subject=t.subject,
-                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=t.name,
+                subject=t.subject,
+                body_html=t.body_html,
+                body_text=t.body_text,
+            )
         user_ids = [uuid.UUID(u["user_id"]) for u in users]
         specs = [
-            Spec(user_ids[i % len(user_ids)], "likes", "daily", uuid.uuid4(), f"Comment {i}",
-                 like_count=1 + i % 7)
-            if i % 2 else
-            Spec(user_ids[i % len(user_ids)], "mailing", "daily", uuid.uuid4(), f"News {i}")
+            Spec(
+                user_ids[i % len(user_ids)],
+                "likes",
+                "daily",
+                uuid.uuid4(),
+                f"Comment {i}",
+                like_count=1 + i % 7,
+            )
+            if i % 2
+            else Spec(user_ids[i % len(user_ids)], "mailing", "daily", uuid.uuid4(), f"News {i}")
             for i in range(rows)
-        ]  # fmt: skip
+        ]
         insert_notifications(session, specs)
     with session_scope() as session:
         session.execute(text("ANALYZE"))
@@ -76,10 +87,21 @@ def reset(rows: int, users: list[dict]) -> None:
 
 def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "dev-auth",
-         "--users-file", str(users_file), "--port", str(port)],
-        cwd=REPO, env={**os.environ, "AUTH_API_TOKEN": token},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--log-level",
+            "WARNING",
+            "dev-auth",
+            "--users-file",
+            str(users_file),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env={**os.environ, "AUTH_API_TOKEN": token},
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -93,8 +115,9 @@ def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:
 
 def purge_emails(broker: str, expect: int = 0) -> int:
     """Empty the `emails` queue; first wait (10 s at most) for `expect` messages to land in it."""
-    queue = Queue(EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE,
-                  durable=True)  # fmt: skip
+    queue = Queue(
+        EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
+    )
     with Connection(broker) as conn:
         bound = queue(conn.default_channel)
         bound.declare()
@@ -138,8 +161,9 @@ def baseline_run(count: int, payload: dict) -> float:
         producer = conn.Producer(serializer="json")
         t0 = time.perf_counter()
         for _ in range(count):
-            producer.publish(body, exchange=exchange, routing_key="bench.raw",
-                             delivery_mode="persistent")  # fmt: skip
+            producer.publish(
+                body, exchange=exchange, routing_key="bench.raw", delivery_mode="persistent"
+            )
         elapsed = time.perf_counter() - t0
         bound.purge()
     return elapsed
@@ -162,9 +186,15 @@ def main() -> None:
     port = free_port()
     server = start_dev_auth(users_file, port, settings.auth_api_token)
     auth = AuthClient(f"http://127.0.0.1:{port}", settings.auth_api_token)
-    sample = {"notification_id": str(uuid.uuid4()), "email": "user0001@example.com",
-              "subject": "User 0001, your comment got 3 new likes", "body": "x" * 1500,
-              "delivery_id": str(uuid.uuid4()), "text": "x" * 300, "headers": {}}  # fmt: skip
+    sample = {
+        "notification_id": str(uuid.uuid4()),
+        "email": "user0001@example.com",
+        "subject": "User 0001, your comment got 3 new likes",
+        "body": "x" * 1500,
+        "delivery_id": str(uuid.uuid4()),
+        "text": "x" * 300,
+        "headers": {},
+    }
     results, baselines = [], []
     try:
         for run in range(1, args.runs + 1):
@@ -186,10 +216,12 @@ def main() -> None:
     plan_per_s = statistics.median(args.rows / r["plan_s"] for r in results)
     dispatch_per_s = statistics.median(r["enqueued"] / r["dispatch_s"] for r in results)
     raw = statistics.median(baselines)
-    print(f"median over {args.runs} runs: pipeline {rows_per_s:,.0f} rows/s "
-          f"(planning {plan_per_s:,.0f} rows/s incl. Auth lookups + rendering; dispatch "
-          f"{dispatch_per_s:,.0f} tasks/s); raw kombu publish {raw:,.0f} msg/s; "
-          f"ratio pipeline/raw = {rows_per_s / raw:.2f}")  # fmt: skip
+    print(
+        f"median over {args.runs} runs: pipeline {rows_per_s:,.0f} rows/s "
+        f"(planning {plan_per_s:,.0f} rows/s incl. Auth lookups + rendering; dispatch "
+        f"{dispatch_per_s:,.0f} tasks/s); raw kombu publish {raw:,.0f} msg/s; "
+        f"ratio pipeline/raw = {rows_per_s / raw:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1]}
 
 
-def paced(rate: float, count: int):  # noqa: ANN201
+def paced(rate: float, count: int):
     """Yield i at `rate` per second (absolute schedule: no drift)."""
     start = time.perf_counter()
     for i in range(count):
@@ -65,8 +65,13 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
     settings = get_settings()
     topic = f"bench.rtt.{uuid.uuid4().hex[:8]}"
     ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=4)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": topic, "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": topic,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     count = int(rate * seconds)
     sent: dict[bytes, float] = {}
@@ -138,11 +143,20 @@ def reset_database() -> None:
     ensure_database(settings.database_url)
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
-        session.execute(text("TRUNCATE deliveries, notifications, messages, campaign_recipients,"
-                             " campaigns, opt_outs, stream_offsets CASCADE"))  # fmt: skip
+        session.execute(
+            text(
+                "TRUNCATE deliveries, notifications, messages, campaign_recipients,"
+                " campaigns, opt_outs, stream_offsets CASCADE"
+            )
+        )
         for t in default_templates():
-            upsert_template(session=session, name=t.name, subject=t.subject,
-                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=t.name,
+                subject=t.subject,
+                body_html=t.body_html,
+                body_text=t.body_text,
+            )
 
 
 def pipeline_latencies(
@@ -169,8 +183,12 @@ def pipeline_latencies(
             producer.produce(topic, key=user["user_id"].encode(), value=encode_event(event))
             producer.poll(0)
         producer.flush(30)
-        wait_for(lambda: len(sendgrid.accepted()) >= count, timeout=300, every=0.5,
-                 what=f"{count} e-mails at the fake SendGrid")  # fmt: skip
+        wait_for(
+            lambda: len(sendgrid.accepted()) >= count,
+            timeout=300,
+            every=0.5,
+            what=f"{count} e-mails at the fake SendGrid",
+        )
         wall = time.monotonic() - started
         cpu_after = cpu_snapshot(pipeline)
         cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
@@ -194,15 +212,21 @@ def main() -> None:
         latencies, cpu, wall = pipeline_latencies(args.rate, args.seconds, Path(tmp))
     floor = kafka_round_trip(args.rate, min(args.seconds, 10))
     pipe, base = percentiles(latencies), percentiles(floor)
-    print(f"{len(latencies)} registrations at {args.rate:.0f}/s for {args.seconds:.0f} s -> "
-          f"welcome e-mail at the provider (produce -> provider call):")  # fmt: skip
+    print(
+        f"{len(latencies)} registrations at {args.rate:.0f}/s for {args.seconds:.0f} s -> "
+        f"welcome e-mail at the provider (produce -> provider call):"
+    )
     print("  " + ", ".join(f"{k} {v * 1000:,.0f} ms" for k, v in pipe.items()))
     print(f"baseline, bare Kafka round trip at the same rate ({len(floor)} messages):")
     print("  " + ", ".join(f"{k} {v * 1000:,.1f} ms" for k, v in base.items()))
-    print(f"ratio pipeline/Kafka at p50: {pipe['p50'] / base['p50']:.0f}x, "
-          f"mean pipeline {statistics.mean(latencies) * 1000:,.0f} ms")  # fmt: skip
-    print(f"CPU from the first event to the last e-mail ({wall:.0f} s wall, 2 cores = "
-          f"{2 * wall:.0f} CPU-s available), per e-mail:")  # fmt: skip
+    print(
+        f"ratio pipeline/Kafka at p50: {pipe['p50'] / base['p50']:.0f}x, "
+        f"mean pipeline {statistics.mean(latencies) * 1000:,.0f} ms"
+    )
+    print(
+        f"CPU from the first event to the last e-mail ({wall:.0f} s wall, 2 cores = "
+        f"{2 * wall:.0f} CPU-s available), per e-mail:"
+    )
     for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
         print(f"  {name:32} {seconds:6.1f} CPU-s  {seconds / len(latencies) * 1000:5.2f} ms")
     total = sum(cpu.values())

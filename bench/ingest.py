@@ -42,14 +42,24 @@ from harness.waiting import free_port  # noqa: E402
 def produce(topic: str, n: int, keys: int) -> float:
     """Produce n like events over `keys` (user, content) keys; return events/s."""
     bootstrap = get_settings().kafka_bootstrap_servers
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "partitioner": "murmur2_random", "linger.ms": 20})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+        }
+    )
     pairs = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(keys)]
     values = [
-        (u, json.dumps({"user_id": u, "periodicity": "daily", "content_id": c,
-                        "content_value": "nice"}).encode())
+        (
+            u,
+            json.dumps(
+                {"user_id": u, "periodicity": "daily", "content_id": c, "content_value": "nice"}
+            ).encode(),
+        )
         for u, c in pairs
-    ]  # fmt: skip
+    ]
     started = time.perf_counter()
     for i in range(n):
         key, value = values[i % keys]
@@ -65,9 +75,14 @@ def produce(topic: str, n: int, keys: int) -> float:
 
 def baseline(topic: str, n: int, group: str) -> float:
     """A plain consumer applying 1,000-event batches with the same ingest flow; events/s."""
-    consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap_servers,
-                         "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": get_settings().kafka_bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     done, started = 0, None
     while done < n:
@@ -75,8 +90,9 @@ def baseline(topic: str, n: int, group: str) -> float:
         if not messages:
             continue
         started = started or time.perf_counter()
-        records = [Record(m.topic(), m.partition(), m.offset(), m.key(), m.value())
-                   for m in messages]  # fmt: skip
+        records = [
+            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in messages
+        ]
         apply_batch("comment_liked", records, group_id=group, max_bytes=65536)
         consumer.commit(asynchronous=True)
         done += len(messages)
@@ -106,15 +122,33 @@ def applied(group: str) -> int:
 
 def worker(prefix: str, topic: str, n: int, tmp: Path) -> float:
     """Run `notify worker` over the produced events; events/s from first to last applied."""
-    env = {**os.environ, "TOPIC_COMMENT_LIKED": topic, "FAUST_APP_ID": prefix,
-           "TOPIC_USER_REGISTERED": f"{prefix}.reg", "TOPIC_MAILING": f"{prefix}.mail",
-           "TOPIC_DEAD_LETTER": f"{prefix}.dlq", "FAUST_SESSION_TIMEOUT_S": "6"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TOPIC_COMMENT_LIKED": topic,
+        "FAUST_APP_ID": prefix,
+        "TOPIC_USER_REGISTERED": f"{prefix}.reg",
+        "TOPIC_MAILING": f"{prefix}.mail",
+        "TOPIC_DEAD_LETTER": f"{prefix}.dlq",
+        "FAUST_SESSION_TIMEOUT_S": "6",
+    }
     with (tmp / f"{prefix}.log").open("wb") as log:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "notify"), "worker", "--web-port", str(free_port()),
-             "--data-dir", str(tmp / prefix), "--loglevel", "info"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "notify"),
+                "worker",
+                "--web-port",
+                str(free_port()),
+                "--data-dir",
+                str(tmp / prefix),
+                "--loglevel",
+                "info",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 600
         first = None

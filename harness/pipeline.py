@@ -52,9 +52,13 @@ class Process:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, env={**env, **self.env}, cwd=REPO_ROOT, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                self.argv,
+                env={**env, **self.env},
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready", every=0.3)
         return self
 
@@ -179,21 +183,71 @@ class Pipeline:
         worker_ready = _logged(" ready.")
         metrics = {name: {"METRICS_PORT": str(port)} for name, port in self.metrics_ports.items()}
         return [
-            Process("auth", [str(BIN / "notify"), "dev-auth", "--users-file", str(self.users_file),
-                             "--port", str(self.auth_port)], log / "auth.log",
-                    _answers(f"http://127.0.0.1:{self.auth_port}/health")),
-            Process("stream", [str(BIN / "notify"), "worker", "--web-port", str(self.web_port)],
-                    log / "stream.log", _owns_partitions(f"http://127.0.0.1:{self.web_port}")),
-            Process("jobs", [*celery, "worker", "-Q", "jobs", "-P", "threads", "-c", "4",
-                             "-n", f"{self.prefix}-jobs@%h", *quiet], log / "jobs.log",
-                    worker_ready, metrics["jobs"]),
-            Process("emails", [*celery, "worker", "-Q", "emails", "-P", "threads", "-c", "8",
-                               "-n", f"{self.prefix}-emails@%h", *quiet], log / "emails.log",
-                    worker_ready, metrics["emails"]),
-            Process("beat", [*celery, "beat", "--loglevel=INFO", "--pidfile=",
-                             f"--schedule={log / 'beat'}"], log / "beat.log",
-                    _logged("beat: Starting"), metrics["beat"]),
-        ]  # fmt: skip
+            Process(
+                "auth",
+                [
+                    str(BIN / "notify"),
+                    "dev-auth",
+                    "--users-file",
+                    str(self.users_file),
+                    "--port",
+                    str(self.auth_port),
+                ],
+                log / "auth.log",
+                _answers(f"http://127.0.0.1:{self.auth_port}/health"),
+            ),
+            Process(
+                "stream",
+                [str(BIN / "notify"), "worker", "--web-port", str(self.web_port)],
+                log / "stream.log",
+                _owns_partitions(f"http://127.0.0.1:{self.web_port}"),
+            ),
+            Process(
+                "jobs",
+                [
+                    *celery,
+                    "worker",
+                    "-Q",
+                    "jobs",
+                    "-P",
+                    "threads",
+                    "-c",
+                    "4",
+                    "-n",
+                    f"{self.prefix}-jobs@%h",
+                    *quiet,
+                ],
+                log / "jobs.log",
+                worker_ready,
+                metrics["jobs"],
+            ),
+            Process(
+                "emails",
+                [
+                    *celery,
+                    "worker",
+                    "-Q",
+                    "emails",
+                    "-P",
+                    "threads",
+                    "-c",
+                    "8",
+                    "-n",
+                    f"{self.prefix}-emails@%h",
+                    *quiet,
+                ],
+                log / "emails.log",
+                worker_ready,
+                metrics["emails"],
+            ),
+            Process(
+                "beat",
+                [*celery, "beat", "--loglevel=INFO", "--pidfile=", f"--schedule={log / 'beat'}"],
+                log / "beat.log",
+                _logged("beat: Starting"),
+                metrics["beat"],
+            ),
+        ]
 
     def start(self) -> Pipeline:
         ensure_topics(self.settings.kafka_bootstrap_servers, self.topics.values(), partitions=4)
@@ -245,12 +299,19 @@ def reset_state(settings: Settings) -> None:
 
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
-        tables = ("deliveries, notifications, messages, campaign_recipients, campaigns, opt_outs,"
-                  " stream_offsets, dead_letters")  # fmt: skip
+        tables = (
+            "deliveries, notifications, messages, campaign_recipients, campaigns, opt_outs,"
+            " stream_offsets, dead_letters"
+        )
         session.execute(text(f"TRUNCATE {tables} CASCADE"))
         for t in default_templates():
-            upsert_template(session=session, name=t.name, subject=t.subject,
-                            body_html=t.body_html, body_text=t.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=t.name,
+                subject=t.subject,
+                body_html=t.body_html,
+                body_text=t.body_text,
+            )
     seed_schedule()
     with Connection(settings.celery_broker_url) as conn:
         for queue in celery_app.conf.task_queues:

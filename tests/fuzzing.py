@@ -102,8 +102,22 @@ def poison_events(kind: str) -> dict[str, bytes | None]:
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
     roll = rng.random()
     if depth > 3 or roll < 0.5:
-        return rng.choice([None, True, 0, -1, 2**70, 1.5e308, "", "x" * rng.randint(0, 50),
-                           "\u0000", "\ud800", "é\u202e", "https://"])  # fmt: skip
+        return rng.choice(
+            [
+                None,
+                True,
+                0,
+                -1,
+                2**70,
+                1.5e308,
+                "",
+                "x" * rng.randint(0, 50),
+                "\u0000",
+                "\ud800",
+                "é\u202e",
+                "https://",
+            ]
+        )
     if roll < 0.75:
         return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     return {rng.choice(FIELDS + ("x", "")): _random_json(rng, depth + 1) for _ in range(3)}

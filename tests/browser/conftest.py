@@ -26,8 +26,14 @@ from app.portal.template_files import default_templates
 from harness.waiting import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 
 
@@ -45,8 +51,13 @@ def browser_db(settings: Settings) -> Iterator[str]:
         session.execute(text("TRUNCATE deliveries, notifications, messages, campaigns CASCADE"))
         session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))
         for source in default_templates():
-            upsert_template(session=session, name=source.name, subject=source.subject,
-                            body_html=source.body_html, body_text=source.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=source.name,
+                subject=source.subject,
+                body_html=source.body_html,
+                body_text=source.body_text,
+            )
     seed_schedule()
     yield settings.database_url
     dispose_engines()
@@ -67,10 +78,24 @@ def portal_url(browser_db: str, mailing_topic: str, tmp_path: Path) -> Iterator[
     env = {**os.environ, "DATABASE_URL": browser_db, "TOPIC_MAILING": mailing_topic}
     log = (tmp_path / "portal.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.portal.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.portal.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     try:

@@ -85,8 +85,9 @@ def test_portal_end_to_end(
     expect(page.locator("body")).to_contain_text("2 events published to Kafka")
     expect(page.locator("[data-count=published]")).to_have_text("2")
     shot(page, screenshots, "06-campaign-sent", "Progress")
-    events = [json.loads(m.value()) for m in
-              consume(settings.kafka_bootstrap_servers, mailing_topic, 2)]  # fmt: skip
+    events = [
+        json.loads(m.value()) for m in consume(settings.kafka_bootstrap_servers, mailing_topic, 2)
+    ]
     assert sorted(e["user_id"] for e in events) == sorted(map(str, users))
     assert {e["content_id"] for e in events} == {str(campaign_id)}
 

@@ -95,8 +95,9 @@ class Flow:
     def _publish(self, kind: str, events: list[Event]) -> None:
         messages = [(str(e.user_id).encode(), encode_event(e)) for e in events]
         with self._lock:
-            report = publish_all(self._producer, self.pipeline.topics[kind], messages,
-                                 flush_timeout_s=120)  # fmt: skip
+            report = publish_all(
+                self._producer, self.pipeline.topics[kind], messages, flush_timeout_s=120
+            )
         if report.failed:
             raise RuntimeError(f"{report.failed} not delivered: {report.errors}")
 
@@ -140,8 +141,12 @@ def _like_counts() -> dict[tuple[str, str], int]:
 
 
 def _services(command: str, service: str) -> None:
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts/services.sh"), command, service],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/services.sh"), command, service],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"services.sh {command} {service}: {done.stdout}{done.stderr}"
 
 
@@ -149,8 +154,11 @@ def _recovery(flow: Flow, sendgrid: FakeSendGrid) -> float:
     """Seconds from the end of a fault until a new registration's welcome mail is accepted."""
     started = time.monotonic()
     user = flow.register_one()
-    wait_for(lambda: (user["email"], "Welcome") in _mails(sendgrid), timeout=300,
-             what=f"a welcome mail after the fault for {user['email']}")  # fmt: skip
+    wait_for(
+        lambda: (user["email"], "Welcome") in _mails(sendgrid),
+        timeout=300,
+        what=f"a welcome mail after the fault for {user['email']}",
+    )
     return time.monotonic() - started
 
 
@@ -177,9 +185,11 @@ def test_every_mail_goes_out_once_while_each_dependency_fails_in_turn(
         ("RabbitMQ restart", lambda: _services("restart", "rabbitmq")),
         ("Kafka broker restart", lambda: _services("restart", "kafka")),
         ("Auth down 30 s", lambda: (auth.stop(), time.sleep(OUTAGE_S), auth.start(pipeline.env))),
-        ("SendGrid 503 for 30 s",
-         lambda: (sendgrid.down_until(time.time() + OUTAGE_S), time.sleep(OUTAGE_S))),
-    ]  # fmt: skip
+        (
+            "SendGrid 503 for 30 s",
+            lambda: (sendgrid.down_until(time.time() + OUTAGE_S), time.sleep(OUTAGE_S)),
+        ),
+    ]
     recovery: dict[str, float] = {}
     try:
         time.sleep(5)  # a steady flow first
@@ -193,14 +203,19 @@ def test_every_mail_goes_out_once_while_each_dependency_fails_in_turn(
 
     expected = Counter({(u["email"], "Welcome"): 1 for u in flow.registered})
     expected.update({(u["email"], "News"): 1 for u in CAMPAIGN})
-    wait_for(lambda: set(_mails(sendgrid)) >= set(expected), timeout=300,
-             what="every expected mail at the fake SendGrid")  # fmt: skip
+    wait_for(
+        lambda: set(_mails(sendgrid)) >= set(expected),
+        timeout=300,
+        what="every expected mail at the fake SendGrid",
+    )
     mails = _mails(sendgrid)
     duplicates = sum(n - 1 for n in mails.values() if n > 1)
     with capsys.disabled():
-        print(f"\nchaos: {len(expected)} mails expected, {sum(mails.values())} accepted, "  # noqa: T201
-              f"{duplicates} duplicated; {sum(flow.likes.values())} likes; recovery after each "
-              f"fault: {', '.join(f'{k} {v:.1f} s' for k, v in recovery.items())}")  # fmt: skip
+        print(  # noqa: T201
+            f"\nchaos: {len(expected)} mails expected, {sum(mails.values())} accepted, "
+            f"{duplicates} duplicated; {sum(flow.likes.values())} likes; recovery after each "
+            f"fault: {', '.join(f'{k} {v:.1f} s' for k, v in recovery.items())}"
+        )
     assert set(mails) == set(expected)
     assert duplicates == 0, [k for k, n in mails.items() if n > 1][:10]
     wait_for(lambda: _like_counts() == dict(flow.likes), timeout=120, what="exact like counts")

@@ -36,8 +36,9 @@ def _answers(url: str) -> bool:
 
 def _jobs_worker_pids() -> set[int]:
     # The Python process itself, not the scripts/forever.sh loop around it.
-    found = subprocess.run(["pgrep", "-f", "python.*bin/notify jobs-worker"], capture_output=True,
-                           text=True)  # fmt: skip
+    found = subprocess.run(
+        ["pgrep", "-f", "python.*bin/notify jobs-worker"], capture_output=True, text=True
+    )
     return {int(pid) for pid in found.stdout.split()}
 
 
@@ -54,22 +55,35 @@ def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
     settings: Settings, outside_auth: str, tmp_path: Path
 ) -> None:
     prefix = f"run{uuid.uuid4().hex[:8]}"
-    topics = {f"TOPIC_{k.upper()}": f"{prefix}.{k}"
-              for k in ("user_registered", "comment_liked", "mailing", "dead_letter")}  # fmt: skip
+    topics = {
+        f"TOPIC_{k.upper()}": f"{prefix}.{k}"
+        for k in ("user_registered", "comment_liked", "mailing", "dead_letter")
+    }
     ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=4)
     assert not _answers("http://127.0.0.1:8081/health")  # nothing of ours there yet
     env = {
-        **os.environ, **topics, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": settings.database_url, "AUTH_API_URL": outside_auth,
-        "FAUST_APP_ID": prefix, "FAUST_DATA_DIR": str(tmp_path / "faust"),
-        "FAUST_SESSION_TIMEOUT_S": "6", "OUTBOX_DIR": str(tmp_path / "outbox"),
+        **os.environ,
+        **topics,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": settings.database_url,
+        "AUTH_API_URL": outside_auth,
+        "FAUST_APP_ID": prefix,
+        "FAUST_DATA_DIR": str(tmp_path / "faust"),
+        "FAUST_SESSION_TIMEOUT_S": "6",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
         "FAUST_WEB_PORT": str(free_port()),
-    }  # fmt: skip
+    }
     log = tmp_path / "honcho.log"
     with log.open("wb") as out:
-        honcho = subprocess.Popen([str(BIN / "honcho"), "-f", "Procfile", "start"], env=env,
-                                  cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", "Procfile", "start"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         text = lambda: log.read_text("utf-8", "replace")  # noqa: E731
         wait_for(lambda: _answers("http://127.0.0.1:8000/healthz"), timeout=90, what="portal")

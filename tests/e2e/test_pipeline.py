@@ -78,9 +78,10 @@ def _produce(pipeline: Pipeline, kind: str, events: list[Event]) -> None:
 
 def _mails_to(sendgrid: FakeSendGrid, address: str) -> list[dict[str, Any]]:
     return [
-        r.body for r in sendgrid.accepted()
+        r.body
+        for r in sendgrid.accepted()
         if r.body and r.body["personalizations"][0]["to"][0]["email"] == address
-    ]  # fmt: skip
+    ]
 
 
 def _content(mail: dict[str, Any], mime: str) -> str:
@@ -93,8 +94,11 @@ def test_registration_becomes_a_welcome_email_with_the_link(
     user = USERS[0]
     link = "https://auth.example.com/confirm?token=e2e-123"
     _produce(pipeline, "user_registered", [Event(_user_id(0), "once", None, link)])
-    (mail,) = wait_for(lambda: _mails_to(sendgrid, user["email"]), timeout=60,
-                       what="the welcome e-mail at the fake SendGrid")  # fmt: skip
+    (mail,) = wait_for(
+        lambda: _mails_to(sendgrid, user["email"]),
+        timeout=60,
+        what="the welcome e-mail at the fake SendGrid",
+    )
     assert link in _content(mail, "text/plain")
     assert f'href="{link}"' in _content(mail, "text/html")
     assert user["name"] in mail["subject"]
@@ -124,8 +128,11 @@ def test_every_process_serves_metrics_and_logs_json_lines(
     assert _sample(jobs, "notify_emails_enqueued_total") >= 1
     # Sent, and recorded: wait for the counter rather than racing the worker's bookkeeping.
     emails_url = f"http://127.0.0.1:{ports['emails']}/metrics"
-    wait_for(lambda: _sample(scrape(emails_url), "notify_deliveries_total", outcome="sent") >= 1,
-             timeout=10, what="the sent delivery counted")  # fmt: skip
+    wait_for(
+        lambda: _sample(scrape(emails_url), "notify_deliveries_total", outcome="sent") >= 1,
+        timeout=10,
+        what="the sent delivery counted",
+    )
     sends = _sample(
         scrape(emails_url), "notify_email_send_seconds_count", backend="SendGridBackend"
     )
@@ -134,8 +141,11 @@ def test_every_process_serves_metrics_and_logs_json_lines(
         assert http_json(f"http://127.0.0.1:{ports[name]}/healthz") == {"status": "ok"}
 
     # JSON lines, with the task and the delivery named in fields of their own.
-    records = [json.loads(line) for line in pipeline.processes["emails"].new_log().splitlines()
-               if line.startswith("{")]  # fmt: skip
+    records = [
+        json.loads(line)
+        for line in pipeline.processes["emails"].new_log().splitlines()
+        if line.startswith("{")
+    ]
     assert records, "the emails worker wrote no JSON log lines"
     sent = [
         r
@@ -153,8 +163,11 @@ def test_registration_through_the_outbox_backend(pipeline: Pipeline) -> None:
         user = USERS[1]
         link = "https://auth.example.com/confirm?token=e2e-outbox"
         _produce(pipeline, "user_registered", [Event(_user_id(1), "once", None, link)])
-        (path,) = wait_for(lambda: list(Path(pipeline.outbox).glob("*.eml")), timeout=60,
-                           what="an .eml file in the outbox")  # fmt: skip
+        (path,) = wait_for(
+            lambda: list(Path(pipeline.outbox).glob("*.eml")),
+            timeout=60,
+            what="an .eml file in the outbox",
+        )
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert message["To"].endswith(f"<{user['email']}>") or message["To"] == user["email"]
         text_part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
@@ -170,10 +183,26 @@ def test_the_demo_turns_its_burst_into_mail_in_the_outbox(pipeline: Pipeline) ->
     try:
         before = set(Path(pipeline.outbox).glob("*.eml"))
         demo = subprocess.run(
-            [str(BIN / "notify"), "demo", "--registrations", "8", "--likes", "40",
-             "--comments", "4", "--campaign", "12", "--wait", "90"],
-            env=pipeline.env, capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
+            [
+                str(BIN / "notify"),
+                "demo",
+                "--registrations",
+                "8",
+                "--likes",
+                "40",
+                "--comments",
+                "4",
+                "--campaign",
+                "12",
+                "--wait",
+                "90",
+            ],
+            env=pipeline.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert demo.returncode == 0, demo.stderr[-3000:]
         assert "published     8 events to" in demo.stdout
         assert "all welcome e-mails handled" in demo.stdout, demo.stdout
@@ -227,9 +256,10 @@ def test_a_campaign_reaches_exactly_the_users_whose_policy_allows_mailings(
     def campaign_settled() -> dict[str, int] | None:
         with session_scope() as session:
             rows = session.execute(
-                select(Delivery.status, Delivery.email).join(Notification)
+                select(Delivery.status, Delivery.email)
+                .join(Notification)
                 .where(Notification.campaign_id == campaign.campaign_id)
-            ).all()  # fmt: skip
+            ).all()
         if len(rows) < 100 or any(s not in ("sent", "skipped") for s, _ in rows):
             return None
         return {e: s for s, e in rows if s == "sent"} or {"": ""}
@@ -246,16 +276,22 @@ def test_a_campaign_reaches_exactly_the_users_whose_policy_allows_mailings(
 def test_25_likes_become_one_digest_at_the_local_send_hour(
     pipeline: Pipeline, sendgrid: FakeSendGrid
 ) -> None:
-    owner = next(i for i in range(2, 10) if USERS[i]["notification_policy"]["likes"]
-                 and USERS[i]["notification_policy"]["email"])  # fmt: skip
+    owner = next(
+        i
+        for i in range(2, 10)
+        if USERS[i]["notification_policy"]["likes"] and USERS[i]["notification_policy"]["email"]
+    )
     comment = uuid.uuid4()
     likes = [Event(_user_id(owner), "daily", comment, "What a sunset!") for _ in range(25)]
     _produce(pipeline, "comment_liked", likes)
 
     def counted() -> bool:
         with session_scope() as session:
-            count = session.scalar(select(Notification.like_count).where(
-                Notification.kind == "likes", Notification.content_id == comment))  # fmt: skip
+            count = session.scalar(
+                select(Notification.like_count).where(
+                    Notification.kind == "likes", Notification.content_id == comment
+                )
+            )
         return count == 25
 
     wait_for(counted, timeout=60, what="25 likes counted in PostgreSQL")
@@ -265,8 +301,11 @@ def test_25_likes_become_one_digest_at_the_local_send_hour(
     nine = nine.replace(hour=9, minute=0, second=0)
     celery_app.send_task(DAILY_DIGEST, queue=JOBS_QUEUE)
     address = USERS[owner]["email"]
-    (mail,) = wait_for(lambda: _mails_to(sendgrid, address), timeout=120,
-                       what="the like digest at the fake SendGrid")  # fmt: skip
+    (mail,) = wait_for(
+        lambda: _mails_to(sendgrid, address),
+        timeout=120,
+        what="the like digest at the fake SendGrid",
+    )
     assert "25 new likes" in mail["subject"]
     received = next(r for r in sendgrid.accepted() if r.body is mail)
     # The provider call, on the service's clock.
@@ -276,7 +315,8 @@ def test_25_likes_become_one_digest_at_the_local_send_hour(
     assert timedelta(0) <= called_at - nine < timedelta(seconds=15), (called_at, nine)
     with session_scope() as session:
         row = session.scalars(select(Notification).where(Notification.content_id == comment)).one()
-        delivery = session.scalars(select(Delivery).where(
-            Delivery.notification_id == row.notification_id)).one()  # fmt: skip
+        delivery = session.scalars(
+            select(Delivery).where(Delivery.notification_id == row.notification_id)
+        ).one()
     assert (row.status, row.like_count, delivery.reported_count) == ("sent", 0, 25)
     assert delivery.sent_at.astimezone(ZONE).strftime("%H:%M") == "09:00"

@@ -19,8 +19,16 @@ from app.db.templates import upsert_template
 from app.portal.template_files import default_templates
 from harness.waiting import free_port
 
-MUTABLE_TABLES = ("deliveries", "notifications", "messages", "campaigns", "opt_outs",
-                  "stream_offsets", "dead_letters", "dead_letter_replays")  # fmt: skip
+MUTABLE_TABLES = (
+    "deliveries",
+    "notifications",
+    "messages",
+    "campaigns",
+    "opt_outs",
+    "stream_offsets",
+    "dead_letters",
+    "dead_letter_replays",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,7 +62,7 @@ class SmtpSink:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"

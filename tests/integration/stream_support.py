@@ -104,11 +104,22 @@ class Worker:
             self._supervisor.start()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(BIN / "notify"), "worker", "--web-port", str(self.port), "--data-dir",
-                 str(self.data_dir), "--loglevel", "info"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                [
+                    str(BIN / "notify"),
+                    "worker",
+                    "--web-port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--loglevel",
+                    "info",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self.starts += 1
 
     def kill9(self) -> None:
@@ -154,9 +165,13 @@ class Worker:
         lines = self.log_text().splitlines() if self.log.exists() else []
         alarming = [line for line in lines if re.search(r"WARNING|ERROR|CRITICAL|Traceback", line)]
         return "\n".join(
-            [f"--- {self.name}: {self.starts} starts, {self.stall_restarts} after a stall ---",
-             *alarming[-80:], f"--- {self.name}: last {tail} lines ---", *lines[-tail:]]
-        )  # fmt: skip
+            [
+                f"--- {self.name}: {self.starts} starts, {self.stall_restarts} after a stall ---",
+                *alarming[-80:],
+                f"--- {self.name}: last {tail} lines ---",
+                *lines[-tail:],
+            ]
+        )
 
 
 @pytest.fixture
@@ -298,14 +313,34 @@ def jobs_worker(
     env = {**stream_env.env, "AUTH_API_URL": f"http://{host}:{port}"}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "app.jobs.celery_app", "worker", "-Q", JOBS_QUEUE, "-P",
-             "threads", "-c", "4", "-n", f"{stream_env.prefix}@%h", "--loglevel", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "app.jobs.celery_app",
+                "worker",
+                "-Q",
+                JOBS_QUEUE,
+                "-P",
+                "threads",
+                "-c",
+                "4",
+                "-n",
+                f"{stream_env.prefix}@%h",
+                "--loglevel",
+                "info",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     try:
-        wait_for(lambda: "ready." in log.read_text(errors="replace"), timeout=60,
-                   what="celery jobs worker")  # fmt: skip
+        wait_for(
+            lambda: "ready." in log.read_text(errors="replace"),
+            timeout=60,
+            what="celery jobs worker",
+        )
         yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -74,10 +74,22 @@ def processes(
     started = []
     commands = [
         ["beat", "--loglevel=INFO", "--pidfile=", f"--schedule={tmp_path / 'beat'}"],
-        ["worker", "-Q", "jobs", "-P", "threads", "-c", "2", "--loglevel=INFO",
-         "--without-heartbeat", "--without-mingle", "--without-gossip",
-         "-n", f"jobs-{uuid.uuid4().hex[:6]}@%h"],
-    ]  # fmt: skip
+        [
+            "worker",
+            "-Q",
+            "jobs",
+            "-P",
+            "threads",
+            "-c",
+            "2",
+            "--loglevel=INFO",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"jobs-{uuid.uuid4().hex[:6]}@%h",
+        ],
+    ]
     for args in commands:
         log = (tmp_path / f"{args[0]}.log").open("w")
         started.append(
@@ -88,7 +100,7 @@ def processes(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         )
     yield started
     for process in started:
@@ -116,10 +128,15 @@ def test_beat_runs_the_dispatcher_from_the_database_schedule(
                 session, [Spec(uuid.uuid4(), "mailing", "daily", uuid.uuid4(), "x")]
             )
             delivery = Delivery(
-                notification_id=nid, period_key="2026-11-25", status="scheduled",
-                send_at=datetime.now(UTC) - timedelta(minutes=1), email="ann@example.com",
-                subject="Hello", body_html="<p>x</p>", body_text="x",
-            )  # fmt: skip
+                notification_id=nid,
+                period_key="2026-11-25",
+                status="scheduled",
+                send_at=datetime.now(UTC) - timedelta(minutes=1),
+                email="ann@example.com",
+                subject="Hello",
+                body_html="<p>x</p>",
+                body_text="x",
+            )
             session.add(delivery)
         deadline = time.monotonic() + 45  # the dispatch entry runs every 10 s
         message = None

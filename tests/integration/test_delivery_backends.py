@@ -35,7 +35,7 @@ KINDS = ["likes", "welcome", "mailing"]
 class _BusyMailbox(SmtpSink):
     """An SMTP server whose recipient's mailbox stays busy: 450, a temporary refusal."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "450 4.2.1 Mailbox busy, try again later"

@@ -42,11 +42,19 @@ def test_sendgrid_down_sends_through_smtp_and_back_to_sendgrid_when_it_recovers(
     purge_emails_queue(settings)
     try:
         fake.script(*[503] * 10_000)  # down until reset
-        with running_worker(settings, tmp_path / "worker.log", email_backend="sendgrid",
-                            sendgrid_host=fake.url, sendgrid_api_key=fake.api_key,
-                            email_fallback_backend="smtp", smtp_url=smtp_url,
-                            email_failover_window_s=1, email_failover_probe_s=1,
-                            email_retry_base_s=0.1, email_retry_max_s=0.4):  # fmt: skip
+        with running_worker(
+            settings,
+            tmp_path / "worker.log",
+            email_backend="sendgrid",
+            sendgrid_host=fake.url,
+            sendgrid_api_key=fake.api_key,
+            email_fallback_backend="smtp",
+            smtp_url=smtp_url,
+            email_failover_window_s=1,
+            email_failover_probe_s=1,
+            email_retry_base_s=0.1,
+            email_retry_max_s=0.4,
+        ):
             down = [d for d, _u, _k in seed(settings, utcnow(), ["welcome"] * 5)]
             dispatch(utcnow())
             found = _sent(down)

@@ -110,7 +110,7 @@ def _notification_status() -> dict[uuid.UUID, str]:
 
 
 @pytest.fixture
-def emails_queue(settings: Settings):  # noqa: ANN201
+def emails_queue(settings: Settings):
     """The real `emails` queue, emptied; yields a function that drains it."""
     queue = Queue(
         EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
@@ -135,7 +135,7 @@ def test_daily_job_plans_exactly_the_due_rows(
     auth_client,
     auth_users,
     settings: Settings,
-    emails_queue,  # noqa: ANN001
+    emails_queue,
 ) -> None:
     rows = _seed(auth_users)
     users = {uuid.UUID(u["user_id"]): u for u in auth_users}
@@ -203,8 +203,10 @@ def test_daily_job_plans_exactly_the_due_rows(
         delivery = due_now[uuid.UUID(payload["delivery_id"])]
         assert payload["notification_id"] == str(delivery.notification_id)
         assert (payload["email"], payload["subject"], payload["body"]) == (
-            delivery.email, delivery.subject, delivery.body_html,
-        )  # fmt: skip
+            delivery.email,
+            delivery.subject,
+            delivery.body_html,
+        )
         seen.add(delivery.delivery_id)
     assert seen == set(due_now) and len(messages) == len(due_now)
     assert dispatch.dispatch_due(publisher=publisher, now=dispatch_at) == 0
@@ -234,7 +236,7 @@ def test_two_daily_jobs_at_once_produce_no_duplicates(
     db: str,
     auth_client,
     auth_users,
-    settings: Settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     rows = _seed(auth_users)
     due = _due_daily(rows)
@@ -276,7 +278,7 @@ class _FailingAfter(DevAuthHandler):
 def test_auth_outage_loses_nothing_and_the_next_run_completes(
     db: str,
     auth_users,
-    settings: Settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     rows = _seed(auth_users)
     due = _due_daily(rows)
@@ -308,7 +310,7 @@ def test_weekly_job_plans_weekly_rows_by_iso_week(
     db: str,
     auth_client,
     auth_users,
-    settings: Settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     rows = _seed(auth_users)
     monday = datetime(2026, 12, 28, 0, 10, tzinfo=UTC)  # ISO 2026-W53
@@ -321,20 +323,22 @@ def test_weekly_job_plans_weekly_rows_by_iso_week(
     assert {d.period_key for d in deliveries.values()} == {"2026-W53"}
 
 
-def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> None:  # noqa: ANN001
+def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> None:
     user = uuid.UUID(auth_users[0]["user_id"])
     with session_scope() as session:
         old, fresh = insert_notifications(
             session,
-            [Spec(user, "welcome", "once", None, "https://x"),
-             Spec(user, "mailing", "once", uuid.uuid4(), "hi")],
-        )  # fmt: skip
+            [
+                Spec(user, "welcome", "once", None, "https://x"),
+                Spec(user, "mailing", "once", uuid.uuid4(), "hi"),
+            ],
+        )
         session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
     assert dispatch.lost_once_handoffs(now=datetime.now(UTC)) == [old]
     assert fresh not in dispatch.lost_once_handoffs(now=datetime.now(UTC))
 
 
-def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:  # noqa: ANN001
+def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:
     user = uuid.UUID(auth_users[0]["user_id"])
     with session_scope() as session:
         (nid,) = insert_notifications(session, [Spec(user, "welcome", "once", None, "https://x")])
@@ -348,7 +352,7 @@ def test_mailings_of_a_cancelled_campaign_are_not_planned(
     db: str,
     auth_client,
     auth_users,
-    settings: Settings,  # noqa: ANN001
+    settings: Settings,
 ) -> None:
     users = [uuid.UUID(u["user_id"]) for u in auth_users[:4]]
     with session_scope() as session:
@@ -363,10 +367,12 @@ def test_mailings_of_a_cancelled_campaign_are_not_planned(
         session.flush()
         ids = insert_notifications(
             session,
-            [Spec(users[0], "mailing", "daily", live.campaign_id, "a"),
-             Spec(users[1], "mailing", "daily", cancelled.campaign_id, "b"),
-             Spec(users[2], "mailing", "once", cancelled.campaign_id, "c")],
-        )  # fmt: skip
+            [
+                Spec(users[0], "mailing", "daily", live.campaign_id, "a"),
+                Spec(users[1], "mailing", "daily", cancelled.campaign_id, "b"),
+                Spec(users[2], "mailing", "once", cancelled.campaign_id, "c"),
+            ],
+        )
     report = digests.run_digest("daily", auth=auth_client, settings=settings, now=NOW)
     assert report.picked == 1
     assert set(_deliveries()) == {ids[0]}

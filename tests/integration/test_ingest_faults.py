@@ -41,10 +41,12 @@ def _scalar(sql: str, **params: Any) -> Any:
 def _offset(topic: str, partition: int = 0, group: str = GROUP) -> int | None:
     with session_scope() as session:
         return session.execute(
-            text('SELECT "offset" FROM stream_offsets WHERE group_id = :g AND topic = :t'
-                 " AND partition = :p"),
+            text(
+                'SELECT "offset" FROM stream_offsets WHERE group_id = :g AND topic = :t'
+                " AND partition = :p"
+            ),
             {"g": group, "t": topic, "p": partition},
-        ).scalar_one_or_none()  # fmt: skip
+        ).scalar_one_or_none()
 
 
 def _registration(topic: str, offset: int, link: str, **extra: Any) -> Record:
@@ -56,8 +58,12 @@ def _registration(topic: str, offset: int, link: str, **extra: Any) -> Record:
 def refusing_postgres(db: str) -> Iterator[str]:
     """A CHECK rule the decoder does not know: PostgreSQL refuses one link, for a data reason."""
     with session_scope() as session:
-        session.execute(text("ALTER TABLE messages ADD CONSTRAINT test_refused_link"
-                             f" CHECK (content_value <> '{REFUSED_LINK}')"))  # fmt: skip
+        session.execute(
+            text(
+                "ALTER TABLE messages ADD CONSTRAINT test_refused_link"
+                f" CHECK (content_value <> '{REFUSED_LINK}')"
+            )
+        )
     try:
         yield REFUSED_LINK
     finally:
@@ -95,14 +101,20 @@ def _drop_template(name: str) -> None:
 def _restore_templates() -> None:
     with session_scope() as session:
         for source in default_templates():
-            upsert_template(session=session, name=source.name, subject=source.subject,
-                            body_html=source.body_html, body_text=source.body_text)  # fmt: skip
+            upsert_template(
+                session=session,
+                name=source.name,
+                subject=source.subject,
+                body_html=source.body_html,
+                body_text=source.body_text,
+            )
 
 
 def test_a_missing_template_dead_letters_its_events_and_others_flow(db: str) -> None:
     _drop_template("mailing")
-    mailings = [Record("mail", 0, o, None, json.dumps(valid_value("mailing")).encode())
-                for o in range(40)]  # fmt: skip
+    mailings = [
+        Record("mail", 0, o, None, json.dumps(valid_value("mailing")).encode()) for o in range(40)
+    ]
     result = _apply("mailing", mailings)
     assert result.applied == 0 and len(result.dead_letters) == 40
     assert {d.reason for d in result.dead_letters} == {"missing_template"}
@@ -185,8 +197,14 @@ def test_a_recreated_topic_blocks_its_partition_until_reset(db: str) -> None:
     with session_scope() as session:  # what `notify offsets reset --to-start` stores
         from app.db.stream_offsets import reset_partition
 
-        reset_partition(session=session, group_id=GROUP, topic="likes", partition=0, offset=-1,
-                        topic_id="id-two")  # fmt: skip
+        reset_partition(
+            session=session,
+            group_id=GROUP,
+            topic="likes",
+            partition=0,
+            offset=-1,
+            topic_id="id-two",
+        )
     done = _apply("comment_liked", new, topic_ids=lambda _t: {"likes": "id-two"})
     assert (done.applied, done.held) == (3, [])
     assert _scalar("SELECT like_count FROM notifications") == 13

@@ -17,16 +17,20 @@ GROUP = "h5-ingest-test"
 
 def _value(user: uuid.UUID, content: uuid.UUID | None, body: str, periodicity: str) -> bytes:
     return json.dumps(
-        {"user_id": str(user), "periodicity": periodicity,
-         "content_id": str(content) if content else "", "content_value": body}
-    ).encode()  # fmt: skip
+        {
+            "user_id": str(user),
+            "periodicity": periodicity,
+            "content_id": str(content) if content else "",
+            "content_value": body,
+        }
+    ).encode()
 
 
-def _apply(kind: str, records: Sequence[Record], **kwargs):  # noqa: ANN003, ANN202
+def _apply(kind: str, records: Sequence[Record], **kwargs):
     return apply_batch(kind, records, group_id=GROUP, max_bytes=65536, **kwargs)
 
 
-def _row(kind: str, user: uuid.UUID, content: uuid.UUID | None):  # noqa: ANN202
+def _row(kind: str, user: uuid.UUID, content: uuid.UUID | None):
     with session_scope() as session:
         return session.execute(
             text(
@@ -51,8 +55,11 @@ def _offsets() -> dict[tuple[str, int], int]:
 
 def test_likes_are_added_per_key_and_replays_are_skipped(db: str) -> None:
     user, content = uuid.uuid4(), uuid.uuid4()
-    likes = [Record("likes", p, o, None, _value(user, content, "hi", "daily"))
-             for p in (0, 1) for o in range(5)]  # fmt: skip
+    likes = [
+        Record("likes", p, o, None, _value(user, content, "hi", "daily"))
+        for p in (0, 1)
+        for o in range(5)
+    ]
     first = _apply("comment_liked", likes[:7])
     assert first.applied == 7 and first.like_counts == {f"{user}:{content}": (1, 7)}
     # Redelivery of everything (a crash before Kafka's commit): only the 3 new ones count.
@@ -81,8 +88,10 @@ def test_replaced_mailing_text_and_the_once_rule(db: str) -> None:
     assert _apply("mailing", [mail(2, "v3")]).send_now == [row.notification_id]
     # Replaced after it was sent: the text is stored, nothing is mailed twice.
     with session_scope() as session:
-        session.execute(text("UPDATE notifications SET status = 'sent' WHERE notification_id = :i"),
-                        {"i": row.notification_id})  # fmt: skip
+        session.execute(
+            text("UPDATE notifications SET status = 'sent' WHERE notification_id = :i"),
+            {"i": row.notification_id},
+        )
     assert _apply("mailing", [mail(3, "v4")]).send_now == []
     after = _row("mailing", user, campaign)
     assert (after.content_value, after.status) == ("v4", "sent")
@@ -99,8 +108,10 @@ def test_registration_creates_one_welcome_and_sends_it_now(db: str) -> None:
 
 def test_dead_letters_are_handed_over_inside_the_transaction(db: str) -> None:
     user, content = uuid.uuid4(), uuid.uuid4()
-    records = [Record("likes", 0, 0, None, b"{bad"),
-               Record("likes", 0, 1, None, _value(user, content, "", "weekly"))]  # fmt: skip
+    records = [
+        Record("likes", 0, 0, None, b"{bad"),
+        Record("likes", 0, 1, None, _value(user, content, "", "weekly")),
+    ]
 
     def broken_sink(dead: Sequence[DeadLetter]) -> None:
         raise ConnectionError("kafka down")

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.kafka.admin import ensure_topics
 from app.stream.gaps import Gap
-from app.stream.ingest import apply_batch
+from app.stream.ingest import BatchResult, Record, apply_batch
 from app.stream.kafka_reads import read_gap
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,14 @@ def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
 
 
 def _event(user: uuid.UUID, content: uuid.UUID, value: str, periodicity: str = "daily") -> bytes:
-    return json.dumps({"user_id": str(user), "periodicity": periodicity,
-                       "content_id": str(content), "content_value": value}).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "user_id": str(user),
+            "periodicity": periodicity,
+            "content_id": str(content),
+            "content_value": value,
+        }
+    ).encode()
 
 
 def _scalar(sql: str, **params: object) -> object:
@@ -61,8 +67,12 @@ def test_skipped_likes_are_read_back_and_counted_once(
     user, content = uuid.uuid4(), uuid.uuid4()
     _produce(settings, topic, [_event(user, content, "nice") for _ in range(30)])
     records = read_gap(Gap(topic, 0, 0, 30))
-    apply = lambda batch: apply_batch("comment_liked", batch, group_id=GROUP, max_bytes=65536,  # noqa: E731
-                                      fill_gaps=read_gap)  # fmt: skip
+
+    def apply(batch: list[Record]) -> BatchResult:
+        return apply_batch(
+            "comment_liked", batch, group_id=GROUP, max_bytes=65536, fill_gaps=read_gap
+        )
+
     assert apply(records[:10]).recovered == 0
     # The consumer skipped offsets 10..19 (dropped and acked around a rebalance).
     later = apply(records[20:25])
@@ -80,11 +90,16 @@ def test_read_back_texts_apply_in_offset_order(db: str, settings: Settings, topi
     _produce(settings, topic, [_event(user, content, f"v{i}", "weekly") for i in range(10)])
     records = read_gap(Gap(topic, 0, 0, 10))
     apply_batch("mailing", records[:3], group_id=GROUP, max_bytes=65536, fill_gaps=read_gap)
-    result = apply_batch("mailing", [records[8]], group_id=GROUP, max_bytes=65536,
-                         fill_gaps=read_gap)  # fmt: skip
+    result = apply_batch(
+        "mailing", [records[8]], group_id=GROUP, max_bytes=65536, fill_gaps=read_gap
+    )
     assert result.recovered == 5
     # v3..v7 came back from Kafka, yet the text is the one of the highest offset applied.
-    assert _scalar(
-        "SELECT m.content_value FROM notifications n JOIN messages m USING (message_id)"
-        " WHERE n.user_id = :u", u=user
-    ) == "v8"  # fmt: skip
+    assert (
+        _scalar(
+            "SELECT m.content_value FROM notifications n JOIN messages m USING (message_id)"
+            " WHERE n.user_id = :u",
+            u=user,
+        )
+        == "v8"
+    )

@@ -57,26 +57,41 @@ def auth(users: list[dict[str, Any]], settings: Settings) -> Iterator[AuthClient
 
 
 def _rows(kind: str, users: list[dict[str, Any]], periodicity: str = "once") -> list[uuid.UUID]:
-    specs = [Spec(uuid.UUID(u["user_id"]), kind, periodicity, None if kind == "welcome"
-                  else uuid.uuid4(), "https://auth.example/confirm" if kind == "welcome"
-                  else "news", like_count=1) for u in users]  # fmt: skip
+    specs = [
+        Spec(
+            uuid.UUID(u["user_id"]),
+            kind,
+            periodicity,
+            None if kind == "welcome" else uuid.uuid4(),
+            "https://auth.example/confirm" if kind == "welcome" else "news",
+            like_count=1,
+        )
+        for u in users
+    ]
     with session_scope() as session:
         return insert_notifications(session, specs)
 
 
 def _deliveries() -> list[Any]:
     with session_scope() as session:
-        return list(session.execute(text(
-            "SELECT d.delivery_id, d.status, d.error, d.subject, n.user_id, n.status AS n_status"
-            " FROM deliveries d JOIN notifications n USING (notification_id)")))  # fmt: skip
+        return list(
+            session.execute(
+                text(
+                    "SELECT d.delivery_id, d.status, d.error, d.subject, n.user_id,"
+                    " n.status AS n_status FROM deliveries d JOIN notifications n"
+                    " USING (notification_id)"
+                )
+            )
+        )
 
 
 def _set_template(name: str, **parts: str) -> None:
     # Straight into the database, as an old row or another tool could have it: no save check.
     with session_scope() as session:
         for column, value in parts.items():
-            session.execute(text(f"UPDATE templates SET {column} = :v WHERE name = :n"),
-                            {"v": value, "n": name})  # fmt: skip
+            session.execute(
+                text(f"UPDATE templates SET {column} = :v WHERE name = :n"), {"v": value, "n": name}
+            )
 
 
 def test_one_invalid_auth_address_among_500_costs_only_that_user(
@@ -140,10 +155,12 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
     digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
     with session_scope() as session:  # e.g. planned by an older version, before the checks
         session.execute(
-            text("UPDATE deliveries SET subject = :s WHERE delivery_id = ("
-                 " SELECT delivery_id FROM deliveries ORDER BY send_at LIMIT 1)"),
+            text(
+                "UPDATE deliveries SET subject = :s WHERE delivery_id = ("
+                " SELECT delivery_id FROM deliveries ORDER BY send_at LIMIT 1)"
+            ),
             {"s": "x" * 1200},
-        )  # fmt: skip
+        )
     publisher = RecordingPublisher()
     assert dispatch.dispatch_due(publisher=publisher, now=NOW) == 5
     assert len(publisher.tasks) == 4
@@ -173,13 +190,18 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
         session.execute(
             update(Delivery)
             .where(Delivery.delivery_id == stuck)
-            .values(status="sending", attempts=1, updated_at=func.now() - timedelta(hours=1),
-                    enqueued_at=func.now() - timedelta(hours=1))
-        )  # fmt: skip
+            .values(
+                status="sending",
+                attempts=1,
+                updated_at=func.now() - timedelta(hours=1),
+                enqueued_at=func.now() - timedelta(hours=1),
+            )
+        )
     assert dispatch_task() == 1  # no worker start-up needed: the dispatcher's tick sweeps it
     assert deliveries()[stuck].status == "enqueued"
-    queue = Queue(EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE,
-                  durable=True)  # fmt: skip
+    queue = Queue(
+        EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
+    )
     with Connection(settings.celery_broker_url) as conn:
         message = queue(conn.default_channel).get(no_ack=True)
     assert message is not None and message.payload[0][0]["delivery_id"] == str(stuck)

@@ -59,12 +59,12 @@ def test_models_match_migrations(settings: Settings) -> None:
     assert diff == []
 
 
-def _ours(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
+def _ours(obj, name, type_, reflected, compare_to) -> bool:
     return not (type_ == "table" and reflected and compare_to is None)
 
 
 @pytest.fixture
-def session(settings: Settings):  # noqa: ANN201
+def session(settings: Settings):
     migrate.upgrade("heads", settings.database_url)
     engine = create_engine(settings.database_url)
     with Session(engine) as session:

@@ -30,7 +30,7 @@ def _concrete(path: str) -> str:
     return path
 
 
-def _our_routes(app) -> list[tuple[str, str]]:  # noqa: ANN001
+def _our_routes(app) -> list[tuple[str, str]]:
     found = []
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path not in PUBLIC:
@@ -42,15 +42,26 @@ def _admin_routes() -> list[tuple[str, str]]:
     pk = str(uuid.uuid4())
     pages = ["/admin/", "/admin/statics/css/main.css", "/admin/logout"]
     for identity in IDENTITIES:
-        pages += [f"/admin/{identity}/{page}" for page in
-                  ("list", "create", f"details/{pk}", f"edit/{pk}", "export/csv",
-                   "ajax/lookup?name=x&term=y")]  # fmt: skip
+        pages += [
+            f"/admin/{identity}/{page}"
+            for page in (
+                "list",
+                "create",
+                f"details/{pk}",
+                f"edit/{pk}",
+                "export/csv",
+                "ajax/lookup?name=x&term=y",
+            )
+        ]
     posts = [f"/admin/{i}/{p}" for i in IDENTITIES for p in ("create", f"edit/{pk}", "import")]
-    return ([("GET", p) for p in pages] + [("POST", p) for p in posts]
-            + [("DELETE", f"/admin/{i}/delete?pks={pk}") for i in IDENTITIES])  # fmt: skip
+    return (
+        [("GET", p) for p in pages]
+        + [("POST", p) for p in posts]
+        + [("DELETE", f"/admin/{i}/delete?pks={pk}") for i in IDENTITIES]
+    )
 
 
-def _assert_refused(response, method: str, path: str) -> None:  # noqa: ANN001
+def _assert_refused(response, method: str, path: str) -> None:
     if response.status_code == 303:
         assert response.headers["location"].startswith("/login?next="), (method, path)
     else:
@@ -112,8 +123,9 @@ def test_login_wrong_password_and_logout(anonymous: TestClient) -> None:
     assert anonymous.get("/admin/mailings").status_code == 200
     cookie = anonymous.cookies.get("notify_portal")
     assert cookie
-    response = anonymous.post("/logout", data={"csrf_token": form_token(anonymous)},
-                              follow_redirects=False)  # fmt: skip
+    response = anonymous.post(
+        "/logout", data={"csrf_token": form_token(anonymous)}, follow_redirects=False
+    )
     assert response.headers["location"] == "/login"
     _assert_refused(anonymous.get("/admin/mailings", follow_redirects=False), "GET", "/")
 
@@ -144,8 +156,13 @@ def _campaigns() -> int:
 
 
 def _campaign_form(template_id: str) -> dict[str, str]:
-    return {"name": "csrf", "template_id": template_id, "content_value": "x",
-            "periodicity": "once", "audience": str(uuid.uuid4())}  # fmt: skip
+    return {
+        "name": "csrf",
+        "template_id": template_id,
+        "content_value": "x",
+        "periodicity": "once",
+        "audience": str(uuid.uuid4()),
+    }
 
 
 def _mailing_template_id() -> str:
@@ -161,8 +178,11 @@ def test_our_forms_need_their_token(client: TestClient) -> None:
     wrong = client.post("/admin/mailings/new", data={**data, "csrf_token": "forged"})
     assert wrong.status_code == 403
     assert _campaigns() == before
-    good = client.post("/admin/mailings/new", data={**data, "csrf_token": form_token(client)},
-                       follow_redirects=False)  # fmt: skip
+    good = client.post(
+        "/admin/mailings/new",
+        data={**data, "csrf_token": form_token(client)},
+        follow_redirects=False,
+    )
     assert good.status_code == 303 and _campaigns() == before + 1
 
 
@@ -183,9 +203,11 @@ def test_cross_site_posts_are_refused_even_with_a_token(
     data = {"name": name, "subject": "s", "body_html": "h", "body_text": "t", "save": "Save"}
     refused = client.post("/admin/template/create", data=data, headers=headers)
     assert refused.status_code == 403 and "Cross-site request refused" in refused.text
-    ours = client.post("/admin/mailings/new", headers=headers,
-                       data={**_campaign_form(_mailing_template_id()),
-                             "csrf_token": form_token(client)})  # fmt: skip
+    ours = client.post(
+        "/admin/mailings/new",
+        headers=headers,
+        data={**_campaign_form(_mailing_template_id()), "csrf_token": form_token(client)},
+    )
     assert ours.status_code == 403
     with session_scope() as session:
         assert session.scalar(select(Template).where(Template.name == name)) is None
@@ -193,11 +215,17 @@ def test_cross_site_posts_are_refused_even_with_a_token(
 
 def test_same_origin_sqladmin_form_is_accepted(client: TestClient) -> None:
     name = f"ok-{uuid.uuid4().hex[:6]}"
-    data = {"name": name, "subject": "Hi {{ name }}", "body_html": "<p>{{ content_value }}</p>",
-            "body_text": "{{ content_value }}", "save": "Save"}  # fmt: skip
+    data = {
+        "name": name,
+        "subject": "Hi {{ name }}",
+        "body_html": "<p>{{ content_value }}</p>",
+        "body_text": "{{ content_value }}",
+        "save": "Save",
+    }
     headers = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
-    response = client.post("/admin/template/create", data=data, headers=headers,
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/admin/template/create", data=data, headers=headers, follow_redirects=False
+    )
     assert response.status_code == 302
     assert response.headers["location"].startswith("/admin/template-preview/")
 

@@ -27,15 +27,21 @@ def _template_id() -> uuid.UUID:
         return session.scalar(select(Template.template_id).where(Template.name == "mailing"))
 
 
-def _create(client: TestClient, audience: str, csv: bytes | None = None, **fields: str):  # noqa: ANN202
-    data = {"name": "Winter news", "template_id": str(_template_id()), "content_value": "Hello!",
-            "periodicity": "once", "audience": audience, "csrf_token": form_token(client),
-            **fields}  # fmt: skip
+def _create(client: TestClient, audience: str, csv: bytes | None = None, **fields: str):
+    data = {
+        "name": "Winter news",
+        "template_id": str(_template_id()),
+        "content_value": "Hello!",
+        "periodicity": "once",
+        "audience": audience,
+        "csrf_token": form_token(client),
+        **fields,
+    }
     files = {"audience_csv": ("audience.csv", csv, "text/csv")} if csv is not None else None
     return client.post("/admin/mailings/new", data=data, files=files, follow_redirects=False)
 
 
-def _campaign_id(response) -> uuid.UUID:  # noqa: ANN001
+def _campaign_id(response) -> uuid.UUID:
     assert response.status_code == 303, response.text[:500]
     return uuid.UUID(response.headers["location"].rsplit("/", 1)[1])
 
@@ -45,7 +51,7 @@ def _campaign(campaign_id: uuid.UUID) -> Campaign:
         return session.get(Campaign, campaign_id)
 
 
-def _send(client: TestClient, campaign_id: uuid.UUID):  # noqa: ANN202
+def _send(client: TestClient, campaign_id: uuid.UUID):
     page = f"/admin/mailings/{campaign_id}"
     return client.post(f"{page}/send", data={"csrf_token": form_token(client)})
 
@@ -111,10 +117,18 @@ def test_progress_follows_notifications_and_deliveries(client: TestClient) -> No
     by_content = simulate_stream(campaign_id, users[3:4], link=False)
     simulate_deliveries({linked[0]: "sent", linked[1]: "failed", linked[2]: "skipped"})
     got = _progress(client, campaign_id)
-    assert {k: got[k] for k in ("total", "published", "notified", "sent", "failed", "skipped",
-                                "waiting")} == {"total": 5, "published": 5, "notified": 4,
-                                                "sent": 1, "failed": 1, "skipped": 1,
-                                                "waiting": 1}  # fmt: skip
+    assert {
+        k: got[k]
+        for k in ("total", "published", "notified", "sent", "failed", "skipped", "waiting")
+    } == {
+        "total": 5,
+        "published": 5,
+        "notified": 4,
+        "sent": 1,
+        "failed": 1,
+        "skipped": 1,
+        "waiting": 1,
+    }
     assert got["percent"]["sent"] == 20.0
     simulate_deliveries({by_content[0]: "sent"})
     page = client.get(f"/admin/mailings/{campaign_id}").text
@@ -147,15 +161,17 @@ def test_cancel_stops_unsent_deliveries(client: TestClient) -> None:
 def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sizer"})
     try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                   for p in range(partitions))  # fmt: skip
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        )
     finally:
         consumer.close()
 
 
 def test_ten_thousand_recipients_are_each_published_once(
     db: str, portal_settings: Settings
-) -> None:  # noqa: ANN001
+) -> None:
     audience = campaigns.Audience(valid=tuple(uuid.uuid4() for _ in range(10_000)), invalid=())
     draft = campaigns.Draft("Big", _template_id(), "Big news " * 20, "weekly")
     campaign = campaigns.create_campaign(draft=draft, audience=audience, created_by="test")

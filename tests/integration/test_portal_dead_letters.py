@@ -21,10 +21,20 @@ def _letters(settings: Settings, topic: str, n: int) -> list[uuid.UUID]:
         dead_letters.record(
             session=session,
             group_id=settings.faust_app_id,
-            letters=[NewDeadLetter(topic, i % 2, 100 + i, f"k{i}".encode(), b"<b>{bad %d" % i,
-                                   "missing_template", "LookupError: no template named 'mailing'",
-                                   token) for i, token in enumerate(tokens)],
-        )  # fmt: skip
+            letters=[
+                NewDeadLetter(
+                    topic,
+                    i % 2,
+                    100 + i,
+                    f"k{i}".encode(),
+                    b"<b>{bad %d" % i,
+                    "missing_template",
+                    "LookupError: no template named 'mailing'",
+                    token,
+                )
+                for i, token in enumerate(tokens)
+            ],
+        )
     return tokens
 
 
@@ -40,8 +50,13 @@ def _statuses() -> list[str]:
 
 def _read(settings: Settings, topic: str, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
     group = f"read-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
-                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     got = []
     try:
@@ -75,21 +90,26 @@ def test_replay_needs_a_confirmed_post_and_publishes_each_letter_once(
     tokens = _letters(portal_settings, mailing_topic, 4)
     ids = _ids()
     # SQLAdmin's list action is a GET: it only leads to the confirmation page.
-    action = client.get("/admin/dead-letter/action/replay", params={"pks": ",".join(map(str, ids))},
-                        follow_redirects=True)  # fmt: skip
+    action = client.get(
+        "/admin/dead-letter/action/replay",
+        params={"pks": ",".join(map(str, ids))},
+        follow_redirects=True,
+    )
     assert action.status_code == 200 and "Replay 4 dead letters" in action.text
     assert _statuses() == ["dead"] * 4
     refused = client.post("/admin/dead-letters/replay", data={"ids": ",".join(map(str, ids))})
     assert refused.status_code == 403 and _statuses() == ["dead"] * 4
 
     token = form_token(client, f"/admin/dead-letters/replay?ids={ids[0]}")
-    done = client.post("/admin/dead-letters/replay",
-                       data={"ids": ",".join(map(str, ids)), "csrf_token": token})  # fmt: skip
+    done = client.post(
+        "/admin/dead-letters/replay", data={"ids": ",".join(map(str, ids)), "csrf_token": token}
+    )
     assert done.status_code == 200 and "Replayed 4 dead letters" in done.text
     assert _statuses() == ["replayed"] * 4
     records = _read(portal_settings, mailing_topic, expected=4)
     assert {h[REPLAY_HEADER] for _v, h in records} == {str(t).encode() for t in tokens}
     # A second replay of the same selection publishes nothing.
-    again = client.post("/admin/dead-letters/replay",
-                        data={"ids": ",".join(map(str, ids)), "csrf_token": token})  # fmt: skip
+    again = client.post(
+        "/admin/dead-letters/replay", data={"ids": ",".join(map(str, ids)), "csrf_token": token}
+    )
     assert "Replayed 0 dead letters" in again.text and "Nothing left to replay" in again.text

@@ -20,8 +20,11 @@ def _rows(client: TestClient, path: str, **params: str) -> str:
 
 def _setup() -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     users = [uuid.uuid4() for _ in range(3)]
-    specs = [Spec(users[0], "mailing", "once", uuid.uuid4()), Spec(users[1], "likes", "daily",
-             uuid.uuid4(), like_count=2), Spec(users[2], "welcome", "once")]  # fmt: skip
+    specs = [
+        Spec(users[0], "mailing", "once", uuid.uuid4()),
+        Spec(users[1], "likes", "daily", uuid.uuid4(), like_count=2),
+        Spec(users[2], "welcome", "once"),
+    ]
     with session_scope() as session:
         nids = insert_notifications(session, specs)
     simulate_deliveries({nids[0]: "sent", nids[1]: "failed", nids[2]: "scheduled"})

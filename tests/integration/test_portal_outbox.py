@@ -191,8 +191,16 @@ def test_the_reader_refuses_names_that_leave_the_outbox(outbox_dir: Path) -> Non
     (outbox_dir / "link.eml").symlink_to(outside)
 
     assert read_raw(outbox_dir, "inside.eml") == inside.read_bytes()
-    for name in ("../outside.eml", str(outside), "link.eml", "sub/inside.eml", "inside.eml\x00",
-                 "inside", ".inside.eml.tmp", ""):  # fmt: skip
+    for name in (
+        "../outside.eml",
+        str(outside),
+        "link.eml",
+        "sub/inside.eml",
+        "inside.eml\x00",
+        "inside",
+        ".inside.eml.tmp",
+        "",
+    ):
         assert read_raw(outbox_dir, name) is None, name
 
 

@@ -58,13 +58,24 @@ def test_editing_the_daily_cron_reaches_beat_without_a_restart(
     scheduler = DatabaseScheduler(app=celery_app, lazy=True)
     assert scheduler.all_as_schedule()["daily-digest"].schedule.hour == {0}
     time.sleep(0.01)  # last_update has microsecond resolution; make "later" observable
-    page = _post(client, f"/admin/schedule/{entry_id}/cron", minute="30", hour="6",
-                 day_of_week="1-5", day_of_month="*", month_of_year="*",
-                 timezone="Europe/Berlin")  # fmt: skip
+    page = _post(
+        client,
+        f"/admin/schedule/{entry_id}/cron",
+        minute="30",
+        hour="6",
+        day_of_week="1-5",
+        day_of_month="*",
+        month_of_year="*",
+        timezone="Europe/Berlin",
+    )
     assert "daily-digest now runs at 30 6 * * 1-5 (Europe/Berlin)" in page
     _id, cron, _enabled, changed_after = _task("daily-digest")
     assert (cron.minute, cron.hour, cron.day_of_week, cron.timezone) == (
-        "30", "6", "1-5", "Europe/Berlin")  # fmt: skip
+        "30",
+        "6",
+        "1-5",
+        "Europe/Berlin",
+    )
     assert changed_after > changed_before  # what a running beat polls to reload
     schedule = DatabaseScheduler(app=celery_app, lazy=True).all_as_schedule()
     daily = schedule["daily-digest"].schedule
@@ -75,11 +86,11 @@ def test_editing_the_daily_cron_reaches_beat_without_a_restart(
 
 def test_an_invalid_cron_is_refused_and_nothing_changes(client: TestClient, seeded: str) -> None:
     entry_id, before, _enabled, _changed = _task("daily-digest")
-    page = _post(client, f"/admin/schedule/{entry_id}/cron", minute="99", hour="0",
-                 timezone="UTC")  # fmt: skip
+    page = _post(client, f"/admin/schedule/{entry_id}/cron", minute="99", hour="0", timezone="UTC")
     assert "Schedule not changed: invalid cron" in page
-    page = _post(client, f"/admin/schedule/{entry_id}/cron", minute="0", hour="0",
-                 timezone="Mars/Olympus")  # fmt: skip
+    page = _post(
+        client, f"/admin/schedule/{entry_id}/cron", minute="0", hour="0", timezone="Mars/Olympus"
+    )
     assert "unknown time zone" in page
     _id, after, _enabled, _changed = _task("daily-digest")
     assert (after.minute, after.hour, after.timezone) == (before.minute, before.hour, "UTC")
@@ -88,8 +99,9 @@ def test_an_invalid_cron_is_refused_and_nothing_changes(client: TestClient, seed
 def test_disable_and_enable(client: TestClient, seeded: str) -> None:
     entry_id, _cron, enabled, _changed = _task("weekly-digest")
     assert enabled
-    assert "weekly-digest disabled." in _post(client, f"/admin/schedule/{entry_id}/enabled",
-                                              enabled="0")  # fmt: skip
+    assert "weekly-digest disabled." in _post(
+        client, f"/admin/schedule/{entry_id}/enabled", enabled="0"
+    )
     assert _task("weekly-digest")[2] is False
     assert "weekly-digest" not in DatabaseScheduler(app=celery_app, lazy=True).all_as_schedule()
     _post(client, f"/admin/schedule/{entry_id}/enabled", enabled="1")
@@ -99,8 +111,12 @@ def test_disable_and_enable(client: TestClient, seeded: str) -> None:
 @pytest.fixture
 def jobs_queue(settings: Settings) -> Iterator[Queue]:
     """The jobs queue of this test run's own vhost, emptied before and after."""
-    queue = Queue(JOBS_QUEUE, Exchange(JOBS_QUEUE, type="direct", durable=True),
-                  routing_key=JOBS_QUEUE, durable=True)  # fmt: skip
+    queue = Queue(
+        JOBS_QUEUE,
+        Exchange(JOBS_QUEUE, type="direct", durable=True),
+        routing_key=JOBS_QUEUE,
+        durable=True,
+    )
     with Connection(settings.celery_broker_url) as conn:
         bound = queue(conn.channel())
         bound.declare()
@@ -109,7 +125,7 @@ def jobs_queue(settings: Settings) -> Iterator[Queue]:
         bound.purge()
 
 
-def test_run_now_sends_the_task_by_name(client: TestClient, seeded: str, jobs_queue) -> None:  # noqa: ANN001
+def test_run_now_sends_the_task_by_name(client: TestClient, seeded: str, jobs_queue) -> None:
     entry_id, _cron, _enabled, _changed = _task("daily-digest")
     page = _post(client, f"/admin/schedule/{entry_id}/run")
     task_id = page.split("Task sent (id ", 1)[1].split(")", 1)[0]

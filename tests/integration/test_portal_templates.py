@@ -19,8 +19,11 @@ from app.portal.app import create_app
 
 from .portal_support import log_in, make_admin_user
 
-GOOD = {"subject": "Hello {{ name }}", "body_html": "<p>{{ content_value }}</p>",
-        "body_text": "{{ content_value }}"}  # fmt: skip
+GOOD = {
+    "subject": "Hello {{ name }}",
+    "body_html": "<p>{{ content_value }}</p>",
+    "body_text": "{{ content_value }}",
+}
 
 
 def _create(client: TestClient, **fields: str) -> Any:
@@ -105,8 +108,13 @@ def test_preview_with_a_real_user_from_the_auth_api(
 def test_a_built_in_template_cannot_be_renamed_or_deleted(client: TestClient, name: str) -> None:
     template = _stored(name)
     assert template is not None
-    data = {"name": f"{name}-old", "subject": template.subject, "body_html": template.body_html,
-            "body_text": template.body_text, "save": "Save"}  # fmt: skip
+    data = {
+        "name": f"{name}-old",
+        "subject": template.subject,
+        "body_html": template.body_html,
+        "body_text": template.body_text,
+        "save": "Save",
+    }
     renamed = client.post(f"/admin/template/edit/{template.template_id}", data=data)
     assert renamed.status_code == 400
     assert "is a built-in template" in html.unescape(renamed.text)
@@ -116,8 +124,9 @@ def test_a_built_in_template_cannot_be_renamed_or_deleted(client: TestClient, na
     assert _stored(name) is not None and _stored(f"{name}-old") is None
     # Its text can still be edited.
     data["name"] = name
-    edited = client.post(f"/admin/template/edit/{template.template_id}", data=data,
-                         follow_redirects=False)  # fmt: skip
+    edited = client.post(
+        f"/admin/template/edit/{template.template_id}", data=data, follow_redirects=False
+    )
     assert edited.status_code == 302
 
 

@@ -45,11 +45,13 @@ def _dead_letters(topics: list[str]) -> list[Any]:
     with session_scope() as session:
         return list(
             session.execute(
-                text("SELECT source_topic, value, reason, error, status FROM dead_letters"
-                     " WHERE source_topic = ANY(:t)"),
+                text(
+                    "SELECT source_topic, value, reason, error, status FROM dead_letters"
+                    " WHERE source_topic = ANY(:t)"
+                ),
                 {"t": topics},
             )
-        )  # fmt: skip
+        )
 
 
 def _welcome_users() -> set[uuid.UUID]:
@@ -61,9 +63,11 @@ def _welcome_users() -> set[uuid.UUID]:
 def _mailing_texts() -> dict[tuple[uuid.UUID, uuid.UUID], str]:
     with session_scope() as session:
         rows = session.execute(
-            text("SELECT n.user_id, n.content_id, m.content_value FROM notifications n"
-                 " JOIN messages m USING (message_id) WHERE n.kind = 'mailing'")
-        )  # fmt: skip
+            text(
+                "SELECT n.user_id, n.content_id, m.content_value FROM notifications n"
+                " JOIN messages m USING (message_id) WHERE n.kind = 'mailing'"
+            )
+        )
         return {(r.user_id, r.content_id): r.content_value for r in rows}
 
 
@@ -145,8 +149,9 @@ def test_poison_and_fuzzed_events_never_stop_a_topic(
     wait_for(lambda: _welcome_users() == welcomes, timeout=30, what="welcome rows")
     wait_for(lambda: _mailing_texts() == texts, timeout=30, what="mailing texts")
     topics = list(topic_of.values())
-    wait_for(lambda: len(_dead_letters(topics)) == sum(bad.values()), timeout=60,
-             what="dead letters")  # fmt: skip
+    wait_for(
+        lambda: len(_dead_letters(topics)) == sum(bad.values()), timeout=60, what="dead letters"
+    )
     letters = _dead_letters(topics)
     stored = Counter((d.source_topic, None if d.value is None else bytes(d.value)) for d in letters)
     assert stored == bad
@@ -200,8 +205,9 @@ def test_dead_letters_replay_once_after_the_cause_is_fixed(stream_env: StreamEnv
     users = [uuid.uuid4() for _ in range(30)]
     worker = s.worker()
     worker.wait_ready()
-    produce(s.settings, [(s.mailing, str(u), event(u, campaign, f"text {u}", "weekly"))
-                         for u in users])  # fmt: skip
+    produce(
+        s.settings, [(s.mailing, str(u), event(u, campaign, f"text {u}", "weekly")) for u in users]
+    )
     wait_for(lambda: len(_dead_letters([s.mailing])) == 30, timeout=60, what="dead letters")
     assert {d.reason for d in _dead_letters([s.mailing])} == {"missing_template"}
     assert "30 dead letters" in _notify(s, "dead-letters", "list", "--reason", "missing_template")
@@ -239,8 +245,11 @@ def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: Strea
     admin = AdminClient({"bootstrap.servers": s.settings.kafka_bootstrap_servers})
     for future in admin.delete_topics([s.liked]).values():
         future.result()
-    wait_for(lambda: s.liked not in admin.list_topics(timeout=10).topics, timeout=30,
-             what="topic deleted")  # fmt: skip
+    wait_for(
+        lambda: s.liked not in admin.list_topics(timeout=10).topics,
+        timeout=30,
+        what="topic deleted",
+    )
     wait_for(lambda: _recreated(s), timeout=60, what="topic recreated")
     produce(s.settings, [like] * 50)
     worker = s.worker("w2")
@@ -276,8 +285,11 @@ def test_a_renamed_group_is_held_instead_of_counting_every_like_twice(
 
     old_group, s.env["FAUST_APP_ID"] = s.prefix, f"{s.prefix}-renamed"
     renamed = s.worker("renamed")
-    wait_for(lambda: "was FAUST_APP_ID renamed?" in renamed.log_text(), timeout=90,
-             what="blocked log line")  # fmt: skip
+    wait_for(
+        lambda: "was FAUST_APP_ID renamed?" in renamed.log_text(),
+        timeout=90,
+        what="blocked log line",
+    )
     assert total_likes_in_db() == 300  # the history is held, not applied a second time
     _notify(s, "offsets", "reset", "--topic", s.liked, "--to-stored", "--from-group", old_group)
     produce(s.settings, [like] * 20)

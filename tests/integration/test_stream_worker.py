@@ -140,7 +140,7 @@ def test_malformed_events_go_to_the_dead_letter_topic(stream_env: StreamEnv) -> 
     assert "Traceback" not in log and "crashed" not in log.lower(), log[-3000:]
 
 
-def _metrics(worker) -> dict[str, float]:  # noqa: ANN001
+def _metrics(worker) -> dict[str, float]:
     import urllib.request
 
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:

@@ -6,12 +6,21 @@ from app.portal.campaigns import Progress, progress_of
 
 
 def test_states_fold_into_buckets() -> None:
-    states = {"sent": 3, "delivered": 2, "bounced": 1, "failed": 1, "skipped": 1,
-              "notified:skipped": 1, "cancelled": 2, "scheduled": 4,
-              "notified:pending": 5}  # fmt: skip
+    states = {
+        "sent": 3,
+        "delivered": 2,
+        "bounced": 1,
+        "failed": 1,
+        "skipped": 1,
+        "notified:skipped": 1,
+        "cancelled": 2,
+        "scheduled": 4,
+        "notified:pending": 5,
+    }
     progress = progress_of(25, 24, states)
-    assert progress == Progress(total=25, published=24, notified=20, sent=5, failed=2,
-                                skipped=2, cancelled=2)  # fmt: skip
+    assert progress == Progress(
+        total=25, published=24, notified=20, sent=5, failed=2, skipped=2, cancelled=2
+    )
     assert progress.waiting == 9
     assert progress.done == 11
     assert progress.percent(progress.sent) == 20.0

@@ -57,8 +57,9 @@ def test_records_logged_inside_a_celery_task_name_the_task(captured: io.StringIO
         )
 
     logs_something.apply(task_id="task-123")
-    record = next(json.loads(line) for line in captured.getvalue().splitlines()
-                  if "delivery x sent" in line)  # fmt: skip
+    record = next(
+        json.loads(line) for line in captured.getvalue().splitlines() if "delivery x sent" in line
+    )
     assert record["task_id"] == "task-123"
     assert record["task_name"] == "test.logs"
     assert record["delivery_id"] == "x"
@@ -79,5 +80,7 @@ def test_faust_keeps_its_log_level_and_uvicorn_hands_records_to_our_handler() ->
     assert faust["handlers"]["default"]["formatter"] == "notify"
     uvicorn = uvicorn_logging_config("json")
     assert uvicorn["loggers"]["uvicorn.access"] == {
-        "level": "INFO", "handlers": [], "propagate": True
-    }  # fmt: skip
+        "level": "INFO",
+        "handlers": [],
+        "propagate": True,
+    }

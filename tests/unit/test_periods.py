@@ -106,8 +106,14 @@ NOW = utc(2026, 6, 15, 10, 0)  # 12:00 CEST in Berlin, a Monday
 DELIVERY_OUTCOMES = ["scheduled", "enqueued", "sending", "sent", "delivered", "skipped", "failed"]
 
 
-def due_at(instant: datetime, *, periodicity: str, status: str, deliveries: dict[str, str],
-           tz: ZoneInfo = BERLIN) -> bool:  # fmt: skip
+def due_at(
+    instant: datetime,
+    *,
+    periodicity: str,
+    status: str,
+    deliveries: dict[str, str],
+    tz: ZoneInfo = BERLIN,
+) -> bool:
     """The rule as the jobs apply it: the row's delivery for the instant's period, if any."""
     key = delivery_period_key(periodicity, instant, tz)
     return is_due(periodicity=periodicity, status=status, period_delivery=deliveries.get(key))

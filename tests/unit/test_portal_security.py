@@ -21,9 +21,14 @@ def test_hashes_are_salted_and_verify() -> None:
 
 @pytest.mark.parametrize(
     ("target", "expected"),
-    [("/admin/mailings", "/admin/mailings"), ("//evil.example", "/admin/"),
-     ("https://evil.example", "/admin/"), ("/\\evil.example", "/admin/"), ("", "/admin/")],
-)  # fmt: skip
+    [
+        ("/admin/mailings", "/admin/mailings"),
+        ("//evil.example", "/admin/"),
+        ("https://evil.example", "/admin/"),
+        ("/\\evil.example", "/admin/"),
+        ("", "/admin/"),
+    ],
+)
 def test_login_redirects_stay_on_this_site(target: str, expected: str) -> None:
     assert _safe_next(target) == expected
 
@@ -31,10 +36,10 @@ def test_login_redirects_stay_on_this_site(target: str, expected: str) -> None:
 def _status(method: str, path: str, headers: dict[str, str]) -> int:
     sent: list[int] = []
 
-    async def app(scope, receive, send) -> None:  # noqa: ANN001
+    async def app(scope, receive, send) -> None:
         sent.append(200)
 
-    async def send(message) -> None:  # noqa: ANN001
+    async def send(message) -> None:
         if message["type"] == "http.response.start":
             sent.append(message["status"])
 

@@ -20,8 +20,10 @@ def _html(body: str) -> str:
         ("{{ 'a' * 10**10 }}", "items is over the limit"),
         ("{{ [0] * 10**9 }}", "items is over the limit"),
         ("{{ 7 ** 100000 }}", "integer power over the limit"),
-        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-         "over 100,000 iterations"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "over 100,000 iterations",
+        ),
         ("{{ 'x'|center(999999999) }}", "width of 999,999,999"),
         ("{{ 'x'|indent(10**6) }}", "over the limit"),
         ("{{ '%0999999999d' % 1 }}", "%-format width"),
@@ -34,7 +36,7 @@ def _html(body: str) -> str:
         ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}", "RecursionError"),
         ("{{ ''.__class__.__mro__ }}", "SecurityError"),
     ],
-)  # fmt: skip
+)
 def test_a_costly_or_broken_template_is_refused_with_the_reason(body: str, why: str) -> None:
     with pytest.raises(TemplateInvalid, match="HTML body") as refused:
         _html(body)
@@ -42,8 +44,10 @@ def test_a_costly_or_broken_template_is_refused_with_the_reason(body: str, why: 
 
 
 def test_work_no_operator_bounds_is_stopped_by_the_time_budget() -> None:
-    nested = "{% set x = [1] * 1000 %}{% for a in x %}{% for b in x %}{% for c in x %}" \
-             "{% endfor %}{% endfor %}{% endfor %}"  # fmt: skip
+    nested = (
+        "{% set x = [1] * 1000 %}{% for a in x %}{% for b in x %}{% for c in x %}"
+        "{% endfor %}{% endfor %}{% endfor %}"
+    )
     with pytest.raises(TemplateInvalid, match=f"longer than {RENDER_TIME_BUDGET_S:g} s"):
         _html(nested)
     # The interruption stays with that render: the thread renders normally right after.
@@ -52,8 +56,10 @@ def test_work_no_operator_bounds_is_stopped_by_the_time_budget() -> None:
 
 def test_renders_in_other_threads_are_not_interrupted_by_a_slow_one() -> None:
     results: list[str] = []
-    slow = "{% set x = [1] * 1000 %}{% for a in x %}{% for b in x %}{% for c in x %}" \
-           "{% endfor %}{% endfor %}{% endfor %}"  # fmt: skip
+    slow = (
+        "{% set x = [1] * 1000 %}{% for a in x %}{% for b in x %}{% for c in x %}"
+        "{% endfor %}{% endfor %}{% endfor %}"
+    )
 
     def fast() -> None:
         for _ in range(300):

@@ -14,7 +14,7 @@ def _render(
     html: str = "<p>{{ content_value }}</p>",
     text: str = "{{ content_value }}",
     variables: dict | None = None,
-):  # noqa: ANN202
+):
     return render(subject=subject, body_html=html, body_text=text, variables=variables or VARS)
 
 
