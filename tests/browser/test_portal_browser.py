@@ -15,7 +15,8 @@ from app.config import Settings
 from app.db.models import Campaign
 from app.db.session import session_scope
 from app.jobs.schedule import beat_session
-from tests.integration.campaign_support import consume, simulate_deliveries, simulate_stream
+from harness.kafka import read_topic
+from tests.integration.campaign_support import simulate_deliveries, simulate_stream
 from tests.integration.portal_support import make_admin_user
 
 MIN_SCREENSHOT_BYTES = 8_000  # a blank page renders to ~3 KB at this size
@@ -85,9 +86,7 @@ def test_portal_end_to_end(
     expect(page.locator("body")).to_contain_text("2 events published to Kafka")
     expect(page.locator("[data-count=published]")).to_have_text("2")
     shot(page, screenshots, "06-campaign-sent", "Progress")
-    events = [
-        json.loads(m.value()) for m in consume(settings.kafka_bootstrap_servers, mailing_topic, 2)
-    ]
+    events = [json.loads(m.value()) for m in read_topic(settings, mailing_topic, 2)]
     assert sorted(e["user_id"] for e in events) == sorted(map(str, users))
     assert {e["content_id"] for e in events} == {str(campaign_id)}
 

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError
 from sqlalchemy import insert, update
 
 from app.db.models import Delivery, Notification
 from app.db.session import session_scope
 from harness.rows import Spec, insert_notifications
-
-
-def consume(bootstrap: str, topic: str, expected: int, *, deadline_s: float = 30.0) -> list:
-    """Read `topic` from the start until `expected` messages came, then check for one more."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    got = []
-    deadline = time.monotonic() + deadline_s
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                continue
-            got.append(msg)
-        extra = consumer.poll(1.0)
-        assert extra is None or extra.error(), "more messages than expected on the topic"
-    finally:
-        consumer.close()
-    return got
 
 
 def simulate_stream(campaign_id: uuid.UUID, user_ids: list[uuid.UUID], *, link: bool) -> list:

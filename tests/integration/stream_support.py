@@ -16,13 +16,12 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
@@ -209,35 +208,6 @@ def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEn
             admin.delete_topics(ours)
 
 
-def producer(settings: Settings) -> Producer:
-    # murmur2: Kafka's standard partitioner (Java clients, Faust/aiokafka), so a user id names
-    # the same partition for the producer and for Faust's table_route (README "Scaling").
-    return Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-            "linger.ms": 20,
-        }
-    )
-
-
-def produce(settings: Settings, items: Iterable[tuple[str, str | None, bytes | None]]) -> int:
-    """Produce (topic, key, value) items in order; return how many."""
-    p = producer(settings)
-    count = 0
-    for topic, key, value in items:
-        while True:
-            try:
-                p.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.1)
-        count += 1
-    assert p.flush(60) == 0
-    return count
-
-
 def event(user_id: uuid.UUID, content_id: uuid.UUID | None, value: str, periodicity: str) -> bytes:
     return json.dumps(
         {
@@ -262,36 +232,6 @@ def total_likes_in_db() -> int:
         return session.execute(
             text("SELECT coalesce(sum(like_count), 0) FROM notifications WHERE kind = 'likes'")
         ).scalar_one()
-
-
-def read_topic(settings: Settings, topic: str, expected: int, *, timeout: float = 60) -> list[Any]:
-    """Read a topic from the beginning until `expected` messages (fails on fewer in time)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"h5-read-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                continue
-            got.append(msg)
-        extra = consumer.poll(1.0)
-        assert extra is None or extra.error(), "more messages than expected"
-    finally:
-        consumer.close()
-    assert len(got) == expected, f"{topic}: {len(got)} messages, expected {expected}"
-    return got
 
 
 def email_queue(name: str) -> Queue:

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
@@ -17,6 +16,7 @@ from app.kafka.admin import ensure_topics
 from app.stream.gaps import Gap
 from app.stream.ingest import BatchResult, Record, apply_batch
 from app.stream.kafka_reads import read_gap
+from harness.kafka import produce
 
 pytestmark = pytest.mark.integration
 GROUP = "gaps-test"
@@ -28,13 +28,6 @@ def topic(settings: Settings) -> Iterator[str]:
     ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=1)
     yield name
     AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
-
-
-def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    for value in values:
-        producer.produce(topic, value=value, partition=0)
-    assert producer.flush(30) == 0
 
 
 def _event(user: uuid.UUID, content: uuid.UUID, value: str, periodicity: str = "daily") -> bytes:
@@ -54,7 +47,7 @@ def _scalar(sql: str, **params: object) -> object:
 
 
 def test_read_gap_returns_exactly_the_offsets_asked_for(settings: Settings, topic: str) -> None:
-    _produce(settings, topic, [str(i).encode() for i in range(30)])
+    produce(settings, [(topic, None, str(i).encode()) for i in range(30)])
     records = read_gap(Gap(topic, 0, 10, 20))
     assert [(r.offset, r.value) for r in records] == [(i, str(i).encode()) for i in range(10, 20)]
     # A gap that runs to the end of the log stops there instead of waiting for more.
@@ -65,7 +58,7 @@ def test_skipped_likes_are_read_back_and_counted_once(
     db: str, settings: Settings, topic: str
 ) -> None:
     user, content = uuid.uuid4(), uuid.uuid4()
-    _produce(settings, topic, [_event(user, content, "nice") for _ in range(30)])
+    produce(settings, [(topic, None, _event(user, content, "nice")) for _ in range(30)])
     records = read_gap(Gap(topic, 0, 0, 30))
 
     def apply(batch: list[Record]) -> BatchResult:
@@ -87,7 +80,8 @@ def test_skipped_likes_are_read_back_and_counted_once(
 
 def test_read_back_texts_apply_in_offset_order(db: str, settings: Settings, topic: str) -> None:
     user, content = uuid.uuid4(), uuid.uuid4()
-    _produce(settings, topic, [_event(user, content, f"v{i}", "weekly") for i in range(10)])
+    texts = [_event(user, content, f"v{i}", "weekly") for i in range(10)]
+    produce(settings, [(topic, None, text) for text in texts])
     records = read_gap(Gap(topic, 0, 0, 10))
     apply_batch("mailing", records[:3], group_id=GROUP, max_bytes=65536, fill_gaps=read_gap)
     result = apply_batch(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from app.config import Settings
 from app.kafka.admin import ensure_topics
+from harness.kafka import read_topic
 
 
 @pytest.fixture
@@ -20,45 +20,6 @@ def topic(settings: Settings) -> Iterator[str]:
     assert ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=4) == [name]
     yield name
     AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
-
-
-def _consume(
-    bootstrap: str,
-    topic: str,
-    expected: int,
-    *,
-    isolation: str = "read_committed",
-    idle_s: float = 5,
-) -> list[tuple[int, bytes, bytes]]:
-    """Read from the beginning in a fresh group until `expected` messages or `idle_s` of silence."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": isolation,
-            "enable.auto.commit": True,
-        }
-    )
-    consumer.subscribe([topic])
-    got: list[tuple[int, bytes, bytes]] = []
-    last = time.monotonic()
-    try:
-        while time.monotonic() - last < idle_s and len(got) < expected:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                continue
-            got.append((msg.partition(), msg.key(), msg.value()))
-            last = time.monotonic()
-        # Give a late duplicate the chance to show itself.
-        extra = consumer.poll(1.0)
-        assert extra is None or extra.error(), "more messages than were produced"
-    finally:
-        consumer.close()
-    return got
 
 
 def test_topic_has_four_partitions(settings: Settings, topic: str) -> None:
@@ -83,8 +44,7 @@ def test_produce_and_consume_1000_in_a_group(settings: Settings, topic: str) -> 
     assert producer.flush(30) == 0
     assert len(reports) == 1000 and not any(reports)
 
-    got = _consume(settings.kafka_bootstrap_servers, topic, expected=1000)
-    assert len(got) == 1000
+    got = [(m.partition(), m.key(), m.value()) for m in read_topic(settings, topic, 1000)]
     assert {value: key for _, key, value in got} == sent
     assert {partition for partition, _, _ in got} == {0, 1, 2, 3}
     # Same key, same partition: per-user order holds.
@@ -115,13 +75,9 @@ def test_transactions_commit_and_abort(settings: Settings, topic: str) -> None:
     assert producer.flush(30) == 0
     producer.abort_transaction(30)
 
-    committed = _consume(settings.kafka_bootstrap_servers, topic, expected=20)
-    assert sorted(v for _, _, v in committed) == sorted(
-        f"committed-{i}".encode() for i in range(10)
-    )
+    # Exactly the committed ten: an aborted record read as committed would be one too many.
+    committed = [m.value() for m in read_topic(settings, topic, 10)]
+    assert sorted(committed) == sorted(f"committed-{i}".encode() for i in range(10))
 
-    everything = _consume(
-        settings.kafka_bootstrap_servers, topic, expected=20, isolation="read_uncommitted"
-    )
-    assert len(everything) == 20
-    assert sum(v.startswith(b"aborted-") for _, _, v in everything) == 10
+    everything = [m.value() for m in read_topic(settings, topic, 20, isolation="read_uncommitted")]
+    assert sum(v.startswith(b"aborted-") for v in everything) == 10

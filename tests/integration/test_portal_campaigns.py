@@ -17,8 +17,9 @@ from app.db.models import Campaign, CampaignRecipient, Delivery, Notification, T
 from app.db.session import session_scope
 from app.kafka.producer import make_producer
 from app.portal import campaigns
+from harness.kafka import read_topic
 
-from .campaign_support import consume, simulate_deliveries, simulate_stream
+from .campaign_support import simulate_deliveries, simulate_stream
 from .portal_support import form_token
 
 
@@ -87,7 +88,7 @@ def test_send_publishes_one_event_per_valid_recipient(
     campaign_id = _campaign_id(_create(client, f"{users[0]}\n{users[1]}\nnobody"))
     page = _send(client, campaign_id)
     assert page.status_code == 200 and "2 events published to Kafka" in page.text
-    messages = consume(portal_settings.kafka_bootstrap_servers, portal_settings.topic_mailing, 2)
+    messages = read_topic(portal_settings, portal_settings.topic_mailing, 2)
     events = [json.loads(m.value()) for m in messages]
     for message, event in zip(messages, events, strict=True):
         validate("mailing", event)

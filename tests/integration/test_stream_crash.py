@@ -15,12 +15,12 @@ from collections import Counter
 
 from sqlalchemy import create_engine, text
 
+from harness.kafka import produce
 from tests.integration.stream_support import (
     StreamEnv,
     Worker,
     event,
     like_counts_in_db,
-    produce,
     total_likes_in_db,
     wait_for,
 )

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from app.contracts import ContractError, decode_event
 from app.db.session import dispose_engines, session_scope
 from app.kafka.admin import ensure_topics
+from harness.kafka import produce, read_topic
 from tests.fuzzing import fuzzed_value, poison_events, valid_value
 from tests.integration.outages import postgres_down
 from tests.integration.stream_support import (
@@ -30,8 +31,6 @@ from tests.integration.stream_support import (
     event,
     like_counts_in_db,
     next_email,
-    produce,
-    read_topic,
     total_likes_in_db,
     wait_for,
 )

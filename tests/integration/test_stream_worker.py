@@ -9,14 +9,8 @@ import uuid
 from sqlalchemy import text
 
 from app.db.session import session_scope
-from tests.integration.stream_support import (
-    StreamEnv,
-    event,
-    like_counts_in_db,
-    produce,
-    read_topic,
-    wait_for,
-)
+from harness.kafka import produce, read_topic
+from tests.integration.stream_support import StreamEnv, event, like_counts_in_db, wait_for
 
 
 def _rows(kind: str) -> dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, str, str]]:
