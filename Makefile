@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_test
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-stop services-status db test test-unit lint format run clean
+.PHONY: help install services services-stop services-status db test test-unit lint typecheck format run clean
 
 help:
 	@echo "make run              start the service stack and the pipeline (Ctrl-C stops the processes)"
@@ -18,6 +18,7 @@ help:
 	@echo "make services-status  what runs and where it listens"
 	@echo "make db               migrate the database, load templates, create topics, seed the schedule"
 	@echo "make lint             ruff check and ruff format --check"
+	@echo "make typecheck        mypy over app/ (strict for domain, db, contracts and config)"
 	@echo "make format           ruff format and the fixable ruff checks"
 	@echo "make clean            remove .venv and the caches"
 
@@ -57,6 +58,9 @@ test-unit: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
