@@ -6,7 +6,9 @@ Agent, table and topic names are part of the deployment (Faust's web view and me
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import cast
 
+from faust import Stream
 from faust.types import EventT, StreamT
 
 from app.stream import topics, watchdog
@@ -15,27 +17,30 @@ from app.stream.faust_app import app, settings
 from app.tables import like_counts
 
 
-def _batches(stream: StreamT, within: float | None = None) -> AsyncIterator[Sequence[EventT]]:
+def _batches(
+    stream: StreamT[bytes], within: float | None = None
+) -> AsyncIterator[Sequence[EventT[bytes]]]:
     within = within if within is not None else settings.ingest_batch_within_s
-    return stream.take_events(settings.ingest_batch_size, within=within)
+    # An agent is handed a Stream; StreamT, the type Faust gives agents, lacks take_events.
+    return cast(Stream[bytes], stream).take_events(settings.ingest_batch_size, within=within)
 
 
 @app.agent(topics.user_registered, name="ingest_registrations")
-async def ingest_registrations(stream: StreamT) -> None:
+async def ingest_registrations(stream: StreamT[bytes]) -> None:
     """Create welcome notifications and send them now."""
     async for events in _batches(stream):
         await run_batch("user_registered", events, like_counts)
 
 
 @app.agent(topics.comment_liked, name="ingest_likes")
-async def ingest_likes(stream: StreamT) -> None:
+async def ingest_likes(stream: StreamT[bytes]) -> None:
     """Count likes per user and content in PostgreSQL; mirror the counts in the table."""
     async for events in _batches(stream, settings.ingest_likes_batch_within_s):
         await run_batch("comment_liked", events, like_counts)
 
 
 @app.agent(topics.mailing, name="ingest_mailings")
-async def ingest_mailings(stream: StreamT) -> None:
+async def ingest_mailings(stream: StreamT[bytes]) -> None:
     """Create or replace mailing texts; send `once` mailings now."""
     async for events in _batches(stream):
         await run_batch("mailing", events, like_counts)

@@ -120,7 +120,7 @@ def transactional_done(user_ids: list[uuid.UUID]) -> Callable[[], bool]:
 
     def check() -> bool:
         with session_scope() as session:
-            done = session.scalar(
+            done = session.execute(
                 select(func.count())
                 .select_from(Notification)
                 .where(
@@ -128,7 +128,7 @@ def transactional_done(user_ids: list[uuid.UUID]) -> Callable[[], bool]:
                     Notification.user_id.in_(user_ids),
                     Notification.status.not_in(("pending", "queued")),
                 )
-            )
+            ).scalar_one()
         return done >= len(user_ids)
 
     return check

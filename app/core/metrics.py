@@ -11,7 +11,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
@@ -164,10 +166,11 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # a scrape every few seconds is not news
 
 
-def _metrics_and_health() -> Callable[[dict, Callable], Iterable[bytes]]:
-    metrics_app = make_wsgi_app()
+def _metrics_and_health() -> WSGIApplication:
+    # prometheus_client declares a bare Callable for what is a WSGI application.
+    metrics_app = cast(WSGIApplication, make_wsgi_app())
 
-    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             start_response("200 OK", [("Content-Type", "application/json")])
             return [json.dumps({"status": "ok"}).encode()]

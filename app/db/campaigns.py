@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, text, update
+from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.models import Campaign, Template
@@ -101,7 +102,8 @@ def finish_publish(
         .where(Campaign.campaign_id == campaign_id, Campaign.status == "publishing")
         .values(**values)
     )
-    return bool(result.rowcount)
+    # Session.execute types its result as a plain Result; an UPDATE's is a CursorResult.
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 def cancel(*, session: Session, campaign_id: uuid.UUID, now: datetime) -> tuple[int, int]:
@@ -113,22 +115,24 @@ def cancel(*, session: Session, campaign_id: uuid.UUID, now: datetime) -> tuple[
     )
     # 'enqueued' rows are not claimed by an e-mail worker yet (it claims scheduled|enqueued only),
     # so cancelling them is as safe as cancelling scheduled ones.
-    deliveries = session.execute(
+    result = session.execute(
         text(
             "UPDATE deliveries d SET status = 'cancelled', updated_at = now()"
             f" FROM notifications n WHERE d.notification_id = n.notification_id AND {_OF_CAMPAIGN}"
             " AND d.status IN ('scheduled', 'enqueued')"
         ),
         {"cid": campaign_id},
-    ).rowcount
+    )
+    deliveries = cast(CursorResult[Any], result).rowcount  # what an UPDATE's result is
     # Pending rows would otherwise be planned (or sent now, for `once`) later on.
-    notifications = session.execute(
+    result = session.execute(
         text(
             "UPDATE notifications n SET status = 'skipped', last_update = :now"
             f" WHERE {_OF_CAMPAIGN} AND n.status IN ('pending', 'queued', 'failed')"
         ),
         {"cid": campaign_id, "now": now},
-    ).rowcount
+    )
+    notifications = cast(CursorResult[Any], result).rowcount
     return deliveries, notifications
 
 

@@ -138,7 +138,7 @@ def select(
 
 def _stored(row: Any) -> StoredDeadLetter:
     # psycopg2 returns bytea as memoryview; keep bytes for the producer and for comparisons.
-    values = [bytes(v) if isinstance(v, memoryview) else v for v in row]
+    values: list[Any] = [bytes(v) if isinstance(v, memoryview) else v for v in row]
     return StoredDeadLetter(*values)
 
 

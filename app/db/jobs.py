@@ -6,9 +6,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, exists, func, or_, select, update
+from sqlalchemy import Exists, Row, Select, Table, and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ _CANDIDATE_COLUMNS = (
 )
 
 
-def _candidates():  # noqa: ANN202
+def _candidates() -> Select[*tuple[Any, ...]]:
     return (
         select(*_CANDIDATE_COLUMNS)
         .join(Message, Message.message_id == Notification.message_id)
@@ -38,7 +38,7 @@ def _candidates():  # noqa: ANN202
     )
 
 
-def _of_cancelled_campaign():  # noqa: ANN202
+def _of_cancelled_campaign() -> Exists:
     """A mailing whose campaign was cancelled (mailings carry the campaign as content id)."""
     return exists().where(
         Notification.kind == "mailing",
@@ -49,7 +49,7 @@ def _of_cancelled_campaign():  # noqa: ANN202
 
 def lock_digest_candidates(
     *, session: Session, periodicity: str, after_id: uuid.UUID | None, limit: int
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """Lock the next chunk of rows that may be due; rows another job holds are skipped.
 
     Whether a row is due in its user's current period is settled when its delivery is recorded
@@ -77,7 +77,7 @@ def lock_digest_candidates(
 
 def lock_once_candidates(
     *, session: Session, notification_ids: Sequence[uuid.UUID]
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """Lock the `once` notifications among these that still have to go out (pending or failed)."""
     query = (
         _candidates()
@@ -145,11 +145,12 @@ def record_plans(
         return []
     # One cached statement run as executemany: SQLAlchemy batches it into multi-row VALUES
     # ("insertmanyvalues") without recompiling a 500-row statement for every chunk.
-    stmt = insert(Delivery.__table__)
-    stmt = stmt.on_conflict_do_update(
+    # (`__table__` is typed as any FromClause; a model declared with __tablename__ has a Table.)
+    new = insert(cast(Table, Delivery.__table__))
+    stmt = new.on_conflict_do_update(
         constraint="uq_deliveries_period",
         set_={
-            **{c: stmt.excluded[c] for c in _REPLANNED_COLUMNS},
+            **{c: new.excluded[c] for c in _REPLANNED_COLUMNS},
             "attempts": 0,
             "deferrals": 0,
             "updated_at": func.now(),
@@ -173,7 +174,7 @@ def record_plans(
 
 def lock_dispatchable(
     *, session: Session, until: datetime, stale_before: datetime, limit: int
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """Lock deliveries for the `emails` queue: due soon, or enqueued long ago and not sent."""
     query = (
         select(

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import CursorResult, Result, Table, Update, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,10 @@ from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KIN
 
 # Core tables, not ORM entities: an ORM-enabled UPDATE evaluates its criteria against the session
 # for `synchronize_session`, which cost the e-mail worker more CPU than the SQL itself.
-deliveries, notifications, opt_outs = Delivery.__table__, Notification.__table__, OptOut.__table__
+# (`__table__` is typed as any FromClause; a model declared with __tablename__ has a Table.)
+deliveries = cast(Table, Delivery.__table__)
+notifications = cast(Table, Notification.__table__)
+opt_outs = cast(Table, OptOut.__table__)
 
 # Which statuses a provider event may move a delivery out of (events arrive out of order).
 EVENT_SOURCES: dict[str, frozenset[str]] = {
@@ -100,7 +103,7 @@ def _opted_out(session: Session, user_id: uuid.UUID, kind: str) -> bool:
     return session.execute(query).first() is not None
 
 
-def _delivery(delivery_id: uuid.UUID):  # noqa: ANN202
+def _delivery(delivery_id: uuid.UUID) -> Update:
     return update(deliveries).where(deliveries.c.delivery_id == delivery_id)
 
 
@@ -115,7 +118,7 @@ def _notification(
     )
 
 
-def _owned(delivery_id: uuid.UUID, attempt: int | None):  # noqa: ANN202
+def _owned(delivery_id: uuid.UUID, attempt: int | None) -> Update:
     stmt = _delivery(delivery_id).where(deliveries.c.status == "sending")
     return stmt if attempt is None else stmt.where(deliveries.c.attempts == attempt)
 
@@ -183,7 +186,8 @@ def release_for_retry(
             deferrals=deferrals,
         )
     )  # fmt: skip
-    return result.rowcount == 1
+    # Session.execute types its result as a plain Result; an UPDATE's is a CursorResult.
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def mark_failed(
@@ -252,7 +256,7 @@ def add_opt_outs(*, session: Session, user_id: uuid.UUID, kinds: Iterable[str], 
     rows = [{"user_id": user_id, "kind": kind, "source": source} for kind in kinds]
     if not rows:
         return 0
-    result = session.execute(
+    result: Result[Any] = session.execute(
         insert(opt_outs).values(rows).on_conflict_do_nothing().returning(literal_column("1"))
     )
     return len(result.all())
@@ -278,4 +282,4 @@ def release_stale_sending(*, session: Session, stale_after_s: float) -> int:
             updated_at=func.now(),
         )
     )
-    return result.rowcount
+    return cast(CursorResult[Any], result).rowcount

@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 MAX_COUNTDOWN_S = 900.0
 
 Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped"]
+# What a claim we did not get means for the task.
+_UNCLAIMED: dict[sends.ClaimState, Result] = {
+    "done": "done",
+    "missing": "missing",
+    "opted_out": "skipped",
+}
 # Tries of recording an accepted send before the task is retried for the recording alone.
 RECORD_TRIES_S = (0.2, 0.5, 1.0, 2.0)
 
@@ -75,7 +81,7 @@ def retry_delay(
     if retry_at is not None:
         wait = max(retry_at - (time.time() if now_ts is None else now_ts), 0.0)
         return min(wait + rng.uniform(0, base_s), MAX_COUNTDOWN_S)
-    delay = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    delay: float = min(max_s, base_s * 2 ** max(attempt - 1, 0))
     return min(delay / 2 + rng.uniform(0, delay / 2), MAX_COUNTDOWN_S)
 
 
@@ -139,7 +145,7 @@ def deliver(
     if claim.state != "claimed":
         log.info("delivery %s not sent: %s (status %s)", delivery_id, claim.state, claim.status,
                  extra=_ids(delivery_id))  # fmt: skip
-        return Outcome({"done": "done", "missing": "missing", "opted_out": "skipped"}[claim.state])
+        return Outcome(_UNCLAIMED[claim.state])
     if claim.reclaimed:
         log.warning(
             "delivery %s: resending a send abandoned in 'sending' (possible duplicate, attempt %d)",
@@ -239,6 +245,8 @@ def _deliver_untracked(
     attempt: int,
 ) -> Outcome:
     """A task without delivery_id: no per-delivery state, so no exactly-once guarantee."""
+    status: Result
+    error: str | None
     try:
         _timed_send(backend, email)
     except TransientSendError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from app.config import get_settings
 from app.core import logs, metrics

@@ -6,7 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 from app.auth.client import AuthUser
@@ -68,6 +68,14 @@ class Candidate:
     subject: str
     body_html: str
     body_text: str
+
+
+class _PlanBase(TypedDict):
+    """The fields every plan of one notification and period shares."""
+
+    notification_id: uuid.UUID
+    period_key: str
+    send_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,11 @@ def plan_delivery(
         log.warning("unknown time zone %r for user %s; using %s", user.timezone, user.user_id, tz)
     send_at = _send_at(candidate, tz, settings, now)
     key = periods.period_key(candidate.periodicity, sendtime.local_day(send_at, tz))
-    skipped = {"notification_id": candidate.notification_id, "period_key": key, "send_at": send_at}
+    skipped: _PlanBase = {
+        "notification_id": candidate.notification_id,
+        "period_key": key,
+        "send_at": send_at,
+    }
 
     if user_problem is not None:
         return DeliveryPlan(

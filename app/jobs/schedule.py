@@ -196,12 +196,12 @@ def set_cron(entry_id: int, cron: Cron, database_url: str | None = None) -> Entr
         model = task.schedule_model
         if not isinstance(model, CrontabSchedule):
             raise ScheduleError(f"{task.name} runs on an interval, not a cron schedule")
-        sharers = session.scalar(
+        sharers = session.execute(
             select(func.count())
             .select_from(PeriodicTask)
             .where(PeriodicTask.discriminator == model.discriminator,
                    PeriodicTask.schedule_id == model.id)
-        )  # fmt: skip
+        ).scalar_one()  # fmt: skip
         if sharers > 1:  # edit a copy: the other entries keep their schedule
             model = CrontabSchedule()
             session.add(model)

@@ -83,9 +83,10 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
             )
         )
     except ValueError as exc:  # CampaignInvalid, or a template id that is not a UUID
-        values["error"] = f"The campaign was not created: {exc}."
-        values["invalid"] = audience.invalid
-        return await _form_page(request, values, status_code=400)
+        error = f"The campaign was not created: {exc}."
+        return await _form_page(
+            request, {**values, "error": error, "invalid": audience.invalid}, status_code=400
+        )
     return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
 
 

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from pathlib import Path
 from typing import cast
@@ -121,7 +121,7 @@ def read_raw(directory: Path, name: str) -> bytes | None:
         return fh.read(MAX_MESSAGE_BYTES)
 
 
-def _content(part: EmailMessage | None) -> str | None:
+def _content(part: MIMEPart | None) -> str | None:
     if part is None:
         return None
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from sqladmin.templating import Jinja2Templates
 from starlette.responses import Response
 
 from app.portal.csrf import csrf_token
@@ -17,7 +18,8 @@ async def render(
     request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
 ) -> Response:
     """Render `name` from app/portal/templates with the CSRF token and the signed-in user."""
-    templates = request.app.state.admin.templates  # SQLAdmin's Jinja environment (autoescaped)
+    # SQLAdmin's Jinja environment (autoescaped)
+    templates: Jinja2Templates = request.app.state.admin.templates
     full = {
         "csrf_token": csrf_token(request),
         "admin_username": request.session.get("admin_username"),

@@ -69,7 +69,8 @@ async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
     """Record the opt-out (mailbox providers POST `List-Unsubscribe=One-Click` here)."""
     if token is None:  # a form may carry it in the body instead of the URL
         fields = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = (fields.get("token") or [None])[0]
+        tokens = fields.get("token")
+        token = tokens[0] if tokens else None
     try:
         found = _read(request, token)
     except InvalidToken as exc:

@@ -21,8 +21,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faust.streams import _current_event
 from faust.types import EventT
 
-from app.contracts import EventKind
 from app.core import faults, metrics
+from app.domain.vocabulary import EventKind
 from app.jobs.celery_app import celery_app
 from app.jobs.handoff import request_send_now
 from app.stream import ingest, topics
@@ -38,7 +38,7 @@ HOLD_POLL_S = 2.0
 LikeTable = MutableMapping[bytes, int]
 
 
-def to_record(event: EventT) -> ingest.Record:
+def to_record(event: EventT[bytes]) -> ingest.Record:
     """The transport-neutral record of a Faust event (raw bytes, position, headers)."""
     message = event.message
     return ingest.Record(
@@ -109,7 +109,7 @@ async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) ->
 
 
 @contextmanager
-def _in_partition_of(event: EventT) -> Iterator[None]:
+def _in_partition_of(event: EventT[bytes]) -> Iterator[None]:
     # Faust picks a table key's changelog partition (and RocksDB shard) from the current event.
     # After a batch that is just the last event taken, so point it at an event of the key's own
     # partition. Faust has no public setter; this is the context variable its streams set.
@@ -121,7 +121,7 @@ def _in_partition_of(event: EventT) -> Iterator[None]:
 
 
 def mirror_like_counts(
-    result: ingest.BatchResult, events: Sequence[EventT], table: LikeTable
+    result: ingest.BatchResult, events: Sequence[EventT[bytes]], table: LikeTable
 ) -> None:
     """Set each touched key of the like table to the count PostgreSQL returned."""
     last_of_partition = {event.message.partition: event for event in events}
@@ -142,7 +142,7 @@ async def hand_off(notification_ids: Sequence[Any]) -> None:
 
 
 async def run_batch(
-    kind: EventKind, events: Sequence[EventT], like_table: LikeTable
+    kind: EventKind, events: Sequence[EventT[bytes]], like_table: LikeTable
 ) -> ingest.BatchResult:
     """Ingest one batch of one input topic and do what follows the commit."""
     topic = topics.INPUT_TOPICS[kind].get_topic_name()
@@ -187,7 +187,7 @@ async def _after_commit(
     kind: EventKind,
     topic: str,
     result: ingest.BatchResult,
-    events: Sequence[EventT],
+    events: Sequence[EventT[bytes]],
     like_table: LikeTable,
 ) -> None:
     metrics.EVENTS_APPLIED.labels(topic).inc(result.applied)

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from app.contracts import ContractError, Event, EventKind, decode_event, storable_text
+from app.contracts import ContractError, Event, decode_event, storable_text
 from app.db import dead_letters, stream_offsets
 from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
 from app.db.stream_offsets import PartitionState, TopicPartition
+from app.domain.vocabulary import EventKind
 from app.stream import gaps
 from app.stream.ingest_apply import Effects, apply_isolated, mirror_replayed_likes, table_key
 

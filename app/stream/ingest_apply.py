@@ -13,17 +13,17 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from app.contracts import Event, EventKind, storable_text
+from app.contracts import Event, storable_text
 from app.core import faults
 from app.db import ingest
 from app.db.ingest import LikeDelta, TextItem
 from app.domain.periods import ONCE_DUE_STATUSES as ONCE_DUE
-from app.domain.vocabulary import KIND_OF_EVENT, TEMPLATE_OF_KIND
+from app.domain.vocabulary import KIND_OF_EVENT, TEMPLATE_OF_KIND, EventKind
 
 if TYPE_CHECKING:
     from app.stream.ingest import Record
@@ -113,7 +113,7 @@ def apply_isolated(
 
 
 def _apply_likes(session: Session, accepted: Sequence[Accepted]) -> Effects:
-    totals: dict[tuple[uuid.UUID, uuid.UUID], list] = {}
+    totals: dict[tuple[uuid.UUID, uuid.UUID], list[Any]] = {}  # [count, periodicity, text]
     partition_of: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
     for record, event in accepted:
         assert event.content_id is not None  # the schema requires a uuid content id for likes
@@ -133,7 +133,9 @@ def _apply_likes(session: Session, accepted: Sequence[Accepted]) -> Effects:
     return effects
 
 
-def mirror_replayed_likes(session: Session, replayed: Sequence[Accepted]) -> dict:
+def mirror_replayed_likes(
+    session: Session, replayed: Sequence[Accepted]
+) -> dict[str, tuple[int, int]]:
     """The stored counts of replayed likes' keys: their effect is in PostgreSQL already, but
     the crash that replays them may have lost the table update."""
     partition_of: dict[tuple[uuid.UUID, uuid.UUID], int] = {}

@@ -67,16 +67,19 @@ def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
                     raise TimeoutError(f"reading {gap} from Kafka")
                 continue
             deadline = time.monotonic() + GAP_READ_TIMEOUT_S
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
+            error = message.error()
+            if error:
+                if error.code() == KafkaError._PARTITION_EOF:
                     return records
-                raise KafkaException(message.error())
-            if message.offset() >= gap.end:
+                raise KafkaException(error)
+            offset = message.offset()
+            assert offset is not None  # only a message not yet produced lacks one
+            if offset >= gap.end:
                 return records
-            records.append(ingest.Record(gap.topic, gap.partition, message.offset(),
+            records.append(ingest.Record(gap.topic, gap.partition, offset,
                                          message.key(), message.value(),
                                          headers_of(message.headers())))  # fmt: skip
-            if message.offset() == gap.end - 1:
+            if offset == gap.end - 1:
                 return records
     finally:
         consumer.close()

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypedDict
 
 from confluent_kafka import (
     Consumer,
@@ -32,6 +32,12 @@ from app.kafka.producer import make_producer
 log = logging.getLogger(__name__)
 
 ResetTarget = Literal["start", "end", "stored"]
+
+
+class _Placement(TypedDict, total=False):
+    """Where a replayed event goes: no partition lets the producer's partitioner choose."""
+
+    partition: int
 
 
 @dataclass
@@ -100,7 +106,9 @@ def _produce(
 
     # Back to the partition it came from, so it keeps its place among its key's events; a topic
     # that now has fewer partitions gets it by key.
-    where = {"partition": letter.source_partition} if letter.source_partition < partitions else {}
+    where: _Placement = (
+        {"partition": letter.source_partition} if letter.source_partition < partitions else {}
+    )
     while True:
         try:
             producer.produce(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.types import TopicT
 
-from app.contracts import EventKind
+from app.domain.vocabulary import EventKind
 from app.stream.faust_app import app, settings
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlalchemy.schema import SchemaItem
 
 from app.db.models import Base
 
@@ -11,13 +12,18 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001
+def include_object(
+    obj: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: SchemaItem | None
+) -> bool:
     """Leave tables we do not model alone (e.g. the Celery beat scheduler's own tables)."""
     return not (type_ == "table" and reflected and compare_to is None)
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # app.db.migrate's config always has one; a hand-made config may not
+        raise RuntimeError("no sqlalchemy.url in the Alembic config: use app.db.migrate")
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

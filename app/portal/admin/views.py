@@ -14,19 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.db.models import (
+from app.db.models import AdminUser, DeadLetter, Delivery, Notification, Template
+from app.domain.rendering import TemplateInvalid, check_template
+from app.domain.vocabulary import (
     DEAD_LETTER_STATUSES,
     DELIVERY_STATUSES,
     KINDS,
     NOTIFICATION_STATUSES,
     PERIODICITIES,
-    AdminUser,
-    DeadLetter,
-    Delivery,
-    Notification,
-    Template,
 )
-from app.domain.rendering import TemplateInvalid, check_template
 from app.portal.dead_letters import REPLAY_PAGE
 from app.portal.delivery_retry import RETRY_PAGE
 from app.portal.template_files import default_templates
@@ -149,7 +145,11 @@ class NotificationAdmin(ModelView, model=Notification):
     page_size = 50
 
 
-def _of_notifications(query: Select, sub: Select, untouched: Select) -> Select:
+def _of_notifications(
+    query: Select[*tuple[Any, ...]],
+    sub: Select[*tuple[Any, ...]],
+    untouched: Select[*tuple[Any, ...]],
+) -> Select[*tuple[Any, ...]]:
     """Keep the deliveries of the notifications `sub` selects (unless the filter was empty)."""
     if sub is untouched:
         return query
@@ -159,9 +159,9 @@ def _of_notifications(query: Select, sub: Select, untouched: Select) -> Select:
 class DeliveryUserFilter(OperationColumnFilter):
     """Filter deliveries by their notification's user (one subquery, no join to collide with)."""
 
-    async def get_filtered_query(  # type: ignore[override]
-        self, query: Select, operation: str, value: Any, model: Any
-    ) -> Select:
+    async def get_filtered_query(
+        self, query: Select[*tuple[Any, ...]], operation: str, value: Any, model: Any
+    ) -> Select[*tuple[Any, ...]]:
         base = select(Notification.notification_id)
         sub = await super().get_filtered_query(base, operation, value, Notification)
         return _of_notifications(query, sub, base)
@@ -170,7 +170,9 @@ class DeliveryUserFilter(OperationColumnFilter):
 class DeliveryKindFilter(StaticValuesFilter):
     """Filter deliveries by their notification's kind."""
 
-    async def get_filtered_query(self, query: Select, value: Any, model: Any) -> Select:
+    async def get_filtered_query(
+        self, query: Select[*tuple[Any, ...]], value: Any, model: Any
+    ) -> Select[*tuple[Any, ...]]:
         base = select(Notification.notification_id)
         sub = await super().get_filtered_query(base, value, Notification)
         return _of_notifications(query, sub, base)
