@@ -1,7 +1,7 @@
-"""The Faust app, alone: settings in, nothing of ours imported but the config.
+"""The Faust app, alone: settings in, nothing of ours imported but the config and logging.
 
 Agents, tables and web views register themselves on import; `autodiscover` names those modules
-so `faust -A app.faust_app worker` and `notify worker` load them all.
+so `faust -A app.stream.faust_app worker` and `notify worker` load them all.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ app = faust.App(
     store=settings.faust_store,
     datadir=str(datadir),
     # Only these modules: an `origin` would make Faust import (scan) the whole `app` package.
-    autodiscover=["app.agents", "app.stream.web"],
+    autodiscover=["app.agents", "app.tables", "app.stream.web"],
     topic_partitions=settings.topic_partitions,
     # Events are decoded by app.contracts (size limit, schema), so Faust hands over raw bytes.
     key_serializer="raw",

@@ -15,7 +15,7 @@ from faust import web
 from prometheus_client import generate_latest
 
 from app.stream.faust_app import app
-from app.tables import like_counts
+from app.stream.like_table import like_counts
 
 
 def _uuid_or_none(value: str) -> str | None:

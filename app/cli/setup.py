@@ -1,0 +1,104 @@
+"""Set a deployment up: migrations, default templates, topics, the beat schedule."""
+
+from __future__ import annotations
+
+import click
+
+from app.config import get_settings
+
+
+@click.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="heads")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: every head)."""
+    from app.db import migrate
+
+    migrate.upgrade(revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="base")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (default: base)."""
+    from app.db import migrate
+
+    migrate.downgrade(revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True)
+def db_revision(message: str) -> None:
+    """Autogenerate a migration from the models."""
+    from app.db import migrate
+
+    migrate.revision(message)
+
+
+@click.group()
+def templates() -> None:
+    """E-mail templates."""
+
+
+@templates.command("load")
+def templates_load() -> None:
+    """Load (create or replace) the default templates from templates/ into the database."""
+    from app.db.session import session_scope
+    from app.db.templates import upsert_template
+    from app.domain.rendering import check_template
+    from app.portal.template_files import default_templates
+
+    sources = default_templates()
+    for source in sources:
+        check_template(source.subject, source.body_html, source.body_text)
+    with session_scope() as session:
+        for source in sources:
+            upsert_template(
+                session=session,
+                name=source.name,
+                subject=source.subject,
+                body_html=source.body_html,
+                body_text=source.body_text,
+            )
+    click.echo(f"loaded {len(sources)} templates: {', '.join(s.name for s in sources)}")
+
+
+@click.group()
+def topics() -> None:
+    """Kafka topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the input and dead-letter topics (partitions: TOPIC_PARTITIONS)."""
+    from app.kafka.admin import ensure_topics
+
+    settings = get_settings()
+    names = [*settings.input_topics, settings.topic_dead_letter]
+    created = ensure_topics(
+        settings.kafka_bootstrap_servers, names, partitions=settings.topic_partitions
+    )
+    click.echo(f"topics ready: {', '.join(names)} (created: {', '.join(created) or 'none'})")
+
+
+@click.group()
+def schedule() -> None:
+    """The Celery beat schedule stored in PostgreSQL."""
+
+
+@schedule.command("seed")
+def schedule_seed() -> None:
+    """Create the default entries (daily, weekly, dispatch) that are missing; keep edited ones."""
+    from app.jobs.schedule import seed_schedule
+
+    created = seed_schedule()
+    click.echo(f"schedule entries created: {', '.join(created) or 'none (all present)'}")
+
+
+COMMANDS = (db, templates, topics, schedule)
