@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from app.auth.dev_server import generate_users
+from app.cli.demo import DEV_AUTH_USERS
 from app.contracts import Event, encode_event
 from app.db.models import Delivery, Notification
 from app.db.session import dispose_engines, session_scope
 from app.db.templates import get_template_by_name
-from app.demo import DEV_AUTH_USERS
 from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
