@@ -30,11 +30,10 @@ from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.models import Template  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.templates import upsert_template  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal import campaigns  # noqa: E402
-from app.portal.template_files import default_templates  # noqa: E402
+from app.portal.template_files import load_default_templates  # noqa: E402
 
 
 def ensure_database(url: str) -> None:
@@ -50,14 +49,7 @@ def prepare() -> uuid.UUID:
     """Migrate, load the default templates; return the `mailing` template's id."""
     migrate.upgrade("heads")
     with session_scope() as session:
-        for t in default_templates():
-            upsert_template(
-                session=session,
-                name=t.name,
-                subject=t.subject,
-                body_html=t.body_html,
-                body_text=t.body_text,
-            )
+        load_default_templates(session=session)
         return session.scalar(select(Template.template_id).where(Template.name == "mailing"))
 
 

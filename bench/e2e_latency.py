@@ -35,10 +35,9 @@ from app.config import get_settings  # noqa: E402
 from app.contracts import Event, encode_event  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.templates import upsert_template  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
-from app.portal.template_files import default_templates  # noqa: E402
+from app.portal.template_files import load_default_templates  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
 from harness.pipeline import Pipeline, wait_for  # noqa: E402
@@ -149,14 +148,7 @@ def reset_database() -> None:
                 " campaigns, opt_outs, stream_offsets CASCADE"
             )
         )
-        for t in default_templates():
-            upsert_template(
-                session=session,
-                name=t.name,
-                subject=t.subject,
-                body_html=t.body_html,
-                body_text=t.body_text,
-            )
+        load_default_templates(session=session)
 
 
 def pipeline_latencies(

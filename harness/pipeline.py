@@ -292,10 +292,9 @@ def reset_state(settings: Settings) -> None:
 
     from app.db import migrate
     from app.db.session import session_scope
-    from app.db.templates import upsert_template
     from app.jobs.celery_app import celery_app
     from app.jobs.schedule import seed_schedule
-    from app.portal.template_files import default_templates
+    from app.portal.template_files import load_default_templates
 
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
@@ -304,14 +303,7 @@ def reset_state(settings: Settings) -> None:
             " stream_offsets, dead_letters"
         )
         session.execute(text(f"TRUNCATE {tables} CASCADE"))
-        for t in default_templates():
-            upsert_template(
-                session=session,
-                name=t.name,
-                subject=t.subject,
-                body_html=t.body_html,
-                body_text=t.body_text,
-            )
+        load_default_templates(session=session)
     seed_schedule()
     with Connection(settings.celery_broker_url) as conn:
         for queue in celery_app.conf.task_queues:

@@ -50,23 +50,11 @@ def templates() -> None:
 def templates_load() -> None:
     """Load (create or replace) the default templates from templates/ into the database."""
     from app.db.session import session_scope
-    from app.db.templates import upsert_template
-    from app.domain.rendering import check_template
-    from app.portal.template_files import default_templates
+    from app.portal.template_files import load_default_templates
 
-    sources = default_templates()
-    for source in sources:
-        check_template(source.subject, source.body_html, source.body_text)
     with session_scope() as session:
-        for source in sources:
-            upsert_template(
-                session=session,
-                name=source.name,
-                subject=source.subject,
-                body_html=source.body_html,
-                body_text=source.body_text,
-            )
-    click.echo(f"loaded {len(sources)} templates: {', '.join(s.name for s in sources)}")
+        names = load_default_templates(session=session)
+    click.echo(f"loaded {len(names)} templates: {', '.join(names)}")
 
 
 @click.group()

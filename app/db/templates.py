@@ -1,4 +1,4 @@
-"""Reads and writes, keyword-only with an explicit session."""
+"""E-mail templates in PostgreSQL, keyword-only with an explicit session."""
 
 from __future__ import annotations
 

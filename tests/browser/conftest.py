@@ -19,10 +19,9 @@ from sqlalchemy import text
 from app.config import REPO_ROOT, Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
-from app.db.templates import upsert_template
 from app.jobs.schedule import seed_schedule
 from app.kafka.admin import ensure_topics
-from app.portal.template_files import default_templates
+from app.portal.template_files import load_default_templates
 from harness.waiting import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,14 +49,7 @@ def browser_db(settings: Settings) -> Iterator[str]:
     with session_scope() as session:
         session.execute(text("TRUNCATE deliveries, notifications, messages, campaigns CASCADE"))
         session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))
-        for source in default_templates():
-            upsert_template(
-                session=session,
-                name=source.name,
-                subject=source.subject,
-                body_html=source.body_html,
-                body_text=source.body_text,
-            )
+        load_default_templates(session=session)
     seed_schedule()
     yield settings.database_url
     dispose_engines()

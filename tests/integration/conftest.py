@@ -15,8 +15,7 @@ from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
-from app.db.templates import upsert_template
-from app.portal.template_files import default_templates
+from app.portal.template_files import load_default_templates
 from harness.waiting import free_port
 
 MUTABLE_TABLES = (
@@ -43,14 +42,7 @@ def db(settings: Settings) -> Iterator[str]:
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
         session.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} CASCADE"))
-        for source in default_templates():
-            upsert_template(
-                session=session,
-                name=source.name,
-                subject=source.subject,
-                body_html=source.body_html,
-                body_text=source.body_text,
-            )
+        load_default_templates(session=session)
     yield settings.database_url
     dispose_engines()
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.auth.dev_server import DevAuthServer
 from app.db.session import session_scope
 from app.jobs import digests
+from app.portal.template_files import load_default_templates
 from harness.rows import Spec, insert_notifications
 from tests.integration.stream_support import BIN, StreamEnv, next_emails
 
@@ -45,18 +46,8 @@ def _failed_welcomes(
 
 
 def _restore_welcome() -> None:
-    from app.db.templates import upsert_template
-    from app.portal.template_files import default_templates
-
-    [source] = [t for t in default_templates() if t.name == "welcome"]
     with session_scope() as session:
-        upsert_template(
-            session=session,
-            name=source.name,
-            subject=source.subject,
-            body_html=source.body_html,
-            body_text=source.body_text,
-        )
+        load_default_templates(session=session, names=["welcome"])
 
 
 def test_failed_deliveries_are_planned_again_and_sent_after_the_fix(

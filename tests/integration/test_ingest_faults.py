@@ -19,8 +19,7 @@ from sqlalchemy import text
 from app.db import dead_letters
 from app.db.dead_letters import REPLAY_HEADER
 from app.db.session import session_scope
-from app.db.templates import upsert_template
-from app.portal.template_files import default_templates
+from app.portal.template_files import load_default_templates
 from app.stream.ingest import BatchResult, Record, apply_batch
 from tests.fuzzing import KINDS, hostile_bytes, valid_value
 
@@ -100,14 +99,7 @@ def _drop_template(name: str) -> None:
 
 def _restore_templates() -> None:
     with session_scope() as session:
-        for source in default_templates():
-            upsert_template(
-                session=session,
-                name=source.name,
-                subject=source.subject,
-                body_html=source.body_html,
-                body_text=source.body_text,
-            )
+        load_default_templates(session=session)
 
 
 def test_a_missing_template_dead_letters_its_events_and_others_flow(db: str) -> None:
