@@ -23,6 +23,8 @@ from app.domain.vocabulary import EVENT_KINDS, EventKind
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
 SCHEMA_NAMES = (*EVENT_KINDS, "email_task", "auth_user", "auth_users_batch")
+# POST /api/v1/users/batch takes at most this many ids (schemas/auth_users_batch.json).
+AUTH_BATCH_LIMIT = 500
 
 
 class ContractError(ValueError):

@@ -14,12 +14,11 @@ from typing import Any, NamedTuple
 import requests
 from requests.exceptions import ChunkedEncodingError
 
-from app.contracts import validate
+from app.contracts import AUTH_BATCH_LIMIT, validate
 from app.core import metrics
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 500
 # ChunkedEncodingError: the connection broke mid-answer, as transient as a reset.
 _RETRY_ERRORS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
 
@@ -165,7 +164,7 @@ class AuthClient:
         return user
 
     def get_users(self, user_ids: Iterable[uuid.UUID]) -> UserLookup:
-        """Found, missing and invalid users for the ids, asked in batches of at most 500.
+        """Found, missing and invalid users for the ids, asked in batches of AUTH_BATCH_LIMIT.
 
         A record that breaks the contract costs only its own user: it is left out of `found`
         and named in `invalid` with the reason, so the rest of the batch goes on. Only an answer
@@ -173,8 +172,8 @@ class AuthClient:
         """
         ids = list(dict.fromkeys(user_ids))
         lookup = UserLookup({}, set(), {})
-        for start in range(0, len(ids), BATCH_LIMIT):
-            chunk = ids[start : start + BATCH_LIMIT]
+        for start in range(0, len(ids), AUTH_BATCH_LIMIT):
+            chunk = ids[start : start + AUTH_BATCH_LIMIT]
             body = {"user_ids": [str(user_id) for user_id in chunk]}
             response = self._call("POST", "/api/v1/users/batch", json=body)
             if response.status_code != 200:

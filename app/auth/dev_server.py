@@ -14,11 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from app.contracts import validate
+from app.contracts import AUTH_BATCH_LIMIT, validate
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 500
 USER_PREFIX = "/api/v1/users/"
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://notify.local/devauth/users")
 # Whole, half and quarter hour offsets, both date-line edges, and southern-hemisphere DST.
@@ -106,8 +105,8 @@ class DevAuthHandler(BaseHTTPRequestHandler):
             ids = json.loads(body)["user_ids"]
         except (ValueError, TypeError, KeyError):
             ids = None
-        if not isinstance(ids, list) or len(ids) > BATCH_LIMIT:
-            self._answer(400, {"error": f"user_ids must be a list of at most {BATCH_LIMIT}"})
+        if not isinstance(ids, list) or len(ids) > AUTH_BATCH_LIMIT:
+            self._answer(400, {"error": f"user_ids must be a list of at most {AUTH_BATCH_LIMIT}"})
             return
         keys = [_canonical(raw) if isinstance(raw, str) else None for raw in ids]
         if None in keys:

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.auth.client import AuthClient, UserLookup
 from app.config import Settings
+from app.contracts import AUTH_BATCH_LIMIT
 from app.db import jobs as store
 from app.db.session import session_scope
 from app.jobs.planning import Candidate, plan_delivery
@@ -62,7 +63,7 @@ def run_digest(
     auth: AuthClient,
     settings: Settings,
     now: datetime,
-    chunk_size: int = 500,
+    chunk_size: int = AUTH_BATCH_LIMIT,
 ) -> JobReport:
     """Plan this period's delivery of every due row of `periodicity`, chunk by chunk.
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 
+from app.contracts import AUTH_BATCH_LIMIT
 from app.core import metrics
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
 
@@ -37,7 +38,7 @@ class CeleryEmailPublisher:
         metrics.ENQUEUED.inc(len(tasks))
 
 
-SEND_NOW_CHUNK = 500  # the Auth API's batch limit: one lookup per task
+SEND_NOW_CHUNK = AUTH_BATCH_LIMIT  # one Auth lookup per task
 
 
 def request_send_now(app: Celery, notification_ids: Sequence[uuid.UUID]) -> None:

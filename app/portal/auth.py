@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.db import admin_users
 from app.db.session import session_scope
 from app.portal.csrf import rotate_token, verified_form
-from app.portal.pages import render
+from app.portal.pages import render_page
 
 SESSION_USER = "admin_user_id"
 SESSION_NAME = "admin_username"
@@ -88,7 +88,7 @@ router = APIRouter()
 @router.get("/login", include_in_schema=False)
 async def login_page(request: Request, next: str = "/admin/") -> Response:
     """Show the login form."""
-    return await render(request, "portal/login.html", {"next": _safe_next(next)})
+    return await render_page(request, "portal/login.html", {"next": _safe_next(next)})
 
 
 @router.post("/login", include_in_schema=False)
@@ -99,7 +99,7 @@ async def login(request: Request, form: FormData = Depends(verified_form)) -> Re
     found = await run_in_threadpool(authenticate, username.strip(), password)
     if found is None:
         context = {"next": target, "error": "Invalid username or password.", "username": username}
-        return await render(request, "portal/login.html", context, status_code=400)
+        return await render_page(request, "portal/login.html", context, status_code=400)
     request.session.clear()
     request.session[SESSION_USER], request.session[SESSION_NAME] = str(found[0]), found[1]
     rotate_token(request)

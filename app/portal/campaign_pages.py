@@ -17,7 +17,7 @@ from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import make_producer
 from app.portal import campaigns
 from app.portal.csrf import verified_form
-from app.portal.pages import render
+from app.portal.pages import render_page
 
 router = APIRouter()
 
@@ -38,7 +38,7 @@ def _templates() -> list[tuple[uuid.UUID, str]]:
 async def list_page(request: Request) -> Response:
     """List campaigns, newest first."""
     rows = await run_in_threadpool(_recent)
-    return await render(request, "portal/campaigns.html", {"title": "Mailings", "rows": rows})
+    return await render_page(request, "portal/campaigns.html", {"title": "Mailings", "rows": rows})
 
 
 async def _form_page(request: Request, values: dict[str, Any], status_code: int = 200) -> Response:
@@ -48,7 +48,7 @@ async def _form_page(request: Request, values: dict[str, Any], status_code: int 
         "periodicities": PERIODICITIES,
         "values": values,
     }
-    return await render(request, "portal/campaign_new.html", context, status_code=status_code)
+    return await render_page(request, "portal/campaign_new.html", context, status_code=status_code)
 
 
 @router.get("/admin/mailings/new", include_in_schema=False)
@@ -110,7 +110,7 @@ async def campaign_page(
         "just_published": published,
         "just_failed": failed,
     }
-    return await render(request, "portal/campaign.html", context)
+    return await render_page(request, "portal/campaign.html", context)
 
 
 @router.get("/admin/api/mailings/{campaign_id}/progress")
@@ -129,7 +129,7 @@ async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Re
     campaign, progress = await _progress(campaign_id)
     context = {"title": f"Mailing: {campaign.name}", "campaign": campaign,
                "progress": progress, "error": message}  # fmt: skip
-    return await render(request, "portal/campaign.html", context, status_code=409)
+    return await render_page(request, "portal/campaign.html", context, status_code=409)
 
 
 @router.post("/admin/mailings/{campaign_id}/send", include_in_schema=False)

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from app.db import dead_letters
 from app.db.session import session_scope
 from app.portal.csrf import verified_form
-from app.portal.pages import render
+from app.portal.pages import render_page
 from app.stream.operations import replay_dead_letters
 
 router = APIRouter()
@@ -42,7 +42,7 @@ async def confirm_page(request: Request, ids: str = "") -> Response:
     rows = await run_in_threadpool(_selected, parse_ids(ids))
     context = {"title": "Replay dead letters", "rows": rows, "ids": ",".join(
         str(r.dead_letter_id) for r in rows if r.status == "dead")}  # fmt: skip
-    return await render(request, "portal/dead_letters_replay.html", context)
+    return await render_page(request, "portal/dead_letters_replay.html", context)
 
 
 @router.post(REPLAY_PAGE, include_in_schema=False)

@@ -18,7 +18,7 @@ from app.db.models import Delivery
 from app.db.session import session_scope
 from app.delivery.retry import retry_deliveries
 from app.portal.csrf import verified_form
-from app.portal.pages import render
+from app.portal.pages import render_page
 
 router = APIRouter()
 RETRY_PAGE = "/admin/deliveries/retry"
@@ -48,7 +48,7 @@ async def confirm_page(request: Request, ids: str = "") -> Response:
     retryable = [r for r in rows if r.status in ("failed", "skipped")]
     context = {"title": "Retry deliveries", "rows": rows,
                "ids": ",".join(str(r.delivery_id) for r in retryable)}  # fmt: skip
-    return await render(request, "portal/deliveries_retry.html", context)
+    return await render_page(request, "portal/deliveries_retry.html", context)
 
 
 @router.post(RETRY_PAGE, include_in_schema=False)

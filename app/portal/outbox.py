@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.portal.pages import render
+from app.portal.pages import render_page
 
 router = APIRouter()
 
@@ -45,7 +45,7 @@ class Listing:
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class OutboxMessage:
     name: str
     headers: list[tuple[str, str]]
     subject: str
@@ -134,11 +134,11 @@ def _content(part: MIMEPart | None) -> str | None:
     return content.replace("\r\n", "\n")  # the file holds wire-format CRLF line ends
 
 
-def parse_message(name: str, raw: bytes) -> Message:
+def parse_message(name: str, raw: bytes) -> OutboxMessage:
     """Headers worth showing and the plain-text and HTML bodies of one message."""
     message = cast(EmailMessage, _parser().parsebytes(raw))  # what policy.default builds
     headers = [(h, _header(message, h)) for h in SHOWN_HEADERS if message.get(h) is not None]
-    return Message(
+    return OutboxMessage(
         name=name,
         headers=headers,
         subject=_header(message, "Subject"),
@@ -147,7 +147,7 @@ def parse_message(name: str, raw: bytes) -> Message:
     )
 
 
-def load_message(directory: Path, name: str) -> Message | None:
+def load_message(directory: Path, name: str) -> OutboxMessage | None:
     raw = read_raw(directory, name)
     return None if raw is None else parse_message(name, raw)
 
@@ -164,7 +164,7 @@ async def outbox_page(request: Request) -> Response:
         "backend": settings.email_backend,
         "limit": LIST_LIMIT,
     }
-    return await render(request, "portal/outbox.html", context)
+    return await render_page(request, "portal/outbox.html", context)
 
 
 # The link is the file's own name; ".eml" stays literal so the parameter is the bare id.
@@ -176,4 +176,4 @@ async def message_page(request: Request, delivery_id: str) -> Response:
     if message is None:
         raise HTTPException(status_code=404, detail="no such message")
     context = {"title": f"Outbox: {message.subject or message.name}", "message": message}
-    return await render(request, "portal/outbox_message.html", context)
+    return await render_page(request, "portal/outbox_message.html", context)

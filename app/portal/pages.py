@@ -14,7 +14,7 @@ from app.portal.csrf import csrf_token
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
-async def render(
+async def render_page(
     request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
 ) -> Response:
     """Render `name` from app/portal/templates with the CSRF token and the signed-in user."""

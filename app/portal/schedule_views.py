@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 from app.jobs import schedule
 from app.jobs.celery_app import celery_app
 from app.portal.csrf import verified_form
-from app.portal.pages import render
+from app.portal.pages import render_page
 
 router = APIRouter()
 
@@ -30,7 +30,7 @@ async def schedule_page(request: Request) -> Response:
     entries = await run_in_threadpool(schedule.list_entries, url)
     notice = request.session.pop(_NOTICE, None)
     context = {"title": "Periodic tasks", "entries": entries, "notice": notice}
-    return await render(request, "portal/schedule.html", context)
+    return await render_page(request, "portal/schedule.html", context)
 
 
 @router.post("/admin/schedule/{entry_id}/cron", include_in_schema=False)

@@ -13,7 +13,7 @@ from app.auth.client import AuthClient, AuthError
 from app.db.models import Template
 from app.db.session import session_scope
 from app.domain.rendering import SAMPLE_VARIABLES, TemplateInvalid, render
-from app.portal.pages import render as render_page
+from app.portal.pages import render_page
 
 router = APIRouter()
 
