@@ -131,8 +131,9 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
     if outcome.result == "retry":
         raise self.retry(countdown=outcome.countdown)
     if outcome.result == "record":
-        raise self.retry(countdown=outcome.countdown, args=(task,),
-                         kwargs={"accepted": outcome.accepted})  # fmt: skip
+        raise self.retry(
+            countdown=outcome.countdown, args=(task,), kwargs={"accepted": outcome.accepted}
+        )
     return outcome.result
 
 

@@ -187,8 +187,11 @@ class AuthClient:
             answer = response.json()
         except ValueError as exc:
             raise AuthContractError(f"auth_users_batch: {exc}") from exc
-        if not (isinstance(answer, dict) and isinstance(answer.get("users"), list)
-                and isinstance(answer.get("missing"), list)):  # fmt: skip
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("users"), list)
+            and isinstance(answer.get("missing"), list)
+        ):
             raise AuthContractError("auth_users_batch: not an object with lists users, missing")
         return answer
 
@@ -214,8 +217,11 @@ class AuthClient:
             lookup.invalid[user_id] = "Auth answered neither a record nor `missing` for this id"
         if lookup.invalid:
             self._observe("invalid_record")
-            log.warning("auth batch: %d records out of contract, e.g. %s", len(lookup.invalid),
-                        next(iter(lookup.invalid.values())))  # fmt: skip
+            log.warning(
+                "auth batch: %d records out of contract, e.g. %s",
+                len(lookup.invalid),
+                next(iter(lookup.invalid.values())),
+            )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One call through the breaker: 200 or 404, else AuthContractError/AuthUnavailable."""

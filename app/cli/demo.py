@@ -53,10 +53,12 @@ def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int | None = None
     users = _user_ids(max(plan.registrations, plan.campaign_recipients, 50), rng)
     producer = make_producer(settings.kafka_bootstrap_servers)
     registrations = [
-        (str(u).encode(), encode_event(Event(u, "once", None,
-                                             f"{settings.public_base_url}/confirm?u={u.hex}")))
+        (
+            str(u).encode(),
+            encode_event(Event(u, "once", None, f"{settings.public_base_url}/confirm?u={u.hex}")),
+        )
         for u in users[: plan.registrations]
-    ]  # fmt: skip
+    ]
     comments = [(rng.choice(users[:50]), uuid.uuid4()) for _ in range(plan.liked_comments)]
     likes = []
     for i in range(plan.likes):
@@ -96,9 +98,11 @@ def progress_line() -> str:
     for (kind, _status), count in notifications.items():
         kinds[kind] = kinds.get(kind, 0) + count
     return (
-        "notifications " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-        + " | deliveries " + ", ".join(f"{s} {n}" for s, n in sorted(deliveries.items()))
-    )  # fmt: skip
+        "notifications "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        + " | deliveries "
+        + ", ".join(f"{s} {n}" for s, n in sorted(deliveries.items()))
+    )
 
 
 def watch(*, until: Callable[[], bool], timeout_s: float, show: Callable[[str], None]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import cast
 
 import click
 
@@ -36,8 +37,9 @@ def dead_letters_group() -> None:
 @dead_letters_group.command("list")
 @click.option("--reason", help="Only this reason (e.g. not_json, db_refused, missing_template).")
 @click.option("--since", help="Only newer ones: an ISO time or an age like 2h.")
-@click.option("--status", type=click.Choice(["dead", "replayed", "all"]), default="dead",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--status", type=click.Choice(["dead", "replayed", "all"]), default="dead", show_default=True
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 def dead_letters_list(reason: str | None, since: str | None, status: str, limit: int) -> None:
     """List dead letters, oldest first: id, source position, reason, age, error."""
@@ -59,8 +61,10 @@ def dead_letters_list(reason: str | None, since: str | None, status: str, limit:
     for d in letters:
         source = f"{d.source_topic}[{d.source_partition}]@{d.source_offset}"
         age = _age((now - d.created_at).total_seconds())
-        click.echo(f"{d.dead_letter_id:>8}  {d.status:<8}  {source:<40}  {d.reason:<16}  "
-                   f"{age:>8}  {d.error[:120]}")  # fmt: skip
+        click.echo(
+            f"{d.dead_letter_id:>8}  {d.status:<8}  {source:<40}  {d.reason:<16}  "
+            f"{age:>8}  {d.error[:120]}"
+        )
     click.echo(f"{len(letters)} dead letters")
 
 
@@ -99,19 +103,31 @@ def deliveries_group() -> None:
 
 @deliveries_group.command("retry")
 @click.option("--id", "ids", multiple=True, type=click.UUID, help="Only these (repeatable).")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(["failed", "skipped"]),
-              default=("failed",), show_default=True)  # fmt: skip
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["failed", "skipped"]),
+    default=("failed",),
+    show_default=True,
+)
 @click.option("--since", help="Only those updated since: an ISO time or an age like 2h.")
 @click.option("--error-contains", help="Only those whose error contains this text.")
 def deliveries_retry(
-    ids: tuple[uuid.UUID, ...], statuses: tuple[str, ...], since: str | None,
+    ids: tuple[uuid.UUID, ...],
+    statuses: tuple[str, ...],
+    since: str | None,
     error_contains: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Plan failed (or skipped) deliveries again, after fixing the cause."""
     from app.delivery.retry import retry_deliveries
 
-    count = retry_deliveries(delivery_ids=ids or None, statuses=statuses, since=_since(since),
-                             error_contains=error_contains)  # fmt: skip
+    count = retry_deliveries(
+        delivery_ids=ids or None,
+        statuses=statuses,
+        since=_since(since),
+        error_contains=error_contains,
+    )
     click.echo(f"retry requested for {count} deliveries")
 
 
@@ -149,19 +165,28 @@ def offsets_list(group: str | None) -> None:
 @click.option("--from-group", help="With --to-stored: take this group's offsets (old app id).")
 @click.option("--group", help="The group to reset (default: FAUST_APP_ID).")
 def offsets_reset(
-    topic: str, partitions: tuple[int, ...], to: str | None, from_group: str | None,
+    topic: str,
+    partitions: tuple[int, ...],
+    to: str | None,
+    from_group: str | None,
     group: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Say where the stream goes on in TOPIC, and unblock its partitions."""
-    from app.stream.operations import reset_offsets
+    from app.stream.operations import ResetTarget, reset_offsets
 
     if to is None:
         raise click.UsageError("choose one of --to-start, --to-end, --to-stored")
     if from_group and to != "stored":
         raise click.UsageError("--from-group goes with --to-stored")
     try:
-        resets = reset_offsets(get_settings(), topic=topic, to=to, partitions=partitions,  # type: ignore[arg-type]
-                               group_id=group, from_group=from_group)  # fmt: skip
+        resets = reset_offsets(
+            get_settings(),
+            topic=topic,
+            to=cast(ResetTarget, to),  # one of the three flag values above
+            partitions=partitions,
+            group_id=group,
+            from_group=from_group,
+        )
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     for r in resets:

@@ -39,8 +39,10 @@ def dev_auth(
     default_url = Settings.model_fields["auth_api_url"].default
     if only_at_default_url and settings.auth_api_url.rstrip("/") != default_url.rstrip("/"):
         # Idle, not exited: under honcho an exit would stop every other process too.
-        click.echo(f"AUTH_API_URL is {settings.auth_api_url}: the services use that Auth "
-                   "service, so the dev Auth server stays off")  # fmt: skip
+        click.echo(
+            f"AUTH_API_URL is {settings.auth_api_url}: the services use that Auth "
+            "service, so the dev Auth server stays off"
+        )
         import signal
 
         stop = {signal.SIGTERM, signal.SIGINT}
@@ -139,9 +141,23 @@ def worker_jobs(loglevel: str) -> None:
     """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning), 4 threads."""
     from app.jobs.celery_app import JOBS_QUEUE, celery_app
 
-    celery_app.worker_main(["worker", "-Q", JOBS_QUEUE, "-P", "threads", "-c", "4", "-n",
-                            "jobs@%h", "--without-gossip", "--without-mingle",
-                            "--loglevel", loglevel])  # fmt: skip
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            JOBS_QUEUE,
+            "-P",
+            "threads",
+            "-c",
+            "4",
+            "-n",
+            "jobs@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            loglevel,
+        ]
+    )
 
 
 COMMANDS = (dev_auth, worker, portal, worker_emails, worker_jobs)

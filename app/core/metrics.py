@@ -162,7 +162,7 @@ class DeadLetterCollector(Collector):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass  # a scrape every few seconds is not news
 
 

@@ -65,12 +65,20 @@ def record(*, session: Session, group_id: str, letters: Sequence[NewDeadLetter])
             " ON CONFLICT ON CONSTRAINT uq_dead_letters_source DO NOTHING"
         ),
         [
-            {"g": group_id, "topic": d.topic, "partition": d.partition, "offset": d.offset,
-             "key": d.key, "value": d.value, "reason": d.reason, "error": d.error,
-             "token": d.replay_token}
+            {
+                "g": group_id,
+                "topic": d.topic,
+                "partition": d.partition,
+                "offset": d.offset,
+                "key": d.key,
+                "value": d.value,
+                "reason": d.reason,
+                "error": d.error,
+                "token": d.replay_token,
+            }
             for d in letters
         ],
-    )  # fmt: skip
+    )
 
 
 def claimed_tokens(*, session: Session, tokens: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -130,9 +138,15 @@ def select(
             " ORDER BY created_at, dead_letter_id LIMIT :limit"
             + (" FOR UPDATE SKIP LOCKED" if for_update else "")
         ),
-        {"group": group_id, "status": status, "reason": reason, "since": since,
-         "ids": list(ids) if ids is not None else None, "limit": limit},
-    )  # fmt: skip
+        {
+            "group": group_id,
+            "status": status,
+            "reason": reason,
+            "since": since,
+            "ids": list(ids) if ids is not None else None,
+            "limit": limit,
+        },
+    )
     return [_stored(row) for row in rows]
 
 

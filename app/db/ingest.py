@@ -144,8 +144,11 @@ def upsert_texts(
             {"kind": kind, "users": _ids({i.user_id for i in items})},
         )
     }
-    old = [(i, existing[(i.user_id, i.content_id)]) for i in items if (i.user_id, i.content_id)
-           in existing]  # fmt: skip
+    old = [
+        (i, existing[(i.user_id, i.content_id)])
+        for i in items
+        if (i.user_id, i.content_id) in existing
+    ]
     new = [i for i in items if (i.user_id, i.content_id) not in existing]
     if old:
         session.execute(
@@ -162,18 +165,24 @@ def upsert_texts(
                 " FROM unnest(CAST(:ids AS uuid[]), CAST(:periods AS text[])) AS v(id, p)"
                 " WHERE n.notification_id = v.id AND n.periodicity <> v.p"
             ),
-            {"ids": _ids(r.notification_id for _, r in old),
-             "periods": [i.periodicity for i, _ in old]},
-        )  # fmt: skip
+            {
+                "ids": _ids(r.notification_id for _, r in old),
+                "periods": [i.periodicity for i, _ in old],
+            },
+        )
     created = [(i, uuid.uuid4(), uuid.uuid4()) for i in new]
     if created:
         _insert_texts(session, kind, template_name, created)
     return [
-        *(Upserted(r.notification_id, i.user_id, i.content_id, i.periodicity, r.status, False)
-          for i, r in old),
-        *(Upserted(nid, i.user_id, i.content_id, i.periodicity, "pending", True)
-          for i, nid, _ in created),
-    ]  # fmt: skip
+        *(
+            Upserted(r.notification_id, i.user_id, i.content_id, i.periodicity, r.status, False)
+            for i, r in old
+        ),
+        *(
+            Upserted(nid, i.user_id, i.content_id, i.periodicity, "pending", True)
+            for i, nid, _ in created
+        ),
+    ]
 
 
 def _insert_texts(

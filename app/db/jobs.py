@@ -127,9 +127,16 @@ def opted_out_kinds(
 
 
 _REPLANNED_COLUMNS = (
-    "send_at", "status", "email", "subject", "body_html", "body_text", "headers",
-    "reported_count", "error",
-)  # fmt: skip
+    "send_at",
+    "status",
+    "email",
+    "subject",
+    "body_html",
+    "body_text",
+    "headers",
+    "reported_count",
+    "error",
+)
 _NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
 
 
@@ -254,11 +261,14 @@ def reopen(
         session.scalars(
             update(Delivery)
             .where(Delivery.delivery_id.in_(ids))
-            .values(status="failed", error=func.concat("retry requested; was: ", Delivery.error),
-                    updated_at=func.now())
+            .values(
+                status="failed",
+                error=func.concat("retry requested; was: ", Delivery.error),
+                updated_at=func.now(),
+            )
             .returning(Delivery.notification_id)
         )
-    )  # fmt: skip
+    )
     session.execute(
         update(Notification)
         .where(Notification.notification_id.in_(notification_ids))

@@ -267,11 +267,16 @@ class DeadLetter(Base):
 
     __tablename__ = "dead_letters"
     __table_args__ = (
-        UniqueConstraint("group_id", "source_topic", "source_partition", "source_offset",
-                         name="uq_dead_letters_source"),
+        UniqueConstraint(
+            "group_id",
+            "source_topic",
+            "source_partition",
+            "source_offset",
+            name="uq_dead_letters_source",
+        ),
         CheckConstraint(_in("status", DEAD_LETTER_STATUSES), name="status"),
         Index("ix_dead_letters_status_created_at", "status", "created_at"),
-    )  # fmt: skip
+    )
 
     dead_letter_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     group_id: Mapped[str] = mapped_column(String(200), nullable=False)

@@ -182,10 +182,13 @@ def release_for_retry(
     deferrals = deliveries.c.deferrals + (1 if outage else 0)
     result = session.execute(
         _owned(delivery_id, attempt).values(
-            status="enqueued", enqueued_at=now, error=error, updated_at=func.now(),
+            status="enqueued",
+            enqueued_at=now,
+            error=error,
+            updated_at=func.now(),
             deferrals=deferrals,
         )
-    )  # fmt: skip
+    )
     # Session.execute types its result as a plain Result; an UPDATE's is a CursorResult.
     return cast(CursorResult[Any], result).rowcount == 1
 

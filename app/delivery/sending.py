@@ -143,8 +143,13 @@ def deliver(
         # Another worker is in the provider call (or died there): look again once it is stale.
         return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
     if claim.state != "claimed":
-        log.info("delivery %s not sent: %s (status %s)", delivery_id, claim.state, claim.status,
-                 extra=_ids(delivery_id))  # fmt: skip
+        log.info(
+            "delivery %s not sent: %s (status %s)",
+            delivery_id,
+            claim.state,
+            claim.status,
+            extra=_ids(delivery_id),
+        )
         return Outcome(_UNCLAIMED[claim.state])
     if claim.reclaimed:
         log.warning(
@@ -160,8 +165,11 @@ def deliver(
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
         log.exception("delivery %s: backend crashed", delivery_id, extra=_ids(delivery_id))
         return _record_failure(delivery_id, claim, TransientSendError(repr(exc)), settings, now)
-    accepted = {"attempt": claim.attempt, "provider_message_id": result.provider_message_id,
-                "backend": result.backend or getattr(backend, "name", None)}  # fmt: skip
+    accepted = {
+        "attempt": claim.attempt,
+        "provider_message_id": result.provider_message_id,
+        "backend": result.backend or getattr(backend, "name", None),
+    }
     return _record_sent(delivery_id, accepted, now)
 
 
@@ -171,20 +179,31 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
         try:
             with session_scope() as session:
                 recorded = sends.mark_sent(
-                    session=session, delivery_id=delivery_id, attempt=accepted["attempt"],
-                    provider_message_id=accepted["provider_message_id"], now=now,
+                    session=session,
+                    delivery_id=delivery_id,
+                    attempt=accepted["attempt"],
+                    provider_message_id=accepted["provider_message_id"],
+                    now=now,
                     backend=accepted.get("backend"),
-                )  # fmt: skip
+                )
             break
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the mail went out: any failure only delays its record
             if faults.is_transient(exc) and pause is not None:
-                log.info("delivery %s accepted; recording it failed (%s), again in %.1f s",
-                         delivery_id, faults.describe(exc, 200), pause,
-                         extra=_ids(delivery_id))  # fmt: skip
+                log.info(
+                    "delivery %s accepted; recording it failed (%s), again in %.1f s",
+                    delivery_id,
+                    faults.describe(exc, 200),
+                    pause,
+                    extra=_ids(delivery_id),
+                )
             if not faults.is_transient(exc) or pause is None:
-                log.warning("delivery %s accepted by the provider; recording it failed (%s): the "
-                            "task will record it later, without sending again", delivery_id,
-                            faults.describe(exc, 300), extra=_ids(delivery_id))  # fmt: skip
+                log.warning(
+                    "delivery %s accepted by the provider; recording it failed (%s): the "
+                    "task will record it later, without sending again",
+                    delivery_id,
+                    faults.describe(exc, 300),
+                    extra=_ids(delivery_id),
+                )
                 return Outcome("record", countdown=5.0, accepted=accepted)
             time.sleep(pause)
     if not recorded:
@@ -210,9 +229,13 @@ def _record_failure(
     with session_scope() as session:
         if transient and (outage or counted < settings.email_max_attempts):
             sends.release_for_retry(
-                session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now,
+                session=session,
+                delivery_id=delivery_id,
+                attempt=attempt,
+                error=error,
+                now=now,
                 outage=outage,
-            )  # fmt: skip
+            )
             countdown = retry_delay(
                 attempt,
                 base_s=settings.email_retry_base_s,
@@ -231,8 +254,13 @@ def _record_failure(
         sends.mark_failed(
             session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
         )
-    log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, attempt, error,
-                extra=_ids(delivery_id))  # fmt: skip
+    log.warning(
+        "delivery %s failed after %d attempt(s): %s",
+        delivery_id,
+        attempt,
+        error,
+        extra=_ids(delivery_id),
+    )
     return Outcome("failed", error=error)
 
 
@@ -277,6 +305,9 @@ def release_abandoned(settings: Settings) -> int:
             session=session, stale_after_s=settings.email_sending_timeout_s
         )
     if released:
-        log.warning("released %d deliveries abandoned in 'sending' (possible duplicates: their "
-                    "provider call may have gone through)", released)  # fmt: skip
+        log.warning(
+            "released %d deliveries abandoned in 'sending' (possible duplicates: their "
+            "provider call may have gone through)",
+            released,
+        )
     return released

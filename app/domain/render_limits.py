@@ -30,7 +30,7 @@ MAX_WIDTH = 1_000  # width arguments of center, indent, wordwrap, truncate
 RENDER_TIME_BUDGET_S = 1.0
 
 
-class RenderTimeout(Exception):  # noqa: N818 - raised into a thread: a signal, not a bug
+class RenderTimeout(Exception):
     """A render ran past its time budget."""
 
 
@@ -64,8 +64,8 @@ class LimitedSandbox(SandboxedEnvironment):
         elif operator == "%" and isinstance(left, str):
             check_printf_widths(left)
         elif operator == "+":
-            sizes = (_length(left), _length(right))
-            if None not in sizes and sum(sizes) > MAX_VALUE_LENGTH:  # type: ignore[arg-type]
+            sizes = [size for size in (_length(left), _length(right)) if size is not None]
+            if len(sizes) == 2 and sum(sizes) > MAX_VALUE_LENGTH:  # both sides have a length
                 raise SecurityError("a concatenation over the size limit")
         return super().call_binop(context, operator, left, right)
 
@@ -176,8 +176,9 @@ class _Watchdog:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._loop, name="render-watchdog",
-                                                    daemon=True)  # fmt: skip
+                    self._thread = threading.Thread(
+                        target=self._loop, name="render-watchdog", daemon=True
+                    )
                     self._thread.start()
 
     def _loop(self) -> None:

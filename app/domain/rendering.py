@@ -79,9 +79,11 @@ def render(*, subject: str, body_html: str, body_text: str, variables: Mapping[s
     try:
         parts = WATCHDOG.run_within(
             RENDER_TIME_BUDGET_S,
-            lambda: [_render_part(t, variables, part) for t, part
-                     in zip(templates, ("subject", "HTML body", "text body"), strict=True)],
-        )  # fmt: skip
+            lambda: [
+                _render_part(t, variables, part)
+                for t, part in zip(templates, ("subject", "HTML body", "text body"), strict=True)
+            ],
+        )
     except RenderTimeout as exc:
         raise TemplateInvalid(f"rendering took longer than {RENDER_TIME_BUDGET_S:g} s") from exc
     rendered_subject = parts[0].strip()

@@ -29,10 +29,14 @@ class EmailPublisher(Protocol):
 def task_of_row(row: Any) -> dict[str, Any]:
     """The `emails` queue's message for one delivery row (schemas/email_task.json)."""
     return planning.email_task(
-        notification_id=row.notification_id, delivery_id=row.delivery_id, email=row.email,
-        subject=row.subject, body_html=row.body_html, body_text=row.body_text,
+        notification_id=row.notification_id,
+        delivery_id=row.delivery_id,
+        email=row.email,
+        subject=row.subject,
+        body_html=row.body_html,
+        body_text=row.body_text,
         headers=row.headers,
-    )  # fmt: skip
+    )
 
 
 def _delay_s(send_at: datetime, now: datetime) -> float | None:
@@ -89,8 +93,12 @@ def _tasks_of(
             tasks.append((task_of_row(row), _delay_s(row.send_at, now)))
         except ContractError as exc:
             broken[row.delivery_id] = f"the e-mail breaks its task contract: {exc}"[:2000]
-            log.error("delivery %s cannot be sent: %s", row.delivery_id, exc,
-                      extra={"delivery_id": str(row.delivery_id)})  # fmt: skip
+            log.error(
+                "delivery %s cannot be sent: %s",
+                row.delivery_id,
+                exc,
+                extra={"delivery_id": str(row.delivery_id)},
+            )
     return tasks, broken
 
 

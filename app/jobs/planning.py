@@ -217,15 +217,25 @@ def _unsendable(
     notification_id: uuid.UUID, address: str, email: Email, headers: dict[str, str]
 ) -> str | None:
     """Why this e-mail could not go out (its task contract, text PostgreSQL refuses), or None."""
-    for part, value in (("subject", email.subject), ("HTML body", email.html),
-                        ("text body", email.text), ("address", address)):  # fmt: skip
+    for part, value in (
+        ("subject", email.subject),
+        ("HTML body", email.html),
+        ("text body", email.text),
+        ("address", address),
+    ):
         why = unstorable_text(value)
         if why is not None:
             return f"{part} cannot be stored: {why}"
     try:
-        email_task(notification_id=notification_id, delivery_id=notification_id, email=address,
-                   subject=email.subject, body_html=email.html, body_text=email.text,
-                   headers=headers)  # fmt: skip
+        email_task(
+            notification_id=notification_id,
+            delivery_id=notification_id,
+            email=address,
+            subject=email.subject,
+            body_html=email.html,
+            body_text=email.text,
+            headers=headers,
+        )
     except ContractError as exc:
         return f"the e-mail breaks its task contract: {exc}"[:2000]
     return None

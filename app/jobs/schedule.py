@@ -66,17 +66,19 @@ class DefaultEntry:
 
 DEFAULT_ENTRIES = (
     DefaultEntry(
-        "daily-digest", DAILY_DIGEST, "Plan the daily digests (send times are per user).",
+        "daily-digest",
+        DAILY_DIGEST,
+        "Plan the daily digests (send times are per user).",
         cron=Cron(minute="5", hour="0"),
     ),
     DefaultEntry(
-        "weekly-digest", WEEKLY_DIGEST, "Plan the weekly digests (ISO weeks, per user zone).",
+        "weekly-digest",
+        WEEKLY_DIGEST,
+        "Plan the weekly digests (ISO weeks, per user zone).",
         cron=Cron(minute="10", hour="0", day_of_week="1"),
     ),
-    DefaultEntry(
-        "dispatch", DISPATCH, "Enqueue deliveries whose send time has come.", every_s=10
-    ),
-)  # fmt: skip
+    DefaultEntry("dispatch", DISPATCH, "Enqueue deliveries whose send time has come.", every_s=10),
+)
 
 
 @contextmanager
@@ -143,8 +145,10 @@ class Entry:
 
 def parse_cron(**fields: str) -> Cron:
     """Validate cron fields (as celery parses them) and the zone; raise ScheduleError."""
-    cron = Cron(**{k: (v or "").strip() or "*" for k, v in fields.items() if k != "timezone"},
-                timezone=(fields.get("timezone") or "UTC").strip())  # fmt: skip
+    cron = Cron(
+        **{k: (v or "").strip() or "*" for k, v in fields.items() if k != "timezone"},
+        timezone=(fields.get("timezone") or "UTC").strip(),
+    )
     if cron.timezone not in available_timezones():
         raise ScheduleError(f"unknown time zone {cron.timezone!r}")
     try:
@@ -199,9 +203,11 @@ def set_cron(entry_id: int, cron: Cron, database_url: str | None = None) -> Entr
         sharers = session.execute(
             select(func.count())
             .select_from(PeriodicTask)
-            .where(PeriodicTask.discriminator == model.discriminator,
-                   PeriodicTask.schedule_id == model.id)
-        ).scalar_one()  # fmt: skip
+            .where(
+                PeriodicTask.discriminator == model.discriminator,
+                PeriodicTask.schedule_id == model.id,
+            )
+        ).scalar_one()
         if sharers > 1:  # edit a copy: the other entries keep their schedule
             model = CrontabSchedule()
             session.add(model)

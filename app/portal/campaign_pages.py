@@ -60,8 +60,10 @@ async def new_page(request: Request) -> Response:
 @router.post("/admin/mailings/new", include_in_schema=False)
 async def create(request: Request, form: FormData = Depends(verified_form)) -> Response:
     """Create a draft campaign; invalid audience entries are kept and listed back."""
-    values = {key: str(form.get(key, "")) for key in
-              ("name", "template_id", "content_value", "periodicity", "audience")}  # fmt: skip
+    values = {
+        key: str(form.get(key, ""))
+        for key in ("name", "template_id", "content_value", "periodicity", "audience")
+    }
     upload = form.get("audience_csv")
     csv_data = None
     if isinstance(upload, UploadFile) and upload.filename:
@@ -119,16 +121,20 @@ async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
     campaign, progress = await _progress(campaign_id)
     body = {"status": campaign.status, **dataclasses.asdict(progress), "waiting": progress.waiting}
     body["percent"] = {
-        key: progress.percent(body[key]) for key in ("sent", "failed", "skipped", "cancelled",
-                                                     "waiting", "published", "notified")
-    }  # fmt: skip
+        key: progress.percent(body[key])
+        for key in ("sent", "failed", "skipped", "cancelled", "waiting", "published", "notified")
+    }
     return JSONResponse(body)
 
 
 async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Response:
     campaign, progress = await _progress(campaign_id)
-    context = {"title": f"Mailing: {campaign.name}", "campaign": campaign,
-               "progress": progress, "error": message}  # fmt: skip
+    context = {
+        "title": f"Mailing: {campaign.name}",
+        "campaign": campaign,
+        "progress": progress,
+        "error": message,
+    }
     return await render_page(request, "portal/campaign.html", context, status_code=409)
 
 

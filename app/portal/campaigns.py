@@ -173,8 +173,11 @@ def publish_campaign(*, campaign_id: uuid.UUID, producer: Producer, topic: str) 
         )
     log.info(
         "campaign %s published to %s: %d delivered, %d failed",
-        campaign_id, topic, report.delivered, report.failed,
-    )  # fmt: skip
+        campaign_id,
+        topic,
+        report.delivered,
+        report.failed,
+    )
     return report
 
 

@@ -40,8 +40,11 @@ def _selected(ids: list[int]) -> list[Any]:
 async def confirm_page(request: Request, ids: str = "") -> Response:
     """Show the selected dead letters and ask before replaying them."""
     rows = await run_in_threadpool(_selected, parse_ids(ids))
-    context = {"title": "Replay dead letters", "rows": rows, "ids": ",".join(
-        str(r.dead_letter_id) for r in rows if r.status == "dead")}  # fmt: skip
+    context = {
+        "title": "Replay dead letters",
+        "rows": rows,
+        "ids": ",".join(str(r.dead_letter_id) for r in rows if r.status == "dead"),
+    }
     return await render_page(request, "portal/dead_letters_replay.html", context)
 
 

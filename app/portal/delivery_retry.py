@@ -46,8 +46,11 @@ async def confirm_page(request: Request, ids: str = "") -> Response:
     """Show the selected deliveries and ask before planning them again."""
     rows = await run_in_threadpool(_selected, parse_ids(ids))
     retryable = [r for r in rows if r.status in ("failed", "skipped")]
-    context = {"title": "Retry deliveries", "rows": rows,
-               "ids": ",".join(str(r.delivery_id) for r in retryable)}  # fmt: skip
+    context = {
+        "title": "Retry deliveries",
+        "rows": rows,
+        "ids": ",".join(str(r.delivery_id) for r in retryable),
+    }
     return await render_page(request, "portal/deliveries_retry.html", context)
 
 

@@ -42,9 +42,13 @@ def to_record(event: EventT[bytes]) -> ingest.Record:
     """The transport-neutral record of a Faust event (raw bytes, position, headers)."""
     message = event.message
     return ingest.Record(
-        message.topic, message.partition, message.offset, message.key, message.value,
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
         headers_of(message.headers),
-    )  # fmt: skip
+    )
 
 
 async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
@@ -99,11 +103,20 @@ async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) ->
             transient = faults.is_transient(exc)
             metrics.BATCH_RETRIES.labels(topic, "outage" if transient else "other").inc()
             if transient:
-                log.warning("%s: batch of %d waits for an outage (%s); retrying in %.1f s",
-                            kind, len(records), faults.describe(exc, 300), delay)  # fmt: skip
+                log.warning(
+                    "%s: batch of %d waits for an outage (%s); retrying in %.1f s",
+                    kind,
+                    len(records),
+                    faults.describe(exc, 300),
+                    delay,
+                )
             else:
-                log.exception("%s: batch of %d failed outside any one event; retrying in %.1f s",
-                              kind, len(records), delay)  # fmt: skip
+                log.exception(
+                    "%s: batch of %d failed outside any one event; retrying in %.1f s",
+                    kind,
+                    len(records),
+                    delay,
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
@@ -172,8 +185,12 @@ async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult
         await asyncio.sleep(HOLD_POLL_S)
         owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
         if app.rebalancing or not set(held.blocked) <= owned:
-            log.warning("%s: releasing %d held records: partitions %s were reassigned",
-                        kind, len(held.held), sorted(held.blocked))  # fmt: skip
+            log.warning(
+                "%s: releasing %d held records: partitions %s were reassigned",
+                kind,
+                len(held.held),
+                sorted(held.blocked),
+            )
             return ingest.BatchResult(kind)
         result = await apply_with_retry(kind, held.held)
         for tp in set(held.blocked) - set(result.blocked):
@@ -197,8 +214,15 @@ async def _after_commit(
     for dead in result.dead_letters:
         metrics.DEAD_LETTERS.labels(topic, dead.reason).inc()
         record = dead.record
-        log.warning("%s: dead letter at %s[%d]@%d: %s", kind, record.topic, record.partition,
-                    record.offset, dead.error, extra=_position(record))  # fmt: skip
+        log.warning(
+            "%s: dead letter at %s[%d]@%d: %s",
+            kind,
+            record.topic,
+            record.partition,
+            record.offset,
+            dead.error,
+            extra=_position(record),
+        )
     if result.like_counts:
         mirror_like_counts(result, events, like_table)
     if result.send_now:

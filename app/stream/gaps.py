@@ -48,7 +48,9 @@ def find_gaps(
             by_partition.setdefault((topic, partition), []).append(offset)
     gaps = []
     for (topic, partition), found in sorted(by_partition.items()):
-        expected = stored[(topic, partition)] + 1  # type: ignore[operator]
+        start = stored[(topic, partition)]
+        assert start is not None  # by_partition holds only partitions with a stored offset
+        expected = start + 1
         for offset in sorted(set(found)):
             if offset > expected:
                 gaps.append(Gap(topic, partition, expected, offset))
@@ -69,7 +71,13 @@ def fill(
             fresh[(record.topic, record.partition, record.offset)] = record
         recovered += len(records)
         if records:
-            log.warning("%s[%d]: read back %d records the consumer skipped at offsets [%d, %d)",
-                        gap.topic, gap.partition, len(records), gap.start, gap.end,
-                        extra={"topic": gap.topic, "partition": gap.partition})  # fmt: skip
+            log.warning(
+                "%s[%d]: read back %d records the consumer skipped at offsets [%d, %d)",
+                gap.topic,
+                gap.partition,
+                len(records),
+                gap.start,
+                gap.end,
+                extra={"topic": gap.topic, "partition": gap.partition},
+            )
     return recovered

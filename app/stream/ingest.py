@@ -190,9 +190,12 @@ def apply_batch(
         _take_effects(result, effects)
         dead_letters.claim_tokens(
             session=session,
-            applied=[(token, r.topic, r.partition, r.offset) for r, _ in applied
-                     if r.headers and (token := r.replay_token()) is not None],
-        )  # fmt: skip
+            applied=[
+                (token, r.topic, r.partition, r.offset)
+                for r, _ in applied
+                if r.headers and (token := r.replay_token()) is not None
+            ],
+        )
         if kind == "comment_liked" and replayed:
             old = decode_records(kind, replayed, max_bytes=max_bytes)[0]
             for key, value in mirror_replayed_likes(session, old).items():
@@ -240,9 +243,20 @@ def _record_dead_letters(session: Session, group_id: str, dead: Sequence[DeadLet
     dead_letters.record(
         session=session,
         group_id=group_id,
-        letters=[NewDeadLetter(d.record.topic, d.record.partition, d.record.offset, d.record.key,
-                               d.record.value, d.reason, d.error, d.replay_token) for d in dead],
-    )  # fmt: skip
+        letters=[
+            NewDeadLetter(
+                d.record.topic,
+                d.record.partition,
+                d.record.offset,
+                d.record.key,
+                d.record.value,
+                d.reason,
+                d.error,
+                d.replay_token,
+            )
+            for d in dead
+        ],
+    )
 
 
 def _without_duplicate_replays(
@@ -265,8 +279,9 @@ def _without_duplicate_replays(
             taken.add(token)  # a second copy in this batch is a duplicate too
         kept.append(record)
     if result.duplicate_replays:
-        log.info("skipped %d replayed copies of dead letters applied before",
-                 result.duplicate_replays)  # fmt: skip
+        log.info(
+            "skipped %d replayed copies of dead letters applied before", result.duplicate_replays
+        )
     return kept
 
 
@@ -287,8 +302,9 @@ def _check_partitions(
             f"topic {topic} was recreated: its id is now {current}, while the offsets stored for "
             f"partition {partition} (up to {state.offset}) belong to topic id {state.topic_id}"
         )
-    unpositioned = [tp for tp, s in states.items()
-                    if s.offset is None and tp not in blocked and tp not in found]  # fmt: skip
+    unpositioned = [
+        tp for tp, s in states.items() if s.offset is None and tp not in blocked and tp not in found
+    ]
     others = stream_offsets.offsets_of_other_groups(
         session=session, group_id=group_id, partitions=unpositioned
     )
@@ -301,10 +317,15 @@ def _check_partitions(
     if found:
         stream_offsets.block_partitions(session=session, group_id=group_id, reasons=found)
         for (topic, partition), reason in sorted(found.items()):
-            log.critical("%s[%d] blocked: %s. Its events are held, not applied, until an operator "
-                         "runs `notify offsets reset --topic %s --to-start|--to-end|--to-stored`",
-                         topic, partition, reason, topic,
-                         extra={"topic": topic, "partition": partition})  # fmt: skip
+            log.critical(
+                "%s[%d] blocked: %s. Its events are held, not applied, until an operator "
+                "runs `notify offsets reset --topic %s --to-start|--to-end|--to-stored`",
+                topic,
+                partition,
+                reason,
+                topic,
+                extra={"topic": topic, "partition": partition},
+            )
     return {**blocked, **found}
 
 

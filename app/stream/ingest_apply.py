@@ -98,8 +98,12 @@ def apply_isolated(
                 refused.append(Refused(record, explain(exc), reason_of_failure(exc)))
                 return
             if len(items) == len(accepted):
-                log.warning("%s: batch of %d refused (%s); isolating the events that cause it",
-                            kind, len(items), explain(exc)[:300])  # fmt: skip
+                log.warning(
+                    "%s: batch of %d refused (%s); isolating the events that cause it",
+                    kind,
+                    len(items),
+                    explain(exc)[:300],
+                )
             middle = len(items) // 2
             attempt(items[:middle])
             attempt(items[middle:])

@@ -76,9 +76,16 @@ def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
             assert offset is not None  # only a message not yet produced lacks one
             if offset >= gap.end:
                 return records
-            records.append(ingest.Record(gap.topic, gap.partition, offset,
-                                         message.key(), message.value(),
-                                         headers_of(message.headers())))  # fmt: skip
+            records.append(
+                ingest.Record(
+                    gap.topic,
+                    gap.partition,
+                    offset,
+                    message.key(),
+                    message.value(),
+                    headers_of(message.headers()),
+                )
+            )
             if offset == gap.end - 1:
                 return records
     finally:
@@ -87,8 +94,12 @@ def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
 
 @cache
 def _offsets_reader() -> Consumer:
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                     "group.id": f"{settings.faust_app_id}-watchdog"})  # fmt: skip
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{settings.faust_app_id}-watchdog",
+        }
+    )
 
 
 def end_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

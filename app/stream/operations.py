@@ -83,8 +83,11 @@ def replay_dead_letters(
         producer.flush(60)
         dead_letters.mark_replayed(session=session, ids=report.published)
     if report.failed:
-        log.warning("replay: %d dead letters not published: %s", len(report.failed),
-                    sorted(set(report.failed.values()))[:5])  # fmt: skip
+        log.warning(
+            "replay: %d dead letters not published: %s",
+            len(report.failed),
+            sorted(set(report.failed.values()))[:5],
+        )
     return report
 
 
@@ -159,8 +162,11 @@ def reset_offsets(
     watermarks = _watermarks(settings, topic, chosen)
     resets = []
     with session_scope() as session:
-        rows = {(r.group_id, r.partition): r for r in stream_offsets.list_offsets(session=session)
-                if r.topic == topic}  # fmt: skip
+        rows = {
+            (r.group_id, r.partition): r
+            for r in stream_offsets.list_offsets(session=session)
+            if r.topic == topic
+        }
         for partition in chosen:
             mine = rows.get((group_id, partition))
             low, high = watermarks[partition]
@@ -174,15 +180,31 @@ def reset_offsets(
                     continue  # never applied there: it has no blocked history to keep
                 offset = source.offset
             stream_offsets.reset_partition(
-                session=session, group_id=group_id, topic=topic, partition=partition,
-                offset=offset, topic_id=topic_id,
-            )  # fmt: skip
-            resets.append(PartitionReset(topic, partition, mine.offset if mine else None, offset,
-                                         mine.blocked_reason if mine else None))  # fmt: skip
+                session=session,
+                group_id=group_id,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                topic_id=topic_id,
+            )
+            resets.append(
+                PartitionReset(
+                    topic,
+                    partition,
+                    mine.offset if mine else None,
+                    offset,
+                    mine.blocked_reason if mine else None,
+                )
+            )
     if not resets:
         raise LookupError(f"group {from_group or group_id} has no stored offset for {topic}")
-    log.warning("offsets of %s reset to %s for group %s: %s", topic, to, group_id,
-                [(r.partition, r.before, r.after) for r in resets])  # fmt: skip
+    log.warning(
+        "offsets of %s reset to %s for group %s: %s",
+        topic,
+        to,
+        group_id,
+        [(r.partition, r.before, r.after) for r in resets],
+    )
     return resets
 
 

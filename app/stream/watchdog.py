@@ -58,7 +58,10 @@ async def check() -> None:
         STALLS.forget()
         return
     if stalled:
-        log.critical("stream stalled for %.0f s with events waiting on %s: exiting to restart",
-                     STALLS.waiting_for(time.monotonic()), stalled)  # fmt: skip
+        log.critical(
+            "stream stalled for %.0f s with events waiting on %s: exiting to restart",
+            STALLS.waiting_for(time.monotonic()),
+            stalled,
+        )
         logging.shutdown()
         os._exit(stall.STALL_EXIT_CODE)

@@ -87,8 +87,12 @@ class FailoverBackend:
         except TransientSendError as exc:
             if exc.outage and self.circuit.record_outage():
                 primary, fallback = _name(self.primary), _name(self.fallback)
-                log.warning("%s has been down for %.0f s: sending through %s until it is back",
-                            primary, self.circuit.window_s, fallback)  # fmt: skip
+                log.warning(
+                    "%s has been down for %.0f s: sending through %s until it is back",
+                    primary,
+                    self.circuit.window_s,
+                    fallback,
+                )
                 metrics.PROVIDER_FAILOVER.set(1)
             if not (exc.outage and self.circuit.open):
                 raise

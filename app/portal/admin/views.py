@@ -55,8 +55,10 @@ def builtin_template_names() -> frozenset[str]:
 
 
 def _builtin_reason(name: str) -> str:
-    return (f"{name!r} is a built-in template: events and jobs use it by name, so it cannot be "
-            "renamed or deleted. Edit its text instead.")  # fmt: skip
+    return (
+        f"{name!r} is a built-in template: events and jobs use it by name, so it cannot be "
+        "renamed or deleted. Edit its text instead."
+    )
 
 
 class TemplateAdmin(ModelView, model=Template):
@@ -119,18 +121,31 @@ class NotificationAdmin(ModelView, model=Notification):
     name, name_plural, icon = "Notification", "Notifications", "fa-solid fa-bell"
     can_create = can_edit = can_delete = False
     column_list = [
-        Notification.created_at, Notification.kind, Notification.user_id,
-        Notification.periodicity, Notification.status, Notification.like_count,
-        Notification.campaign_id, Notification.last_update,
-    ]  # fmt: skip
-    column_details_list = [*column_list, Notification.notification_id, Notification.content_id,
-                           "message.content_value"]  # fmt: skip
+        Notification.created_at,
+        Notification.kind,
+        Notification.user_id,
+        Notification.periodicity,
+        Notification.status,
+        Notification.like_count,
+        Notification.campaign_id,
+        Notification.last_update,
+    ]
+    column_details_list = [
+        *column_list,
+        Notification.notification_id,
+        Notification.content_id,
+        "message.content_value",
+    ]
     column_labels = {
-        Notification.created_at: "Created", Notification.kind: "Kind", Notification.user_id: "User",
-        Notification.periodicity: "Periodicity", Notification.status: "Status",
-        Notification.like_count: "Likes", Notification.campaign_id: "Campaign",
+        Notification.created_at: "Created",
+        Notification.kind: "Kind",
+        Notification.user_id: "User",
+        Notification.periodicity: "Periodicity",
+        Notification.status: "Status",
+        Notification.like_count: "Likes",
+        Notification.campaign_id: "Campaign",
         Notification.last_update: "Last update",
-    }  # fmt: skip
+    }
     column_formatters = {Notification.created_at: _when, Notification.last_update: _when}
     column_searchable_list = [Notification.user_id, Notification.content_id]
     column_sortable_list = [Notification.created_at, Notification.last_update]
@@ -188,25 +203,54 @@ class DeliveryAdmin(ModelView, model=Delivery):
     name, name_plural, icon = "Delivery", "Deliveries", "fa-solid fa-paper-plane"
     can_create = can_edit = can_delete = False
     column_list = [
-        Delivery.created_at, Delivery.status, "notification.kind", "notification.user_id",
-        Delivery.email, Delivery.attempts, Delivery.provider_message_id, Delivery.error,
-    ]  # fmt: skip
+        Delivery.created_at,
+        Delivery.status,
+        "notification.kind",
+        "notification.user_id",
+        Delivery.email,
+        Delivery.attempts,
+        Delivery.provider_message_id,
+        Delivery.error,
+    ]
     column_details_list = [
-        Delivery.delivery_id, Delivery.status, Delivery.attempts, Delivery.provider_message_id,
-        Delivery.error, Delivery.email, Delivery.subject, "notification.kind",
-        "notification.user_id", Delivery.notification_id, Delivery.period_key, Delivery.send_at,
-        Delivery.enqueued_at, Delivery.sent_at, Delivery.updated_at, Delivery.reported_count,
-        Delivery.headers, Delivery.body_text,
-    ]  # fmt: skip
+        Delivery.delivery_id,
+        Delivery.status,
+        Delivery.attempts,
+        Delivery.provider_message_id,
+        Delivery.error,
+        Delivery.email,
+        Delivery.subject,
+        "notification.kind",
+        "notification.user_id",
+        Delivery.notification_id,
+        Delivery.period_key,
+        Delivery.send_at,
+        Delivery.enqueued_at,
+        Delivery.sent_at,
+        Delivery.updated_at,
+        Delivery.reported_count,
+        Delivery.headers,
+        Delivery.body_text,
+    ]
     column_labels = {
-        "notification.kind": "Kind", "notification.user_id": "User", Delivery.status: "Status",
-        Delivery.created_at: "Created", Delivery.email: "E-mail", Delivery.attempts: "Attempts",
-        Delivery.provider_message_id: "Provider message id", Delivery.error: "Provider error",
-        Delivery.period_key: "Period", Delivery.send_at: "Send at",
-    }  # fmt: skip
+        "notification.kind": "Kind",
+        "notification.user_id": "User",
+        Delivery.status: "Status",
+        Delivery.created_at: "Created",
+        Delivery.email: "E-mail",
+        Delivery.attempts: "Attempts",
+        Delivery.provider_message_id: "Provider message id",
+        Delivery.error: "Provider error",
+        Delivery.period_key: "Period",
+        Delivery.send_at: "Send at",
+    }
     column_formatters = {Delivery.error: _error, Delivery.created_at: _when}
-    column_searchable_list = [Delivery.email, Delivery.provider_message_id, Delivery.error,
-                              "notification.user_id"]  # fmt: skip
+    column_searchable_list = [
+        Delivery.email,
+        Delivery.provider_message_id,
+        Delivery.error,
+        "notification.user_id",
+    ]
     column_sortable_list = [Delivery.created_at, Delivery.send_at, Delivery.attempts]
     column_default_sort = (Delivery.created_at, True)
     column_filters = [
@@ -241,19 +285,39 @@ class DeadLetterAdmin(ModelView, model=DeadLetter):
     name, name_plural, icon = "Dead letter", "Dead letters", "fa-solid fa-triangle-exclamation"
     identity = "dead-letter"
     can_create = can_edit = can_delete = False
-    column_list = [DeadLetter.dead_letter_id, DeadLetter.created_at, DeadLetter.status,
-                   "source", DeadLetter.reason, DeadLetter.error]  # fmt: skip
+    column_list = [
+        DeadLetter.dead_letter_id,
+        DeadLetter.created_at,
+        DeadLetter.status,
+        "source",
+        DeadLetter.reason,
+        DeadLetter.error,
+    ]
     column_details_list = [
-        DeadLetter.dead_letter_id, DeadLetter.status, "source", DeadLetter.reason,
-        DeadLetter.error, DeadLetter.key, DeadLetter.value, DeadLetter.group_id,
-        DeadLetter.created_at, DeadLetter.replay_count, DeadLetter.replayed_at,
-    ]  # fmt: skip
-    column_labels = {DeadLetter.dead_letter_id: "Id", DeadLetter.created_at: "Created",
-                     "source": "Source (topic[partition]@offset)"}  # fmt: skip
+        DeadLetter.dead_letter_id,
+        DeadLetter.status,
+        "source",
+        DeadLetter.reason,
+        DeadLetter.error,
+        DeadLetter.key,
+        DeadLetter.value,
+        DeadLetter.group_id,
+        DeadLetter.created_at,
+        DeadLetter.replay_count,
+        DeadLetter.replayed_at,
+    ]
+    column_labels = {
+        DeadLetter.dead_letter_id: "Id",
+        DeadLetter.created_at: "Created",
+        "source": "Source (topic[partition]@offset)",
+    }
     column_formatters = {
-        "source": _source, DeadLetter.created_at: _when, DeadLetter.error: _error,
-        DeadLetter.value: _bytes_preview, DeadLetter.key: _bytes_preview,
-    }  # fmt: skip
+        "source": _source,
+        DeadLetter.created_at: _when,
+        DeadLetter.error: _error,
+        DeadLetter.value: _bytes_preview,
+        DeadLetter.key: _bytes_preview,
+    }
     column_formatters_detail = column_formatters
     column_searchable_list = [DeadLetter.error, DeadLetter.source_topic]
     column_sortable_list = [DeadLetter.created_at, DeadLetter.dead_letter_id]
