@@ -1,4 +1,8 @@
-"""Client of the Auth service internal API: timeouts, retries with backoff, a circuit breaker."""
+"""Client of the Auth service internal API: timeouts, retries with backoff, a circuit breaker.
+
+The breaker lives here with the client it guards: it raises the client's AuthUnavailable, which
+the jobs treat as an outage to retry.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 models; Alembic migrations in app/db/migrations must match them."""
+"""SQLAlchemy 2 models; Alembic migrations in app/db/migrations must match them.
+
+Every table in one module, on purpose: the schema reads as one piece, next to the migrations that
+build it and the test that compares the two (tests/integration/test_migrations.py).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """One send per delivery: claim it in PostgreSQL, call the backend, record the outcome.
 
+One module for the whole path of a send, in the order it runs, because its guarantees (one
+send, no lost mail, only the record retried after the provider accepted) hold across the steps.
+
 Plain functions (the Celery task only calls them). The claim is committed before the provider
 call and the outcome in one commit after it, so a redelivered or duplicated task never sends a
 delivery that is sent or being sent. One window cannot be closed without the provider's help: a

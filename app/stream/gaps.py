@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from app.stream.ingest import Record
+from app.stream.records import Record
 
 log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
@@ -31,7 +29,7 @@ class Gap:
 
 
 # Reads the records of a gap from Kafka (fewer when offsets hold transaction markers).
-GapFiller = Callable[[Gap], Sequence["Record"]]
+GapFiller = Callable[[Gap], Sequence[Record]]
 
 
 def find_gaps(

@@ -22,133 +22,41 @@ was renamed), is blocked: its records are held, not applied, until an operator r
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
-from app.contracts import ContractError, Event, decode_event, storable_text
 from app.db import dead_letters, stream_offsets
-from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
+from app.db.dead_letters import NewDeadLetter
 from app.db.session import session_scope
 from app.db.stream_offsets import PartitionState, TopicPartition
 from app.domain.vocabulary import EventKind
 from app.stream import gaps
 from app.stream.ingest_apply import Effects, apply_isolated, mirror_replayed_likes, table_key
+from app.stream.records import (
+    BatchResult,
+    DeadLetter,
+    DeadLetterSink,
+    Record,
+    TopicIds,
+    dead_letter,
+    decode_records,
+    reason_of,
+)
 
-__all__ = ["Record", "DeadLetter", "BatchResult", "apply_batch", "table_key"]
+__all__ = [
+    "BatchResult",
+    "DeadLetter",
+    "DeadLetterSink",
+    "Record",
+    "apply_batch",
+    "decode_records",
+    "positions",
+    "reason_of",
+    "table_key",
+]
 
 log = logging.getLogger(__name__)
-
-# Bounds what a dead letter's error adds to its Kafka record and its row.
-MAX_ERROR_CHARS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as it came off the wire (transport-neutral)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    def replay_token(self) -> uuid.UUID | None:
-        """The dead letter this record replays, when it carries a well-formed replay header."""
-        for name, value in self.headers:
-            if name == REPLAY_HEADER:
-                try:
-                    return uuid.UUID(value.decode("ascii"))
-                except (ValueError, UnicodeDecodeError, AttributeError):
-                    return None
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record we could not accept, with the reason."""
-
-    record: Record
-    error: str
-    reason: str
-    replay_token: uuid.UUID = field(default_factory=uuid.uuid4)
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        """The dead-letter topic's headers: the error, a short reason, the source position."""
-        return [
-            ("error", self.error[:MAX_ERROR_CHARS].encode("utf-8", "replace")),
-            ("reason", self.reason.encode()),
-            ("source_topic", self.record.topic.encode()),
-            ("source_partition", str(self.record.partition).encode()),
-            ("source_offset", str(self.record.offset).encode()),
-        ]
-
-
-@dataclass
-class BatchResult:
-    """What one batch did: counts, dead letters, hand-offs, like counts, held records."""
-
-    kind: EventKind
-    applied: int = 0
-    replayed: int = 0
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    send_now: list[uuid.UUID] = field(default_factory=list)
-    # Faust table key -> (source partition, count stored in PostgreSQL).
-    like_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Records the consumer skipped, read back from Kafka and applied with this batch.
-    recovered: int = 0
-    # Replayed copies of dead letters whose event an earlier copy applied already.
-    duplicate_replays: int = 0
-    # Partitions that wait for an operator, with the reason, and their records (not applied).
-    blocked: dict[TopicPartition, str] = field(default_factory=dict)
-    held: list[Record] = field(default_factory=list)
-
-
-DeadLetterSink = Callable[[Sequence[DeadLetter]], None]
-# The Kafka topic id of each named topic (None where the broker has none to tell).
-TopicIds = Callable[[Iterable[str]], Mapping[str, str | None]]
-
-
-def reason_of(error: str) -> str:
-    """Classify a contract error message into a short, bounded reason (a metric label)."""
-    if "empty message" in error:
-        return "empty"
-    if "bytes is over the" in error:
-        return "too_large"
-    if "not JSON" in error:
-        return "not_json"
-    if "cannot be decoded" in error:
-        return "undecodable"
-    if "cannot be stored" in error:
-        return "bad_text"
-    if "must be uuid" in error:
-        return "bad_uuid"
-    if ".periodicity must be one of" in error:
-        return "bad_periodicity"
-    return "schema"
-
-
-def decode_records(
-    kind: EventKind, records: Sequence[Record], *, max_bytes: int
-) -> tuple[list[tuple[Record, Event]], list[DeadLetter]]:
-    """Split records into accepted events and dead letters."""
-    accepted: list[tuple[Record, Event]] = []
-    dead: list[DeadLetter] = []
-    for record in records:
-        try:
-            accepted.append((record, decode_event(kind, record.value, max_bytes=max_bytes)))
-        except ContractError as exc:
-            error = storable_text(str(exc))[:MAX_ERROR_CHARS]
-            dead.append(_dead(record, error, reason_of(error)))
-    return accepted, dead
-
-
-def _dead(record: Record, error: str, reason: str) -> DeadLetter:
-    # A replay that fails again keeps its event's token: one token per event across replays.
-    return DeadLetter(record, error, reason, record.replay_token() or uuid.uuid4())
 
 
 def apply_batch(
@@ -185,7 +93,7 @@ def apply_batch(
         ordered = _without_duplicate_replays(session, ordered, result)
         accepted, result.dead_letters = decode_records(kind, ordered, max_bytes=max_bytes)
         applied, refused, effects = apply_isolated(session, kind, accepted)
-        result.dead_letters += [_dead(r.record, r.error, r.reason) for r in refused]
+        result.dead_letters += [dead_letter(r.record, r.error, r.reason) for r in refused]
         result.applied, result.replayed = len(applied), len(replayed)
         _take_effects(result, effects)
         dead_letters.claim_tokens(

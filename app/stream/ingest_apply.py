@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
@@ -24,13 +24,11 @@ from app.db import ingest
 from app.db.ingest import LikeDelta, TextItem
 from app.domain.periods import ONCE_DUE_STATUSES as ONCE_DUE
 from app.domain.vocabulary import KIND_OF_EVENT, TEMPLATE_OF_KIND, EventKind
-
-if TYPE_CHECKING:
-    from app.stream.ingest import Record
+from app.stream.records import Record
 
 log = logging.getLogger(__name__)
 
-Accepted = tuple["Record", Event]
+Accepted = tuple[Record, Event]
 
 
 @dataclass

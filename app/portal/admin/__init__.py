@@ -22,14 +22,10 @@ from app.portal import (
     templates_views,
 )
 from app.portal.admin.backend import PortalAuthBackend
+from app.portal.admin.dead_letter_views import DeadLetterAdmin
+from app.portal.admin.mail_views import DeliveryAdmin, NotificationAdmin
 from app.portal.admin.menu import LinkMenu, category
-from app.portal.admin.views import (
-    AdminUserAdmin,
-    DeadLetterAdmin,
-    DeliveryAdmin,
-    NotificationAdmin,
-    TemplateAdmin,
-)
+from app.portal.admin.views import AdminUserAdmin, TemplateAdmin
 from app.portal.csrf import OriginCheckMiddleware, origin_of
 from app.portal.pages import TEMPLATES_DIR
 
