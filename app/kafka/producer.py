@@ -19,7 +19,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "queue.buffering.max.messages": 200_000,
     # Kafka's standard partitioner (Java clients, aiokafka): a user id names the same partition
-    # for us, for other producers and for Faust's table_route (README "Stream ingestion").
+    # for us, for other producers and for Faust's table_route (docs/stream-semantics.md).
     "partitioner": "murmur2_random",
 }
 

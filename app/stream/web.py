@@ -2,7 +2,7 @@
 
 Per-user views are routed with `table_route` to the worker owning the user's partition: the
 likes topic is keyed by user id and the table is co-partitioned with it, so the user id alone
-names the partition (producers use Kafka's standard murmur2 partitioner, see README).
+names the partition (producers use Kafka's murmur2 partitioner: docs/stream-semantics.md).
 """
 
 from __future__ import annotations
