@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from app.db.models import Delivery
 from app.db.session import session_scope
 from app.delivery.retry import retry_deliveries
+from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES
 from app.portal.csrf import verified_form
 from app.portal.pages import render_page
 
@@ -45,7 +46,7 @@ def _selected(ids: list[uuid.UUID]) -> list[Any]:
 async def confirm_page(request: Request, ids: str = "") -> Response:
     """Show the selected deliveries and ask before planning them again."""
     rows = await run_in_threadpool(_selected, parse_ids(ids))
-    retryable = [r for r in rows if r.status in ("failed", "skipped")]
+    retryable = [r for r in rows if r.status in RETRYABLE_DELIVERY_STATUSES]
     context = {
         "title": "Retry deliveries",
         "rows": rows,
@@ -59,6 +60,6 @@ async def retry(request: Request, form: FormData = Depends(verified_form)) -> Re
     """Plan the selected failed or skipped deliveries again."""
     ids = parse_ids(str(form.get("ids") or ""))
     count = await run_in_threadpool(
-        lambda: retry_deliveries(delivery_ids=ids, statuses=("failed", "skipped"))
+        lambda: retry_deliveries(delivery_ids=ids, statuses=RETRYABLE_DELIVERY_STATUSES)
     )
     return RedirectResponse(f"{RETRY_PAGE}?ids={','.join(map(str, ids))}&retried={count}", 303)
