@@ -34,11 +34,10 @@ from app.auth.dev_server import generate_users  # noqa: E402
 from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.db.templates import upsert_template  # noqa: E402
 from app.jobs import digests, dispatch  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import CeleryEmailPublisher  # noqa: E402
-from app.portal.template_files import default_templates  # noqa: E402
+from app.portal.template_files import load_default_templates  # noqa: E402
 from harness.rows import Spec, insert_notifications  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
 
@@ -58,14 +57,7 @@ def ensure_database(url: str) -> None:
 def reset(rows: int, users: list[dict]) -> None:
     with session_scope() as session:
         session.execute(text("TRUNCATE deliveries, notifications, messages, opt_outs CASCADE"))
-        for t in default_templates():
-            upsert_template(
-                session=session,
-                name=t.name,
-                subject=t.subject,
-                body_html=t.body_html,
-                body_text=t.body_text,
-            )
+        load_default_templates(session=session)
         user_ids = [uuid.UUID(u["user_id"]) for u in users]
         specs = [
             Spec(
