@@ -16,11 +16,7 @@ from app.config import Settings
 from app.core.clock import utcnow
 from app.db.models import Notification
 from app.db.session import session_scope
-from harness.fakes.sendgrid import FakeSendGrid
-from harness.waiting import free_port
-
-from .conftest import SmtpSink
-from .delivery_support import (
+from harness.delivery import (
     dispatch,
     purge_emails_queue,
     running_worker,
@@ -28,6 +24,10 @@ from .delivery_support import (
     statuses_settled,
     wait_for,
 )
+from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import free_port
+
+from .conftest import SmtpSink
 
 KINDS = ["likes", "welcome", "mailing"]
 

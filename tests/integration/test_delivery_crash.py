@@ -8,9 +8,8 @@ import time
 
 from app.config import Settings
 from app.core.clock import utcnow
+from harness.delivery import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for
 from harness.fakes.sendgrid import FakeSendGrid
-
-from .delivery_support import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for
 
 log = logging.getLogger(__name__)
 

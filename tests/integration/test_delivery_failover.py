@@ -14,10 +14,7 @@ from aiosmtpd.controller import Controller
 
 from app.config import Settings
 from app.core.clock import utcnow
-from harness.fakes.sendgrid import FakeSendGrid
-
-from .conftest import SmtpSink
-from .delivery_support import (
+from harness.delivery import (
     dispatch,
     purge_emails_queue,
     running_worker,
@@ -25,6 +22,9 @@ from .delivery_support import (
     statuses_settled,
     wait_for,
 )
+from harness.fakes.sendgrid import FakeSendGrid
+
+from .conftest import SmtpSink
 
 
 def _sent(ids: list[Any]) -> dict:

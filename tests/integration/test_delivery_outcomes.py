@@ -20,9 +20,7 @@ from app.delivery.sending import release_abandoned
 from app.jobs.celery_app import celery_app
 from app.jobs.dispatch import task_of_row as email_task
 from app.jobs.handoff import CeleryEmailPublisher
-from harness.fakes.sendgrid import FakeSendGrid
-
-from .delivery_support import (
+from harness.delivery import (
     Worker,
     deliveries,
     dispatch,
@@ -31,6 +29,7 @@ from .delivery_support import (
     statuses_settled,
     wait_for,
 )
+from harness.fakes.sendgrid import FakeSendGrid
 
 MAX_ATTEMPTS = 4
 RETRY_MAX_S = 0.5

@@ -180,8 +180,7 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
     from app.db.models import Delivery
     from app.jobs.celery_app import EMAILS_QUEUE
     from app.tasks import dispatch as dispatch_task
-
-    from .delivery_support import deliveries, purge_emails_queue, seed
+    from harness.delivery import deliveries, purge_emails_queue, seed
 
     settings = get_settings()
     purge_emails_queue(settings)

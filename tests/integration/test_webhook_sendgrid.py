@@ -14,9 +14,8 @@ from app.core.clock import utcnow
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
 from app.portal.app import create_app
+from harness.delivery import deliveries, seed
 from harness.fakes.sendgrid import sign_webhook, webhook_keys
-
-from .delivery_support import deliveries, seed
 
 
 @pytest.fixture

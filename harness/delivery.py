@@ -1,4 +1,4 @@
-"""Helpers of the delivery tests: seed planned deliveries, run a real e-mail worker, poll the DB."""
+"""Deliveries for tests and benches: seed planned ones, run a real e-mail worker, poll the DB."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ class Worker:
             "-c",
             str(concurrency),
             "-n",
-            f"h4-{uuid.uuid4().hex[:8]}@%h",
+            f"emails-{uuid.uuid4().hex[:8]}@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
