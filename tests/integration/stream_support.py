@@ -176,7 +176,7 @@ class Worker:
 @pytest.fixture
 def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEnv]:
     """Private topics (4 partitions) and Faust app id for one test; workers killed at the end."""
-    prefix = f"h5t{uuid.uuid4().hex[:10]}"
+    prefix = f"stream-test-{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,

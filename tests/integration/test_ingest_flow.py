@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app.db.session import session_scope
 from app.stream.ingest import DeadLetter, Record, apply_batch
 
-GROUP = "h5-ingest-test"
+GROUP = "ingest-test"
 
 
 def _value(user: uuid.UUID, content: uuid.UUID | None, body: str, periodicity: str) -> bytes:
