@@ -1,14 +1,17 @@
 """Benchmark: like events per second from Kafka into PostgreSQL through the Faust worker.
 
-Each run produces N like events to fresh topics, then measures
+Each run produces N like events over K (user, content) keys to a fresh topic, then measures
   * produce: the raw produce rate (confluent-kafka, idempotent),
-  * baseline: a plain confluent-kafka consumer doing the same ingest per 1,000-event batch
-    (app.ingest.apply_batch: decode + pre-aggregated INSERT ... ON CONFLICT + offsets),
+  * plain consumer: a confluent-kafka consumer doing the same ingest per 1,000-event batch
+    (`apply_batch`: decode + pre-aggregated INSERT ... ON CONFLICT + offsets),
+  * Faust floor: a Faust agent that takes the same batches of raw bytes and does nothing
+    (bench/faust_floor.py): the ceiling of any Faust agent on this machine,
   * worker: `notify worker` as a subprocess, from its first applied event to its last
     (start-up and group join excluded), read from its stream_offsets rows.
-The worker's rate is reported with its ratio to both references; medians over the runs.
+Rates come with the CPU each process spent per event; the worker's rate with its ratio to the
+references measured in the same run; medians over the runs, for each key count.
 
-    DATABASE_URL=... CELERY_BROKER_URL=... python bench/ingest.py --events 200000 --runs 3
+    .venv/bin/python bench/ingest.py --events 200000 --keys 300,100000 --runs 3
 """
 
 from __future__ import annotations
@@ -37,6 +40,19 @@ from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def produce(topic: str, n: int, keys: int) -> float:
@@ -73,8 +89,11 @@ def produce(topic: str, n: int, keys: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def baseline(topic: str, n: int, group: str) -> float:
-    """A plain consumer applying 1,000-event batches with the same ingest flow; events/s."""
+def baseline(topic: str, n: int, group: str) -> tuple[float, float]:
+    """A plain consumer applying 1,000-event batches with the same ingest flow.
+
+    Returns events/s and this process's CPU seconds per event.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": get_settings().kafka_bootstrap_servers,
@@ -89,7 +108,8 @@ def baseline(topic: str, n: int, group: str) -> float:
         messages = [m for m in consumer.consume(1000, timeout=1.0) if not m.error()]
         if not messages:
             continue
-        started = started or time.perf_counter()
+        if started is None:
+            started, cpu_started = time.perf_counter(), own_cpu()
         records = [
             Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in messages
         ]
@@ -97,8 +117,9 @@ def baseline(topic: str, n: int, group: str) -> float:
         consumer.commit(asynchronous=True)
         done += len(messages)
     elapsed = time.perf_counter() - started
+    cpu = own_cpu() - cpu_started
     consumer.close()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 def forget(group: str) -> None:
@@ -120,8 +141,54 @@ def applied(group: str) -> int:
         )
 
 
-def worker(prefix: str, topic: str, n: int, tmp: Path) -> float:
-    """Run `notify worker` over the produced events; events/s from first to last applied."""
+def floor(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
+    """Run the trivial Faust agent over the events; events/s and its CPU seconds per event."""
+    out = tmp / f"{prefix}.floor"
+    env = {
+        **os.environ,
+        "FLOOR_APP_ID": f"{prefix}-floor",
+        "FLOOR_TOPIC": topic,
+        "FLOOR_OUT": str(out),
+        "FLOOR_DATA_DIR": str(tmp / f"{prefix}-floor"),
+        "KAFKA_BOOTSTRAP_SERVERS": get_settings().kafka_bootstrap_servers,
+    }
+    argv = [
+        str(Path(sys.executable).parent / "faust"),
+        "-A",
+        "bench.faust_floor",
+        "worker",
+        "--web-port",
+        str(free_port()),
+        "--loglevel",
+        "info",
+    ]
+    with (tmp / f"{prefix}-floor.log").open("wb") as log:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 600
+        first = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            lines = out.read_text().split() if out.exists() else []
+            if lines and first is None:
+                first = (float(lines[0]), int(lines[1]), cpu_seconds(proc.pid))
+            if lines and int(lines[-1]) >= n:
+                assert first is not None
+                rate = (n - first[1]) / (float(lines[-2]) - first[0])
+                return rate, (cpu_seconds(proc.pid) - first[2]) / (n - first[1])
+            time.sleep(0.05)
+        raise RuntimeError(f"the Faust floor did not finish; see {tmp / f'{prefix}-floor.log'}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def worker(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
+    """Run `notify worker` over the produced events, from first to last applied.
+
+    Returns events/s and the worker process's CPU seconds per event.
+    """
     env = {
         **os.environ,
         "TOPIC_COMMENT_LIKED": topic,
@@ -155,9 +222,11 @@ def worker(prefix: str, topic: str, n: int, tmp: Path) -> float:
         while time.monotonic() < deadline and proc.poll() is None:
             done = applied(prefix)
             if first is None and done:
-                first = (time.perf_counter(), done)
+                first = (time.perf_counter(), done, cpu_seconds(proc.pid))
             if done >= n:
-                return (n - first[1]) / (time.perf_counter() - first[0])
+                assert first is not None
+                cpu = (cpu_seconds(proc.pid) - first[2]) / (n - first[1])
+                return (n - first[1]) / (time.perf_counter() - first[0]), cpu
             time.sleep(0.05)
         raise RuntimeError(f"worker did not finish; see {tmp / f'{prefix}.log'}")
     finally:
@@ -172,9 +241,10 @@ def run(n: int, keys: int, tmp: Path) -> dict[str, float]:
     ensure_topics(bootstrap, [topic], partitions=get_settings().topic_partitions)
     try:
         result = {"produce": produce(topic, n, keys)}
-        result["baseline"] = baseline(topic, n, f"{prefix}-baseline")
+        result["baseline"], result["baseline_cpu"] = baseline(topic, n, f"{prefix}-baseline")
         forget(f"{prefix}-baseline")
-        result["worker"] = worker(prefix, topic, n, tmp)
+        result["floor"], result["floor_cpu"] = floor(prefix, topic, n, tmp)
+        result["worker"], result["worker_cpu"] = worker(prefix, topic, n, tmp)
         return result
     finally:
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -182,31 +252,53 @@ def run(n: int, keys: int, tmp: Path) -> dict[str, float]:
         admin.delete_topics(ours)
 
 
+def report(runs: list[dict[str, float]], events: int, keys: int) -> None:
+    def med(name: str) -> float:
+        return statistics.median(r[name] for r in runs)
+
+    def ratio(name: str) -> float:
+        return statistics.median(r["worker"] / r[name] for r in runs)
+
+    print(f"median of {len(runs)} runs, {events:,} like events over {keys:,} keys:")
+    print(
+        f"  worker into PostgreSQL   {med('worker'):>9,.0f} events/s  "
+        f"CPU {1e6 * med('worker_cpu'):>5.0f} us/event"
+    )
+    print(
+        f"  Faust floor (no work)    {med('floor'):>9,.0f} events/s  "
+        f"CPU {1e6 * med('floor_cpu'):>5.0f} us/event  worker ratio {ratio('floor'):.2f}"
+    )
+    print(
+        f"  plain consumer, same code{med('baseline'):>9,.0f} events/s  "
+        f"CPU {1e6 * med('baseline_cpu'):>5.0f} us/event  worker ratio {ratio('baseline'):.2f}"
+    )
+    print(
+        f"  raw produce              {med('produce'):>9,.0f} events/s  "
+        f"                   worker ratio {ratio('produce'):.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--keys", type=int, default=300, help="(user, content) keys liked")
+    parser.add_argument("--keys", default="300,100000", help="(user, content) keys, comma list")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    runs = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        for i in range(args.runs):
-            r = run(args.events, args.keys, Path(tmp))
-            runs.append(r)
-            print(
-                f"run {i + 1}: produce {r['produce']:,.0f}/s  baseline {r['baseline']:,.0f}/s"
-                f"  worker {r['worker']:,.0f}/s"
-                f"  worker/baseline {r['worker'] / r['baseline']:.2f}"
-                f"  worker/produce {r['worker'] / r['produce']:.2f}",
-                flush=True,
-            )
-    med = {k: statistics.median(r[k] for r in runs) for k in ("produce", "baseline", "worker")}
-    ratio_b = statistics.median(r["worker"] / r["baseline"] for r in runs)
-    ratio_p = statistics.median(r["worker"] / r["produce"] for r in runs)
-    print(f"median of {len(runs)} runs, {args.events:,} like events over {args.keys:,} keys:")
-    print(f"  worker into PostgreSQL   {med['worker']:>10,.0f} events/s")
-    print(f"  baseline (plain consumer){med['baseline']:>10,.0f} events/s  ratio {ratio_b:.2f}")
-    print(f"  raw produce              {med['produce']:>10,.0f} events/s  ratio {ratio_p:.2f}")
+        for keys in (int(k) for k in args.keys.split(",")):
+            runs = []
+            for i in range(args.runs):
+                r = run(args.events, keys, Path(tmp))
+                runs.append(r)
+                print(
+                    f"{keys:,} keys, run {i + 1}: produce {r['produce']:,.0f}/s  plain consumer "
+                    f"{r['baseline']:,.0f}/s  Faust floor {r['floor']:,.0f}/s  worker "
+                    f"{r['worker']:,.0f}/s ({1e6 * r['worker_cpu']:.0f} us CPU/event)  "
+                    f"worker/floor {r['worker'] / r['floor']:.2f}",
+                    flush=True,
+                )
+            report(runs, args.events, keys)
 
 
 if __name__ == "__main__":
