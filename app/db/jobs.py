@@ -162,7 +162,8 @@ def record_plans(
             "deferrals": 0,
             "updated_at": func.now(),
         },
-        where=Delivery.status.in_(REPLANNED_DELIVERY_STATUSES),
+        # One bound parameter per status: an expanding IN cannot run as executemany.
+        where=or_(*(Delivery.status == status for status in REPLANNED_DELIVERY_STATUSES)),
     ).returning(Delivery.notification_id, Delivery.status)
     rows = session.execute(stmt, [{"delivery_id": uuid.uuid4(), **p} for p in plans])
     recorded = [(row.notification_id, row.status) for row in rows]

@@ -78,8 +78,9 @@ def _planned_now() -> set[uuid.UUID]:
     """Rows whose delivery for this period was written by the runs (created or replanned)."""
     with session_scope() as session:
         rows = session.execute(
+            # Seeded deliveries keep their old updated_at; a planned one has this run's.
             select(Delivery.notification_id).where(
-                Delivery.status == "scheduled", Delivery.send_at == SEND_AT
+                Delivery.status == "scheduled", Delivery.updated_at > EARLIER
             )
         )
         return {nid for (nid,) in rows}
