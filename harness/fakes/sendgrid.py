@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -145,6 +146,13 @@ def validate_mail(body: Any) -> list[dict[str, Any]]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # Keep-alive, as the real API offers: a client may send many mails over one connection.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.fake.lock:
+            self.server.fake.connections += 1
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output readable
@@ -174,12 +182,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.delay_s:
             time.sleep(fake.delay_s)
         self._answer(status, payload, headers)
+        if fake.drop_connections:
+            self.close_connection = True  # silently, as a server's idle timeout would
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     fake: FakeSendGrid
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up waiting (a timeout) is not the fake's error.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class FakeSendGrid:
@@ -189,6 +204,8 @@ class FakeSendGrid:
         self.api_key = api_key
         self.lock = threading.Lock()
         self.received: list[Received] = []
+        self.connections = 0  # TCP connections accepted
+        self.drop_connections = False  # close each connection after one answer, unannounced
         self.delay_s = 0.0
         self._down_until = 0.0
         self._script: deque[int] = deque()

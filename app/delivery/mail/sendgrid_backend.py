@@ -15,6 +15,7 @@ from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
 
 from app.config import Settings
 from app.delivery.mail.base import OutgoingEmail, PermanentSendError, SendResult, TransientSendError
+from app.delivery.mail.keepalive import KeepAliveClient
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,14 @@ class SendGridBackend:
 
     def __init__(self, api_key: str, *, host: str, sender: str, timeout_s: float) -> None:
         self.client = SendGridAPIClient(api_key, host=host)
-        # The library has no timeout argument; its HTTP client takes one and passes it on.
-        self.client.client.timeout = timeout_s
+        # The library's HTTP client, with kept connections (keepalive.py) and the timeout the
+        # library itself has no argument for; same host, headers and API version.
+        self.client.client = KeepAliveClient(
+            host=self.client.client.host,
+            request_headers=self.client.client.request_headers,
+            version=3,
+            timeout=timeout_s,
+        )
         self.sender = sender
 
     @classmethod

@@ -1,0 +1,124 @@
+"""Keep-alive HTTP under the official SendGrid client: one connection per worker thread.
+
+The library's HTTP client (python_http_client) opens a new connection, and a new TLS session, for
+every request, through a fresh urllib opener. It routes every request through `_make_request(
+opener, request)`, a seam it keeps for exactly this (its docstring: "so we can mock it"). We hand
+it an opener that sends over a kept connection instead. Everything else is the library's: the
+request it builds, its Response, and its exceptions for 4xx/5xx answers (we raise urllib's
+HTTPError, which it converts, as it does for urllib's own).
+
+A kept connection the server has closed meanwhile is noticed before it is used (its socket reads
+as closed) and replaced, so a request is never sent twice by this layer.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import threading
+import urllib.error
+import urllib.request
+from email.message import Message
+from io import BytesIO
+from typing import Any
+from urllib.parse import urlsplit
+
+from python_http_client.client import Client
+
+
+class _Answer:
+    """What python_http_client reads from a urllib response: code, body, headers."""
+
+    def __init__(self, status: int, body: bytes, headers: Message) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+    def getcode(self) -> int:
+        return self.status
+
+    def read(self) -> bytes:
+        return self.body
+
+    def info(self) -> Message:
+        return self.headers
+
+
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """True when the kept socket is gone or reads as closed (an idle timeout on the server)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)  # a kept-alive socket has nothing to read unless it was closed
+
+
+class KeepAliveOpener:
+    """An `opener.open(request, timeout)` over one kept connection per thread and host."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _connection(self, url: str, timeout: float | None) -> http.client.HTTPConnection:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname, parts.port)
+        kept: dict[tuple[Any, ...], http.client.HTTPConnection] = self._local.__dict__.setdefault(
+            "connections", {}
+        )
+        connection = kept.get(key)
+        if connection is not None and _closed_by_peer(connection):
+            connection.close()
+            connection = None
+        if connection is None:
+            factory = (
+                http.client.HTTPSConnection
+                if parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            connection = factory(parts.hostname or "", parts.port, timeout=timeout)
+            kept[key] = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> _Answer:
+        url = request.get_full_url()
+        connection = self._connection(url, timeout)
+        headers = {**request.headers, **request.unredirected_hdrs}
+        try:
+            connection.request(request.get_method(), request.selector, request.data, headers)
+            response = connection.getresponse()
+            body = response.read()  # all of it, so the connection can carry the next request
+        except BaseException:
+            connection.close()  # unknown state: the next request gets a new connection
+            raise
+        if response.will_close:
+            connection.close()
+        if response.status >= 400:
+            raise urllib.error.HTTPError(
+                url, response.status, response.reason, response.msg, BytesIO(body)
+            )
+        return _Answer(response.status, body, response.msg)
+
+
+class KeepAliveClient(Client):  # type: ignore[misc]  # python_http_client ships no types
+    """python_http_client's Client whose requests, and its children's, share kept connections."""
+
+    def __init__(self, *args: Any, opener: KeepAliveOpener | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._opener = opener or KeepAliveOpener()
+
+    def _build_client(self, name: str | None = None) -> KeepAliveClient:
+        # The library builds a new Client per URL segment (client.mail.send): keep ours.
+        url_path = self._url_path + [name] if name else self._url_path
+        return KeepAliveClient(
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+            opener=self._opener,
+        )
+
+    def _make_request(self, opener: Any, request: Any, timeout: float | None = None) -> Any:
+        return super()._make_request(self._opener, request, timeout=timeout)
