@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     # Infrastructure (defaults match `make services`).
     database_url: str = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify"
+    # Connections kept open per process. At least the busiest process's thread count (the e-mail
+    # worker runs 16): a smaller pool closes and reopens connections on every busy moment.
+    database_pool_size: int = Field(default=20, ge=1)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
 

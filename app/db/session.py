@@ -18,7 +18,10 @@ def get_engine(url: str | None = None) -> Engine:
     """A pooled engine per URL (the settings' DATABASE_URL by default)."""
     url = url or get_settings().database_url
     if url not in _engines:
-        _engines[url] = create_engine(url, pool_pre_ping=True)
+        pool_size = get_settings().database_pool_size
+        _engines[url] = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
+        )
     return _engines[url]
 
 
