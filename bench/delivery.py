@@ -35,6 +35,7 @@ from app.db import migrate  # noqa: E402
 from app.db.models import Delivery  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
+from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from harness.delivery import Worker, dispatch, purge_emails_queue, seed  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
@@ -64,7 +65,7 @@ def reset(mails: int) -> None:
     seed(get_settings(), now, kinds)
 
 
-def run_once(args: argparse.Namespace, logs: Path) -> dict[str, float]:
+def run_once(args: argparse.Namespace, logs: Path, profile: Path | None) -> dict[str, float]:
     settings = get_settings()
     reset(args.mails)
     purge_emails_queue(settings)
@@ -83,6 +84,10 @@ def run_once(args: argparse.Namespace, logs: Path) -> dict[str, float]:
     try:
         assert all(w.proc is not None for w in workers)
         cpu_before = [cpu_seconds(w.proc.pid) for w in workers if w.proc]
+        spy = None
+        if profile is not None and workers[0].proc is not None:
+            expected_s = args.mails * args.latency_ms / 1000 / (args.concurrency * args.processes)
+            spy = profiles.start(workers[0].proc.pid, min(max(expected_s, 3.0), 30.0), profile)
         started = time.monotonic()
         dispatched = dispatch(datetime.now(UTC))
         deadline = started + max(120.0, 10 * args.mails * sendgrid.delay_s / args.processes)
@@ -92,6 +97,9 @@ def run_once(args: argparse.Namespace, logs: Path) -> dict[str, float]:
             time.sleep(0.1)
         wall = time.monotonic() - started
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers if w.proc) - sum(cpu_before)
+        if spy is not None and profile is not None:
+            spy.wait(60)
+            print(profiles.summarize(profile, top=25))
     finally:
         for worker in workers:
             worker.kill()
@@ -115,6 +123,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="threads per process")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy one extra run's worker into this file")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -123,15 +132,19 @@ def main() -> None:
     ideal = args.processes * args.concurrency / (args.latency_ms / 1000)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+        if args.profile:
+            # A run of its own: the sampler's CPU must not count in the measured runs.
+            run_once(args, Path(tmp), args.profile)
         for run in range(1, args.runs + 1):
-            result = run_once(args, Path(tmp))
+            result = run_once(args, Path(tmp), None)
             results.append(result)
             print(
                 f"run {run}: {args.mails} mails, {args.processes} process(es) x "
                 f"{args.concurrency} threads, provider latency {args.latency_ms:.0f} ms: "
                 f"{result['rate']:,.0f} mails/s at the provider ({result['wall_rate']:,.0f}/s "
                 f"from dispatch to recorded); ideal {ideal:,.0f}/s, ratio "
-                f"{result['rate'] / ideal:.2f}; e-mail worker CPU {result['cpu_ms']:.2f} ms/mail"
+                f"{result['rate'] / ideal:.2f}; e-mail worker CPU {result['cpu_ms']:.2f} ms/mail",
+                flush=True,
             )
     rate = statistics.median(r["rate"] for r in results)
     cpu_ms = statistics.median(r["cpu_ms"] for r in results)

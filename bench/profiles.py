@@ -1,0 +1,78 @@
+"""Profiles for the benches: py-spy samples of a running process, and their top functions.
+
+`record(pid, seconds, path)` samples the process with py-spy (GIL-holding, non-idle samples) into
+`path` in collapsed-stack form (one "frame;frame;... count" line per stack, what flame graph
+tools and speedscope read), and writes `path` with `.txt` next to it: the functions holding the
+most samples, inclusive and self.
+
+    .venv/bin/python bench/profiles.py docs/profiles/emails-before.collapsed   # summary again
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
+    """Start sampling `pid` for `seconds` into `path`; wait() on the result, then summarize()."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(PY_SPY),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(path),
+        "--nonblocking",
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _frame(raw: str) -> str:
+    # py-spy frames read "function (path/to/file.py:line)": keep function and file, not the line.
+    name, _, where = raw.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "python3.11/", "/work/main/", "/tmp/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where})"
+
+
+def summarize(path: Path, top: int = 30) -> str:
+    """The functions with the most samples, inclusive and self, as a text table (also saved)."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        own[frames[-1]] += count
+    lines = [f"{total} samples (non-idle, 200 Hz) from {path.name}", "", "inclusive:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    lines += ["", "self:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    text = "\n".join(lines) + "\n"
+    path.with_suffix(".txt").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(summarize(Path(name)))
