@@ -39,6 +39,7 @@ from app.config import REPO_ROOT, get_settings  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
+from bench import profiles  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -184,7 +185,9 @@ def floor(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
         proc.wait(30)
 
 
-def worker(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
+def worker(
+    prefix: str, topic: str, n: int, tmp: Path, profile: Path | None = None
+) -> tuple[float, float]:
     """Run `notify worker` over the produced events, from first to last applied.
 
     Returns events/s and the worker process's CPU seconds per event.
@@ -223,9 +226,14 @@ def worker(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
             done = applied(prefix)
             if first is None and done:
                 first = (time.perf_counter(), done, cpu_seconds(proc.pid))
+                if profile is not None:
+                    spy = profiles.start(proc.pid, 15, profile)
             if done >= n:
                 assert first is not None
                 cpu = (cpu_seconds(proc.pid) - first[2]) / (n - first[1])
+                if profile is not None:
+                    spy.wait(60)
+                    print(profiles.summarize(profile, top=25), flush=True)
                 return (n - first[1]) / (time.perf_counter() - first[0]), cpu
             time.sleep(0.05)
         raise RuntimeError(f"worker did not finish; see {tmp / f'{prefix}.log'}")
@@ -234,12 +242,16 @@ def worker(prefix: str, topic: str, n: int, tmp: Path) -> tuple[float, float]:
         proc.wait(30)
 
 
-def run(n: int, keys: int, tmp: Path) -> dict[str, float]:
+def run(n: int, keys: int, tmp: Path, profile: Path | None = None) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.likes"
     bootstrap = get_settings().kafka_bootstrap_servers
     ensure_topics(bootstrap, [topic], partitions=get_settings().topic_partitions)
     try:
+        if profile is not None:  # a run of its own: only the worker, sampled
+            produce(topic, n, keys)
+            worker(prefix, topic, n, tmp, profile)
+            return {}
         result = {"produce": produce(topic, n, keys)}
         result["baseline"], result["baseline_cpu"] = baseline(topic, n, f"{prefix}-baseline")
         forget(f"{prefix}-baseline")
@@ -284,8 +296,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--keys", default="300,100000", help="(user, content) keys, comma list")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the worker of one extra run")
+    parser.add_argument("--profile-keys", type=int, default=100_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        if args.profile:
+            run(args.events, args.profile_keys, Path(tmp), args.profile)
         for keys in (int(k) for k in args.keys.split(",")):
             runs = []
             for i in range(args.runs):
