@@ -30,6 +30,7 @@ def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
         str(int(seconds)),
         "--rate",
         "200",
+        "--gil",  # only the thread holding the GIL: where Python time goes, not waits
         "--format",
         "raw",
         "--output",
@@ -64,7 +65,7 @@ def summarize(path: Path, top: int = 30) -> str:
         for frame in set(frames):
             inclusive[frame] += count
         own[frames[-1]] += count
-    lines = [f"{total} samples (non-idle, 200 Hz) from {path.name}", "", "inclusive:"]
+    lines = [f"{total} samples (GIL holder, 200 Hz) from {path.name}", "", "inclusive:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
