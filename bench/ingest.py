@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BENCH_DB = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", BENCH_DB)
 sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
@@ -36,10 +38,12 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from app.config import REPO_ROOT, get_settings  # noqa: E402
+from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
 from bench import profiles  # noqa: E402
+from bench.digest import ensure_database  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -299,6 +303,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy the worker of one extra run")
     parser.add_argument("--profile-keys", type=int, default=100_000)
     args = parser.parse_args()
+    ensure_database(get_settings().database_url)
+    migrate.upgrade("heads", get_settings().database_url)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         if args.profile:
             run(args.events, args.profile_keys, Path(tmp), args.profile)
