@@ -5,11 +5,12 @@
 tools and speedscope read), and writes `path` with `.txt` next to it: the functions holding the
 most samples, inclusive and self.
 
-    .venv/bin/python bench/profiles.py docs/profiles/emails-before.collapsed   # summary again
+    .venv/bin/python bench/profiles.py docs/profiles/emails-before.collapsed.gz   # summary again
 """
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from collections import Counter
@@ -55,7 +56,8 @@ def summarize(path: Path, top: int = 30) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    for line in raw.decode().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
@@ -70,7 +72,7 @@ def summarize(path: Path, top: int = 30) -> str:
     lines += ["", "self:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     text = "\n".join(lines) + "\n"
-    path.with_suffix(".txt").write_text(text)
+    path.with_name(path.name.removesuffix(".gz")).with_suffix(".txt").write_text(text)
     return text
 
 
