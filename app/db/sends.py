@@ -27,10 +27,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db.models import Delivery, Notification, OptOut
 from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
+
+# Every query here is Core: the e-mail worker runs them on a plain connection (no ORM session
+# to set up per send), the webhook inside its session.
+Executor = Session | Connection
 
 # Core tables, not ORM entities: an ORM-enabled UPDATE evaluates its criteria against the session
 # for `synchronize_session`, which cost the e-mail worker more CPU than the SQL itself.
@@ -121,7 +126,7 @@ class Claim:
 
 
 def claim(
-    *, session: Session, delivery_id: uuid.UUID, notification_id: uuid.UUID, stale_after_s: float
+    *, session: Executor, delivery_id: uuid.UUID, notification_id: uuid.UUID, stale_after_s: float
 ) -> Claim:
     """Claim a delivery for sending, unless it is done, opted out, or another worker holds it."""
     row = session.execute(
@@ -148,7 +153,7 @@ def claim(
     return Claim("claimed", row.status, attempt, deferrals=row.deferrals)
 
 
-def _opted_out(session: Session, user_id: uuid.UUID, kind: str) -> bool:
+def _opted_out(session: Executor, user_id: uuid.UUID, kind: str) -> bool:
     return session.execute(_OPTED_OUT, {"b_user": user_id, "b_kind": kind}).first() is not None
 
 
@@ -157,7 +162,7 @@ def _delivery(delivery_id: uuid.UUID) -> Update:
 
 
 def _notification(
-    session: Session, notification_id: uuid.UUID, *, status: str, now: datetime | None = None
+    session: Executor, notification_id: uuid.UUID, *, status: str, now: datetime | None = None
 ) -> None:
     values = {"status": status, "last_update": now if now is not None else func.now()}
     session.execute(
@@ -174,7 +179,7 @@ def _owned(delivery_id: uuid.UUID, attempt: int | None) -> Update:
 
 def mark_sent(
     *,
-    session: Session,
+    session: Executor,
     delivery_id: uuid.UUID,
     attempt: int | None,
     provider_message_id: str | None,
@@ -208,7 +213,7 @@ def mark_sent(
 
 def release_for_retry(
     *,
-    session: Session,
+    session: Executor,
     delivery_id: uuid.UUID,
     attempt: int,
     error: str,
@@ -234,7 +239,7 @@ def release_for_retry(
 
 
 def mark_failed(
-    *, session: Session, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
+    *, session: Executor, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
 ) -> bool:
     """Give up on a claimed delivery; its notification is due again in the next period run."""
     row = session.execute(
@@ -249,7 +254,7 @@ def mark_failed(
 
 
 def mark_notification(
-    *, session: Session, notification_id: uuid.UUID, status: str, now: datetime
+    *, session: Executor, notification_id: uuid.UUID, status: str, now: datetime
 ) -> None:
     """Record the outcome of a task that names no delivery (the seed's minimal e-mail task)."""
     _notification(session, notification_id, status=status, now=now)
@@ -257,7 +262,7 @@ def mark_notification(
 
 def apply_provider_event(
     *,
-    session: Session,
+    session: Executor,
     delivery_id: uuid.UUID,
     status: str | None,
     error: str | None,
@@ -294,7 +299,9 @@ def apply_provider_event(
     return row.user_id, True
 
 
-def add_opt_outs(*, session: Session, user_id: uuid.UUID, kinds: Iterable[str], source: str) -> int:
+def add_opt_outs(
+    *, session: Executor, user_id: uuid.UUID, kinds: Iterable[str], source: str
+) -> int:
     """Turn kinds of mail off for a user; return how many were newly turned off."""
     rows = [{"user_id": user_id, "kind": kind, "source": source} for kind in kinds]
     if not rows:
@@ -305,7 +312,7 @@ def add_opt_outs(*, session: Session, user_id: uuid.UUID, kinds: Iterable[str], 
     return len(result.all())
 
 
-def release_stale_sending(*, session: Session, stale_after_s: float) -> int:
+def release_stale_sending(*, session: Executor, stale_after_s: float) -> int:
     """Hand deliveries abandoned in 'sending' back to the dispatcher's re-sweep; return how many.
 
     Their task message normally comes back by itself (late acks); this covers a lost message.

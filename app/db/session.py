@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +73,13 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
     with transaction(_factories[url]()) as session:
         yield session
+
+
+@contextmanager
+def connection_scope(url: str | None = None) -> Iterator[Connection]:
+    """A Core connection as one transaction, for hot paths that need no ORM session."""
+    with get_engine(url).begin() as connection:
+        yield connection
 
 
 def dispose_engines() -> None:

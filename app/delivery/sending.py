@@ -26,7 +26,7 @@ from app.config import Settings
 from app.contracts import validate
 from app.core import faults, metrics
 from app.db import sends
-from app.db.session import session_scope
+from app.db.session import connection_scope
 from app.delivery.mail.base import (
     EmailBackend,
     OutgoingEmail,
@@ -135,9 +135,9 @@ def deliver(
     delivery_id = uuid.UUID(email.delivery_id)
     if accepted is not None:
         return _record_sent(delivery_id, accepted, now)
-    with session_scope() as session:
+    with connection_scope() as connection:
         claim = sends.claim(
-            session=session,
+            session=connection,
             delivery_id=delivery_id,
             notification_id=notification_id,
             stale_after_s=settings.email_sending_timeout_s,
@@ -180,9 +180,9 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
     """Record an accepted send, retrying the recording (never the send) through outages."""
     for pause in (*RECORD_TRIES_S, None):
         try:
-            with session_scope() as session:
+            with connection_scope() as connection:
                 recorded = sends.mark_sent(
-                    session=session,
+                    session=connection,
                     delivery_id=delivery_id,
                     attempt=accepted["attempt"],
                     provider_message_id=accepted["provider_message_id"],
@@ -229,10 +229,10 @@ def _record_failure(
     # Throttling and provider outages delay a delivery without using up its attempts.
     counted = attempt - claim.deferrals
     transient = isinstance(exc, TransientSendError)
-    with session_scope() as session:
+    with connection_scope() as connection:
         if transient and (outage or counted < settings.email_max_attempts):
             sends.release_for_retry(
-                session=session,
+                session=connection,
                 delivery_id=delivery_id,
                 attempt=attempt,
                 error=error,
@@ -255,7 +255,7 @@ def _record_failure(
             )
             return Outcome("retry", countdown=countdown, error=error)
         sends.mark_failed(
-            session=session, delivery_id=delivery_id, attempt=attempt, error=error, now=now
+            session=connection, delivery_id=delivery_id, attempt=attempt, error=error, now=now
         )
     log.warning(
         "delivery %s failed after %d attempt(s): %s",
@@ -294,18 +294,18 @@ def _deliver_untracked(
         status, error = "failed", str(exc)
     else:
         status, error = "sent", None
-    with session_scope() as session:
+    with connection_scope() as connection:
         sends.mark_notification(
-            session=session, notification_id=notification_id, status=status, now=now
+            session=connection, notification_id=notification_id, status=status, now=now
         )
     return Outcome(status, error=error)
 
 
 def release_abandoned(settings: Settings) -> int:
     """Hand deliveries left in 'sending' by dead workers back to the dispatcher."""
-    with session_scope() as session:
+    with connection_scope() as connection:
         released = sends.release_stale_sending(
-            session=session, stale_after_s=settings.email_sending_timeout_s
+            session=connection, stale_after_s=settings.email_sending_timeout_s
         )
     if released:
         log.warning(
