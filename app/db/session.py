@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -16,39 +13,18 @@ from app.config import get_settings
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
 
-# A pooled connection is pinged before use only when it sat idle this long. Under load a
-# connection is checked out again within milliseconds, and a ping on every checkout
-# (`pool_pre_ping`) was a fifth of the e-mail worker's time. One that dies while in use fails
-# its statement instead; SQLAlchemy then invalidates the pool, and the caller retries the work
-# as the outage it is (docs/fault-model.md).
-PING_AFTER_IDLE_S = 1.0
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    @event.listens_for(engine.pool, "checkin")
-    def checked_in(_dbapi_connection: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine.pool, "checkout")
-    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
-            return  # new, or just used
-        try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-        except Exception as exc:
-            raise DisconnectionError("a pooled connection did not answer") from exc
-
 
 def get_engine(url: str | None = None) -> Engine:
     """A pooled engine per URL (the settings' DATABASE_URL by default)."""
     url = url or get_settings().database_url
     if url not in _engines:
         pool_size = get_settings().database_pool_size
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2)
-        _ping_when_idle(engine)
-        _engines[url] = engine
+        # pool_pre_ping: a connection that died meanwhile (a server restart) is replaced before
+        # use, and the pool with it. Not every write that follows a send is retried, so none
+        # may meet a dead connection (pinging only idle ones measured no faster).
+        _engines[url] = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
+        )
     return _engines[url]
 
 

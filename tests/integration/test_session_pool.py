@@ -1,4 +1,4 @@
-"""Pooled connections: one that died while idle is replaced before use, against real PostgreSQL."""
+"""Pooled connections: one that died is replaced before use, against real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import time
 import psycopg2
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
-from app.db.session import PING_AFTER_IDLE_S, session_scope
+from app.db.session import session_scope
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +31,18 @@ def test_a_connection_killed_while_idle_is_replaced_before_use(db: str, settings
     with session_scope(url) as session:
         first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
     _terminate(settings, first)
-    time.sleep(PING_AFTER_IDLE_S + 0.2)
+    time.sleep(1.0)
     with session_scope(url) as session:  # no error: the dead connection was pinged and replaced
         second = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert second != first
 
 
-def test_a_connection_killed_while_busy_fails_once_then_the_pool_recovers(
-    db: str, settings: Settings
-) -> None:
-    # Just used: not pinged, so its next statement meets the dead socket. That error is an
-    # outage to its caller (retried), and it invalidates the pool: the next session works.
+def test_a_connection_killed_just_after_use_is_replaced_too(db: str, settings: Settings) -> None:
+    # Pinged on every checkout: even a connection used a moment ago is checked, so no statement
+    # (of the e-mail worker's record after a send, say) meets a dead connection.
     url = _own_url(settings, "pool-busy-test")
     with session_scope(url) as session:
         first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
     _terminate(settings, first)
-    with pytest.raises(OperationalError), session_scope(url) as session:
-        session.execute(text("SELECT 1"))
     with session_scope(url) as session:
         assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != first

@@ -10,9 +10,11 @@ HTTPError, which it converts, as it does for urllib's own).
 A kept connection the server has closed meanwhile is noticed before it is used (its socket reads
 as closed) and replaced, so a request is never sent twice by this layer.
 
+Through a proxy (HTTPS_PROXY and the like) requests go through urllib's own opener, as before.
+
 The library also builds a urllib opener (handler chain, proxy lookup in the environment) for every
 request, a tenth of the e-mail worker's CPU; the opener is unused here, so `_request` builds the
-request as the library does (python_http_client 3.3.7, pinned by sendgrid) without it.
+request as the library does (python_http_client 3.3.7, pinned in setup.cfg) without it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import http.client
 import json
 import select
 import threading
+import time
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -52,8 +55,25 @@ def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     sock = connection.sock
     if sock is None:
         return True
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)  # a kept-alive socket has nothing to read unless it was closed
+    poller = select.poll()  # not select(): it fails for descriptors above 1023
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))  # a kept-alive socket has nothing to read unless it was closed
+
+
+# A connection idle longer than this is not reused: a NAT or load balancer may have dropped it
+# without a word, and the next request would wait for a timeout to find out.
+MAX_IDLE_S = 30.0
+
+
+def _key(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _proxied(url: str) -> bool:
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 class KeepAliveOpener:
@@ -64,14 +84,21 @@ class KeepAliveOpener:
 
     def _connection(self, url: str, timeout: float | None) -> http.client.HTTPConnection:
         parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname, parts.port)
+        key = _key(url)
         kept: dict[tuple[Any, ...], http.client.HTTPConnection] = self._local.__dict__.setdefault(
             "connections", {}
         )
         connection = kept.get(key)
-        if connection is not None and _closed_by_peer(connection):
-            connection.close()
-            connection = None
+        last_used: dict[tuple[Any, ...], float] = self._local.__dict__.setdefault("last_used", {})
+        if connection is not None:
+            idle_s = time.monotonic() - last_used.get(key, 0.0)
+            try:
+                stale = idle_s > MAX_IDLE_S or _closed_by_peer(connection)
+            except (OSError, ValueError):
+                stale = True
+            if stale:
+                connection.close()
+                connection = None
         if connection is None:
             factory = (
                 http.client.HTTPSConnection
@@ -85,8 +112,11 @@ class KeepAliveOpener:
             connection.sock.settimeout(timeout)
         return connection
 
-    def open(self, request: urllib.request.Request, timeout: float | None = None) -> _Answer:
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
         url = request.get_full_url()
+        if _proxied(url):
+            # Through a proxy (HTTPS_PROXY): urllib's own opener, as the library would have used.
+            return urllib.request.build_opener().open(request, timeout=timeout)
         connection = self._connection(url, timeout)
         headers = {**request.headers, **request.unredirected_hdrs}
         try:
@@ -96,9 +126,10 @@ class KeepAliveOpener:
         except BaseException:
             connection.close()  # unknown state: the next request gets a new connection
             raise
+        self._local.last_used[_key(url)] = time.monotonic()
         if response.will_close:
             connection.close()
-        if response.status >= 400:
+        if not 200 <= response.status < 300:  # as urllib: anything but 2xx is an HTTPError
             raise urllib.error.HTTPError(
                 url, response.status, response.reason, response.msg, BytesIO(body)
             )
