@@ -37,16 +37,9 @@ from app.db.session import session_scope  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
 from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
+from bench.profiles import cpu_seconds  # noqa: E402
 from harness.delivery import Worker, dispatch, purge_emails_queue, seed  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def sent_count() -> int:

@@ -44,15 +44,8 @@ from app.kafka.admin import ensure_topics  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
 from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
+from bench.profiles import cpu_seconds  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def own_cpu() -> float:

@@ -11,12 +11,20 @@ most samples, inclusive and self.
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
