@@ -21,8 +21,10 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    exists,
     func,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -74,6 +76,28 @@ _CLAIM_ROW = (
 _OPTED_OUT = select(opt_outs.c.kind).where(
     opt_outs.c.user_id == bindparam("b_user"), opt_outs.c.kind == bindparam("b_kind")
 )
+# The common claim in one statement: a waiting delivery whose user has not opted out of its
+# kind. Whatever else it may be (busy, abandoned in 'sending', done, opted out, missing) falls
+# back to the locked look of _CLAIM_ROW, which tells which. A worker that loses the race for
+# the same row waits on its lock, sees 'sending' and falls back too.
+_CLAIM_WAITING = (
+    update(deliveries)
+    .where(
+        deliveries.c.delivery_id == bindparam("b_delivery"),
+        deliveries.c.notification_id == bindparam("b_notification"),
+        deliveries.c.status.in_(CLAIMABLE_DELIVERY_STATUSES),
+        notifications.c.notification_id == deliveries.c.notification_id,
+        or_(
+            notifications.c.kind.in_(sorted(TRANSACTIONAL_KINDS)),
+            ~exists().where(
+                opt_outs.c.user_id == notifications.c.user_id,
+                opt_outs.c.kind == notifications.c.kind,
+            ),
+        ),
+    )
+    .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=func.now())
+    .returning(deliveries.c.attempts, deliveries.c.deferrals)
+)
 _START_SENDING = (
     update(deliveries)
     .where(deliveries.c.delivery_id == bindparam("b_delivery"))
@@ -96,15 +120,29 @@ _MARK_SENT_ANY = (
     .returning(deliveries.c.notification_id, deliveries.c.reported_count)
 )
 _MARK_SENT = _MARK_SENT_ANY.where(deliveries.c.attempts == bindparam("b_attempt"))
-_NOTIFICATION_SENT = (
-    update(notifications)
-    .where(notifications.c.notification_id == bindparam("b_notification"))
-    .values(
-        status="sent",
-        last_update=bindparam("b_now"),
-        like_count=func.greatest(notifications.c.like_count - bindparam("b_reported"), 0),
+
+
+def _with_notification_sent(mark: Update) -> Update:
+    """One statement recording the send on the delivery and on its notification.
+
+    The delivery's update is a data-modifying CTE: its notification is updated only if it
+    matched (the claim was current), in one round trip and one statement for PostgreSQL.
+    """
+    marked = mark.cte("marked")
+    return (
+        update(notifications)
+        .where(notifications.c.notification_id == marked.c.notification_id)
+        .values(
+            status="sent",
+            last_update=bindparam("b_now"),
+            like_count=func.greatest(notifications.c.like_count - marked.c.reported_count, 0),
+        )
+        .returning(notifications.c.notification_id)
     )
-)
+
+
+_RECORD_SENT_ANY = _with_notification_sent(_MARK_SENT_ANY)
+_RECORD_SENT = _with_notification_sent(_MARK_SENT)
 
 ClaimState = Literal["claimed", "busy", "done", "missing", "opted_out"]
 
@@ -114,7 +152,7 @@ class Claim:
     """The answer to "may I send this delivery now?"."""
 
     state: ClaimState
-    status: str | None = None  # the delivery's status before the claim
+    status: str | None = None  # the delivery's status before the claim (None: it was waiting)
     attempt: int = 0  # the claim's number (deliveries.attempts after it)
     wait_s: float = 0.0  # busy: how long until another worker's claim counts as abandoned
     deferrals: int = 0  # earlier claims that ended in a provider outage (not real attempts)
@@ -125,10 +163,33 @@ class Claim:
         return self.state == "claimed" and self.status == "sending"
 
 
+def claim_waiting(
+    *, session: Executor, delivery_id: uuid.UUID, notification_id: uuid.UUID
+) -> Claim | None:
+    """Claim a waiting delivery in one statement; None if it is not simply waiting.
+
+    Needs no transaction of its own (one statement), so it may run on an autocommit connection.
+    """
+    row = session.execute(
+        _CLAIM_WAITING, {"b_delivery": delivery_id, "b_notification": notification_id}
+    ).one_or_none()
+    if row is None:
+        return None
+    return Claim("claimed", None, row.attempts, deferrals=row.deferrals)
+
+
 def claim(
     *, session: Executor, delivery_id: uuid.UUID, notification_id: uuid.UUID, stale_after_s: float
 ) -> Claim:
-    """Claim a delivery for sending, unless it is done, opted out, or another worker holds it."""
+    """Claim a delivery for sending, unless it is done, opted out, or another worker holds it.
+
+    Runs in a transaction: the fallback look holds the delivery's row lock until it decides.
+    """
+    waiting = claim_waiting(
+        session=session, delivery_id=delivery_id, notification_id=notification_id
+    )
+    if waiting is not None:
+        return waiting
     row = session.execute(
         _CLAIM_ROW, {"b_delivery": delivery_id, "b_notification": notification_id}
     ).one_or_none()
@@ -200,15 +261,8 @@ def mark_sent(
         "b_message_id": provider_message_id,
         "b_backend": backend,
     }
-    statement = _MARK_SENT_ANY if attempt is None else _MARK_SENT
-    row = session.execute(statement, params).one_or_none()
-    if row is None:
-        return False
-    session.execute(
-        _NOTIFICATION_SENT,
-        {"b_notification": row.notification_id, "b_now": now, "b_reported": row.reported_count},
-    )
-    return True
+    statement = _RECORD_SENT_ANY if attempt is None else _RECORD_SENT
+    return session.execute(statement, params).one_or_none() is not None
 
 
 def release_for_retry(

@@ -52,9 +52,18 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 
 @contextmanager
-def connection_scope(url: str | None = None) -> Iterator[Connection]:
-    """A Core connection as one transaction, for hot paths that need no ORM session."""
-    with get_engine(url).begin() as connection:
+def connection_scope(url: str | None = None, *, autocommit: bool = False) -> Iterator[Connection]:
+    """A Core connection as one transaction, for hot paths that need no ORM session.
+
+    With `autocommit`, each statement commits on its own: for a single statement this saves the
+    BEGIN and COMMIT round trips (only for single statements: nothing is held between two).
+    """
+    engine = get_engine(url)
+    if autocommit:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+        return
+    with engine.begin() as connection:
         yield connection
 
 

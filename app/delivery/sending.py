@@ -135,13 +135,7 @@ def deliver(
     delivery_id = uuid.UUID(email.delivery_id)
     if accepted is not None:
         return _record_sent(delivery_id, accepted, now)
-    with connection_scope() as connection:
-        claim = sends.claim(
-            session=connection,
-            delivery_id=delivery_id,
-            notification_id=notification_id,
-            stale_after_s=settings.email_sending_timeout_s,
-        )
+    claim = claim_for_sending(delivery_id, notification_id, settings)
     if claim.state == "busy":
         # Another worker is in the provider call (or died there): look again once it is stale.
         return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
@@ -176,11 +170,32 @@ def deliver(
     return _record_sent(delivery_id, accepted, now)
 
 
+def claim_for_sending(
+    delivery_id: uuid.UUID, notification_id: uuid.UUID, settings: Settings
+) -> sends.Claim:
+    """Claim the delivery: one autocommitted statement when it is simply waiting (nearly always),
+    else the locked look in a transaction, which says why not or takes over an abandoned send."""
+    with connection_scope(autocommit=True) as connection:
+        waiting = sends.claim_waiting(
+            session=connection, delivery_id=delivery_id, notification_id=notification_id
+        )
+    if waiting is not None:
+        return waiting
+    with connection_scope() as connection:
+        return sends.claim(
+            session=connection,
+            delivery_id=delivery_id,
+            notification_id=notification_id,
+            stale_after_s=settings.email_sending_timeout_s,
+        )
+
+
 def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime) -> Outcome:
     """Record an accepted send, retrying the recording (never the send) through outages."""
     for pause in (*RECORD_TRIES_S, None):
         try:
-            with connection_scope() as connection:
+            # One statement (the delivery and its notification), so no transaction around it.
+            with connection_scope(autocommit=True) as connection:
                 recorded = sends.mark_sent(
                     session=connection,
                     delivery_id=delivery_id,
