@@ -10,22 +10,28 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """A pooled engine per URL (the settings' DATABASE_URL by default)."""
+def get_engine(url: str | None = None, *, autocommit: bool = False) -> Engine:
+    """A pooled engine per URL (the settings' DATABASE_URL by default).
+
+    `autocommit` engines keep their connections in autocommit: a pool of their own, so the
+    e-mail worker's single statements do not switch a connection's mode per checkout.
+    """
     url = url or get_settings().database_url
-    if url not in _engines:
+    key = (url, autocommit)
+    if key not in _engines:
         pool_size = get_settings().database_pool_size
+        options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         # pool_pre_ping: a connection that died meanwhile (a server restart) is replaced before
         # use, and the pool with it. Not every write that follows a send is retried, so none
         # may meet a dead connection (pinging only idle ones measured no faster).
-        _engines[url] = create_engine(
-            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
+        _engines[key] = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2, **options
         )
-    return _engines[url]
+    return _engines[key]
 
 
 @contextmanager
@@ -58,12 +64,11 @@ def connection_scope(url: str | None = None, *, autocommit: bool = False) -> Ite
     With `autocommit`, each statement commits on its own: for a single statement this saves the
     BEGIN and COMMIT round trips (only for single statements: nothing is held between two).
     """
-    engine = get_engine(url)
     if autocommit:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with get_engine(url, autocommit=True).connect() as connection:
             yield connection
         return
-    with engine.begin() as connection:
+    with get_engine(url).begin() as connection:
         yield connection
 
 

@@ -71,6 +71,7 @@ celery_app = create_app()
 def _logging(loglevel: Any = "INFO", **_kwargs: Any) -> None:
     """Our log format instead of Celery's (connecting here keeps Celery from configuring)."""
     logs.configure(get_settings().log_format, loglevel or "INFO")
+    logs.quiet_per_task_lines()
 
 
 @worker_init.connect

@@ -143,7 +143,7 @@ def test_duplicate_tasks_send_once_and_likes_that_came_meanwhile_stay(sendgrid, 
     [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["likes"], like_count=3)
     with session_scope() as session:  # two likes arrive after the digest reporting 3 was planned
         session.execute(update(Notification).values(like_count=5))
-    done_before = worker.log_text().count("'done'")
+    done_before = worker.log_text().count(f"delivery {delivery_id} not sent: done")
     dispatch(utcnow())
     task = email_task(deliveries()[delivery_id])
     CeleryEmailPublisher(celery_app).publish([(task, None)] * 4)
@@ -151,7 +151,9 @@ def test_duplicate_tasks_send_once_and_likes_that_came_meanwhile_stay(sendgrid, 
     assert found[delivery_id].status == "sent"
     # The four extra copies each end as 'done' (already sent) without reaching the provider.
     wait_for(
-        lambda: worker.log_text().count("'done'") >= done_before + 4,
+        lambda: (
+            worker.log_text().count(f"delivery {delivery_id} not sent: done") >= done_before + 4
+        ),
         timeout=10,
         what="the duplicate tasks to be consumed",
     )

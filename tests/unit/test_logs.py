@@ -84,3 +84,24 @@ def test_faust_keeps_its_log_level_and_uvicorn_hands_records_to_our_handler() ->
         "handlers": [],
         "propagate": True,
     }
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_celerys_per_task_lines_show_only_at_debug_and_failures_always(
+    level: str, shown: bool
+) -> None:
+    from app.core import logs
+
+    stream = io.StringIO()
+    try:
+        logging.config.dictConfig(logging_config("text", level))
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        logs.quiet_per_task_lines()
+        trace = logging.getLogger("celery.app.trace")
+        trace.info("Task app.tasks.send_email[1] succeeded in 0.01s: 'sent'")
+        trace.error("Task app.tasks.send_email[2] raised unexpected: boom")
+        assert ("succeeded" in stream.getvalue()) is shown
+        assert "raised unexpected" in stream.getvalue()
+    finally:
+        for name in logs.PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)

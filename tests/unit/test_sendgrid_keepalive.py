@@ -113,3 +113,20 @@ def test_a_provider_that_stops_answering_times_out_then_a_new_connection_works(
     fake.delay_s = 0.0
     sender.send(mail(2))
     assert fake.connections == 2
+
+
+def test_a_proxy_in_the_environment_is_honoured_per_host_and_read_once(monkeypatch) -> None:
+    from app.delivery.mail import keepalive
+
+    keepalive._proxied_host.cache_clear()
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
+    monkeypatch.setenv("no_proxy", "internal.example")
+    api = keepalive._key("https://api.sendgrid.com/v3/mail/send")
+    internal = keepalive._key("https://internal.example:8443/v3/mail/send")
+    assert keepalive._proxied_host(api) is True
+    assert keepalive._proxied_host(internal) is False
+    # Read once: the decision stands for the process (as urllib's own handlers are built once).
+    monkeypatch.delenv("https_proxy")
+    assert keepalive._proxied_host(api) is True
+    keepalive._proxied_host.cache_clear()
+    assert keepalive._proxied_host(api) is False
