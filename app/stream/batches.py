@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
+from confluent_kafka import KafkaException
 from faust.streams import _current_event
 from faust.types import EventT
 
@@ -25,7 +26,7 @@ from app.core import faults, metrics
 from app.domain.vocabulary import EventKind
 from app.jobs.celery_app import celery_app
 from app.jobs.handoff import request_send_now
-from app.stream import ingest, topics
+from app.stream import ingest, table_mirror, topics
 from app.stream.faust_app import app, settings
 from app.stream.kafka_reads import headers_of, read_gap, topic_ids
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY_S = 10.0
 HOLD_POLL_S = 2.0
 
-LikeTable = MutableMapping[bytes, int]
+LikeTable = table_mirror.Table
 
 
 def to_record(event: EventT[bytes]) -> ingest.Record:
@@ -133,14 +134,43 @@ def _in_partition_of(event: EventT[bytes]) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def mirror_like_counts(
+# The like table's changelog records go to Kafka in bulk, once per batch (app/stream/table_mirror).
+changelog_writer: table_mirror.ChangelogWriter = table_mirror.KafkaChangelogWriter(
+    settings.kafka_bootstrap_servers
+)
+
+
+async def mirror_like_counts(
     result: ingest.BatchResult, events: Sequence[EventT[bytes]], table: LikeTable
 ) -> None:
-    """Set each touched key of the like table to the count PostgreSQL returned."""
+    """Set each touched key of the like table to the count PostgreSQL returned.
+
+    The changelog records first (retried through a Kafka outage: they are values, so writing
+    them twice is harmless), then the store, each in the key's own partition.
+    """
+    counts = {key.encode(): value for key, value in result.like_counts.items()}
+    records = table_mirror.changelog_records(table, counts)
+    topic = table.changelog_topic.get_topic_name()
+    loop = asyncio.get_running_loop()
+    delay = 0.5
+    while True:
+        try:
+            offsets = await loop.run_in_executor(None, changelog_writer.write, topic, records)
+            break
+        except (table_mirror.ChangelogError, KafkaException) as exc:
+            metrics.BATCH_RETRIES.labels(topic, "outage").inc()
+            log.warning(
+                "like table: %d changelog records wait for Kafka (%s); again in %.1f s",
+                len(records),
+                faults.describe(exc, 300),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
     last_of_partition = {event.message.partition: event for event in events}
-    for key, (partition, count) in result.like_counts.items():
-        with _in_partition_of(last_of_partition[partition]):
-            table[key.encode()] = count
+    table_mirror.store_counts(
+        table, counts, offsets, lambda partition: _in_partition_of(last_of_partition[partition])
+    )
 
 
 async def hand_off(notification_ids: Sequence[Any]) -> None:
@@ -224,7 +254,7 @@ async def _after_commit(
             extra=_position(record),
         )
     if result.like_counts:
-        mirror_like_counts(result, events, like_table)
+        await mirror_like_counts(result, events, like_table)
     if result.send_now:
         await hand_off(result.send_now)
 

@@ -144,3 +144,32 @@ def _metrics(worker) -> dict[str, float]:
         for line in lines
         if line and not line.startswith("#")
     }
+
+
+def test_a_worker_with_an_empty_store_recovers_the_like_table_from_its_changelog(
+    stream_env: StreamEnv,
+) -> None:
+    s = stream_env
+    rng = random.Random(9)
+    keys = [(uuid.uuid4(), uuid.uuid4()) for _ in range(400)]
+    expected: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    items = []
+    for _ in range(6_000):
+        user, content = rng.choice(keys)
+        expected[(user, content)] = expected.get((user, content), 0) + 1
+        items.append((s.liked, str(user), event(user, content, "nice", "daily")))
+    first = s.worker("first")
+    first.wait_ready()
+    assert produce(s.settings, items) == len(items)
+    wait_for(lambda: like_counts_in_db() == expected, timeout=90, what="like counts")
+    wait_for(lambda: first.get("/likes/")["size"] == len(expected), timeout=30, what="table")
+    first.stop()
+
+    # Same app id, a data directory of its own: every count comes back from the changelog.
+    second = s.worker("second")
+    second.wait_ready()
+    # Served once recovery is done (a view may answer from a half-recovered table before that).
+    wait_for(lambda: second.get("/likes/")["size"] == len(expected), timeout=60, what="recovery")
+    for (user, content), count in expected.items():
+        assert second.get(f"/likes/{user}/{content}/")["count"] == count
+    assert second.get("/likes/")["size"] == len(expected)
