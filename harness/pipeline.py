@@ -231,7 +231,7 @@ class Pipeline:
                     "-P",
                     "threads",
                     "-c",
-                    "8",
+                    "16",  # as the Procfile runs it (notify email-worker)
                     "-n",
                     f"{self.prefix}-emails@%h",
                     *quiet,

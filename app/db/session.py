@@ -24,12 +24,19 @@ def get_engine(url: str | None = None, *, autocommit: bool = False) -> Engine:
     key = (url, autocommit)
     if key not in _engines:
         pool_size = get_settings().database_pool_size
-        options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         # pool_pre_ping: a connection that died meanwhile (a server restart) is replaced before
-        # use, and the pool with it. Not every write that follows a send is retried, so none
-        # may meet a dead connection (pinging only idle ones measured no faster).
+        # use, and the pool with it. Not every write in a transaction that follows a send is
+        # retried, so none may meet a dead connection (pinging only idle ones measured no
+        # faster). The autocommit pool runs only statements that are retried when they fail
+        # (the claim, before any send; the record of a send, in its own loop): a dead
+        # connection there costs a retry, so it is not pinged before each statement.
+        options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         _engines[key] = create_engine(
-            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2, **options
+            url,
+            pool_pre_ping=not autocommit,
+            pool_size=pool_size,
+            max_overflow=pool_size // 2,
+            **options,
         )
     return _engines[key]
 

@@ -6,14 +6,16 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
 from app.core.clock import utcnow
 from app.db import sends
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import connection_scope, session_scope
-from app.delivery.sending import claim_for_sending
+from app.delivery.sending import _record_sent, claim_for_sending
 from harness.delivery import deliveries, seed
 
 
@@ -119,3 +121,32 @@ def test_recording_a_send_updates_delivery_and_notification_once(db: str) -> Non
         "sendgrid",
     )
     assert (notification.status, notification.like_count) == ("sent", 2)
+
+
+def _kill_autocommit_pool_connection(settings) -> None:
+    """Terminate the (one idle) pooled autocommit connection, as a server restart would."""
+    with connection_scope(autocommit=True) as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with connection_scope() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_a_dead_autocommit_connection_costs_a_retry_never_a_send_or_a_record(db: str) -> None:
+    settings = get_settings()
+    [(first, _u1, _k1), (second, _u2, _k2)] = seed(settings, utcnow(), ["mailing", "mailing"])
+    rows = deliveries()
+    _kill_autocommit_pool_connection(settings)
+    # Not pinged first: the claim fails before any send, and the task is retried for it
+    # (send_email retries OperationalError); the retry gets a new connection.
+    with pytest.raises(OperationalError):
+        claim_for_sending(first, rows[first].notification_id, settings)
+    assert deliveries()[first].status == "scheduled"
+    claim = claim_for_sending(first, rows[first].notification_id, settings)
+    assert claim.state == "claimed"
+
+    # The record of an accepted send retries in its own loop.
+    _kill_autocommit_pool_connection(settings)
+    accepted = {"attempt": claim.attempt, "provider_message_id": "m-1", "backend": "sendgrid"}
+    assert _record_sent(first, accepted, utcnow()).result == "sent"
+    assert deliveries()[first].status == "sent"
+    assert claim_for_sending(second, rows[second].notification_id, settings).state == "claimed"
