@@ -72,7 +72,7 @@ run: db
 	@echo "  admin portal   http://127.0.0.1:8000/admin   (notify admin create-user NAME)"
 	@echo "  Faust web view http://127.0.0.1:6066/likes/  (metrics: /metrics)"
 	@echo "  Flower         http://127.0.0.1:5555"
-	@echo "  metrics        http://127.0.0.1:9101/metrics (jobs), :9102 (emails), :9103 (beat), :8000/metrics (portal)"
+	@echo "  metrics        http://127.0.0.1:9101/metrics (jobs), :9102 and :9104 (emails), :9103 (beat), :8000/metrics (portal)"
 	@echo "  dev Auth API   http://127.0.0.1:8081/health"
 	@echo "  outbox         var/outbox/*.eml, listed in the portal under Outbox"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile start

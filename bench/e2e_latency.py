@@ -152,7 +152,7 @@ def reset_database() -> None:
 
 
 def pipeline_latencies(
-    rate: float, seconds: float, tmp: Path
+    rate: float, seconds: float, tmp: Path, email_processes: int = 1
 ) -> tuple[list[float], dict[str, float], float]:
     """Latencies, CPU seconds per process over the run, and the run's wall time."""
     settings = get_settings()
@@ -161,7 +161,14 @@ def pipeline_latencies(
     users_file = tmp / "users.json"
     users_file.write_text(json.dumps(users))
     sendgrid = FakeSendGrid().start()
-    pipeline = Pipeline(settings, tmp, users_file, sendgrid.url, sendgrid.api_key)
+    pipeline = Pipeline(
+        settings,
+        tmp,
+        users_file,
+        sendgrid.url,
+        sendgrid.api_key,
+        email_processes=email_processes,
+    )
     sent: dict[str, float] = {}
     try:
         pipeline.start()
@@ -198,10 +205,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--email-processes",
+        type=int,
+        default=2,
+        help="e-mail worker processes, 16 threads each (2, as the Procfile runs them)",
+    )
     args = parser.parse_args()
     reset_database()
     with tempfile.TemporaryDirectory(prefix="e2e-latency-") as tmp:
-        latencies, cpu, wall = pipeline_latencies(args.rate, args.seconds, Path(tmp))
+        latencies, cpu, wall = pipeline_latencies(
+            args.rate, args.seconds, Path(tmp), args.email_processes
+        )
     floor = kafka_round_trip(args.rate, min(args.seconds, 10))
     pipe, base = percentiles(latencies), percentiles(floor)
     print(

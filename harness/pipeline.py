@@ -142,12 +142,18 @@ class Pipeline:
     email_backend: str = "sendgrid"
     processes: dict[str, Process] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # settings of one test
+    email_processes: int = 1  # e-mail worker processes: "emails", then "emails-2", ...
 
     def __post_init__(self) -> None:
         self.auth_port, self.web_port = free_port(), free_port()
         # Where the Celery processes serve /metrics and /healthz.
-        self.metrics_ports = {name: free_port() for name in ("jobs", "emails", "beat")}
+        names = ("jobs", "beat", *self.email_process_names)
+        self.metrics_ports = {name: free_port() for name in names}
         self.outbox = self.tmp / "outbox"
+
+    @property
+    def email_process_names(self) -> list[str]:
+        return ["emails", *(f"emails-{i}" for i in range(2, self.email_processes + 1))]
 
     @property
     def topics(self) -> dict[str, str]:
@@ -221,24 +227,27 @@ class Pipeline:
                 worker_ready,
                 metrics["jobs"],
             ),
-            Process(
-                "emails",
-                [
-                    *celery,
-                    "worker",
-                    "-Q",
-                    "emails",
-                    "-P",
-                    "threads",
-                    "-c",
-                    "16",  # as the Procfile runs it (notify email-worker)
-                    "-n",
-                    f"{self.prefix}-emails@%h",
-                    *quiet,
-                ],
-                log / "emails.log",
-                worker_ready,
-                metrics["emails"],
+            *(
+                Process(
+                    name,
+                    [
+                        *celery,
+                        "worker",
+                        "-Q",
+                        "emails",
+                        "-P",
+                        "threads",
+                        "-c",
+                        "16",  # as the Procfile runs it (notify email-worker)
+                        "-n",
+                        f"{self.prefix}-{name}@%h",
+                        *quiet,
+                    ],
+                    log / f"{name}.log",
+                    worker_ready,
+                    metrics[name],
+                )
+                for name in self.email_process_names
             ),
             Process(
                 "beat",

@@ -115,9 +115,20 @@ def portal(host: str, port: int) -> None:
 
 @click.command("email-worker")
 @click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--name",
+    "-n",
+    default="emails@%h",
+    show_default=True,
+    help="Celery node name: one per process (the Procfile runs two, one per core).",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker_emails(concurrency: int, loglevel: str) -> None:
-    """Run the e-mail worker: queue `emails`, threads (the work is waiting on the provider)."""
+def worker_emails(concurrency: int, name: str, loglevel: str) -> None:
+    """Run the e-mail worker: queue `emails`, threads (the work is waiting on the provider).
+
+    One process is held to one core by the GIL: run one per core (the Procfile's `emails` and
+    `emails-2`), each with its own `--name` and METRICS_PORT.
+    """
     from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 
     celery_app.worker_main(
@@ -129,6 +140,8 @@ def worker_emails(concurrency: int, loglevel: str) -> None:
             "threads",
             "-c",
             str(concurrency),
+            "-n",
+            name,
             "--loglevel",
             loglevel,
         ]

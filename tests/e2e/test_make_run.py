@@ -100,6 +100,8 @@ def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
         assert _answers("http://127.0.0.1:8000/healthz") and _answers(
             "http://127.0.0.1:9102/healthz"
         )
+        # Both e-mail worker processes, each on its own metrics port.
+        wait_for(lambda: _answers("http://127.0.0.1:9104/healthz"), timeout=60, what="emails-2")
         assert len(back) == 1
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
