@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import tempfile
 import time
 import uuid
@@ -176,3 +177,27 @@ async def test_a_failed_hand_off_does_not_stop_the_agent(
     failed = [r for r in caplog.records if message in r.getMessage()]
     assert len(failed) == handoffs
     assert all(r.exc_info and "rabbitmq down" in str(r.exc_info[1]) for r in failed)
+
+
+def test_changelog_records_are_encoded_exactly_as_faust_encodes_them() -> None:
+    from app.stream.table_mirror import changelog_records
+
+    rng = random.Random(3)
+    counts = {
+        f"{uuid.UUID(int=rng.getrandbits(128))}:{uuid.UUID(int=rng.getrandbits(128))}".encode(): (
+            rng.randrange(4),
+            rng.choice([0, 1, 2, 3, 17, 10**9]),
+        )
+        for _ in range(500)
+    }
+    topic = like_counts.changelog_topic
+    expected = [
+        (
+            partition,
+            topic.prepare_key(key, like_counts.key_serializer)[0],
+            topic.prepare_value(count, like_counts.value_serializer)[0],
+        )
+        for key, (partition, count) in counts.items()
+    ]
+    records = changelog_records(like_counts, counts)
+    assert [(r.partition, r.key, r.value) for r in records] == expected
