@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     sendgrid_api_key: str = ""
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str = ""
+    # A signed webhook request older (or newer) than this is a replay: refused. SendGrid documents
+    # no window; five to ten minutes is what signed webhooks commonly allow for clock skew.
+    sendgrid_webhook_max_age_s: int = Field(default=600, ge=30)
     smtp_url: str = "smtp://127.0.0.1:1025"
     outbox_dir: Path = REPO_ROOT / "var" / "outbox"
 
@@ -92,6 +95,8 @@ class Settings(BaseSettings):
     # Admin portal: session lifetime, cookies only over HTTPS (set when served behind TLS), links.
     portal_session_max_age_s: int = Field(default=8 * 3600, ge=60)
     portal_secure_cookies: bool = False
+    # Public POST bodies (webhooks, one-click unsubscribe) larger than this are refused unread.
+    portal_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     flower_url: str = "http://127.0.0.1:5555"
     faust_web_url: str = "http://127.0.0.1:6066"
 

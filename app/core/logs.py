@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 from typing import Any, Literal
 
 from celery._state import get_current_task
@@ -27,6 +28,28 @@ class CeleryTaskContext(logging.Filter):
         if task is not None and task.request.id is not None:
             record.task_id = task.request.id
             record.task_name = task.name
+        return True
+
+
+# Query parameters that carry a credential (the unsubscribe link's signed token).
+_SECRET_QUERY = re.compile(r"((?:^|[?&;])(?:token|signature|key)=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_query(path: str) -> str:
+    """The path with the values of credential-carrying query parameters replaced."""
+    return _SECRET_QUERY.sub(r"\1[redacted]", path)
+
+
+class RedactAccessTokens(logging.Filter):
+    """Keeps unsubscribe tokens out of uvicorn's access log (it logs each request's full path).
+
+    A token in a log is a working unsubscribe link for whoever can read the logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_query(args[2]), *args[3:])
         return True
 
 
@@ -69,10 +92,12 @@ def faust_logging_config(fmt: LogFormat) -> dict[str, Any]:
 def uvicorn_logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[str, Any]:
     """uvicorn's `log_config`: its loggers hand their records to our root handler."""
     config = logging_config(fmt, level)
+    config["filters"]["redact"] = {"()": RedactAccessTokens}
     config["loggers"] = {
         name: {"level": level, "handlers": [], "propagate": True}
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
     }
+    config["loggers"]["uvicorn.access"]["filters"] = ["redact"]
     return config
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.core.metrics import DeadLetterCollector, StatusCollector
@@ -34,7 +36,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     install_admin(app, app.state.settings)  # admin UI at /admin, login, CSRF defences
+    # Added last, so it is the outermost middleware: the login redirects and CSRF refusals of
+    # the middlewares above get the headers too.
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+# On every response: no framing of the portal (clickjacking), no MIME sniffing, and no Referer
+# (an unsubscribe page's URL carries its token).
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware adding SECURITY_HEADERS to every HTTP response of the portal."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _read_status_counts() -> tuple[dict[tuple[str, str], int], dict[str, int]]:

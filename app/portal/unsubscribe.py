@@ -13,10 +13,13 @@ from app.core.clock import utcnow
 from app.delivery import feedback
 from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
 from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
+from app.portal.bodies import BodyTooLarge, read_body
 
 router = APIRouter()
 
 LABELS = {"likes": "like digests", "mailing": "mailings"}
+# A one-click form carries a token and a field or two: nothing near this.
+UNSUBSCRIBE_BODY_BYTES = 16 * 1024
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -68,7 +71,11 @@ def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
 async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
     """Record the opt-out (mailbox providers POST `List-Unsubscribe=One-Click` here)."""
     if token is None:  # a form may carry it in the body instead of the URL
-        fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+        try:
+            body = await read_body(request, UNSUBSCRIBE_BODY_BYTES)
+        except BodyTooLarge:
+            return _invalid("the form is too large")
+        fields = parse_qs(body.decode("utf-8", "replace"))
         tokens = fields.get("token")
         token = tokens[0] if tokens else None
     try:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.clock import utcnow
 from app.delivery import feedback
 from app.delivery.mail import sendgrid_events
+from app.portal.bodies import BodyTooLarge, read_body, too_large
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,17 @@ router = APIRouter()
 
 @router.post("/webhooks/sendgrid")
 async def sendgrid_events_webhook(request: Request) -> JSONResponse:
-    """Apply SendGrid delivery events; a bad or missing signature gets 403 and changes nothing."""
-    body = await request.body()
+    """Apply SendGrid delivery events; a bad or missing signature gets 403 and changes nothing.
+
+    So does a signed request whose timestamp is outside SENDGRID_WEBHOOK_MAX_AGE_S of now (a
+    captured request replayed later). A body over PORTAL_MAX_BODY_BYTES gets 413, unread.
+    """
     settings = request.app.state.settings
+    try:
+        body = await read_body(request, settings.portal_max_body_bytes)
+    except BodyTooLarge as exc:
+        log.warning("sendgrid webhook: refused a body: %s", exc)
+        return too_large(exc)
     signed = sendgrid_events.verify(
         settings.sendgrid_webhook_public_key,
         body,
@@ -31,6 +40,10 @@ async def sendgrid_events_webhook(request: Request) -> JSONResponse:
     if not signed:
         log.warning("sendgrid webhook: refused a request with a bad signature")
         return JSONResponse({"error": "bad signature"}, status_code=403)
+    timestamp = request.headers.get(sendgrid_events.TIMESTAMP_HEADER, "")
+    if not sendgrid_events.fresh(timestamp, max_age_s=settings.sendgrid_webhook_max_age_s):
+        log.warning("sendgrid webhook: refused a signed request of %r (a replay?)", timestamp[:40])
+        return JSONResponse({"error": "stale or future timestamp"}, status_code=403)
     try:
         events = sendgrid_events.parse_events(body)
     except ValueError as exc:

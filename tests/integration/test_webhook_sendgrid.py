@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -30,8 +32,14 @@ def client(db: str, settings: Settings, keys) -> TestClient:
     return TestClient(app)
 
 
-def _post(client: TestClient, private, events: list[dict], timestamp: str = "1764100000"):
+def _now() -> str:
+    """A timestamp as SendGrid signs it: Unix seconds at sending."""
+    return str(int(time.time()))
+
+
+def _post(client: TestClient, private, events: list[dict], timestamp: str | None = None):
     body = json.dumps(events).encode()
+    timestamp = timestamp or _now()
     return client.post(
         "/webhooks/sendgrid", content=body, headers=sign_webhook(private, body, timestamp)
     )
@@ -114,9 +122,9 @@ def test_bad_signature_gets_403_and_changes_nothing(client, keys, sent, tamper: 
     private, _public = keys
     d1 = sent[0][0]
     body = json.dumps([_event("spamreport", d1)]).encode()
-    headers = sign_webhook(private, body, "1764100000")
+    headers = sign_webhook(private, body, _now())
     if tamper == "other key":
-        headers = sign_webhook(webhook_keys()[0], body, "1764100000")
+        headers = sign_webhook(webhook_keys()[0], body, _now())
     elif tamper == "changed body":
         body = body.replace(b"spamreport", b"unsubscribe")
     elif tamper == "no signature":
@@ -134,6 +142,82 @@ def test_without_a_configured_key_every_request_is_refused(db, settings, keys) -
     client = TestClient(create_app(settings.model_copy(update={"sendgrid_webhook_public_key": ""})))
     body = b"[]"
     answer = client.post(
-        "/webhooks/sendgrid", content=body, headers=sign_webhook(private, body, "1")
+        "/webhooks/sendgrid", content=body, headers=sign_webhook(private, body, _now())
     )
     assert answer.status_code == 403
+
+
+@pytest.mark.parametrize("age_s", [-3600, 601, 86_400 * 30])
+def test_a_signed_request_outside_the_freshness_window_is_a_replay(
+    client, keys, sent, age_s: int
+) -> None:
+    """A captured request stays validly signed forever: its signed timestamp is what ages."""
+    private, _public = keys
+    body = json.dumps([_event("spamreport", sent[0][0])]).encode()
+    headers = sign_webhook(private, body, str(int(time.time()) - age_s))
+    before = _state()
+    answer = client.post("/webhooks/sendgrid", content=body, headers=headers)
+    assert answer.status_code == 403 and "timestamp" in answer.json()["error"]
+    assert _state() == before
+    # The same events, signed now, are applied.
+    assert _post(client, private, [_event("spamreport", sent[0][0])]).status_code == 200
+    assert _state() != before
+
+
+def test_a_deeply_nested_signed_body_is_a_400_not_a_500(client, keys) -> None:
+    private, _public = keys
+    body = b"[" * 100_000 + b"]" * 100_000
+    answer = client.post(
+        "/webhooks/sendgrid", content=body, headers=sign_webhook(private, body, _now())
+    )
+    assert answer.status_code == 400
+
+
+def test_a_10_mib_body_is_refused_before_it_is_read(db, settings, keys) -> None:
+    """At the ASGI level: the app answers 413 without asking for a single chunk of the body."""
+    app = create_app(settings)
+    size = 10 * 1024 * 1024
+    chunks_read = 0
+    messages: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal chunks_read
+        chunks_read += 1
+        more = chunks_read * 65536 < size  # the whole 10 MiB, if the app asks for it
+        return {"type": "http.request", "body": b"[" * 65536, "more_body": more}
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    for path in ("/webhooks/sendgrid", "/unsubscribe"):
+        chunks_read, messages[:] = 0, []
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-length", str(size).encode()), (b"host", b"testserver")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+        }
+        asyncio.run(app(scope, receive, send))
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        assert start["status"] in (413, 400), path  # the unsubscribe page says why, in HTML
+        assert chunks_read == 0, path
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(db, settings, keys) -> None:
+    private, _public = keys
+    client = TestClient(create_app(settings.model_copy(update={"portal_max_body_bytes": 4096})))
+
+    def chunks():
+        for _ in range(64):
+            yield b"[" * 1024
+
+    answer = client.post("/webhooks/sendgrid", content=chunks())
+    assert answer.status_code == 413

@@ -83,6 +83,7 @@ def test_faust_keeps_its_log_level_and_uvicorn_hands_records_to_our_handler() ->
         "level": "INFO",
         "handlers": [],
         "propagate": True,
+        "filters": ["redact"],  # tokens out of the access log
     }
 
 
@@ -105,3 +106,27 @@ def test_celerys_per_task_lines_show_only_at_debug_and_failures_always(
     finally:
         for name in logs.PER_TASK_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_the_access_log_never_shows_an_unsubscribe_token() -> None:
+    from app.core.logs import redact_query
+
+    assert redact_query("/unsubscribe?token=abc.DEF-123&x=1") == "/unsubscribe?token=[redacted]&x=1"
+    assert redact_query("/a?x=1&Token=s3cret") == "/a?x=1&Token=[redacted]"
+    assert redact_query("/admin/login?next=/admin/") == "/admin/login?next=/admin/"
+    stream = io.StringIO()
+    config = uvicorn_logging_config("text")
+    logging.config.dictConfig(config)
+    access = logging.getLogger("uvicorn.access")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        # uvicorn's own access record: '%s - "%s %s HTTP/%s" %d' with the full path as an arg.
+        access.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/unsubscribe?token=t0k3n", "1.1", 200
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "t0k3n" not in stream.getvalue()
+    assert "/unsubscribe?token=[redacted]" in stream.getvalue()

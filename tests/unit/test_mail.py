@@ -184,3 +184,16 @@ def test_a_long_unsubscribe_url_stays_a_literal_header_on_the_wire() -> None:
     raw = build_message(mail, SENDER).as_bytes()
     assert f"List-Unsubscribe: <{url}>\r\n".encode() in raw  # not folded into =?utf-8?q?...?=
     assert b"=?utf-8?" not in raw
+
+
+def test_a_webhook_timestamp_is_fresh_only_within_the_window() -> None:
+    from app.delivery.mail.sendgrid_events import fresh
+
+    now = 1_800_000_000.0
+    assert fresh("1800000000", max_age_s=600, now=now)
+    assert fresh(str(int(now) - 600), max_age_s=600, now=now)
+    assert not fresh(str(int(now) - 601), max_age_s=600, now=now)
+    assert not fresh(
+        str(int(now) + 601), max_age_s=600, now=now
+    )  # from the future: skewed or forged
+    assert not fresh("", max_age_s=600, now=now) and not fresh("soon", max_age_s=600, now=now)

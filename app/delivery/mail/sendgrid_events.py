@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +53,21 @@ def verify(public_key_b64: str, body: bytes, signature: str | None, timestamp: s
         return False
 
 
+def fresh(timestamp: str, *, max_age_s: float, now: float | None = None) -> bool:
+    """Whether a webhook timestamp (Unix seconds, signed with the body) is within max_age_s."""
+    try:
+        sent = float(timestamp)
+    except ValueError:
+        return False
+    return abs((time.time() if now is None else now) - sent) <= max_age_s
+
+
 def parse_events(body: bytes) -> list[ProviderEvent]:
     """Our events from a webhook body (a JSON array); raise ValueError if it is not one."""
-    events = json.loads(body)
+    try:
+        events = json.loads(body)
+    except RecursionError as exc:  # deeply nested arrays: not an event batch, whoever signed it
+        raise ValueError("the body nests too deeply") from exc
     if not isinstance(events, list):
         raise ValueError("the body must be a JSON array of events")
     return [e for e in (_event(item) for item in events) if e is not None]
