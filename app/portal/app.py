@@ -43,11 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 # On every response: no framing of the portal (clickjacking), no MIME sniffing, and no Referer
-# (an unsubscribe page's URL carries its token).
+# to other sites (an unsubscribe page's URL carries its token). Not `no-referrer`: under it a
+# browser sends `Origin: null` with the portal's own forms, which the CSRF check refuses.
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
