@@ -22,6 +22,9 @@ help:
 	@echo "make format           ruff format and the fixable ruff checks"
 	@echo "make clean            remove .venv and the caches"
 
+# The local stack runs on placeholder secrets, which the service refuses outside DEV_MODE.
+run db test test-unit: export DEV_MODE ?= true
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -7,10 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Defaults that make a development machine work out of the box, refused outside DEV_MODE.
+PLACEHOLDER_SECRETS = {"secret_key": "dev-secret-change-me", "auth_api_token": "dev-auth-token"}
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -89,12 +94,29 @@ class Settings(BaseSettings):
     # fewer table writes per event, since a key touched n times in a batch is set once.
     ingest_likes_batch_within_s: float = Field(default=0.5, gt=0)
 
+    # Development mode: the placeholder secrets below are accepted and session cookies also go
+    # over plain HTTP. `make run` and `make test` set it; anywhere else real secrets are needed.
+    dev_mode: bool = False
+
     # Portal and links in mail.
     public_base_url: str = "http://127.0.0.1:8000"
+    # Signs unsubscribe links and portal sessions: whoever knows it can forge both.
     secret_key: str = "dev-secret-change-me"
-    # Admin portal: session lifetime, cookies only over HTTPS (set when served behind TLS), links.
+    # Admin portal: session lifetime, cookies only over HTTPS (on unless DEV_MODE), links.
     portal_session_max_age_s: int = Field(default=8 * 3600, ge=60)
-    portal_secure_cookies: bool = False
+    portal_secure_cookies: bool | None = None
+    # Failed sign-ins allowed per username and per client address (`limits` notation; every
+    # window must have room), where they are counted (memory:// is per portal process; e.g.
+    # redis://host:6379 shares them), and how many password hashes (16 MiB each) run at once.
+    portal_login_user_limits: str = "5 per minute; 20 per hour"
+    portal_login_client_limits: str = "30 per minute; 300 per hour"
+    portal_login_limits_storage: str = "memory://"
+    portal_max_concurrent_hashes: int = Field(default=2, ge=1)
+    # Sign-ins waiting for a hashing slot beyond this many are answered 503 at once.
+    portal_max_waiting_logins: int = Field(default=32, ge=0)
+    # The portal's /metrics reads its database gauges at most this often (a scrape flood stays
+    # one query per interval).
+    portal_metrics_cache_s: float = Field(default=15.0, ge=0)
     # Public POST bodies (webhooks, one-click unsubscribe) larger than this are refused unread.
     portal_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     flower_url: str = "http://127.0.0.1:5555"
@@ -117,6 +139,33 @@ class Settings(BaseSettings):
         if self.email_sending_timeout_s <= self.email_timeout_s:
             raise ValueError("EMAIL_SENDING_TIMEOUT_S must be longer than EMAIL_TIMEOUT_S")
         return self
+
+    @field_validator("portal_login_user_limits", "portal_login_client_limits")
+    @classmethod
+    def _login_limits_parse(cls, value: str) -> str:
+        parse_many(value)  # raises ValueError on a malformed window
+        return value
+
+    @model_validator(mode="after")
+    def _real_secrets_outside_dev_mode(self) -> Settings:
+        if self.dev_mode:
+            return self
+        for name, placeholder in PLACEHOLDER_SECRETS.items():
+            if getattr(self, name) == placeholder:
+                raise ValueError(
+                    f"{name.upper()} is the development placeholder: set a real secret, or "
+                    "DEV_MODE=true on a development machine"
+                )
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters")
+        return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Session cookies only over HTTPS: PORTAL_SECURE_COOKIES, else on unless DEV_MODE."""
+        if self.portal_secure_cookies is None:
+            return not self.dev_mode
+        return self.portal_secure_cookies
 
     @property
     def quiet_hours_window(self) -> tuple[time, time] | None:

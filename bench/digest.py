@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DB = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
+os.environ.setdefault("DEV_MODE", "true")  # the local stack, on its placeholder secrets
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", BENCH_DB)
 sys.path.insert(0, str(REPO))
 

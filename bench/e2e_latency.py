@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("DEV_MODE", "true")  # the local stack, on its placeholder secrets
 os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
 )

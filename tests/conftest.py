@@ -12,7 +12,12 @@ TEST_DATABASE_URL = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_t
 
 
 def _use_test_database() -> None:
-    """Point every test at a test database before any app module reads the settings."""
+    """Point every test at a test database before any app module reads the settings.
+
+    Tests run in development mode (as `make test` sets it): the dev Auth server and the
+    processes they start use the placeholder secrets.
+    """
+    os.environ.setdefault("DEV_MODE", "true")
     if not os.environ.get("DATABASE_URL", "").rstrip("/").endswith("_test"):
         os.environ["DATABASE_URL"] = TEST_DATABASE_URL
     get_settings.cache_clear()

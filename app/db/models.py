@@ -35,6 +35,7 @@ from app.domain.vocabulary import (
     KINDS,
     NOTIFICATION_STATUSES,
     PERIODICITIES,
+    PORTAL_ROLES,
 )
 
 # Stable constraint names so migrations can refer to them.
@@ -330,9 +331,37 @@ class AdminUser(Base):
     """A person who may use the admin portal."""
 
     __tablename__ = "admin_users"
+    __table_args__ = (CheckConstraint(_in("role", PORTAL_ROLES), name="role"),)
 
     admin_user_id: Mapped[uuid.UUID] = _uuid_pk()
     username: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(300), nullable=False)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    role: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="admin", server_default="admin"
+    )
+    # Sessions carry the version they were started under; raising it (logout, a new password,
+    # deactivation) ends every session of the user, including copied cookies.
+    session_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_default="1"
+    )
     created_at: Mapped[datetime] = _created()
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class AuditEntry(Base):
+    """Who did what in the portal, and when: every sign-in, change and send, kept for good."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    audit_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _created()
+    actor: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    target: Mapped[str] = mapped_column(String(500), nullable=False)
+    outcome: Mapped[int] = mapped_column(Integer, nullable=False)
+    client: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSONB)

@@ -66,3 +66,11 @@ CAMPAIGN_STATUSES: Final[tuple[CampaignStatus, ...]] = get_args(CampaignStatus)
 
 DeadLetterStatus = Literal["dead", "replayed"]
 DEAD_LETTER_STATUSES: Final[tuple[DeadLetterStatus, ...]] = get_args(DeadLetterStatus)
+
+# --- the admin portal ---------------------------------------------------------------------------
+
+# Each role can do what the one before it can: viewers read everything, editors also change
+# templates and prepare campaigns as drafts, admins also send campaigns, run and schedule the
+# jobs, replay and retry, and manage portal users.
+PortalRole = Literal["viewer", "editor", "admin"]
+PORTAL_ROLES: Final[tuple[PortalRole, ...]] = get_args(PortalRole)

@@ -1,15 +1,18 @@
-"""Portal login: scrypt password hashes, signed session cookies, login/logout, login required."""
+"""Portal sign-in: scrypt password hashes, throttled logins, revocable signed sessions, roles."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
+from typing import NamedTuple
 from urllib.parse import quote
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -17,13 +20,18 @@ from starlette.datastructures import FormData
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.config import Settings
 from app.db import admin_users
 from app.db.session import session_scope
+from app.portal.audit import record
 from app.portal.csrf import rotate_token, verified_form
+from app.portal.login_throttle import LoginThrottle
 from app.portal.pages import render_page
+from app.portal.roles import PortalUser, least_role, may
 
 SESSION_USER = "admin_user_id"
 SESSION_NAME = "admin_username"
+SESSION_VERSION = "admin_session_version"
 # Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health, and the
 # Prometheus scrape (counts only, no personal data).
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe"})
@@ -66,13 +74,23 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
-def authenticate(username: str, password: str) -> tuple[uuid.UUID, str] | None:
-    """(id, username) of the active user with these credentials, or None."""
+class Credentials(NamedTuple):
+    """Who signed in, and the session version their session starts under."""
+
+    user_id: uuid.UUID
+    username: str
+    session_version: int
+
+
+def authenticate(username: str, password: str) -> Credentials | None:
+    """The active user with these credentials, or None."""
     with session_scope() as session:
         user = admin_users.get_by_username(session=session, username=username)
         stored = user.password_hash if user else _DUMMY_HASH
         ok = verify_password(password, stored) and user is not None and user.is_active
-        return (user.admin_user_id, user.username) if ok and user else None
+        if not ok or user is None:
+            return None
+        return Credentials(user.admin_user_id, user.username, user.session_version)
 
 
 def _safe_next(target: str | None) -> str:
@@ -80,6 +98,11 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/admin/"
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (uvicorn resolves trusted proxy headers)."""
+    return request.client.host if request.client else "unknown"
 
 
 router = APIRouter()
@@ -93,33 +116,126 @@ async def login_page(request: Request, next: str = "/admin/") -> Response:
 
 @router.post("/login", include_in_schema=False)
 async def login(request: Request, form: FormData = Depends(verified_form)) -> Response:
-    """Check the credentials; start a fresh session on success."""
-    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    """Check the credentials, unless this name or address is locked; start a fresh session."""
+    username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
-    found = await run_in_threadpool(authenticate, username.strip(), password)
+    guard: LoginGuard = request.app.state.login_guard
+    client = client_address(request)
+    context = {"next": target, "username": username}
+
+    wait = guard.throttle.locked_for(username, client)
+    if wait > 0:
+        await record(request, "login_locked", "/login", 429, actor=username)
+        minutes = max(1, math.ceil(wait / 60))
+        context["error"] = f"Too many failed sign-ins. Try again in {minutes} min."
+        response = await render_page(request, "portal/login.html", context, status_code=429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    if not guard.admit():
+        context["error"] = "The portal is busy signing others in. Try again in a moment."
+        response = await render_page(request, "portal/login.html", context, status_code=503)
+        response.headers["Retry-After"] = "5"
+        return response
+    try:
+        found = await to_thread.run_sync(authenticate, username, password, limiter=guard.hashing)
+    finally:
+        guard.release()
     if found is None:
-        context = {"next": target, "error": "Invalid username or password.", "username": username}
+        guard.throttle.failed(username, client)
+        await record(request, "login_failed", "/login", 400, actor=username)
+        context["error"] = "Invalid username or password."
         return await render_page(request, "portal/login.html", context, status_code=400)
+    guard.throttle.succeeded(username)
     request.session.clear()
     request.session[SESSION_USER], request.session[SESSION_NAME] = str(found[0]), found[1]
+    request.session[SESSION_VERSION] = found.session_version
     rotate_token(request)
+    await record(request, "login", "/login", 303, actor=found.username)
     return RedirectResponse(target, status_code=303)
+
+
+@router.get("/admin/logout", include_in_schema=False)
+async def logout_page(request: Request) -> Response:
+    """SQLAdmin's logout link lands here: a GET changes nothing, the button posts the form."""
+    return await render_page(request, "portal/logout.html", {})
 
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request, _form: FormData = Depends(verified_form)) -> Response:
-    """End the session."""
+    """End every session of this user, the copies of this cookie included."""
+    user_id = request.session.get(SESSION_USER)
+    if user_id:
+        await run_in_threadpool(_end_sessions, uuid.UUID(user_id))
+        request.state.session_check.forget(user_id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
 
-class LoginRequiredMiddleware:
-    """Every route but the public ones needs a logged-in, still active admin user."""
+class LoginGuard:
+    """Login throttling and the bound on concurrent password hashing, one per portal app."""
 
-    def __init__(self, app: ASGIApp, *, recheck_s: float = 10.0) -> None:
-        self.app = app
+    def __init__(self, settings: Settings) -> None:
+        self.throttle = LoginThrottle(
+            per_user=settings.portal_login_user_limits,
+            per_client=settings.portal_login_client_limits,
+            storage_uri=settings.portal_login_limits_storage,
+        )
+        self.hashing = CapacityLimiter(settings.portal_max_concurrent_hashes)
+        self._room = settings.portal_max_concurrent_hashes + settings.portal_max_waiting_logins
+        self._admitted = 0
+
+    def admit(self) -> bool:
+        """Take a place among the sign-ins hashing or waiting to; False when all are taken.
+
+        Checked and taken with no await in between, so concurrent requests cannot all pass.
+        """
+        if self._admitted >= self._room:
+            return False
+        self._admitted += 1
+        return True
+
+    def release(self) -> None:
+        self._admitted -= 1
+
+
+class SessionCheck:
+    """Whether a session is still good: its user active, its version the user's current one.
+
+    The answer is kept for `recheck_s`, so a request costs no query; within one portal process
+    a logout ends the user's sessions at once (`forget`), elsewhere (a password set with the
+    CLI, a second portal process) within `recheck_s`.
+    """
+
+    def __init__(self, *, recheck_s: float = 10.0) -> None:
         self.recheck_s = recheck_s
-        self._active_until: dict[str, float] = {}
+        self._known: dict[str, tuple[admin_users.SessionState, float]] = {}
+
+    async def current(self, user_id: str, version: object) -> admin_users.SessionState | None:
+        known = self._known.get(user_id)
+        if known is None or known[1] <= time.monotonic():
+            try:
+                key = uuid.UUID(user_id)
+            except ValueError:
+                return None
+            state = await run_in_threadpool(_session_state, key)
+            if state is None:
+                self._known.pop(user_id, None)
+                return None
+            known = (state, time.monotonic() + self.recheck_s)
+            self._known[user_id] = known
+        return known[0] if known[0].session_version == version else None
+
+    def forget(self, user_id: str) -> None:
+        self._known.pop(user_id, None)
+
+
+class LoginRequiredMiddleware:
+    """Every route but the public ones needs a live session of an active user, who is put in
+    `request.state.portal_user`."""
+
+    def __init__(self, app: ASGIApp, *, check: SessionCheck) -> None:
+        self.app = app
+        self.check = check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._public(scope["path"]):
@@ -128,32 +244,25 @@ class LoginRequiredMiddleware:
         if scope["path"] == "/admin/login":  # SQLAdmin's own login page: ours is /login
             await RedirectResponse("/login", status_code=303)(scope, receive, send)
             return
-        user_id = scope["session"].get(SESSION_USER)
-        if user_id:
-            if await self._active(user_id):
-                await self.app(scope, receive, send)
-                return
-            scope["session"].clear()  # a deactivated (or deleted) user's session ends here
-        # An anonymous session keeps its login-form token: the browser's own requests (e.g.
-        # /favicon.ico) land here between showing the login form and posting it.
-        await self._refuse(scope)(scope, receive, send)
+        session = scope["session"]
+        user_id = session.get(SESSION_USER)
+        state = await self.check.current(user_id, session.get(SESSION_VERSION)) if user_id else None
+        if state is None:
+            if user_id:
+                session.clear()  # ended (logout, new password), deactivated or deleted
+            # An anonymous session keeps its login-form token: the browser's own requests (e.g.
+            # /favicon.ico) land here between showing the login form and posting it.
+            await self._refuse(scope)(scope, receive, send)
+            return
+        # In the scope's state, so SQLAdmin's mounted app (another `request.app`) sees them too.
+        scope.setdefault("state", {}).update(
+            portal_user=PortalUser(user_id, state.username, state.role), session_check=self.check
+        )
+        await self.app(scope, receive, send)
 
     @staticmethod
     def _public(path: str) -> bool:
         return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-    async def _active(self, user_id: str) -> bool:
-        # A deactivated user loses access within `recheck_s`, without a query per request.
-        if self._active_until.get(user_id, 0.0) > time.monotonic():
-            return True
-        try:
-            key = uuid.UUID(user_id)
-        except ValueError:
-            return False
-        active = await run_in_threadpool(_is_active, key)
-        if active:
-            self._active_until[user_id] = time.monotonic() + self.recheck_s
-        return active
 
     @staticmethod
     def _refuse(scope: Scope) -> Response:
@@ -165,6 +274,28 @@ class LoginRequiredMiddleware:
         return JSONResponse({"detail": "login required"}, status_code=401)
 
 
-def _is_active(admin_user_id: uuid.UUID) -> bool:
+class RoleRequiredMiddleware:
+    """A signed-in user's request runs only if their role allows it (`roles.least_role`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user: PortalUser | None = scope.get("state", {}).get("portal_user")
+        if scope["type"] == "http" and user is not None:
+            needed = least_role(scope["method"], scope["path"])
+            if not may(user.role, needed):
+                detail = f"this needs the {needed} role; you are a {user.role}"
+                await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _session_state(admin_user_id: uuid.UUID) -> admin_users.SessionState | None:
     with session_scope() as session:
-        return admin_users.is_active(session=session, admin_user_id=admin_user_id)
+        return admin_users.session_state(session=session, admin_user_id=admin_user_id)
+
+
+def _end_sessions(admin_user_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        admin_users.end_sessions(session=session, admin_user_id=admin_user_id)

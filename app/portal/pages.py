@@ -20,9 +20,12 @@ async def render_page(
     """Render `name` from app/portal/templates with the CSRF token and the signed-in user."""
     # SQLAdmin's Jinja environment (autoescaped)
     templates: Jinja2Templates = request.app.state.admin.templates
+    user = getattr(request.state, "portal_user", None)
     full = {
         "csrf_token": csrf_token(request),
         "admin_username": request.session.get("admin_username"),
+        # Pages show the buttons of this role only; the requests are checked regardless.
+        "portal_role": user.role if user else None,
         **(context or {}),
     }
     return await templates.TemplateResponse(request, name, full, status_code=status_code)

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db.admin_users import create_or_replace
 from app.db.session import session_scope
+from app.domain.vocabulary import PortalRole
 from app.kafka.admin import ensure_topics
 from app.portal.app import create_app
 from app.portal.auth import hash_password
@@ -24,11 +25,15 @@ from app.portal.auth import hash_password
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def make_admin_user(password: str = "s3cret-passw0rd") -> tuple[str, str]:
+def make_admin_user(
+    password: str = "s3cret-passw0rd", role: PortalRole = "admin"
+) -> tuple[str, str]:
     """A fresh portal user (unique name, since admin_users is shared by the test run)."""
-    username = f"admin-{secrets.token_hex(4)}"
+    username = f"{role}-{secrets.token_hex(4)}"
     with session_scope() as session:
-        create_or_replace(session=session, username=username, password_hash=hash_password(password))
+        create_or_replace(
+            session=session, username=username, password_hash=hash_password(password), role=role
+        )
     return username, password
 
 

@@ -20,7 +20,7 @@ from harness.rows import Spec, insert_notifications
 from .portal_support import form_token, log_in, make_admin_user
 
 PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}
-IDENTITIES = ("template", "notification", "delivery", "admin-user")
+IDENTITIES = ("template", "notification", "delivery", "admin-user", "audit-entry")
 
 
 def _concrete(path: str) -> str:

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from datetime import time
 
 import pytest
@@ -44,3 +47,73 @@ def test_quiet_hours_parse() -> None:
     assert parse_quiet_hours("22:00-08:00") == (time(22), time(8))
     with pytest.raises(ValueError, match="QUIET_HOURS"):
         parse_quiet_hours("22-08-01")
+
+
+REAL_SECRETS = {"SECRET_KEY": "k" * 40, "AUTH_API_TOKEN": "a-real-token"}
+
+
+def _production(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    monkeypatch.setenv("DEV_MODE", "false")
+    for name in ("SECRET_KEY", "AUTH_API_TOKEN", "PORTAL_SECURE_COOKIES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("SECRET_KEY", "SECRET_KEY is the development placeholder"),
+        ("AUTH_API_TOKEN", "AUTH_API_TOKEN is the development placeholder"),
+    ],
+)
+def test_a_placeholder_secret_is_refused_outside_development_mode(
+    monkeypatch: pytest.MonkeyPatch, missing: str, message: str
+) -> None:
+    others = {name: value for name, value in REAL_SECRETS.items() if name != missing}
+    with pytest.raises(ValidationError, match=message):
+        _production(monkeypatch, **others)
+
+
+def test_a_short_secret_key_is_refused_outside_development_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        _production(monkeypatch, **{**REAL_SECRETS, "SECRET_KEY": "short"})
+
+
+def test_real_secrets_start_with_secure_cookies(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _production(monkeypatch, **REAL_SECRETS)
+    assert settings.secure_cookies
+    insecure = _production(monkeypatch, **REAL_SECRETS, PORTAL_SECURE_COOKIES="false")
+    assert not insecure.secure_cookies
+
+
+def test_development_mode_accepts_the_placeholders_over_plain_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEV_MODE", "true")
+    for name in ("SECRET_KEY", "AUTH_API_TOKEN", "PORTAL_SECURE_COOKIES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.secret_key == "dev-secret-change-me" and not settings.secure_cookies
+
+
+def test_a_malformed_login_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAL_LOGIN_USER_LIMITS", "five a minute")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_a_process_refuses_to_start_on_placeholder_secrets() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DEV_MODE", "SECRET_KEY")}
+    started = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1
+    assert "configuration refused: SECRET_KEY is the development placeholder" in started.stderr

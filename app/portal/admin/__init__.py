@@ -25,7 +25,8 @@ from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.dead_letter_views import DeadLetterAdmin
 from app.portal.admin.mail_views import DeliveryAdmin, NotificationAdmin
 from app.portal.admin.menu import LinkMenu, category
-from app.portal.admin.views import AdminUserAdmin, TemplateAdmin
+from app.portal.admin.views import AdminUserAdmin, AuditLogAdmin, TemplateAdmin
+from app.portal.audit import AuditMiddleware
 from app.portal.csrf import OriginCheckMiddleware, origin_of
 from app.portal.pages import TEMPLATES_DIR
 
@@ -57,6 +58,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         admin.add_view(view)
     admin._menu.add(LinkMenu("Periodic tasks", "/admin/schedule", "fa-solid fa-clock"))
     admin.add_view(AdminUserAdmin)
+    admin.add_view(AuditLogAdmin)
     admin._menu.add(LinkMenu("Outbox", "/admin/outbox", "fa-solid fa-inbox"))
     admin._menu.add(
         category(
@@ -67,15 +69,19 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         )
     )
     app.state.admin = admin
-    # Starlette runs the middleware added last first: origin check, session, login.
-    app.add_middleware(auth.LoginRequiredMiddleware)
+    # Starlette runs the middleware added last first: origin check, session, login, audit, role.
+    app.state.session_check = auth.SessionCheck()
+    app.state.login_guard = auth.LoginGuard(settings)
+    app.add_middleware(auth.RoleRequiredMiddleware)
+    app.add_middleware(AuditMiddleware)
+    app.add_middleware(auth.LoginRequiredMiddleware, check=app.state.session_check)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_key(settings),
         session_cookie=SESSION_COOKIE,
         max_age=settings.portal_session_max_age_s,
         same_site="lax",
-        https_only=settings.portal_secure_cookies,
+        https_only=settings.secure_cookies,
     )
     app.add_middleware(
         OriginCheckMiddleware,

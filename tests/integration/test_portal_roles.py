@@ -1,0 +1,162 @@
+"""Roles in the portal (viewer, editor, admin) and the audit log of every change and send."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db.models import AuditEntry, Campaign, Template
+from app.db.session import session_scope
+from app.domain.vocabulary import PortalRole
+from app.portal.app import create_app
+
+from .portal_support import form_token, log_in, make_admin_user
+
+
+def _signed_in(settings: Settings, role: PortalRole) -> tuple[TestClient, str]:
+    username, password = make_admin_user(role=role)
+    client = TestClient(create_app(settings))
+    log_in(client, username, password)
+    return client, username
+
+
+def _mailing_template_id() -> str:
+    with session_scope() as session:
+        return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
+
+
+def _draft(client: TestClient) -> uuid.UUID:
+    data = {
+        "name": "Roles",
+        "template_id": _mailing_template_id(),
+        "content_value": "Hello!",
+        "periodicity": "once",
+        "audience": str(uuid.uuid4()),
+        "csrf_token": form_token(client),
+    }
+    response = client.post("/admin/mailings/new", data=data, follow_redirects=False)
+    assert response.status_code == 303, response.text[:300]
+    return uuid.UUID(response.headers["location"].rsplit("/", 1)[1])
+
+
+def _send(client: TestClient, campaign_id: uuid.UUID):
+    page = f"/admin/mailings/{campaign_id}"
+    return client.post(f"{page}/send", data={"csrf_token": form_token(client)})
+
+
+def _status(campaign_id: uuid.UUID) -> str:
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        return campaign.status
+
+
+def _template_form(name: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "subject": "Hi {{ name }}",
+        "body_html": "<p>{{ content_value }}</p>",
+        "body_text": "{{ content_value }}",
+        "save": "Save",
+    }
+
+
+def _audit(actor: str) -> list[AuditEntry]:
+    with session_scope() as session:
+        query = select(AuditEntry).where(AuditEntry.actor == actor).order_by(AuditEntry.audit_id)
+        entries = list(session.scalars(query))
+        session.expunge_all()
+        return entries
+
+
+def test_a_viewer_reads_everything_and_changes_nothing(portal_settings: Settings) -> None:
+    editor, _ = _signed_in(portal_settings, "editor")
+    viewer, viewer_name = _signed_in(portal_settings, "viewer")
+    campaign_id = _draft(editor)
+    with viewer:
+        for page in (
+            "/admin/",
+            "/admin/mailings",
+            f"/admin/mailings/{campaign_id}",
+            "/admin/template/list",
+            "/admin/audit-entry/list",
+            "/admin/schedule",
+        ):
+            assert viewer.get(page).status_code == 200, page
+        assert 'action="/admin/mailings/' not in viewer.get(f"/admin/mailings/{campaign_id}").text
+        refused = _send(viewer, campaign_id)
+        assert refused.status_code == 403 and "needs the admin role" in refused.json()["detail"]
+        assert _status(campaign_id) == "draft"
+        name = f"viewer-{uuid.uuid4().hex[:6]}"
+        assert viewer.post("/admin/template/create", data=_template_form(name)).status_code == 403
+        with session_scope() as session:
+            assert session.scalar(select(Template).where(Template.name == name)) is None
+        assert "/admin/template/create" not in viewer.get("/admin/template/list").text
+    refusals = [(e.target, e.outcome) for e in _audit(viewer_name)]
+    assert (f"/admin/mailings/{campaign_id}/send", 403) in refusals
+
+
+def test_an_editor_prepares_drafts_and_templates_but_cannot_send(
+    portal_settings: Settings,
+) -> None:
+    editor, _ = _signed_in(portal_settings, "editor")
+    with editor:
+        campaign_id = _draft(editor)
+        assert _send(editor, campaign_id).status_code == 403
+        assert _status(campaign_id) == "draft"
+        name = f"editor-{uuid.uuid4().hex[:6]}"
+        saved = editor.post(
+            "/admin/template/create", data=_template_form(name), follow_redirects=False
+        )
+        assert saved.status_code == 302
+        run_now = editor.post("/admin/schedule/1/run", data={"csrf_token": form_token(editor)})
+        assert run_now.status_code == 403
+
+
+def test_an_admin_sends_and_every_send_and_edit_is_in_the_audit_log(
+    portal_settings: Settings,
+) -> None:
+    admin, admin_name = _signed_in(portal_settings, "admin")
+    with admin:
+        campaign_id = _draft(admin)
+        assert _send(admin, campaign_id).status_code == 200
+        assert _status(campaign_id) == "published"
+        name = f"audited-{uuid.uuid4().hex[:6]}"
+        created = admin.post(
+            "/admin/template/create", data=_template_form(name), follow_redirects=False
+        )
+        assert created.status_code == 302
+        log = admin.get("/admin/audit-entry/list").text
+    entries = _audit(admin_name)
+    by_target = {e.target: e for e in entries}
+    assert [e.action for e in entries][0] == "login"
+    draft = by_target["/admin/mailings/new"]
+    assert (draft.action, draft.outcome) == ("POST", 303)
+    assert draft.detail is not None and draft.detail["fields"]["name"] == "Roles"
+    assert "csrf_token" not in draft.detail["fields"]
+    sent = by_target[f"/admin/mailings/{campaign_id}/send"]
+    assert (sent.action, sent.outcome) == ("POST", 303)
+    template = by_target["/admin/template/create"]
+    assert template.outcome == 302 and template.detail is not None
+    assert template.detail["fields"]["name"] == name
+    assert all(e.at is not None and e.client for e in entries)
+    assert admin_name in log and f"/admin/mailings/{campaign_id}/send" in log
+
+
+def test_passwords_never_reach_the_audit_log(portal_settings: Settings) -> None:
+    username, password = make_admin_user()
+    with TestClient(create_app(portal_settings)) as client:
+        data = {
+            "username": username,
+            "password": "not-it",
+            "csrf_token": form_token(client, "/login"),
+        }
+        assert client.post("/login", data=data).status_code == 400  # a failed sign-in, audited
+        log_in(client, username, password)
+        client.post("/logout", data={"csrf_token": form_token(client)})
+    with session_scope() as session:
+        texts = [str(e.detail) + e.target for e in session.scalars(select(AuditEntry))]
+    assert texts and not any(password in text or "not-it" in text for text in texts)
