@@ -9,6 +9,7 @@ from typing import cast
 import click
 
 from app.config import get_settings
+from app.domain.vocabulary import PORTAL_ROLES, PortalRole
 
 
 def _since(value: str | None) -> datetime | None:
@@ -203,8 +204,15 @@ def admin() -> None:
 @admin.command("create-user")
 @click.argument("username")
 @click.password_option(help="Prompted (twice, hidden) when not given.")
-def admin_create_user(username: str, password: str) -> None:
-    """Create a portal user, or set a new password for an existing one."""
+@click.option(
+    "--role",
+    type=click.Choice(PORTAL_ROLES),
+    default=None,
+    help="viewer, editor or admin. A new user is an admin unless given; an existing one keeps "
+    "their role.",
+)
+def admin_create_user(username: str, password: str, role: PortalRole | None) -> None:
+    """Create a portal user, or set a new password for an existing one (ending their sessions)."""
     from app.db.admin_users import create_or_replace
     from app.db.session import session_scope
     from app.portal.auth import hash_password
@@ -213,7 +221,10 @@ def admin_create_user(username: str, password: str) -> None:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
     with session_scope() as session:
         created = create_or_replace(
-            session=session, username=username.strip(), password_hash=hash_password(password)
+            session=session,
+            username=username.strip(),
+            password_hash=hash_password(password),
+            role=role,
         )
     click.echo(f"admin user {username.strip()} {'created' if created else 'updated'}")
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from cachetools import TTLCache, cached
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.datastructures import MutableHeaders
@@ -14,6 +20,8 @@ from app.db.session import session_scope
 from app.portal import unsubscribe, webhooks
 from app.portal.admin import install_admin
 
+T = TypeVar("T")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the portal app; routes read the settings from `app.state.settings`."""
@@ -22,15 +30,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     status_gauges = CollectorRegistry(auto_describe=False)
-    status_gauges.register(StatusCollector(_read_status_counts))
-    status_gauges.register(DeadLetterCollector(_read_dead_letter_counts))
+    # Anyone may scrape: the gauges' queries run at most once per PORTAL_METRICS_CACHE_S.
+    ttl = app.state.settings.portal_metrics_cache_s
+    status_gauges.register(StatusCollector(_at_most_every(ttl, _read_status_counts)))
+    status_gauges.register(DeadLetterCollector(_at_most_every(ttl, _read_dead_letter_counts)))
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        include_in_schema=True,
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     def prometheus_metrics() -> Response:
         body = generate_latest(REGISTRY) + generate_latest(status_gauges)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -50,10 +65,20 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+# Scripts only from the portal itself, or inline with this response's nonce; nothing at all
+# from other sites. The mail previews are srcdoc iframes, which inherit this policy: a remote
+# image or stylesheet in a mail (a tracking pixel) is not fetched, so it cannot reveal that
+# an admin looked. Inline styles stay allowed: SQLAdmin's pages and ours use style attributes.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 class SecurityHeaders:
-    """ASGI middleware adding SECURITY_HEADERS to every HTTP response of the portal."""
+    """ASGI middleware adding SECURITY_HEADERS and the content security policy to every HTTP
+    response of the portal; the policy's nonce is in `request.state.csp_nonce` for templates."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,15 +87,27 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                headers.setdefault(
+                    "Content-Security-Policy", CONTENT_SECURITY_POLICY.format(nonce=nonce)
+                )
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _at_most_every(ttl_s: float, read: Callable[[], T]) -> Callable[[], T]:
+    """`read`, its answer reused for `ttl_s` seconds (0: read on every call)."""
+    if ttl_s <= 0:
+        return read
+    return cached(TTLCache(maxsize=1, ttl=ttl_s), lock=threading.Lock())(read)
 
 
 def _read_status_counts() -> tuple[dict[tuple[str, str], int], dict[str, int]]:

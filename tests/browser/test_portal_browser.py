@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -42,7 +47,7 @@ def log_in(page: Page, url: str, folder: Path) -> None:
     shot(page, folder, "02-dashboard", "Admin portal")
 
 
-def create_template(page: Page, url: str, folder: Path) -> str:
+def create_template(page: Page, url: str, folder: Path, pixel: str) -> str:
     name = f"winter-{uuid.uuid4().hex[:6]}"
     page.goto(f"{url}/admin/template/create")
     page.fill("#name", name)
@@ -51,7 +56,11 @@ def create_template(page: Page, url: str, folder: Path) -> str:
     page.fill("#body_html", "{{ ''.__class__.__mro__ }}")
     page.click("input[type=submit][value=Save]")
     shot(page, folder, "03-template-refused", "Template not saved. HTML body: SecurityError")
-    page.fill("#body_html", "<h1>Hello {{ name }}</h1><p>{{ content_value }}</p>")
+    # A tracking pixel, as a hostile or careless template would have: the preview must not load it.
+    page.fill(
+        "#body_html",
+        f'<h1>Hello {{{{ name }}}}</h1><p>{{{{ content_value }}}}</p><img src="{pixel}">',
+    )
     page.click("input[type=submit][value=Save]")
     expect(page).to_have_url(re.compile(r"/admin/template-preview/"))
     expect(page.locator("#preview-subject")).to_have_text("Winter news for Ann Example")
@@ -73,12 +82,44 @@ def create_campaign(page: Page, url: str, folder: Path, template: str, users: li
     return page.url.rsplit("/", 1)[1]
 
 
+class _Pixel(BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/gif")
+        self.end_headers()
+        self.wfile.write(b"GIF89a")
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pixel_url() -> Iterator[str]:
+    """A tracking pixel on another origin (a local server that counts the requests)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pixel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Pixel.hits.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/pixel.gif"
+    server.shutdown()
+
+
 def test_portal_end_to_end(
-    browser: Browser, portal_url: str, mailing_topic: str, settings: Settings, screenshots: Path
+    browser: Browser,
+    portal_url: str,
+    mailing_topic: str,
+    settings: Settings,
+    screenshots: Path,
+    pixel_url: str,
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    console = []
+    page.on("console", lambda message: console.append(message.text))
     log_in(page, portal_url, screenshots)
-    template = create_template(page, portal_url, screenshots)
+    template = create_template(page, portal_url, screenshots, pixel_url)
 
     users = [uuid.uuid4(), uuid.uuid4()]
     campaign_id = uuid.UUID(create_campaign(page, portal_url, screenshots, template, users))
@@ -122,4 +163,16 @@ def test_portal_end_to_end(
         ).one()
         cron = session.get(CrontabSchedule, task.schedule_id)
         assert (cron.minute, cron.hour) == ("45", "7")
+
+    # Signing out: SQLAdmin's link leads to a page whose button posts the form.
+    page.get_by_role("link", name="Logout").click()
+    expect(page).to_have_url(f"{portal_url}/admin/logout")
+    page.click("#sign-out")
+    expect(page).to_have_url(f"{portal_url}/login")
+    page.goto(f"{portal_url}/admin/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
     page.close()
+
+    assert _Pixel.hits == [], "the preview fetched a remote image"
+    refused = [text for text in console if "Content Security Policy" in text]
+    assert refused and all("pixel.gif" in text for text in refused), refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from starlette.routing import Mount
 
+from app.config import Settings
 from app.db.models import AdminUser, Campaign, Template
 from app.db.session import session_scope
 from app.portal.app import create_app
@@ -90,8 +92,8 @@ def test_public_routes_stay_public(anonymous: TestClient) -> None:
     assert refused.status_code == 400 and "not valid" in refused.text
 
 
-def _pending_mailings(anonymous: TestClient) -> float:
-    response = anonymous.get("/metrics")
+def _pending_mailings(client: TestClient) -> float:
+    response = client.get("/metrics")
     assert response.status_code == 200
     families = text_string_to_metric_families(response.text)
     return sum(
@@ -103,14 +105,30 @@ def _pending_mailings(anonymous: TestClient) -> float:
     )
 
 
-def test_metrics_are_public_and_count_notifications_in_the_database(
-    anonymous: TestClient,
-) -> None:
-    before = _pending_mailings(anonymous)
+def _add_pending_mailings(count: int) -> None:
     with session_scope() as session:
-        specs = [Spec(uuid.uuid4(), "mailing", "once", uuid.uuid4(), "hi") for _ in range(3)]
+        specs = [Spec(uuid.uuid4(), "mailing", "once", uuid.uuid4(), "hi") for _ in range(count)]
         insert_notifications(session, specs)
-    assert _pending_mailings(anonymous) == before + 3
+
+
+def test_metrics_are_public_and_count_notifications_in_the_database(
+    portal_settings: Settings,
+) -> None:
+    uncached = portal_settings.model_copy(update={"portal_metrics_cache_s": 0})
+    with TestClient(create_app(uncached)) as anonymous:
+        before = _pending_mailings(anonymous)
+        _add_pending_mailings(3)
+        assert _pending_mailings(anonymous) == before + 3
+
+
+def test_metrics_read_the_database_at_most_once_per_interval(portal_settings: Settings) -> None:
+    cached = portal_settings.model_copy(update={"portal_metrics_cache_s": 3})
+    with TestClient(create_app(cached)) as anonymous:
+        before = _pending_mailings(anonymous)
+        _add_pending_mailings(2)
+        assert _pending_mailings(anonymous) == before  # a scrape within the interval: no query
+        time.sleep(3.1)
+        assert _pending_mailings(anonymous) == before + 2
 
 
 def test_login_wrong_password_and_logout(anonymous: TestClient) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.cli import main
 from app.config import Settings
-from app.db.models import AuditEntry, Campaign, Template
+from app.db.models import AdminUser, AuditEntry, Campaign, Template
 from app.db.session import session_scope
 from app.domain.vocabulary import PortalRole
 from app.portal.app import create_app
@@ -160,3 +162,21 @@ def test_passwords_never_reach_the_audit_log(portal_settings: Settings) -> None:
     with session_scope() as session:
         texts = [str(e.detail) + e.target for e in session.scalars(select(AuditEntry))]
     assert texts and not any(password in text or "not-it" in text for text in texts)
+
+
+def test_the_command_line_sets_a_role_and_a_new_password_keeps_it() -> None:
+    username = f"cli-{uuid.uuid4().hex[:6]}"
+    runner = CliRunner()
+    created = runner.invoke(
+        main, ["admin", "create-user", username, "--password", "pw-123456", "--role", "viewer"]
+    )
+    assert created.exit_code == 0 and "created" in created.output
+    updated = runner.invoke(main, ["admin", "create-user", username, "--password", "pw-654321"])
+    assert updated.exit_code == 0 and "updated" in updated.output
+    with session_scope() as session:
+        user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+        assert user is not None and (user.role, user.session_version) == ("viewer", 2)
+    refused = runner.invoke(
+        main, ["admin", "create-user", username, "--password", "x" * 9, "--role", "root"]
+    )
+    assert refused.exit_code == 2 and "'root' is not one of" in refused.output
