@@ -120,6 +120,8 @@ def test_portal_end_to_end(
     page.on("console", lambda message: console.append(message.text))
     log_in(page, portal_url, screenshots)
     template = create_template(page, portal_url, screenshots, pixel_url)
+    page.wait_for_load_state("load")  # the preview's iframe and its images included
+    assert _Pixel.hits == [], "the preview fetched a remote image"
 
     users = [uuid.uuid4(), uuid.uuid4()]
     campaign_id = uuid.UUID(create_campaign(page, portal_url, screenshots, template, users))
@@ -173,6 +175,6 @@ def test_portal_end_to_end(
     expect(page).to_have_url(re.compile(r"/login\?next="))
     page.close()
 
-    assert _Pixel.hits == [], "the preview fetched a remote image"
+    assert _Pixel.hits == [], "a page fetched a remote image"
     refused = [text for text in console if "Content Security Policy" in text]
     assert refused and all("pixel.gif" in text for text in refused), refused
