@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     # worker runs 16): a smaller pool closes and reopens connections on every busy moment.
     database_pool_size: int = Field(default=20, ge=1)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How every Kafka client of ours connects (app/kafka/connection.py builds the configs): TLS
+    # with a CA file (and a client certificate for mutual TLS), SASL with a mechanism and user.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_ssl_key_password: SecretStr = SecretStr("")
     celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
 
     # Outside systems.
@@ -145,6 +155,15 @@ class Settings(BaseSettings):
     def _login_limits_parse(cls, value: str) -> str:
         parse_many(value)  # raises ValueError on a malformed window
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL") and not self.kafka_sasl_username:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        return self
 
     @model_validator(mode="after")
     def _real_secrets_outside_dev_mode(self) -> Settings:

@@ -32,6 +32,7 @@ from app.db import migrate  # noqa: E402
 from app.db.models import Template  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
+from app.kafka.connection import client_config  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal import campaigns  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
@@ -56,7 +57,7 @@ def prepare() -> uuid.UUID:
 
 def warm_producer(topic: str):
     """A producer that already has its connections, metadata and idempotent producer id."""
-    producer = make_producer(get_settings().kafka_bootstrap_servers)
+    producer = make_producer(get_settings())
     producer.produce(topic, value=b"{}", key=b"warm-up")
     assert producer.flush(30) == 0
     return producer
@@ -107,7 +108,7 @@ def main() -> None:
     ensure_database(settings.database_url)
     template_id = prepare()
     topic = f"bench.mailing.{uuid.uuid4().hex[:10]}"
-    ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.topic_partitions)
+    ensure_topics(settings, [topic], partitions=settings.topic_partitions)
     ours_s, raw_s = [], []
     try:
         for run in range(1, args.runs + 1):
@@ -119,7 +120,7 @@ def main() -> None:
                 f"{raw_s[-1]:.3f} s raw produce loop"
             )
     finally:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([topic])
+        AdminClient(client_config(settings)).delete_topics([topic])
     ours_rate = args.recipients / statistics.median(ours_s)
     raw_rate = args.recipients / statistics.median(raw_s)
     print(f"\n{args.recipients:,} recipients, median of {args.runs} runs:")

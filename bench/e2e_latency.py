@@ -37,6 +37,7 @@ from app.contracts import Event, encode_event  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
+from app.kafka.connection import client_config  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
@@ -64,10 +65,10 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
     """Latencies of a bare produce -> consume round trip at the same rate."""
     settings = get_settings()
     topic = f"bench.rtt.{uuid.uuid4().hex[:8]}"
-    ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=4)
+    ensure_topics(settings, [topic], partitions=4)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": topic,
             "auto.offset.reset": "earliest",
         }
@@ -87,7 +88,7 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
     reader = threading.Thread(target=consume)
     reader.start()
     time.sleep(3)  # let the consumer join before the clock starts
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = make_producer(settings)
     for i in paced(rate, count):
         value = str(i).encode()
         sent[value] = time.time()
@@ -174,7 +175,7 @@ def pipeline_latencies(
     try:
         pipeline.start()
         cpu_before, started = cpu_snapshot(pipeline), time.monotonic()
-        producer = make_producer(settings.kafka_bootstrap_servers, **{"linger.ms": 0})
+        producer = make_producer(settings, **{"linger.ms": 0})
         topic = pipeline.topics["user_registered"]
         for i in paced(rate, count):
             user = users[i]

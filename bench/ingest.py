@@ -42,6 +42,7 @@ from app.config import REPO_ROOT, get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
+from app.kafka.connection import client_config  # noqa: E402
 from app.stream.ingest import Record, apply_batch  # noqa: E402
 from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
@@ -56,10 +57,9 @@ def own_cpu() -> float:
 
 def produce(topic: str, n: int, keys: int) -> float:
     """Produce n like events over `keys` (user, content) keys; return events/s."""
-    bootstrap = get_settings().kafka_bootstrap_servers
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(get_settings()),
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
             "linger.ms": 20,
@@ -95,7 +95,7 @@ def baseline(topic: str, n: int, group: str) -> tuple[float, float]:
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": get_settings().kafka_bootstrap_servers,
+            **client_config(get_settings()),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -243,8 +243,7 @@ def worker(
 def run(n: int, keys: int, tmp: Path, profile: Path | None = None) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.likes"
-    bootstrap = get_settings().kafka_bootstrap_servers
-    ensure_topics(bootstrap, [topic], partitions=get_settings().topic_partitions)
+    ensure_topics(get_settings(), [topic], partitions=get_settings().topic_partitions)
     try:
         if profile is not None:  # a run of its own: only the worker, sampled
             produce(topic, n, keys)
@@ -257,7 +256,7 @@ def run(n: int, keys: int, tmp: Path, profile: Path | None = None) -> dict[str, 
         result["worker"], result["worker_cpu"] = worker(prefix, topic, n, tmp)
         return result
     finally:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient(client_config(get_settings()))
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         admin.delete_topics(ours)
 

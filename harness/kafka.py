@@ -7,9 +7,44 @@ import uuid
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, Message
+from pydantic import SecretStr
 
-from app.config import Settings
+from app.config import REPO_ROOT, Settings
+from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
+
+# The local stack's secured listener (scripts/services.sh): TLS with its own CA, SCRAM users.
+SECURED_LISTENER = {
+    "kafka_bootstrap_servers": "127.0.0.1:9094",
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_sasl_username": "notify",
+    "kafka_sasl_password": SecretStr("notify-kafka"),
+    "kafka_ssl_ca_file": REPO_ROOT / "var" / "kafka" / "tls" / "ca.pem",
+}
+
+
+def secured(settings: Settings, **changes: object) -> Settings:
+    """These settings, on the secured listener instead of the plaintext one."""
+    return Settings.model_validate({**settings.model_dump(), **SECURED_LISTENER, **changes})
+
+
+def kafka_env(settings: Settings) -> dict[str, str]:
+    """The Kafka connection settings as the environment of a child process."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password.get_secret_value(),
+    }
+    files = {
+        "KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
+        "KAFKA_SSL_CERT_FILE": settings.kafka_ssl_cert_file,
+        "KAFKA_SSL_KEY_FILE": settings.kafka_ssl_key_file,
+    }
+    env.update({name: str(path) for name, path in files.items() if path is not None})
+    return env
 
 
 def produce(
@@ -20,7 +55,7 @@ def produce(
     Our own producer settings (idempotent, Kafka's murmur2 partitioner), waiting for room when
     the local queue is full, and every message acknowledged before returning.
     """
-    producer = make_producer(settings.kafka_bootstrap_servers, **{"linger.ms": 20})
+    producer = make_producer(settings, **{"linger.ms": 20})
     count = 0
     for topic, key, value in items:
         while True:
@@ -48,7 +83,7 @@ def read_topic(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": f"test-read-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

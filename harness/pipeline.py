@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from app.config import REPO_ROOT, Settings
 from app.kafka.admin import ensure_topics
+from harness.kafka import kafka_env
 from harness.waiting import free_port, wait_for
 
 BIN = Path(sys.executable).parent
@@ -167,7 +168,7 @@ class Pipeline:
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": self.settings.database_url,
             "CELERY_BROKER_URL": self.settings.celery_broker_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            **kafka_env(self.settings),
             "AUTH_API_URL": f"http://127.0.0.1:{self.auth_port}",
             "EMAIL_BACKEND": self.email_backend,
             "SENDGRID_HOST": self.sendgrid_url,
@@ -259,7 +260,7 @@ class Pipeline:
         ]
 
     def start(self) -> Pipeline:
-        ensure_topics(self.settings.kafka_bootstrap_servers, self.topics.values(), partitions=4)
+        ensure_topics(self.settings, self.topics.values(), partitions=4)
         for process in self._define():
             self.processes[process.name] = process  # known before it starts: stop() finds it
             process.start(self.env)

@@ -51,7 +51,7 @@ def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int | None = None
     """Publish registrations, likes and a campaign; say what was published."""
     rng = random.Random(seed)
     users = _user_ids(max(plan.registrations, plan.campaign_recipients, 50), rng)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = make_producer(settings)
     registrations = [
         (
             str(u).encode(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.kafka_check import require_kafka
 from app.config import get_settings
 from app.core import logs
 
@@ -76,8 +77,9 @@ def worker(web_port: int | None, data_dir: str | None, loglevel: str) -> None:
         os.environ["FAUST_DATA_DIR"] = data_dir
         get_settings.cache_clear()
     settings = get_settings()
+    require_kafka(settings)
     ensure_topics(
-        settings.kafka_bootstrap_servers,
+        settings,
         [*settings.input_topics, settings.topic_dead_letter],
         partitions=settings.topic_partitions,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.kafka_check import require_kafka
 from app.config import get_settings
 
 
@@ -68,10 +69,9 @@ def topics_create() -> None:
     from app.kafka.admin import ensure_topics
 
     settings = get_settings()
+    require_kafka(settings)
     names = [*settings.input_topics, settings.topic_dead_letter]
-    created = ensure_topics(
-        settings.kafka_bootstrap_servers, names, partitions=settings.topic_partitions
-    )
+    created = ensure_topics(settings, names, partitions=settings.topic_partitions)
     click.echo(f"topics ready: {', '.join(names)} (created: {', '.join(created) or 'none'})")
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from app.config import Settings
+from app.kafka.connection import client_config
+
 log = logging.getLogger(__name__)
 
 # Idempotence keeps retried batches from landing twice; lz4 and a short linger fill batches.
@@ -42,9 +45,9 @@ class PublishReport:
             self.errors.append(str(error))
 
 
-def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent producer for our own events."""
-    return Producer({"bootstrap.servers": bootstrap_servers, **PRODUCER_DEFAULTS, **overrides})
+    return Producer({**client_config(settings), **PRODUCER_DEFAULTS, **overrides})
 
 
 def publish_all(

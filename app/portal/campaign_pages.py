@@ -144,7 +144,7 @@ async def send(
 ) -> Response:
     """Publish one `admin.mailing` event per recipient."""
     settings = request.app.state.settings
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = make_producer(settings)
     try:
         report = await run_in_threadpool(
             lambda: campaigns.publish_campaign(

@@ -135,9 +135,7 @@ def _in_partition_of(event: EventT[bytes]) -> Iterator[None]:
 
 
 # The like table's changelog records go to Kafka in bulk, once per batch (app/stream/table_mirror).
-changelog_writer: table_mirror.ChangelogWriter = table_mirror.KafkaChangelogWriter(
-    settings.kafka_bootstrap_servers
-)
+changelog_writer: table_mirror.ChangelogWriter = table_mirror.KafkaChangelogWriter(settings)
 
 
 async def mirror_like_counts(

@@ -10,6 +10,7 @@ import faust
 
 from app.config import get_settings
 from app.core.logs import faust_logging_config
+from app.kafka.connection import faust_broker
 
 settings = get_settings()
 # Faust names table files after the table only: keep each app id's state apart.
@@ -19,7 +20,7 @@ datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 app = faust.App(
     # The app id is the Kafka consumer group and the prefix of the changelog topics.
     settings.faust_app_id,
-    broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+    **faust_broker(settings),  # servers, TLS and SASL as for every Kafka client of ours
     store=settings.faust_store,
     datadir=str(datadir),
     # Only these modules: an `origin` would make Faust import (scan) the whole `app` package.

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from app.kafka.connection import client_config
 from app.stream import gaps, ingest
 from app.stream.faust_app import settings
 
@@ -26,7 +27,7 @@ def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
 
 @cache
 def _admin() -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(client_config(settings))
 
 
 def topic_ids(names: Any) -> dict[str, str | None]:
@@ -47,7 +48,7 @@ def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": f"{settings.faust_app_id}-gaps",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -96,7 +97,7 @@ def read_gap(gap: gaps.Gap) -> list[ingest.Record]:
 def _offsets_reader() -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": f"{settings.faust_app_id}-watchdog",
         }
     )

@@ -27,6 +27,7 @@ from app.config import Settings
 from app.db import dead_letters, stream_offsets
 from app.db.dead_letters import REPLAY_HEADER, StoredDeadLetter
 from app.db.session import session_scope
+from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def replay_dead_letters(
     A replayed letter is marked `replayed`: a second replay leaves it alone.
     """
     report = ReplayReport()
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = make_producer(settings)
     with session_scope() as session:
         letters = dead_letters.select(
             session=session,
@@ -154,7 +155,7 @@ def reset_offsets(
     rename of FAUST_APP_ID) and accept the topic as it is; partitions with none are left alone.
     """
     group_id = group_id or settings.faust_app_id
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings))
     description = admin.describe_topics(TopicCollection([topic]), request_timeout=10)[topic]
     found = description.result()
     topic_id = str(found.topic_id) or None
@@ -212,7 +213,7 @@ def _watermarks(
     settings: Settings, topic: str, partitions: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
     group = f"{settings.faust_app_id}-admin-{uuid.uuid4().hex[:8]}"  # reads, never commits
-    reader = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
+    reader = Consumer({**client_config(settings), "group.id": group})
     try:
         return {p: reader.get_watermark_offsets(TopicPartition(topic, p), 10) for p in partitions}
     finally:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, Message, Producer
 from faust.types import TP
 
+from app.config import Settings
 from app.kafka.producer import make_producer
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class ChangelogWriter(Protocol):
 class KafkaChangelogWriter:
     """Writes changelog records through one idempotent producer (opened on first use)."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._producer: Producer | None = None
         self._lock = threading.Lock()
 
@@ -65,7 +66,7 @@ class KafkaChangelogWriter:
         if self._producer is None:
             # A table's records stay in their key's partition, in order (idempotence), and a
             # broker outage only delays them: delivery gives up only after `message.timeout.ms`.
-            self._producer = make_producer(self.bootstrap_servers, **{"linger.ms": 2})
+            self._producer = make_producer(self.settings, **{"linger.ms": 2})
         return self._producer
 
     def write(self, topic: str, records: Sequence[ChangelogRecord]) -> dict[int, int]:

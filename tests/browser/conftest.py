@@ -21,6 +21,7 @@ from app.db import migrate
 from app.db.session import dispose_engines, session_scope
 from app.jobs.schedule import seed_schedule
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from app.portal.template_files import load_default_templates
 from harness.waiting import free_port
 
@@ -58,9 +59,9 @@ def browser_db(settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def mailing_topic(settings: Settings) -> Iterator[str]:
     name = f"test.mailing.{uuid.uuid4().hex[:12]}"
-    ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=2)
+    ensure_topics(settings, [name], partitions=2)
     yield name
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+    AdminClient(client_config(settings)).delete_topics([name])
 
 
 @pytest.fixture

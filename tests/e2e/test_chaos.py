@@ -57,7 +57,7 @@ class Flow:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._users = iter(REGISTERING)
         self.errors: list[str] = []
-        self._producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+        self._producer = make_producer(pipeline.settings)
         self._lock = threading.Lock()  # the flow and the recovery probes share the producer
 
     def start(self) -> Flow:
@@ -173,7 +173,7 @@ def test_every_mail_goes_out_once_while_each_dependency_fails_in_turn(
         audience=parse_audience("\n".join(u["user_id"] for u in CAMPAIGN)),
         created_by="chaos",
     )
-    producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+    producer = make_producer(pipeline.settings)
     published = publish_campaign(
         campaign_id=campaign.campaign_id, producer=producer, topic=pipeline.topics["mailing"]
     )

@@ -59,7 +59,7 @@ def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
         f"TOPIC_{k.upper()}": f"{prefix}.{k}"
         for k in ("user_registered", "comment_liked", "mailing", "dead_letter")
     }
-    ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=4)
+    ensure_topics(settings, list(topics.values()), partitions=4)
     assert not _answers("http://127.0.0.1:8081/health")  # nothing of ours there yet
     env = {
         **os.environ,

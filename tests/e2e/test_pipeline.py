@@ -70,7 +70,7 @@ def pipeline(
 
 
 def _produce(pipeline: Pipeline, kind: str, events: list[Event]) -> None:
-    producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+    producer = make_producer(pipeline.settings)
     messages = [(str(e.user_id).encode(), encode_event(e)) for e in events]
     report = publish_all(producer, pipeline.topics[kind], messages)
     assert report.delivered == len(events), report.errors
@@ -247,7 +247,7 @@ def test_a_campaign_reaches_exactly_the_users_whose_policy_allows_mailings(
         audience=parse_audience("\n".join(u["user_id"] for u in recipients)),
         created_by="e2e",
     )
-    producer = make_producer(pipeline.settings.kafka_bootstrap_servers)
+    producer = make_producer(pipeline.settings)
     report = publish_campaign(
         campaign_id=campaign.campaign_id, producer=producer, topic=pipeline.topics["mailing"]
     )

@@ -19,6 +19,7 @@ from app.db.admin_users import create_or_replace
 from app.db.session import session_scope
 from app.domain.vocabulary import PortalRole
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from app.portal.app import create_app
 from app.portal.auth import hash_password
 
@@ -59,9 +60,9 @@ def log_in(client: TestClient, username: str, password: str) -> None:
 def mailing_topic_fixture(settings: Settings) -> Iterator[str]:
     """A mailing topic of this test alone."""
     name = f"test.mailing.{uuid.uuid4().hex[:12]}"
-    ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=2)
+    ensure_topics(settings, [name], partitions=2)
     yield name
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+    AdminClient(client_config(settings)).delete_topics([name])
 
 
 @pytest.fixture(name="portal_settings")

@@ -31,6 +31,7 @@ from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from app.stream.stall import STALL_EXIT_CODE
 from harness.waiting import free_port, wait_for
 
@@ -194,7 +195,7 @@ def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEn
     }
     stream = StreamEnv(prefix, settings, tmp_path, env)
     names = [stream.registered, stream.liked, stream.mailing, stream.dead_letter]
-    ensure_topics(settings.kafka_bootstrap_servers, names, partitions=4)
+    ensure_topics(settings, names, partitions=4)
     try:
         yield stream
     finally:
@@ -202,7 +203,7 @@ def stream_env(db: str, settings: Settings, tmp_path: Path) -> Iterator[StreamEn
             worker.stop()
             # Captured: pytest shows it only when the test failed.
             log.warning("%s", worker.diagnosis())
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin = AdminClient(client_config(settings))
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         if ours:
             admin.delete_topics(ours)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.db.session import session_scope
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from app.stream.gaps import Gap
 from app.stream.ingest import BatchResult, Record, apply_batch
 from app.stream.kafka_reads import read_gap
@@ -25,9 +26,9 @@ GROUP = "gaps-test"
 @pytest.fixture
 def topic(settings: Settings) -> Iterator[str]:
     name = f"test.gaps.{uuid.uuid4().hex[:12]}"
-    ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=1)
+    ensure_topics(settings, [name], partitions=1)
     yield name
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+    AdminClient(client_config(settings)).delete_topics([name])
 
 
 def _event(user: uuid.UUID, content: uuid.UUID, value: str, periodicity: str = "daily") -> bytes:

@@ -11,30 +11,29 @@ from confluent_kafka.admin import AdminClient
 
 from app.config import Settings
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from harness.kafka import read_topic
 
 
 @pytest.fixture
 def topic(settings: Settings) -> Iterator[str]:
     name = f"test.kafka.{uuid.uuid4().hex[:12]}"
-    assert ensure_topics(settings.kafka_bootstrap_servers, [name], partitions=4) == [name]
+    assert ensure_topics(settings, [name], partitions=4) == [name]
     yield name
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}).delete_topics([name])
+    AdminClient(client_config(settings)).delete_topics([name])
 
 
 def test_topic_has_four_partitions(settings: Settings, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings))
     metadata = admin.list_topics(topic, timeout=10).topics[topic]
     assert metadata.error is None
     assert sorted(metadata.partitions) == [0, 1, 2, 3]
     # Creating it again is a no-op, not an error.
-    assert ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=4) == []
+    assert ensure_topics(settings, [topic], partitions=4) == []
 
 
 def test_produce_and_consume_1000_in_a_group(settings: Settings, topic: str) -> None:
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True}
-    )
+    producer = Producer({**client_config(settings), "enable.idempotence": True})
     reports: list[KafkaError | None] = []
     sent = {f"msg-{i}".encode(): f"user-{i % 50}".encode() for i in range(1000)}
     for value, key in sent.items():
@@ -57,7 +56,7 @@ def test_produce_and_consume_1000_in_a_group(settings: Settings, topic: str) -> 
 def test_transactions_commit_and_abort(settings: Settings, topic: str) -> None:
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "transactional.id": f"test-tx-{uuid.uuid4().hex[:8]}",
         }
     )

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.contracts import validate
 from app.db.models import Campaign, CampaignRecipient, Delivery, Notification, Template
 from app.db.session import session_scope
+from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
 from app.portal import campaigns
 from harness.kafka import read_topic
@@ -159,8 +160,8 @@ def test_cancel_stops_unsent_deliveries(client: TestClient) -> None:
     assert _send(client, campaign_id).status_code == 409
 
 
-def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sizer"})
+def _topic_size(settings: Settings, topic: str, partitions: int) -> int:
+    consumer = Consumer({**client_config(settings), "group.id": "sizer"})
     try:
         return sum(
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -176,12 +177,12 @@ def test_ten_thousand_recipients_are_each_published_once(
     audience = campaigns.Audience(valid=tuple(uuid.uuid4() for _ in range(10_000)), invalid=())
     draft = campaigns.Draft("Big", _template_id(), "Big news " * 20, "weekly")
     campaign = campaigns.create_campaign(draft=draft, audience=audience, created_by="test")
-    producer = make_producer(portal_settings.kafka_bootstrap_servers)
+    producer = make_producer(portal_settings)
     # How fast: bench/campaign.py. Here: every event acknowledged, counted and on the topic.
     report = campaigns.publish_campaign(
         campaign_id=campaign.campaign_id, producer=producer, topic=portal_settings.topic_mailing
     )
     assert (report.delivered, report.failed) == (10_000, 0)
     topic = portal_settings.topic_mailing
-    assert _topic_size(portal_settings.kafka_bootstrap_servers, topic, 2) == 10_000
+    assert _topic_size(portal_settings, topic, 2) == 10_000
     assert _campaign(campaign.campaign_id).published_count == 10_000

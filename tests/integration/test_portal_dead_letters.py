@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import dead_letters
 from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
+from app.kafka.connection import client_config
 
 from .portal_support import form_token
 
@@ -52,7 +53,7 @@ def _read(settings: Settings, topic: str, expected: int) -> list[tuple[bytes, di
     group = f"read-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": group,
             "auto.offset.reset": "earliest",
         }

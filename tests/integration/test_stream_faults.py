@@ -22,6 +22,7 @@ from sqlalchemy import text
 from app.contracts import ContractError, decode_event
 from app.db.session import dispose_engines, session_scope
 from app.kafka.admin import ensure_topics
+from app.kafka.connection import client_config
 from harness.kafka import produce, read_topic
 from tests.fuzzing import fuzzed_value, poison_events, valid_value
 from tests.integration.outages import postgres_down
@@ -241,7 +242,7 @@ def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: Strea
 
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": s.settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(s.settings))
     for future in admin.delete_topics([s.liked]).values():
         future.result()
     wait_for(
@@ -269,7 +270,7 @@ def test_a_recreated_topic_is_held_until_an_operator_resets_it(stream_env: Strea
 
 def _recreated(s: StreamEnv) -> bool:
     try:
-        ensure_topics(s.settings.kafka_bootstrap_servers, [s.liked], partitions=4)
+        ensure_topics(s.settings, [s.liked], partitions=4)
     except Exception:  # noqa: BLE001 - Kafka may still be deleting it
         return False
     return True
