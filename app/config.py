@@ -2,26 +2,81 @@
 
 from __future__ import annotations
 
+import os
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Defaults that make a development machine work out of the box, refused outside DEV_MODE.
 PLACEHOLDER_SECRETS = {"secret_key": "dev-secret-change-me", "auth_api_token": "dev-auth-token"}
 MIN_SECRET_KEY_LENGTH = 32
+# Settings that hold a secret (a URL's password included): each one can also be handed over as
+# a file, NAME_FILE=/run/secrets/name (the Docker and Kubernetes secrets convention).
+SECRET_SETTINGS = (
+    "database_url",
+    "celery_broker_url",
+    "auth_api_token",
+    "sendgrid_api_key",
+    "smtp_url",
+    "secret_key",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+)
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Secret settings read from the files that NAME_FILE variables point at."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        if field_name.upper() in os.environ:
+            raise ValueError(f"set {field_name.upper()} or {field_name.upper()}_FILE, not both")
+        try:
+            # One trailing newline is the file's, not the secret's (echo, editors).
+            return Path(path).read_text(encoding="utf-8").removesuffix("\n"), field_name, False
+        except OSError as exc:
+            raise ValueError(f"{field_name.upper()}_FILE: cannot read {path}: {exc}") from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRET_SETTINGS:
+            value, _key, _complex = self.get_field_value(self.settings_cls.model_fields[name], name)
+            if value is not None:
+                values[name] = value
+        return values
 
 
 class Settings(BaseSettings):
     """Every knob of the service; each field is an environment variable of the same name."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A NAME_FILE variable counts as NAME itself: after the arguments, before .env.
+        secret_files = SecretFiles(settings_cls)
+        return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
 
     # Infrastructure (defaults match `make services`).
     database_url: str = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify"

@@ -163,7 +163,7 @@ class Pipeline:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": self.settings.database_url,
@@ -182,6 +182,8 @@ class Pipeline:
             "LOG_FORMAT": "json",
             **self.extra_env,
         }
+        # A secret handed over as a file (NAME_FILE) replaces the variable itself.
+        return {k: v for k, v in env.items() if f"{k}_FILE" not in self.extra_env}
 
     def _define(self) -> list[Process]:
         log = self.tmp

@@ -16,14 +16,19 @@ def main(log_level: str) -> None:
     """Kafka-native notification service."""
     try:
         settings = get_settings()
-    except ValidationError as exc:  # a refused configuration: say which setting, not a trace
-        reasons = "; ".join(
-            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
-        )
-        raise click.ClickException(f"configuration refused: {reasons}") from exc
+    except ValueError as exc:  # a refused configuration: say which setting, not a trace
+        raise click.ClickException(f"configuration refused: {_reasons(exc)}") from exc
     logs.configure(settings.log_format, log_level)
 
 
 for module in (setup, processes, operators, demo):
     for command in module.COMMANDS:
         main.add_command(command)
+
+
+def _reasons(exc: ValueError) -> str:
+    # Pydantic's messages name the setting and the problem, never the value (it may be secret).
+    if isinstance(exc, ValidationError):
+        messages = (str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        return "; ".join(messages)
+    return str(exc)

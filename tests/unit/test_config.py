@@ -2,11 +2,12 @@ import os
 import subprocess
 import sys
 from datetime import time
+from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from app.config import Settings, parse_quiet_hours
+from app.config import SECRET_SETTINGS, Settings, parse_quiet_hours
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +118,34 @@ def test_a_process_refuses_to_start_on_placeholder_secrets() -> None:
     )
     assert started.returncode == 1
     assert "configuration refused: SECRET_KEY is the development placeholder" in started.stderr
+
+
+@pytest.mark.parametrize("name", SECRET_SETTINGS)
+def test_every_secret_setting_reads_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    value = {"database_url": "postgresql+psycopg2://u:p@db:5432/x", "smtp_url": "smtp://u:p@h:25"}
+    secret = value.get(name, "s3cret-from-a-file-" + "x" * 32)
+    path = tmp_path / name
+    path.write_text(secret + "\n")  # as `echo` writes it
+    monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv(f"{name.upper()}_FILE", str(path))
+    if name == "kafka_sasl_password":
+        monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", "svc")
+    got = getattr(Settings(_env_file=None), name)
+    assert (got.get_secret_value() if isinstance(got, SecretStr) else got) == secret
+
+
+def test_a_secret_given_twice_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file")
+    monkeypatch.setenv("AUTH_API_TOKEN", "from-env")
+    monkeypatch.setenv("AUTH_API_TOKEN_FILE", str(tmp_path / "token"))
+    with pytest.raises(ValueError, match="set AUTH_API_TOKEN or AUTH_API_TOKEN_FILE, not both"):
+        Settings(_env_file=None)
+
+
+def test_an_unreadable_secret_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY_FILE", "/no/such/file")
+    with pytest.raises(ValueError, match="SENDGRID_API_KEY_FILE: cannot read /no/such/file"):
+        Settings(_env_file=None)
