@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     kafka_ssl_key_file: Path | None = None
     kafka_ssl_key_password: SecretStr = SecretStr("")
     celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
+    # amqps:// URLs: the CA that signed the broker's certificate (default: the system's CAs).
+    # PostgreSQL's TLS goes in DATABASE_URL: ?sslmode=verify-full&sslrootcert=/path/ca.pem
+    celery_broker_ca_file: Path | None = None
 
     # Outside systems.
     auth_api_url: str = "http://127.0.0.1:8081"

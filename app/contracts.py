@@ -108,7 +108,7 @@ def decode_event(kind: EventKind, raw: bytes | None, *, max_bytes: int) -> Event
     if len(raw) > max_bytes:
         raise ContractError(f"{kind}: message of {len(raw)} bytes is over the {max_bytes} limit")
     try:
-        return _decode(kind, raw)
+        return _decode(kind, without_registry_frame(kind, raw))
     except ContractError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -117,6 +117,22 @@ def decode_event(kind: EventKind, raw: bytes | None, *, max_bytes: int) -> Event
         raise ContractError(f"{kind}: not JSON (nested too deeply: {exc})") from exc
     except Exception as exc:  # noqa: BLE001 - see the docstring: every failure is this event's
         raise ContractError(f"{kind}: cannot be decoded ({type(exc).__name__}: {exc})") from exc
+
+
+# Confluent Schema Registry's wire format: a zero "magic" byte and a 4-byte big-endian schema
+# id before the serialized value. JSON text never starts with a zero byte, so a framed value is
+# told apart from a plain one by that byte alone.
+REGISTRY_MAGIC = b"\x00"
+REGISTRY_FRAME_BYTES = 5
+
+
+def without_registry_frame(kind: EventKind, raw: bytes) -> bytes:
+    """The JSON of a Schema-Registry-framed value (the id is not looked up: our schema decides)."""
+    if raw[:1] == REGISTRY_MAGIC:
+        if len(raw) < REGISTRY_FRAME_BYTES:
+            raise ContractError(f"{kind}: not JSON (a Schema Registry frame under 5 bytes)")
+        return raw[REGISTRY_FRAME_BYTES:]
+    return raw
 
 
 def _decode(kind: EventKind, raw: bytes) -> Event:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from confluent_kafka import Consumer, KafkaError, Message
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from app.config import REPO_ROOT, Settings
 from app.kafka.connection import client_config
@@ -20,13 +22,29 @@ SECURED_LISTENER = {
     "kafka_sasl_mechanism": "SCRAM-SHA-512",
     "kafka_sasl_username": "notify",
     "kafka_sasl_password": SecretStr("notify-kafka"),
-    "kafka_ssl_ca_file": REPO_ROOT / "var" / "kafka" / "tls" / "ca.pem",
+    "kafka_ssl_ca_file": REPO_ROOT / "var" / "tls" / "ca.pem",  # LOCAL_CA
 }
 
 
+LOCAL_CA = REPO_ROOT / "var" / "tls" / "ca.pem"
+
+
 def secured(settings: Settings, **changes: object) -> Settings:
-    """These settings, on the secured listener instead of the plaintext one."""
-    return Settings.model_validate({**settings.model_dump(), **SECURED_LISTENER, **changes})
+    """These settings with every connection over TLS, verified against the local CA: Kafka's
+    SASL_SSL listener, PostgreSQL with sslmode=verify-full, RabbitMQ over amqps://."""
+    database = make_url(settings.database_url).update_query_dict(
+        {"sslmode": "verify-full", "sslrootcert": str(LOCAL_CA)}
+    )
+    broker = urlsplit(settings.celery_broker_url)
+    tls_services = {
+        "database_url": database.render_as_string(hide_password=False),
+        "celery_broker_url": broker._replace(
+            scheme="amqps", netloc=broker.netloc.replace(":5672", ":5671")
+        ).geturl(),
+        "celery_broker_ca_file": LOCAL_CA,
+    }
+    values = {**settings.model_dump(), **SECURED_LISTENER, **tls_services, **changes}
+    return Settings.model_validate(values)
 
 
 def kafka_env(settings: Settings) -> dict[str, str]:
@@ -45,6 +63,12 @@ def kafka_env(settings: Settings) -> dict[str, str]:
     }
     env.update({name: str(path) for name, path in files.items() if path is not None})
     return env
+
+
+def tls_env(settings: Settings) -> dict[str, str]:
+    """The broker's CA file, for a child process on an amqps:// broker."""
+    ca_file = settings.celery_broker_ca_file
+    return {"CELERY_BROKER_CA_FILE": str(ca_file)} if ca_file else {}
 
 
 def produce(

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from app.config import REPO_ROOT, Settings
 from app.kafka.admin import ensure_topics
-from harness.kafka import kafka_env
+from harness.kafka import kafka_env, tls_env
 from harness.waiting import free_port, wait_for
 
 BIN = Path(sys.executable).parent
@@ -169,6 +169,7 @@ class Pipeline:
             "DATABASE_URL": self.settings.database_url,
             "CELERY_BROKER_URL": self.settings.celery_broker_url,
             **kafka_env(self.settings),
+            **tls_env(self.settings),
             "AUTH_API_URL": f"http://127.0.0.1:{self.auth_port}",
             "EMAIL_BACKEND": self.email_backend,
             "SENDGRID_HOST": self.sendgrid_url,
@@ -304,7 +305,7 @@ def reset_state(settings: Settings) -> None:
 
     from app.db import migrate
     from app.db.session import session_scope
-    from app.jobs.celery_app import celery_app
+    from app.jobs.celery_app import broker_tls, celery_app
     from app.jobs.schedule import seed_schedule
     from app.portal.template_files import load_default_templates
 
@@ -317,7 +318,7 @@ def reset_state(settings: Settings) -> None:
         session.execute(text(f"TRUNCATE {tables} CASCADE"))
         load_default_templates(session=session)
     seed_schedule()
-    with Connection(settings.celery_broker_url) as conn:
+    with Connection(settings.celery_broker_url, ssl=broker_tls(settings)) as conn:
         for queue in celery_app.conf.task_queues:
             bound = queue(conn.default_channel)
             bound.declare()

@@ -15,8 +15,9 @@
 #   PostgreSQL  postgresql://notify:notify@127.0.0.1:5432/notify   (and .../notify_test)
 #   RabbitMQ    amqp://notify:notify@127.0.0.1:5672/notify
 #   Kafka       127.0.0.1:9092 (PLAINTEXT; KRaft controller on 127.0.0.1:9093)
-#               127.0.0.1:9094 (SASL_SSL: SCRAM-SHA-512/256 user notify / notify-kafka, server
-#               certificate signed by the local CA var/kafka/tls/ca.pem, generated here)
+#               127.0.0.1:9094 (SASL_SSL: SCRAM-SHA-512/256 user notify / notify-kafka)
+#   TLS         PostgreSQL (sslmode=verify-full), RabbitMQ amqps://...:5671 and Kafka's SASL_SSL
+#               listener serve certificates of a local CA generated here: var/tls/ca.pem
 #
 # Tunables (environment): SERVICES_TIMEOUT (seconds to wait for each service, default 180),
 # KAFKA_HEAP_OPTS (default "-Xmx1G -Xms512M").
@@ -28,6 +29,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR="$ROOT/var"
 LOGDIR="$VAR/log"
+TLS_DIR="$VAR/tls"
 HOST=127.0.0.1
 TIMEOUT="${SERVICES_TIMEOUT:-180}"
 
@@ -36,6 +38,7 @@ PG_USER=notify PG_PASSWORD=notify
 PG_DATABASES=(notify notify_test)
 
 RABBIT_PORT=5672
+RABBIT_TLS_PORT=5671
 RABBIT_DIST_PORT=25672   # Erlang distribution port (node-to-node / CLI); RabbitMQ's default is AMQP port + 20000
 EPMD_PORT=4369
 RABBIT_VHOST=notify RABBIT_USER=notify RABBIT_PASSWORD=notify
@@ -72,6 +75,38 @@ die_with_log() {
   done
   exit 1
 }
+
+# The local stack's own CA (var/tls/ca.pem) and one server certificate per service, for
+# 127.0.0.1 and localhost, made once with openssl: the TLS listeners of PostgreSQL, RabbitMQ and
+# Kafka serve them, so clients verify the servers as they would in production.
+tls_ca() {
+  [[ -s $TLS_DIR/ca.pem && -s $TLS_DIR/ca.key ]] && return 0
+  mkdir -p "$TLS_DIR" "$LOGDIR"
+  log "generating the local CA in $TLS_DIR"
+  openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -subj "/CN=notify local CA" \
+    -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" >"$LOGDIR/tls.log" 2>&1 ||
+    die_with_log "could not generate the local CA" "$LOGDIR/tls.log"
+  chmod 600 "$TLS_DIR/ca.key"
+}
+
+# tls_server_cert NAME: $TLS_DIR/NAME.key and NAME.crt, signed by the local CA
+tls_server_cert() {
+  local name=$1
+  tls_ca
+  [[ -s $TLS_DIR/$name.crt && -s $TLS_DIR/$name.key && $TLS_DIR/$name.crt -nt $TLS_DIR/ca.pem ]] && return 0
+  log "generating a $name server certificate in $TLS_DIR"
+  {
+    openssl req -new -nodes -newkey rsa:2048 -subj "/CN=127.0.0.1" \
+      -keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/$name.ext" &&
+    openssl x509 -req -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$TLS_DIR/$name.ext" -out "$TLS_DIR/$name.crt"
+  } >"$LOGDIR/tls.log" 2>&1 || die_with_log "could not generate the $name certificate" "$LOGDIR/tls.log"
+  chmod 600 "$TLS_DIR/$name.key"
+}
+
+# install_private SRC DEST OWNER: a copy only OWNER can read (daemons refuse group-readable keys)
+install_private() { install -m 600 -o "$3" -g "$3" "$1" "$2"; }
 
 need_root() {
   [[ $EUID -eq 0 ]] || die "run as root (installs packages and starts system daemons as their own users)"
@@ -230,10 +265,19 @@ start_postgres() {
   # pg_conftool: `pg_conftool set listen_addresses 127.0.0.1` writes the value unquoted, which
   # postgres rejects as a syntax error.
   local confd="/etc/postgresql/$PG_VER/$PG_CLUSTER/conf.d"
-  install -d -o postgres -g postgres "$confd"
+  local pgtls="/etc/postgresql/$PG_VER/$PG_CLUSTER/notify-tls"
+  install -d -o postgres -g postgres "$confd" "$pgtls"
+  # TLS with the local CA's certificate (Debian's snakeoil one names the host, not 127.0.0.1):
+  # clients can use sslmode=verify-full with sslrootcert=var/tls/ca.pem.
+  tls_server_cert postgresql
+  install -m 644 -o postgres -g postgres "$TLS_DIR/postgresql.crt" "$pgtls/server.crt"
+  install_private "$TLS_DIR/postgresql.key" "$pgtls/server.key" postgres
   if write_if_changed "$confd/50-notify-services.conf" <<EOF; then
-# Written by scripts/services.sh (notification service dev/CI stack): loopback only.
+# Written by scripts/services.sh (notification service dev/CI stack): loopback only, TLS offered.
 listen_addresses = '$HOST'
+ssl = on
+ssl_cert_file = '$pgtls/server.crt'
+ssl_key_file = '$pgtls/server.key'
 EOF
     chown postgres:postgres "$confd/50-notify-services.conf"
     chmod 644 "$confd/50-notify-services.conf"
@@ -245,7 +289,7 @@ EOF
   case "$(pg_status)" in
     online*)
       if ((need_restart)); then
-        log "restarting PostgreSQL $PG_VER/$PG_CLUSTER to apply listen_addresses=$HOST"
+        log "restarting PostgreSQL $PG_VER/$PG_CLUSTER to apply its configuration"
         pg_ctlcluster "$PG_VER" "$PG_CLUSTER" restart </dev/null >"$LOGDIR/pg_ctlcluster.log" 2>&1 9>&- ||
           die_with_log "pg_ctlcluster restart failed" "$LOGDIR/pg_ctlcluster.log" "$pglog"
       fi
@@ -318,8 +362,33 @@ rabbit_env() {
 
 rmqctl() { rabbitmqctl -q "$@" </dev/null 9>&-; }
 
+# An amqps listener on 5671 beside amqp on 5672, with the local CA's certificate.
+rabbit_tls_config() {
+  local dir=/etc/rabbitmq/notify-tls
+  tls_server_cert rabbitmq
+  install -d -o rabbitmq -g rabbitmq "$dir" /etc/rabbitmq/conf.d
+  install -m 644 -o rabbitmq -g rabbitmq "$TLS_DIR/ca.pem" "$dir/ca.pem"
+  install -m 644 -o rabbitmq -g rabbitmq "$TLS_DIR/rabbitmq.crt" "$dir/server.crt"
+  install_private "$TLS_DIR/rabbitmq.key" "$dir/server.key" rabbitmq
+  # returns 0 (true) when the file changed, so a running broker is restarted to apply it
+  write_if_changed /etc/rabbitmq/conf.d/50-notify-tls.conf <<EOF || return 1
+# Written by scripts/services.sh (notification service dev/CI stack): amqps on loopback.
+listeners.ssl.1 = $HOST:$RABBIT_TLS_PORT
+ssl_options.cacertfile = $dir/ca.pem
+ssl_options.certfile = $dir/server.crt
+ssl_options.keyfile = $dir/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOF
+  chmod 644 /etc/rabbitmq/conf.d/50-notify-tls.conf
+}
+
 start_rabbitmq() {
   rabbit_env
+  if rabbit_tls_config && port_open "$HOST" "$RABBIT_PORT"; then
+    log "restarting RabbitMQ to apply its TLS listener"
+    stop_rabbitmq
+  fi
   if ! port_open "$HOST" "$RABBIT_PORT"; then
     # An epmd left over from an earlier run without ERL_EPMD_ADDRESS would keep 4369 public.
     if public_listeners "$EPMD_PORT" >/dev/null; then
@@ -406,25 +475,13 @@ write_if_changed() {
   return 0
 }
 
-# A local CA and a broker certificate for 127.0.0.1/localhost, made once (openssl): what the
-# SASL_SSL listener serves, so clients verify the broker as they would a real cluster's.
+# Kafka's PEM key store for the SASL_SSL listener: the unencrypted PKCS#8 key, then the chain.
 kafka_tls() {
-  [[ -s $KAFKA_TLS/broker.pem && -s $KAFKA_TLS/ca.pem ]] && return 0
+  tls_server_cert kafka
+  [[ -s $KAFKA_TLS/broker.pem && $KAFKA_TLS/broker.pem -nt $TLS_DIR/kafka.crt ]] && return 0
   mkdir -p "$KAFKA_TLS"
-  local out="$LOGDIR/kafka-tls.log"
-  log "generating a local CA and broker certificate in $KAFKA_TLS"
-  {
-    openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -subj "/CN=notify local CA" \
-      -keyout "$KAFKA_TLS/ca.key" -out "$KAFKA_TLS/ca.pem" &&
-    openssl req -new -nodes -newkey rsa:2048 -subj "/CN=127.0.0.1" \
-      -keyout "$KAFKA_TLS/broker.key" -out "$KAFKA_TLS/broker.csr" &&
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$KAFKA_TLS/broker.ext" &&
-    openssl x509 -req -in "$KAFKA_TLS/broker.csr" -CA "$KAFKA_TLS/ca.pem" -CAkey "$KAFKA_TLS/ca.key" \
-      -CAcreateserial -days 3650 -extfile "$KAFKA_TLS/broker.ext" -out "$KAFKA_TLS/broker.crt"
-  } >"$out" 2>&1 || die_with_log "could not generate the Kafka TLS files" "$out"
-  # Kafka's PEM key store: the unencrypted PKCS#8 key, then the certificate chain.
-  cat "$KAFKA_TLS/broker.key" "$KAFKA_TLS/broker.crt" "$KAFKA_TLS/ca.pem" >"$KAFKA_TLS/broker.pem"
-  chmod 600 "$KAFKA_TLS"/*.key "$KAFKA_TLS/broker.pem"
+  cat "$TLS_DIR/kafka.key" "$TLS_DIR/kafka.crt" "$TLS_DIR/ca.pem" >"$KAFKA_TLS/broker.pem"
+  chmod 600 "$KAFKA_TLS/broker.pem"
 }
 
 # SCRAM credentials live in the cluster metadata: set them once per formatted storage.
@@ -598,11 +655,12 @@ print_endpoints() {
   cat <<EOF
 Services (127.0.0.1 only):
   PostgreSQL $PG_VER/$PG_CLUSTER  postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/${PG_DATABASES[0]}  (also /${PG_DATABASES[1]})
-  RabbitMQ        amqp://$RABBIT_USER:$RABBIT_PASSWORD@$HOST:$RABBIT_PORT/$RABBIT_VHOST
+  RabbitMQ        amqp://$RABBIT_USER:$RABBIT_PASSWORD@$HOST:$RABBIT_PORT/$RABBIT_VHOST  (amqps on $RABBIT_TLS_PORT)
+  TLS             servers' certificates signed by the local CA $TLS_DIR/ca.pem
   Kafka           $HOST:$KAFKA_PORT  (KRaft controller $HOST:$KAFKA_CONTROLLER_PORT; logs $KAFKA_DIR/logs)
-                  $HOST:$KAFKA_SASL_SSL_PORT SASL_SSL, SCRAM user $KAFKA_SCRAM_USER / $KAFKA_SCRAM_PASSWORD, CA $KAFKA_TLS/ca.pem
+                  $HOST:$KAFKA_SASL_SSL_PORT SASL_SSL, SCRAM user $KAFKA_SCRAM_USER / $KAFKA_SCRAM_PASSWORD
 Listening sockets:
-$(show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")
+$(show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")
 EOF
 }
 
@@ -619,7 +677,7 @@ cmd_start() {
   kafka_wait
   kafka_scram_users
   local bad
-  if bad="$(public_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")"; then
+  if bad="$(public_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")"; then
     log "WARNING: listening beyond loopback: $bad"
   fi
   print_endpoints
@@ -672,7 +730,7 @@ cmd_status() {
     echo "kafka:      DOWN"; rc=1
   fi
   echo "listening sockets:"
-  show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
   return "$rc"
 }
 

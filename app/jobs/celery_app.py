@@ -5,17 +5,21 @@ Other processes hand work over by task name (`send_task`), so they never import 
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init
 from kombu.entity import Exchange, Queue
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.core import logs, metrics
 
 JOBS_QUEUE = "jobs"
 EMAILS_QUEUE = "emails"
+# Debian's bundle of the system's CAs (ca-certificates), when Python names no CA file of its own.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Task names: the contract between processes.
 DAILY_DIGEST = "notify.daily_digest"
@@ -60,8 +64,23 @@ def create_app() -> Celery:
         beat_dburi=settings.database_url,
         beat_schema=BEAT_SCHEMA,
         beat_max_loop_interval=5,
+        broker_use_ssl=broker_tls(settings),
     )
     return app
+
+
+def broker_tls(settings: Settings) -> dict[str, Any] | bool:
+    """Celery's `broker_use_ssl` for an amqps:// broker: the server checked against the CA file
+    (CELERY_BROKER_CA_FILE, else the system's CAs) and its name; False for plain amqp://."""
+    url = urlsplit(settings.celery_broker_url)
+    if url.scheme != "amqps":
+        return False
+    ca_file = settings.celery_broker_ca_file or ssl.get_default_verify_paths().cafile
+    return {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "ca_certs": str(ca_file) if ca_file else SYSTEM_CA_BUNDLE,
+        "server_hostname": url.hostname,
+    }
 
 
 celery_app = create_app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,29 @@ def test_event_kinds_are_schemas() -> None:
     assert set(EVENT_KINDS) <= set(SCHEMA_NAMES)
     with pytest.raises(KeyError):
         load_schema("nope")
+
+
+def _framed(schema_id: int, value: bytes) -> bytes:
+    # Confluent's wire format: magic byte 0, the schema id as 4 big-endian bytes, the value.
+    return b"\x00" + struct.pack(">I", schema_id) + value
+
+
+def test_a_schema_registry_framed_event_decodes_like_a_plain_one() -> None:
+    event = Event(uuid.uuid4(), "weekly", uuid.uuid4(), "Autumn news")
+    plain = encode_event(event)
+    assert decode_event("mailing", _framed(7, plain), max_bytes=4096) == event
+    assert decode_event("mailing", plain, max_bytes=4096) == event
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\x00\x00\x01", "Schema Registry frame under 5 bytes"),
+        (_framed(1, b"{not json"), "not JSON"),
+        (_framed(1, b'{"user_id": "x"}'), "must"),
+        (_framed(1, _framed(1, b"{}")), "not JSON"),  # framed twice: the inner zero byte
+    ],
+)
+def test_a_broken_framed_event_is_a_contract_error(raw: bytes, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        decode_event("mailing", raw, max_bytes=4096)

@@ -1,7 +1,8 @@
-"""The service on a secured Kafka: TLS with a CA of its own and SCRAM-SHA-512 users.
+"""The service with every connection secured, as in production: TLS verified against a CA.
 
-The local stack's broker has a SASL_SSL listener beside the plaintext one (scripts/services.sh);
-here every process of the service, and every client the tests use, connects through it.
+The local stack serves TLS beside its plaintext ports (scripts/services.sh): Kafka's SASL_SSL
+listener with SCRAM-SHA-512 users, PostgreSQL (sslmode=verify-full) and RabbitMQ (amqps://).
+Here every process of the service connects through them, its secrets handed over as files.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from app.auth.dev_server import USER_PREFIX, generate_users
 from app.config import REPO_ROOT, Settings
@@ -159,9 +161,9 @@ def test_no_process_logs_a_secret(pipeline: Pipeline) -> None:
     logs = {path.name: path.read_text("utf-8", "replace") for path in pipeline.tmp.glob("*.log")}
     assert {"stream.log", "emails.log", "jobs.log", "auth.log"} <= logs.keys(), logs.keys()
     assert all(logs.values())
-    for name, text in logs.items():
+    for name, log in logs.items():
         for secret in (*SECRETS.values(), "notify:notify@"):
-            assert secret not in text, f"{name} logs a secret"
+            assert secret not in log, f"{name} logs a secret"
 
 
 def _auth_status(pipeline: Pipeline, token: str) -> int:
@@ -182,3 +184,14 @@ def test_the_processes_use_the_secrets_from_their_files(pipeline: Pipeline) -> N
     # above shows the jobs used the same one): the placeholder no longer opens it.
     assert _auth_status(pipeline, SECRETS["auth_api_token"]) == 200
     assert _auth_status(pipeline, "dev-auth-token") == 401
+
+
+def test_the_processes_talk_to_postgresql_over_tls(pipeline: Pipeline) -> None:
+    with session_scope() as session:
+        encrypted = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                "WHERE ssl AND datname = current_database() AND version LIKE 'TLSv1._'"
+            )
+        )
+    assert encrypted >= 3  # the stream worker, the jobs worker, the e-mail worker at least
