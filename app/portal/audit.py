@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +24,7 @@ from app.portal.roles import READ_METHODS, PortalUser
 SECRET_FIELDS = frozenset({"csrf_token", "password", "password_confirm"})
 MAX_CAPTURED_BYTES = 64 * 1024
 MAX_VALUE_CHARS = 300
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 async def record(
@@ -40,17 +41,42 @@ async def record(
     await run_in_threadpool(_write, actor, action, target, outcome, client, detail)
 
 
-def form_detail(content_type: str, body: bytes) -> dict[str, object] | None:
-    """The fields of a urlencoded form as {name: value}, secrets dropped, long values cut."""
-    if not content_type.startswith("application/x-www-form-urlencoded"):
+async def form_detail(content_type: str, body: bytes) -> dict[str, object] | None:
+    """The fields of a form (urlencoded or multipart) as {name: value}: secrets dropped, long
+    values cut, an uploaded file as its name and size. Other bodies: their type and size."""
+    if not content_type.startswith(FORM_TYPES):
         return {"content_type": content_type[:100], "bytes": len(body)} if body else None
+    try:
+        form = await _parse_form(content_type, body)
+    except Exception:  # noqa: BLE001 - a body cut at the capture limit, or not a form after all
+        return {"content_type": content_type[:100], "bytes": len(body), "unparsed": True}
     fields: dict[str, Any] = {}
-    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+    for name, value in form.multi_items():
         if name in SECRET_FIELDS:
             continue
-        cut = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
-        fields[name] = cut if name not in fields else f"{fields[name]}, {cut}"
+        if isinstance(value, UploadFile):
+            text = f"<file {value.filename!r}, {value.size} bytes>"
+        else:
+            text = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
+        fields[name] = text if name not in fields else f"{fields[name]}, {text}"
     return {"fields": fields} if fields else None
+
+
+async def _parse_form(content_type: str, body: bytes) -> FormData:
+    # Starlette's own parser, over the bytes the handler already read.
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "headers": [(b"content-type", content_type.encode())],
+    }
+    request = Request(scope, replay)
+    try:
+        return await request.form(max_files=100, max_fields=10_000)
+    finally:
+        await request.close()
 
 
 class AuditMiddleware:
@@ -86,7 +112,7 @@ class AuditMiddleware:
         query = scope.get("query_string", b"").decode("latin-1")
         target = scope["path"] + (f"?{query}" if query else "")
         client = scope["client"][0] if scope.get("client") else None
-        detail = form_detail(content_type, body)
+        detail = await form_detail(content_type, body)
         await run_in_threadpool(
             _write, user.username, scope["method"], target, status, client, detail
         )

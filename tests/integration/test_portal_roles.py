@@ -30,7 +30,7 @@ def _mailing_template_id() -> str:
         return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
 
 
-def _draft(client: TestClient) -> uuid.UUID:
+def _draft(client: TestClient, csv: bytes | None = None) -> uuid.UUID:
     data = {
         "name": "Roles",
         "template_id": _mailing_template_id(),
@@ -39,7 +39,9 @@ def _draft(client: TestClient) -> uuid.UUID:
         "audience": str(uuid.uuid4()),
         "csrf_token": form_token(client),
     }
-    response = client.post("/admin/mailings/new", data=data, follow_redirects=False)
+    # A browser posts this form as multipart/form-data (it has a file field); urlencoded without.
+    files = {"audience_csv": ("audience.csv", csv, "text/csv")} if csv is not None else None
+    response = client.post("/admin/mailings/new", data=data, files=files, follow_redirects=False)
     assert response.status_code == 303, response.text[:300]
     return uuid.UUID(response.headers["location"].rsplit("/", 1)[1])
 
@@ -123,7 +125,7 @@ def test_an_admin_sends_and_every_send_and_edit_is_in_the_audit_log(
 ) -> None:
     admin, admin_name = _signed_in(portal_settings, "admin")
     with admin:
-        campaign_id = _draft(admin)
+        campaign_id = _draft(admin, csv=f"user_id\n{uuid.uuid4()}\n".encode())
         assert _send(admin, campaign_id).status_code == 200
         assert _status(campaign_id) == "published"
         name = f"audited-{uuid.uuid4().hex[:6]}"
@@ -138,6 +140,7 @@ def test_an_admin_sends_and_every_send_and_edit_is_in_the_audit_log(
     draft = by_target["/admin/mailings/new"]
     assert (draft.action, draft.outcome) == ("POST", 303)
     assert draft.detail is not None and draft.detail["fields"]["name"] == "Roles"
+    assert draft.detail["fields"]["audience_csv"] == "<file 'audience.csv', 45 bytes>"
     assert "csrf_token" not in draft.detail["fields"]
     sent = by_target[f"/admin/mailings/{campaign_id}/send"]
     assert (sent.action, sent.outcome) == ("POST", 303)
