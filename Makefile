@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_test
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-stop services-status db test test-unit lint typecheck format run clean
+.PHONY: help install services services-stop services-status db test test-unit lint typecheck format run clean security
 
 help:
 	@echo "make run              start the service stack and the pipeline (Ctrl-C stops the processes)"
@@ -21,6 +21,7 @@ help:
 	@echo "make typecheck        mypy over app/ (strict for domain, db, contracts and config)"
 	@echo "make format           ruff format and the fixable ruff checks"
 	@echo "make clean            remove .venv and the caches"
+	@echo "make security         bandit, schemathesis and wapiti against the code and a scratch portal (docs/security.md)"
 
 # The local stack runs on placeholder secrets, which the service refuses outside DEV_MODE.
 run db test test-unit: export DEV_MODE ?= true
@@ -82,3 +83,6 @@ run: db
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+security: install services
+	bash scripts/security.sh

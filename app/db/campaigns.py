@@ -117,7 +117,7 @@ def cancel(*, session: Session, campaign_id: uuid.UUID, now: datetime) -> tuple[
     # so cancelling them is as safe as cancelling scheduled ones.
     result = session.execute(
         text(
-            "UPDATE deliveries d SET status = 'cancelled', updated_at = now()"
+            "UPDATE deliveries d SET status = 'cancelled', updated_at = now()"  # nosec B608  # only the constant _OF_CAMPAIGN is interpolated; values are bound
             f" FROM notifications n WHERE d.notification_id = n.notification_id AND {_OF_CAMPAIGN}"
             " AND d.status IN ('scheduled', 'enqueued')"
         ),
@@ -127,7 +127,7 @@ def cancel(*, session: Session, campaign_id: uuid.UUID, now: datetime) -> tuple[
     # Pending rows would otherwise be planned (or sent now, for `once`) later on.
     result = session.execute(
         text(
-            "UPDATE notifications n SET status = 'skipped', last_update = :now"
+            "UPDATE notifications n SET status = 'skipped', last_update = :now"  # nosec B608  # only the constant _OF_CAMPAIGN is interpolated; values are bound
             f" WHERE {_OF_CAMPAIGN} AND n.status IN ('pending', 'queued', 'failed')"
         ),
         {"cid": campaign_id, "now": now},
@@ -140,7 +140,7 @@ def outcome_counts(*, session: Session, campaign_id: uuid.UUID) -> dict[str, int
     """How many of the campaign's notifications are in each state (their latest delivery's)."""
     rows = session.execute(
         text(
-            "SELECT COALESCE(d.status, 'notified:' || n.status) AS state, count(*) AS n"
+            "SELECT COALESCE(d.status, 'notified:' || n.status) AS state, count(*) AS n"  # nosec B608  # only the constant _OF_CAMPAIGN is interpolated; values are bound
             " FROM notifications n LEFT JOIN LATERAL ("
             "   SELECT status FROM deliveries WHERE notification_id = n.notification_id"
             "   ORDER BY created_at DESC LIMIT 1) d ON true"

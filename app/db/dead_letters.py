@@ -129,7 +129,7 @@ def select(
     """Dead letters, oldest first, filtered; `for_update` locks them (skipping locked ones)."""
     rows = session.execute(
         text(
-            f"SELECT {_COLUMNS} FROM dead_letters"
+            f"SELECT {_COLUMNS} FROM dead_letters"  # nosec B608  # only the constants _COLUMNS and FOR UPDATE; values are bound
             " WHERE (CAST(:group AS text) IS NULL OR group_id = :group)"
             " AND (CAST(:status AS text) IS NULL OR status = :status)"
             " AND (CAST(:reason AS text) IS NULL OR reason = :reason)"

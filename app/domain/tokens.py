@@ -49,7 +49,9 @@ def read_unsubscribe_token(*, secret: str, token: str, now: datetime | None = No
         user_id, expires_at = uuid.UUID(hex=user_hex), int(expires)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidToken("malformed token") from exc
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    # As bytes: compare_digest raises TypeError on non-ASCII text, which a forged token may hold.
+    expected = _signature(secret, payload).encode()
+    if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected):
         raise InvalidToken("bad signature")
     if (now or datetime.now(UTC)).timestamp() > expires_at:
         raise InvalidToken("expired")

@@ -19,6 +19,7 @@ from app.db import dead_letters, stats
 from app.db.session import session_scope
 from app.portal import unsubscribe, webhooks
 from app.portal.admin import install_admin
+from app.portal.nul_guard import RefuseNul
 
 T = TypeVar("T")
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     install_admin(app, app.state.settings)  # admin UI at /admin, login, CSRF defences
+    app.add_middleware(RefuseNul)  # before anything reads the request (the CSRF check)
     # Added last, so it is the outermost middleware: the login redirects and CSRF refusals of
     # the middlewares above get the headers too.
     app.add_middleware(SecurityHeaders)

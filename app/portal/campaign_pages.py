@@ -16,6 +16,7 @@ from app.db.session import session_scope
 from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import make_producer
 from app.portal import campaigns
+from app.portal.api_models import CampaignProgress, Detail
 from app.portal.csrf import verified_form
 from app.portal.pages import render_page
 
@@ -115,7 +116,15 @@ async def campaign_page(
     return await render_page(request, "portal/campaign.html", context)
 
 
-@router.get("/admin/api/mailings/{campaign_id}/progress")
+@router.get(
+    "/admin/api/mailings/{campaign_id}/progress",
+    include_in_schema=True,
+    response_model=CampaignProgress,
+    responses={
+        401: {"description": "No live session (login required).", "model": Detail},
+        404: {"description": "No such campaign.", "model": Detail},
+    },
+)
 async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
     """The campaign's status and progress counts (the page polls this)."""
     campaign, progress = await _progress(campaign_id)

@@ -57,10 +57,16 @@ class Audience:
 
 
 def _audience_tokens(pasted: str, csv_data: bytes | None) -> Iterator[str]:
-    yield from (token for token in _SEPARATORS.split(pasted) if token)
+    yield from (token for token in _SEPARATORS.split(pasted.replace("\x00", "")) if token)
     if not csv_data:
         return
-    rows = list(csv.reader(io.StringIO(csv_data.decode("utf-8-sig", errors="replace"))))
+    # No NUL: PostgreSQL could not store it among the invalid entries listed back.
+    text = csv_data.decode("utf-8-sig", errors="replace").replace("\x00", "")
+    try:
+        # newline="": the csv module's own line handling (a bare carriage return included).
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:  # a malformed quote, say: read it as lines of ids, one per line
+        rows = [[line] for line in text.splitlines()]
     column = 0
     if rows:
         header = [cell.strip().lower() for cell in rows[0]]

@@ -6,13 +6,14 @@ import html
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.core.clock import utcnow
 from app.delivery import feedback
 from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
 from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
+from app.portal.api_models import UNSUBSCRIBE_FORM_OPENAPI, html_page
 from app.portal.bodies import BodyTooLarge, read_body
 
 router = APIRouter()
@@ -42,6 +43,8 @@ def _invalid(reason: str) -> HTMLResponse:
 def _read(request: Request, token: str | None) -> Unsubscribe:
     if not token:
         raise InvalidToken("no token")
+    if not token.isascii():  # ours are base64url; hmac.compare_digest raises on non-ASCII text
+        raise InvalidToken("malformed token")
     found = read_unsubscribe_token(
         secret=request.app.state.settings.secret_key, token=token, now=utcnow()
     )
@@ -50,7 +53,15 @@ def _read(request: Request, token: str | None) -> Unsubscribe:
     return found
 
 
-@router.get("/unsubscribe", response_class=HTMLResponse)
+@router.get(
+    "/unsubscribe",
+    include_in_schema=True,
+    response_class=HTMLResponse,
+    responses={
+        200: html_page("The confirmation page, with its one-click form."),
+        400: html_page("The link is not valid: malformed, forged or expired."),
+    },
+)
 def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
     """Ask before unsubscribing: link scanners follow GETs, so a GET changes nothing."""
     try:
@@ -67,7 +78,18 @@ def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
     return _page("Unsubscribe", form)
 
 
-@router.post("/unsubscribe", response_class=HTMLResponse)
+@router.post(
+    "/unsubscribe",
+    include_in_schema=True,
+    response_class=HTMLResponse,
+    responses={
+        200: html_page("Unsubscribed."),
+        400: html_page(
+            "The link is not valid (malformed, forged or expired), or the form too large."
+        ),
+    },
+    openapi_extra=UNSUBSCRIBE_FORM_OPENAPI,
+)
 async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
     """Record the opt-out (mailbox providers POST `List-Unsubscribe=One-Click` here)."""
     if token is None:  # a form may carry it in the body instead of the URL
@@ -85,3 +107,13 @@ async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
     await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=found.kind)
     text = f"You will no longer receive {LABELS[found.kind]} from us."
     return _page("Unsubscribed", f"<p>{html.escape(text)}</p>")
+
+
+# GET and POST are two routes, so a 405 from the router would name only the first in `Allow`.
+OTHER_METHODS = ["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+@router.api_route("/unsubscribe", methods=OTHER_METHODS, include_in_schema=False)
+def other_methods() -> Response:
+    """405 with the methods /unsubscribe takes."""
+    return Response(status_code=405, headers={"Allow": "GET, POST"})

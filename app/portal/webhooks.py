@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.clock import utcnow
 from app.delivery import feedback
 from app.delivery.mail import sendgrid_events
+from app.portal.api_models import SENDGRID_WEBHOOK_OPENAPI, WebhookReceipt, webhook_error
 from app.portal.bodies import BodyTooLarge, read_body, too_large
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,17 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.post("/webhooks/sendgrid")
+@router.post(
+    "/webhooks/sendgrid",
+    include_in_schema=True,
+    response_model=WebhookReceipt,
+    responses={
+        400: webhook_error("The body is not a JSON array of events."),
+        403: webhook_error("Missing or bad signature, or a timestamp too old or in the future."),
+        413: webhook_error("The body is larger than PORTAL_MAX_BODY_BYTES."),
+    },
+    openapi_extra=SENDGRID_WEBHOOK_OPENAPI,
+)
 async def sendgrid_events_webhook(request: Request) -> JSONResponse:
     """Apply SendGrid delivery events; a bad or missing signature gets 403 and changes nothing.
 

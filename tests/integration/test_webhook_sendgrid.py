@@ -221,3 +221,19 @@ def test_a_chunked_body_is_cut_off_at_the_limit(db, settings, keys) -> None:
 
     answer = client.post("/webhooks/sendgrid", content=chunks())
     assert answer.status_code == 413
+
+
+def test_hostile_values_in_a_signed_batch_do_not_lose_the_batch(client, keys, sent) -> None:
+    private, _public = keys
+    bounced, delivered = sent[0][0], sent[1][0]
+    events = [
+        {"event": ["bounce"], "delivery_id": str(delivered)},  # unhashable: not one of ours
+        {"event": {"type": "bounce"}, "delivery_id": str(delivered)},
+        _event("bounce", bounced, reason="550 no such user\x00 here"),  # NUL: not storable
+        _event("delivered", delivered),
+    ]
+    assert _post(client, private, events).status_code == 200
+    rows, _opt_outs = _state()
+    status = {delivery_id: (state, error) for delivery_id, state, error in rows}
+    assert status[bounced] == ("bounced", "550 no such user here")
+    assert status[delivered][0] == "delivered"

@@ -85,3 +85,16 @@ def test_fast_encoding_gives_exactly_encode_events_bytes() -> None:
     expected = [encode_event(Event(u, "once", campaign_id, tricky)) for u in (A, B)]
     assert [value for _, value in got] == expected
     assert json.loads(got[0][1])["content_value"] == tricky
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n", b"\n"])
+def test_csv_lines_may_end_in_any_newline(newline: bytes) -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    csv = newline.join([b"user_id", str(a).encode(), str(b).encode()])
+    assert parse_audience("", csv).valid == (a, b)
+
+
+def test_a_csv_with_a_nul_byte_is_read_as_lines() -> None:
+    a = uuid.uuid4()
+    audience = parse_audience("", f"{a}\n\x00junk\n".encode())
+    assert audience.valid == (a,) and audience.invalid == ("junk",)

@@ -48,3 +48,10 @@ def test_expired_is_refused() -> None:
 def test_malformed_is_refused(token: str) -> None:
     with pytest.raises(InvalidToken):
         read_unsubscribe_token(secret="s3cret", token=token, now=NOW)
+
+
+@pytest.mark.parametrize("signature", ["é" * 27, "\udcff" * 27, "ünïcode"])
+def test_a_signature_that_is_not_ascii_is_an_invalid_token(signature: str) -> None:
+    forged = _token().rsplit(".", 1)[0] + "." + signature
+    with pytest.raises(InvalidToken, match="bad signature"):
+        read_unsubscribe_token(secret="s3cret", token=forged, now=NOW)

@@ -74,7 +74,10 @@ def parse_events(body: bytes) -> list[ProviderEvent]:
 
 
 def _event(item: Any) -> ProviderEvent | None:
-    if not isinstance(item, dict) or item.get("event") not in _EVENTS:
+    # Any JSON at all may arrive signed: an `event` that is not a string is not one of ours.
+    if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+        return None
+    if item["event"] not in _EVENTS:
         return None  # processed, open, click...: nothing to record
     try:
         # The custom arg our backend set on the mail; events of other senders have none.
@@ -83,4 +86,6 @@ def _event(item: Any) -> ProviderEvent | None:
         return None
     status, opt_out = _EVENTS[item["event"]]
     error = item.get("reason") or item.get("response") if status != "delivered" else None
-    return ProviderEvent(delivery_id, status, opt_out, str(error) if error else None)
+    # PostgreSQL text holds no NUL character: it would fail the whole batch's transaction.
+    text = str(error).replace("\x00", "") if error else None
+    return ProviderEvent(delivery_id, status, opt_out, text or None)

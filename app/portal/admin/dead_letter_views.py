@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from markupsafe import Markup
-from sqladmin import ModelView, action
+from sqladmin import action
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,6 +14,7 @@ from app.db.models import DeadLetter
 from app.domain.vocabulary import (
     DEAD_LETTER_STATUSES,
 )
+from app.portal.admin.base import PortalView
 from app.portal.admin.columns import choices, error_code, to_confirmation, when
 from app.portal.dead_letters import REPLAY_PAGE
 
@@ -29,7 +30,7 @@ def _bytes_preview(model: DeadLetter, attr: Any) -> Markup | str:
     return Markup("<code>{}</code>").format(bytes(raw)[:300].decode("utf-8", "replace"))
 
 
-class DeadLetterAdmin(ModelView, model=DeadLetter):
+class DeadLetterAdmin(PortalView, model=DeadLetter):
     """Quarantined input events, read-only; "Replay" re-publishes a selection once."""
 
     name, name_plural, icon = "Dead letter", "Dead letters", "fa-solid fa-triangle-exclamation"

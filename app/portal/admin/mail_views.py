@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqladmin import ModelView, action
+from sqladmin import action
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from sqlalchemy import Select, select
 from starlette.requests import Request
@@ -17,11 +17,12 @@ from app.domain.vocabulary import (
     NOTIFICATION_STATUSES,
     PERIODICITIES,
 )
+from app.portal.admin.base import PortalView
 from app.portal.admin.columns import choices, error_code, to_confirmation, when
 from app.portal.delivery_retry import RETRY_PAGE
 
 
-class NotificationAdmin(ModelView, model=Notification):
+class NotificationAdmin(PortalView, model=Notification):
     """Notifications, read-only: search and filter by status, kind, user, period."""
 
     name, name_plural, icon = "Notification", "Notifications", "fa-solid fa-bell"
@@ -99,7 +100,7 @@ class DeliveryKindFilter(StaticValuesFilter):
         return _of_notifications(query, sub, base)
 
 
-class DeliveryAdmin(ModelView, model=Delivery):
+class DeliveryAdmin(PortalView, model=Delivery):
     """Deliveries, read-only: each shows its attempts and what the provider answered."""
 
     name, name_plural, icon = "Delivery", "Deliveries", "fa-solid fa-paper-plane"

@@ -7,7 +7,6 @@ from functools import cache
 from typing import Any
 
 from markupsafe import Markup
-from sqladmin import ModelView
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -15,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from app.db.models import AdminUser, AuditEntry, Template
 from app.domain.rendering import TemplateInvalid, check_template
 from app.domain.vocabulary import PORTAL_ROLES, PortalRole
+from app.portal.admin.base import PortalView
 from app.portal.admin.columns import choices, when
 from app.portal.roles import may
 from app.portal.template_files import default_templates
@@ -37,7 +37,7 @@ def _builtin_reason(name: str) -> str:
     )
 
 
-class RoleGatedView(ModelView):
+class RoleGatedView(PortalView):
     """Create, edit and delete buttons only for `editing_role` and above.
 
     The buttons are a courtesy: RoleRequiredMiddleware refuses the requests themselves.
@@ -140,7 +140,7 @@ class AdminUserAdmin(RoleGatedView, model=AdminUser):
         return None
 
 
-class AuditLogAdmin(ModelView, model=AuditEntry):
+class AuditLogAdmin(PortalView, model=AuditEntry):
     """Every sign-in, change and send made in the portal, newest first; read-only."""
 
     name, name_plural, icon = "Audit entry", "Audit log", "fa-solid fa-list-check"
