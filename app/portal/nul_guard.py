@@ -10,9 +10,10 @@ from __future__ import annotations
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Public endpoints that read their bodies under a size limit of their own (app/portal/bodies.py),
-# and answer for a NUL themselves: their bodies are not read ahead here.
-OWN_BODY_LIMITS = ("/webhooks/", "/unsubscribe")
+# Public endpoints that read their bodies under a size limit of their own (app/portal/bodies.py)
+# and store nothing of a request but what they validate: they answer for a NUL themselves, in
+# their documented formats, and their bodies are not read ahead here.
+ANSWER_FOR_THEMSELVES = ("/webhooks/", "/unsubscribe")
 FORM_NUL = {
     "application/x-www-form-urlencoded": b"%00",
     "multipart/form-data": b"\x00",
@@ -30,14 +31,14 @@ class RefuseNul:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(ANSWER_FOR_THEMSELVES):
             await self.app(scope, receive, send)
             return
         if _has_nul(scope.get("query_string", b"")):
             await self._refuse(scope, receive, send)
             return
         marker = self._form_marker(scope)
-        if marker is None or scope["path"].startswith(OWN_BODY_LIMITS):
+        if marker is None:
             await self.app(scope, receive, send)
             return
         # A form is read whole anyway (Starlette's parser): read it here first, then replay it.
