@@ -105,8 +105,12 @@ tls_server_cert() {
   chmod 600 "$TLS_DIR/$name.key"
 }
 
-# install_private SRC DEST OWNER: a copy only OWNER can read (daemons refuse group-readable keys)
-install_private() { install -m 600 -o "$3" -g "$3" "$1" "$2"; }
+# install_changed MODE SRC DEST OWNER: copy SRC to DEST (owned by OWNER) unless DEST has the same
+# bytes already; true when it copied (a daemon holding the old file must then reload it).
+install_changed() {
+  [[ -f $3 ]] && cmp -s "$2" "$3" && return 1
+  install -m "$1" -o "$4" -g "$4" "$2" "$3"
+}
 
 need_root() {
   [[ $EUID -eq 0 ]] || die "run as root (installs packages and starts system daemons as their own users)"
@@ -270,8 +274,9 @@ start_postgres() {
   # TLS with the local CA's certificate (Debian's snakeoil one names the host, not 127.0.0.1):
   # clients can use sslmode=verify-full with sslrootcert=var/tls/ca.pem.
   tls_server_cert postgresql
-  install -m 644 -o postgres -g postgres "$TLS_DIR/postgresql.crt" "$pgtls/server.crt"
-  install_private "$TLS_DIR/postgresql.key" "$pgtls/server.key" postgres
+  # A new certificate (another checkout's CA, say) is read on restart: the key only its owner reads.
+  install_changed 644 "$TLS_DIR/postgresql.crt" "$pgtls/server.crt" postgres && need_restart=1
+  install_changed 600 "$TLS_DIR/postgresql.key" "$pgtls/server.key" postgres && need_restart=1
   if write_if_changed "$confd/50-notify-services.conf" <<EOF; then
 # Written by scripts/services.sh (notification service dev/CI stack): loopback only, TLS offered.
 listen_addresses = '$HOST'
@@ -364,14 +369,14 @@ rmqctl() { rabbitmqctl -q "$@" </dev/null 9>&-; }
 
 # An amqps listener on 5671 beside amqp on 5672, with the local CA's certificate.
 rabbit_tls_config() {
-  local dir=/etc/rabbitmq/notify-tls
+  local dir=/etc/rabbitmq/notify-tls changed=1
   tls_server_cert rabbitmq
   install -d -o rabbitmq -g rabbitmq "$dir" /etc/rabbitmq/conf.d
-  install -m 644 -o rabbitmq -g rabbitmq "$TLS_DIR/ca.pem" "$dir/ca.pem"
-  install -m 644 -o rabbitmq -g rabbitmq "$TLS_DIR/rabbitmq.crt" "$dir/server.crt"
-  install_private "$TLS_DIR/rabbitmq.key" "$dir/server.key" rabbitmq
-  # returns 0 (true) when the file changed, so a running broker is restarted to apply it
-  write_if_changed /etc/rabbitmq/conf.d/50-notify-tls.conf <<EOF || return 1
+  install_changed 644 "$TLS_DIR/ca.pem" "$dir/ca.pem" rabbitmq && changed=0
+  install_changed 644 "$TLS_DIR/rabbitmq.crt" "$dir/server.crt" rabbitmq && changed=0
+  install_changed 600 "$TLS_DIR/rabbitmq.key" "$dir/server.key" rabbitmq && changed=0
+  # returns 0 (true) when a file changed, so a running broker is restarted to apply it
+  write_if_changed /etc/rabbitmq/conf.d/50-notify-tls.conf <<EOF || return $changed
 # Written by scripts/services.sh (notification service dev/CI stack): amqps on loopback.
 listeners.ssl.1 = $HOST:$RABBIT_TLS_PORT
 ssl_options.cacertfile = $dir/ca.pem
