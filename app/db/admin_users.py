@@ -24,11 +24,6 @@ def get_by_username(*, session: Session, username: str) -> AdminUser | None:
     return session.scalars(select(AdminUser).where(AdminUser.username == username)).one_or_none()
 
 
-def is_active(*, session: Session, admin_user_id: uuid.UUID) -> bool:
-    query = select(AdminUser.is_active).where(AdminUser.admin_user_id == admin_user_id)
-    return bool(session.scalar(query))
-
-
 def session_state(*, session: Session, admin_user_id: uuid.UUID) -> SessionState | None:
     """The user's name, role and session version; None when deleted or deactivated."""
     query = select(AdminUser.username, AdminUser.role, AdminUser.session_version).where(
