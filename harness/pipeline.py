@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from app.config import REPO_ROOT, Settings
 from app.kafka.admin import ensure_topics
-from harness.kafka import kafka_env, tls_env
+from harness.secured import kafka_env, tls_env
 from harness.waiting import free_port, wait_for
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,6 @@ before the response leaves, so what a user was told happened is on record.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -126,7 +125,6 @@ def _write(
     client: str | None,
     detail: dict[str, object] | None,
 ) -> None:
-    json.dumps(detail)  # JSON-able, or fail here rather than inside the insert
     with session_scope() as session:
         audit.add(
             session=session,

@@ -34,8 +34,9 @@ from app.kafka.admin import KafkaRefused, check_connection
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from harness.fakes.sendgrid import FakeSendGrid
-from harness.kafka import kafka_env, read_topic, secured
+from harness.kafka import read_topic
 from harness.pipeline import Pipeline, reset_state, wait_for
+from harness.secured import kafka_env, secured
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError
 
 from app.config import Settings
 from app.jobs.celery_app import broker_tls
-from harness.kafka import LOCAL_CA, secured
+from harness.secured import LOCAL_CA, secured
 
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
