@@ -33,6 +33,7 @@ SECRET_SETTINGS = (
     "secret_key",
     "kafka_sasl_password",
     "kafka_ssl_key_password",
+    "schema_registry_basic_auth",
 )
 
 
@@ -94,6 +95,13 @@ class Settings(BaseSettings):
     kafka_ssl_cert_file: Path | None = None
     kafka_ssl_key_file: Path | None = None
     kafka_ssl_key_password: SecretStr = SecretStr("")
+    # The Schema Registry (Confluent REST API) that `notify schemas register` publishes our JSON
+    # Schemas to, for producers that frame their events with a schema id. The local stack's is
+    # Apicurio Registry's Confluent-compatible API; Confluent Cloud takes "API_KEY:API_SECRET"
+    # as basic auth, and a private registry's CA goes in SCHEMA_REGISTRY_CA_FILE.
+    schema_registry_url: str = "http://127.0.0.1:8085/apis/ccompat/v7"
+    schema_registry_basic_auth: SecretStr = SecretStr("")
+    schema_registry_ca_file: Path | None = None
     celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
     # amqps:// URLs: the CA that signed the broker's certificate (default: the system's CAs).
     # PostgreSQL's TLS goes in DATABASE_URL: ?sslmode=verify-full&sslrootcert=/path/ca.pem

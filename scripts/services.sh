@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Local infrastructure for the notification service: PostgreSQL, RabbitMQ and Apache Kafka (KRaft),
-# all bound to 127.0.0.1 only.
+# Local infrastructure for the notification service: PostgreSQL, RabbitMQ, Apache Kafka (KRaft) and
+# a Schema Registry, all bound to 127.0.0.1 only.
 #
 #   bash scripts/services.sh [start]   install what is missing, start what is not running, wait until ready
-#   bash scripts/services.sh stop      stop all three
-#   bash scripts/services.sh restart postgres|rabbitmq|kafka   restart one, keeping its data
+#   bash scripts/services.sh stop      stop them all
+#   bash scripts/services.sh restart postgres|rabbitmq|kafka|schema-registry   restart one, keeping its data
 #   bash scripts/services.sh status    show what runs and where it listens (exit 1 if something is down)
 #
 # Written for Debian as root without systemd or Docker (CI runs it on a fresh clone, maybe on a bare
@@ -16,6 +16,8 @@
 #   RabbitMQ    amqp://notify:notify@127.0.0.1:5672/notify
 #   Kafka       127.0.0.1:9092 (PLAINTEXT; KRaft controller on 127.0.0.1:9093)
 #               127.0.0.1:9094 (SASL_SSL: SCRAM-SHA-512/256 user notify / notify-kafka)
+#   Schema Registry  http://127.0.0.1:8085/apis/ccompat/v7  (Confluent REST API; Apicurio Registry
+#               from Maven Central, in-memory storage: schemas are gone after a restart)
 #   TLS         PostgreSQL (sslmode=verify-full), RabbitMQ amqps://...:5671 and Kafka's SASL_SSL
 #               listener serve certificates of a local CA generated here: var/tls/ca.pem
 #
@@ -55,6 +57,12 @@ KAFKA_PID="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/logs/server.log"
 KAFKA_OUT="$KAFKA_DIR/logs/kafka.out"   # JVM stdout/stderr (crashes before log4j is up land here)
 KAFKA_TLS="$KAFKA_DIR/tls"
+
+REGISTRY_PORT=8085
+REGISTRY_POM="$ROOT/scripts/schema-registry/pom.xml"
+REGISTRY_DIR="$VAR/cache/schema-registry"
+REGISTRY_PID="$VAR/schema-registry.pid"
+REGISTRY_LOG="$LOGDIR/schema-registry.log"
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -181,6 +189,7 @@ ensure_packages() {
   find_java || missing+=(JAVA)   # resolved to a package name after apt-get update
   command -v mvn >/dev/null || missing+=(maven)
   command -v ss >/dev/null || missing+=(iproute2)   # only for the loopback-only check / status
+  command -v curl >/dev/null || missing+=(curl)   # the Schema Registry's readiness check
   ((${#missing[@]})) || return 0
 
   need_root
@@ -654,6 +663,87 @@ stop_kafka() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Schema Registry (Apicurio Registry's jars from Maven Central, built into a runnable jar once)
+# ---------------------------------------------------------------------------------------------
+registry_build() {
+  # Rebuild only when the pom changed (stamp = pom checksum).
+  local stamp="$REGISTRY_DIR/.pom.sha256" want
+  want="$(sha256sum "$REGISTRY_POM" | cut -d' ' -f1)"
+  if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && compgen -G "$REGISTRY_DIR/target/*-runner.jar" >/dev/null; then
+    return 0
+  fi
+  export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$JAVA")")")}"
+  log "building the Schema Registry with Maven into $REGISTRY_DIR (first run only)"
+  rm -rf "$REGISTRY_DIR"
+  mkdir -p "$REGISTRY_DIR"
+  cp "$REGISTRY_POM" "$REGISTRY_DIR/pom.xml"
+  mvn -B -q -f "$REGISTRY_DIR/pom.xml" package -DskipTests >"$LOGDIR/mvn-schema-registry.log" 2>&1 ||
+    die_with_log "mvn could not build the Schema Registry" "$LOGDIR/mvn-schema-registry.log"
+  echo "$want" >"$stamp"
+}
+
+registry_running() {
+  [[ -f $REGISTRY_PID ]] || return 1
+  local pid
+  pid="$(cat "$REGISTRY_PID")"
+  [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'schema-registry-1-runner\.jar'
+}
+
+registry_ready() {
+  curl -fsS -o /dev/null "http://$HOST:$REGISTRY_PORT/apis/ccompat/v7/subjects" 2>/dev/null
+}
+
+registry_launch() {
+  REGISTRY_STARTED=0
+  if registry_running; then
+    return 0
+  fi
+  rm -f "$REGISTRY_PID"
+  if port_open "$HOST" "$REGISTRY_PORT"; then
+    die "port $REGISTRY_PORT is in use by a process this script did not start:
+$(show_listeners "$REGISTRY_PORT")"
+  fi
+  log "starting the Schema Registry"
+  # In-memory H2 storage, no authentication: a local stand-in for a team's registry.
+  setsid nohup "$JAVA" -Xmx256m -Dquarkus.http.host="$HOST" -Dquarkus.http.port="$REGISTRY_PORT" \
+    -Dquarkus.log.console.level=WARN -jar "$(compgen -G "$REGISTRY_DIR/target/*-runner.jar" | head -n1)" \
+    </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
+  echo $! >"$REGISTRY_PID"
+  REGISTRY_STARTED=1
+}
+
+registry_wait() {
+  local deadline=$((SECONDS + TIMEOUT))
+  until registry_ready; do
+    if ((REGISTRY_STARTED)) && ! registry_running; then
+      die_with_log "the Schema Registry exited during startup" "$REGISTRY_LOG"
+    fi
+    ((SECONDS < deadline)) || die_with_log "Schema Registry: not ready after ${TIMEOUT}s" "$REGISTRY_LOG"
+    sleep 0.5
+  done
+}
+
+stop_registry() {
+  if ! registry_running; then
+    rm -f "$REGISTRY_PID"
+    return 0
+  fi
+  local pid
+  pid="$(cat "$REGISTRY_PID")"
+  log "stopping the Schema Registry (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.5
+  done
+  rm -f "$REGISTRY_PID"
+}
+
+# ---------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------
 print_endpoints() {
@@ -664,8 +754,9 @@ Services (127.0.0.1 only):
   TLS             servers' certificates signed by the local CA $TLS_DIR/ca.pem
   Kafka           $HOST:$KAFKA_PORT  (KRaft controller $HOST:$KAFKA_CONTROLLER_PORT; logs $KAFKA_DIR/logs)
                   $HOST:$KAFKA_SASL_SSL_PORT SASL_SSL, SCRAM user $KAFKA_SCRAM_USER / $KAFKA_SCRAM_PASSWORD
+  Schema Registry http://$HOST:$REGISTRY_PORT/apis/ccompat/v7  (in-memory; log $REGISTRY_LOG)
 Listening sockets:
-$(show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")
+$(show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT" "$REGISTRY_PORT")
 EOF
 }
 
@@ -674,15 +765,18 @@ cmd_start() {
   ensure_packages
   find_java || die "no Java 17+ runtime"
   kafka_fetch_libs
+  registry_build
   kafka_write_config
   start_postgres
-  # Kafka's JVM boots in the background while RabbitMQ starts: both take a few seconds.
+  # The JVMs (Kafka, the Schema Registry) boot in the background while RabbitMQ starts.
   kafka_launch
+  registry_launch
   start_rabbitmq
   kafka_wait
   kafka_scram_users
+  registry_wait
   local bad
-  if bad="$(public_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT")"; then
+  if bad="$(public_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT" "$REGISTRY_PORT")"; then
     log "WARNING: listening beyond loopback: $bad"
   fi
   print_endpoints
@@ -690,6 +784,7 @@ cmd_start() {
 
 cmd_stop() {
   need_root
+  stop_registry
   stop_kafka
   stop_rabbitmq
   stop_postgres
@@ -710,7 +805,14 @@ cmd_restart() {
       kafka_wait
       kafka_scram_users
       ;;
-    *) die "restart which service? postgres, rabbitmq or kafka" ;;
+    schema-registry)
+      find_java || die "no Java 17+ runtime"
+      registry_build
+      stop_registry
+      registry_launch
+      registry_wait
+      ;;
+    *) die "restart which service? postgres, rabbitmq, kafka or schema-registry" ;;
   esac
   log "restarted ${1}"
 }
@@ -734,8 +836,13 @@ cmd_status() {
   else
     echo "kafka:      DOWN"; rc=1
   fi
+  if registry_running && registry_ready; then
+    echo "schema-registry: up  pid $(cat "$REGISTRY_PID") on $HOST:$REGISTRY_PORT"
+  else
+    echo "schema-registry: DOWN"; rc=1
+  fi
   echo "listening sockets:"
-  show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  show_listeners "$PG_PORT" "$RABBIT_PORT" "$RABBIT_TLS_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$REGISTRY_PORT"
   return "$rc"
 }
 

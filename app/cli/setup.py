@@ -1,4 +1,4 @@
-"""Set a deployment up: migrations, default templates, topics, the beat schedule."""
+"""Set a deployment up: migrations, default templates, topics, schemas, the beat schedule."""
 
 from __future__ import annotations
 
@@ -76,6 +76,33 @@ def topics_create() -> None:
 
 
 @click.group()
+def schemas() -> None:
+    """The input topics' JSON Schemas in a Schema Registry (SCHEMA_REGISTRY_URL)."""
+
+
+@schemas.command("register")
+def schemas_register() -> None:
+    """Register each input topic's value schema (subject TOPIC-value); unchanged ones are kept."""
+    from confluent_kafka.schema_registry import SchemaRegistryError
+
+    from app.kafka.schema_registry import register_schemas
+
+    settings = get_settings()
+    try:
+        registrations = register_schemas(settings)
+    except SchemaRegistryError as exc:
+        raise click.ClickException(f"the Schema Registry refused: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the HTTP client's own errors: refused, DNS, TLS
+        raise click.ClickException(
+            f"the Schema Registry at {settings.schema_registry_url} cannot be reached: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for r in registrations:
+        what = "registered" if r.created else "already registered"
+        click.echo(f"{r.subject}: schema id {r.schema_id}, version {r.version} ({what})")
+
+
+@click.group()
 def schedule() -> None:
     """The Celery beat schedule stored in PostgreSQL."""
 
@@ -89,4 +116,4 @@ def schedule_seed() -> None:
     click.echo(f"schedule entries created: {', '.join(created) or 'none (all present)'}")
 
 
-COMMANDS = (db, templates, topics, schedule)
+COMMANDS = (db, templates, topics, schemas, schedule)

@@ -64,6 +64,11 @@ def _formatter(fmt: LogFormat) -> dict[str, Any]:
     }
 
 
+# HTTP client libraries log each request's URL at INFO (the Schema Registry client's httpx2 does):
+# a line per call that says nothing our own lines do not, and a URL may carry credentials.
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2")
+
+
 def logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[str, Any]:
     """A dictConfig: one stderr handler on the root logger, in the chosen format."""
     return {
@@ -79,6 +84,7 @@ def logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[str, Any]:
             }
         },
         "root": {"level": level, "handlers": ["default"]},
+        "loggers": {name: {"level": "WARNING"} for name in HTTP_CLIENT_LOGGERS},
     }
 
 
@@ -93,10 +99,12 @@ def uvicorn_logging_config(fmt: LogFormat, level: str | int = "INFO") -> dict[st
     """uvicorn's `log_config`: its loggers hand their records to our root handler."""
     config = logging_config(fmt, level)
     config["filters"]["redact"] = {"()": RedactAccessTokens}
-    config["loggers"] = {
-        name: {"level": level, "handlers": [], "propagate": True}
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    }
+    config["loggers"].update(
+        {
+            name: {"level": level, "handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        }
+    )
     config["loggers"]["uvicorn.access"]["filters"] = ["redact"]
     return config
 
