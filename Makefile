@@ -13,10 +13,10 @@ help:
 	@echo "make test             install, start the service stack, migrate a test database, run pytest"
 	@echo "make test-unit        the pure tests only (no services)"
 	@echo "make install          the virtualenv in .venv with the app, test and dev extras"
-	@echo "make services         install (if missing) and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1"
+	@echo "make services         install (if missing) and start PostgreSQL, RabbitMQ, Kafka and a Schema Registry on 127.0.0.1"
 	@echo "make services-stop    stop them"
 	@echo "make services-status  what runs and where it listens"
-	@echo "make db               migrate the database, load templates, create topics, seed the schedule"
+	@echo "make db               migrate the database, load templates, create topics, register schemas, seed the schedule"
 	@echo "make lint             ruff check and ruff format --check"
 	@echo "make typecheck        mypy over app/ (strict for domain, db, contracts and config)"
 	@echo "make format           ruff format and the fixable ruff checks"
@@ -49,6 +49,7 @@ db: install services
 	$(BIN)/notify db upgrade
 	$(BIN)/notify templates load
 	$(BIN)/notify topics create
+	$(BIN)/notify schemas register
 	$(BIN)/notify schedule seed
 
 test: install services
