@@ -34,7 +34,13 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The portal's browser libraries (Chart.js), from npm, served by the portal itself.
+ASSETS := app/portal/assets
+$(ASSETS)/node_modules/.installed: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	npm ci --prefix $(ASSETS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed $(ASSETS)/node_modules/.installed
 
 services:
 	bash scripts/services.sh start

@@ -197,6 +197,13 @@ class Settings(BaseSettings):
     portal_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     flower_url: str = "http://127.0.0.1:5555"
     faust_web_url: str = "http://127.0.0.1:6066"
+    # The dashboard reads the Auth circuit and the provider failover from the workers' /metrics
+    # (the Procfile's jobs and e-mail workers; comma-separated), and reads those, Kafka's end
+    # offsets and the queue depths at most once per DASHBOARD_PROBE_CACHE_S.
+    dashboard_metrics_urls: str = (
+        "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics,http://127.0.0.1:9104/metrics"
+    )
+    dashboard_probe_cache_s: float = Field(default=5.0, ge=0)
 
     # Observability: "json" writes one JSON object per log record. METRICS_PORT > 0 makes a
     # Celery worker or beat serve Prometheus /metrics and /healthz there (127.0.0.1).

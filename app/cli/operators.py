@@ -1,4 +1,5 @@
-"""Operators' actions: dead letters, deliveries to retry, stream offsets, portal users."""
+"""Operators' actions: a user's story, dead letters, deliveries to retry, stream offsets, portal
+users."""
 
 from __future__ import annotations
 
@@ -229,4 +230,31 @@ def admin_create_user(username: str, password: str, role: PortalRole | None) -> 
     click.echo(f"admin user {username.strip()} {'created' if created else 'updated'}")
 
 
-COMMANDS = (dead_letters_group, deliveries_group, offsets_group, admin)
+@click.command("explain")
+@click.argument("user")
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(min=1))
+def explain(user: str, limit: int) -> None:
+    """Why USER got (or did not get) mail: a user id or e-mail address, its whole story.
+
+    The same story as the portal's page /admin/users/USER_ID.
+    """
+    from app.db import timeline as store
+    from app.db.session import session_scope
+    from app.domain import timeline
+
+    with session_scope() as session:
+        users = store.find_users(session=session, query=user)
+        if not users:
+            raise click.ClickException(f"{user!r}: not a user id, and no mail went to that address")
+        records = [store.load_user(session=session, user_id=u, limit=limit) for u in users]
+    for record in records:
+        addresses = ", ".join(record.emails) or "no address known yet"
+        click.echo(f"user {record.user_id} ({addresses})")
+        entries = timeline.build(record)
+        for entry in entries:
+            click.echo(f"  {entry.line()}")
+        if not entries:
+            click.echo("  nothing stored for this user: no event received, no mail planned")
+
+
+COMMANDS = (explain, dead_letters_group, deliveries_group, offsets_group, admin)

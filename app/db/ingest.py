@@ -52,6 +52,18 @@ class Upserted:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An applied event by its Kafka position, for the user's timeline."""
+
+    user_id: uuid.UUID
+    topic: str
+    partition: int
+    offset: int
+    content_id: uuid.UUID | None
+    periodicity: str
+
+
 def _ids(values: Iterable[uuid.UUID | None]) -> list[str | None]:
     # psycopg2 adapts lists to arrays; uuids travel as text and are cast in SQL.
     return [str(v) if v is not None else None for v in values]
@@ -223,5 +235,31 @@ def _insert_texts(
             "contents": _ids(i.content_id for i, _, _ in created),
             "periods": [i.periodicity for i, _, _ in created],
             "texts": [i.content_value for i, _, _ in created],
+        },
+    )
+
+
+def record_received(*, session: Session, kind: str, events: Sequence[Received]) -> None:
+    """Log a batch's applied events of one kind (one statement: the timeline's first lines)."""
+    if not events:
+        return
+    session.execute(
+        text(
+            'INSERT INTO received_events (user_id, kind, topic, partition, "offset", content_id,'
+            " periodicity)"
+            " SELECT v.user_id, :kind, v.topic, v.partition, v.off, v.content_id, v.periodicity"
+            " FROM unnest(CAST(:users AS uuid[]), CAST(:topics AS text[]), CAST(:parts AS int[]),"
+            "             CAST(:offsets AS bigint[]), CAST(:contents AS uuid[]),"
+            "             CAST(:periods AS text[]))"
+            " AS v(user_id, topic, partition, off, content_id, periodicity)"
+        ),
+        {
+            "kind": kind,
+            "users": _ids(e.user_id for e in events),
+            "topics": [e.topic for e in events],
+            "parts": [e.partition for e in events],
+            "offsets": [e.offset for e in events],
+            "contents": _ids(e.content_id for e in events),
+            "periods": [e.periodicity for e in events],
         },
     )

@@ -128,6 +128,7 @@ def opted_out_kinds(
 
 _REPLANNED_COLUMNS = (
     "send_at",
+    "send_reason",
     "status",
     "email",
     "subject",

@@ -7,12 +7,13 @@ build it and the test that compares the two (tests/integration/test_migrations.p
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -104,6 +105,11 @@ class Campaign(Base):
     __table_args__ = (
         CheckConstraint(_in("periodicity", PERIODICITIES), name="periodicity"),
         CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        CheckConstraint("local_send_hour BETWEEN 0 AND 23", name="local_send_hour"),
+        CheckConstraint(
+            "(local_send_date IS NULL) = (local_send_hour IS NULL)", name="local_send_pair"
+        ),
+        CheckConstraint("send_at IS NULL OR local_send_hour IS NULL", name="one_schedule"),
     )
 
     campaign_id: Mapped[uuid.UUID] = _uuid_pk()
@@ -124,6 +130,11 @@ class Campaign(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A scheduled campaign: its mail goes at `send_at`, or at `local_send_hour` on
+    # `local_send_date` in each recipient's own zone (quiet hours respected); unset: at once.
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    local_send_date: Mapped[date | None] = mapped_column(Date)
+    local_send_hour: Mapped[int | None] = mapped_column(Integer)
 
     template: Mapped[Template] = relationship()
 
@@ -163,6 +174,8 @@ class Notification(Base):
         CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
         CheckConstraint("like_count >= 0", name="like_count_nonnegative"),
         Index("ix_notifications_due", "periodicity", "status", "last_update"),
+        # A user's timeline: every notification of one user.
+        Index("ix_notifications_user_id", "user_id"),
         # Campaign progress finds mailings by content id when campaign_id was not filled.
         Index(
             "ix_notifications_mailing_content",
@@ -201,6 +214,8 @@ class Delivery(Base):
         UniqueConstraint("notification_id", "period_key", name="uq_deliveries_period"),
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
         Index("ix_deliveries_status_send_at", "status", "send_at"),
+        # The portal's search finds a user by the address their mail went to.
+        Index("ix_deliveries_email", "email"),
     )
 
     delivery_id: Mapped[uuid.UUID] = _uuid_pk()
@@ -209,6 +224,8 @@ class Delivery(Base):
     )
     period_key: Mapped[str] = mapped_column(String(40), nullable=False)
     send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Why `send_at`: the zone, send hour and quiet hours that decided it (the user's timeline).
+    send_reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(
         String(10), nullable=False, default="scheduled", server_default="scheduled"
     )
@@ -236,6 +253,41 @@ class Delivery(Base):
     )
 
     notification: Mapped[Notification] = relationship()
+
+
+class DeliveryEvent(Base):
+    """One report of the provider on a delivery (delivered, bounced, spam, ...), in order.
+
+    The delivery's `status` holds the latest; these keep the history for the user's timeline.
+    """
+
+    __tablename__ = "delivery_events"
+
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deliveries.delivery_id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(String(10), nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _created()
+
+
+class ReceivedEvent(Base):
+    """One input event applied to the database, by its Kafka position: the start of a user's
+    timeline. Written in the transaction that applies the event, so it is there exactly once."""
+
+    __tablename__ = "received_events"
+    __table_args__ = (Index("ix_received_events_user", "user_id", "received_at"),)
+
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # the event kind
+    topic: Mapped[str] = mapped_column(String(249), nullable=False)
+    partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    periodicity: Mapped[str] = mapped_column(String(10), nullable=False)
+    received_at: Mapped[datetime] = _created()
 
 
 class StreamOffset(Base):
@@ -281,6 +333,8 @@ class DeadLetter(Base):
         ),
         CheckConstraint(_in("status", DEAD_LETTER_STATUSES), name="status"),
         Index("ix_dead_letters_status_created_at", "status", "created_at"),
+        # A user's timeline finds the events refused for them by their Kafka key.
+        Index("ix_dead_letters_key", "key"),
     )
 
     dead_letter_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -325,6 +379,39 @@ class OptOut(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     source: Mapped[str] = mapped_column(String(40), nullable=False)
     created_at: Mapped[datetime] = _created()
+
+
+class Preference(Base):
+    """How often a recipient wants a kind of mail, chosen on the preference page.
+
+    Planning reads it ahead of the producer's periodicity. Turning a kind off is an opt-out
+    (`opt_outs`, source "preferences"); this row keeps the chosen periodicity for when it is
+    on. `preference_changes` keeps every choice for the user's timeline.
+    """
+
+    __tablename__ = "preferences"
+    __table_args__ = (
+        CheckConstraint(_in("kind", KINDS), name="kind"),
+        CheckConstraint(_in("periodicity", PERIODICITIES), name="periodicity"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    periodicity: Mapped[str] = mapped_column(String(10), nullable=False)
+    updated_at: Mapped[datetime] = _created()
+
+
+class PreferenceChange(Base):
+    """One choice a recipient made on the preference page (kind, and what they chose)."""
+
+    __tablename__ = "preference_changes"
+    __table_args__ = (Index("ix_preference_changes_user", "user_id", "at"),)
+
+    change_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    choice: Mapped[str] = mapped_column(String(10), nullable=False)
+    at: Mapped[datetime] = _created()
 
 
 class AdminUser(Base):

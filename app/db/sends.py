@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.db.models import Delivery, Notification, OptOut
+from app.db.models import Delivery, DeliveryEvent, Notification, OptOut
 from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
 
 # Every query here is Core: the e-mail worker runs them on a plain connection (no ORM session
@@ -45,6 +45,7 @@ Executor = Session | Connection
 deliveries = cast(Table, Delivery.__table__)
 notifications = cast(Table, Notification.__table__)
 opt_outs = cast(Table, OptOut.__table__)
+delivery_events = cast(Table, DeliveryEvent.__table__)
 
 # Which statuses a provider event may move a delivery out of (events arrive out of order).
 EVENT_SOURCES: dict[str, frozenset[str]] = {
@@ -350,6 +351,11 @@ def apply_provider_event(
     if error:
         values["error"] = error[:2000]
     session.execute(_delivery(delivery_id).values(**values))
+    session.execute(
+        insert(delivery_events).values(
+            delivery_id=delivery_id, status=status, detail=error[:2000] if error else None
+        )
+    )
     return row.user_id, True
 
 

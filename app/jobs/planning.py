@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, TypedDict
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from app.auth.client import AuthUser
 from app.config import Settings
@@ -76,6 +77,7 @@ class _PlanBase(TypedDict):
     notification_id: uuid.UUID
     period_key: str
     send_at: datetime
+    send_reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class DeliveryPlan:
     notification_id: uuid.UUID
     period_key: str
     send_at: datetime
+    send_reason: str  # why then: zone, send hour, quiet hours (the user's timeline shows it)
     status: str  # "scheduled" | "skipped" | "failed"
     email: str | None = None
     subject: str | None = None
@@ -99,6 +102,7 @@ class DeliveryPlan:
             "notification_id": self.notification_id,
             "period_key": self.period_key,
             "send_at": self.send_at,
+            "send_reason": self.send_reason,
             "status": self.status,
             "email": self.email,
             "subject": self.subject,
@@ -121,13 +125,38 @@ def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: date
     return f"{settings.public_base_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}"
 
 
-def _send_at(candidate: Candidate, tz: Any, settings: Settings, now: datetime) -> datetime:
+def _send_at(
+    candidate: Candidate, tz: ZoneInfo, settings: Settings, now: datetime
+) -> tuple[datetime, str]:
+    """When this delivery goes out, and why then (shown on the user's timeline)."""
     if candidate.kind in TRANSACTIONAL_KINDS:
-        return sendtime.transactional_send_time(now)
+        return sendtime.transactional_send_time(now), "transactional: at once, whatever the hour"
     quiet = settings.quiet_hours_window
     if candidate.periodicity == "once":
-        return sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
-    return sendtime.send_time(now_utc=now, tz=tz, send_hour=settings.send_hour_local, quiet=quiet)
+        at = sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
+        if quiet is None or not sendtime.in_quiet_hours(now.astimezone(tz).time(), quiet):
+            return at, f"at once: {local_time(now, tz)} is outside quiet hours"
+        return at, (
+            f"held for quiet hours: {local_time(now, tz)} is inside "
+            f"{quiet_text(quiet)}, so at {local_time(at, tz)}"
+        )
+    hour = settings.send_hour_local
+    at = sendtime.send_time(now_utc=now, tz=tz, send_hour=hour, quiet=quiet)
+    reason = f"{candidate.periodicity} digest at the send hour {hour:02d}:00 in {tz.key}"
+    if quiet is not None and at != sendtime.send_time(
+        now_utc=now, tz=tz, send_hour=hour, quiet=None
+    ):
+        reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
+    return at, reason
+
+
+def local_time(instant: datetime, tz: ZoneInfo) -> str:
+    """An instant as the user's wall clock shows it, with the zone's name."""
+    return f"{instant.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
+
+
+def quiet_text(quiet: tuple[time, time]) -> str:
+    return f"{quiet[0]:%H:%M}-{quiet[1]:%H:%M}"
 
 
 def plan_delivery(
@@ -150,12 +179,15 @@ def plan_delivery(
     )
     if user and fell_back:
         log.warning("unknown time zone %r for user %s; using %s", user.timezone, user.user_id, tz)
-    send_at = _send_at(candidate, tz, settings, now)
+    send_at, send_reason = _send_at(candidate, tz, settings, now)
+    if user and fell_back:
+        send_reason += f" (time zone {user.timezone!r} unknown: {tz.key} used)"
     key = periods.period_key(candidate.periodicity, sendtime.local_day(send_at, tz))
     skipped: _PlanBase = {
         "notification_id": candidate.notification_id,
         "period_key": key,
         "send_at": send_at,
+        "send_reason": send_reason,
     }
 
     if user_problem is not None:

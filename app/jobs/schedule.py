@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import available_timezones
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 from celery import Celery
 from celery.schedules import crontab
@@ -27,6 +27,7 @@ from sqlalchemy_celery_beat.models import (
     PeriodicTaskChanged,
 )
 from sqlalchemy_celery_beat.session import SessionManager
+from sqlalchemy_celery_beat.tzcrontab import TzAwareCrontab
 
 from app.config import get_settings
 from app.db.session import transaction
@@ -141,6 +142,30 @@ class Entry:
     every: str | None
     last_run_at: datetime | None
     total_run_count: int
+    every_s: float | None = None
+
+
+def next_run(entry: Entry, now: datetime) -> datetime | None:
+    """When beat next runs this entry after `now` (aware UTC); None when it is disabled.
+
+    A cron entry is read in its own zone, as beat reads it; an interval entry runs `every_s`
+    after its last run (at once when it never ran or is overdue).
+    """
+    if not entry.enabled:
+        return None
+    if entry.cron is not None:
+        zone = ZoneInfo(entry.cron.timezone)
+        local_now = now.astimezone(zone)
+        fields = {name: getattr(entry.cron, name) for name in CRON_FIELDS}
+        schedule = TzAwareCrontab(**fields, tz=zone)  # what beat runs it as
+        schedule.nowfun = lambda: local_now
+        remaining: timedelta = schedule.remaining_estimate(local_now)
+        return (now + remaining).astimezone(UTC)
+    if entry.every_s is not None:
+        if entry.last_run_at is None:
+            return now
+        return max(now, entry.last_run_at + timedelta(seconds=entry.every_s))
+    return None
 
 
 def parse_cron(**fields: str) -> Cron:
@@ -160,11 +185,13 @@ def parse_cron(**fields: str) -> Cron:
 
 def _entry(task: PeriodicTask) -> Entry:
     model = task.schedule_model
-    cron = every = None
+    cron = every = every_s = None
     if isinstance(model, CrontabSchedule):
         cron = Cron(**{name: getattr(model, name) for name in (*CRON_FIELDS, "timezone")})
     elif isinstance(model, IntervalSchedule):
-        every = f"every {model.every} {getattr(model.period, 'value', model.period)}"
+        period = getattr(model.period, "value", model.period)
+        every = f"every {model.every} {period}"
+        every_s = timedelta(**{str(period): model.every}).total_seconds()
     return Entry(
         id=task.id,
         name=task.name,
@@ -176,6 +203,7 @@ def _entry(task: PeriodicTask) -> Entry:
         every=every,
         last_run_at=task.last_run_at,
         total_run_count=task.total_run_count or 0,
+        every_s=every_s,
     )
 
 

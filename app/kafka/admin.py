@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from app.config import Settings
 from app.kafka.connection import client_config
@@ -80,3 +80,26 @@ def check_connection(settings: Settings, *, timeout_s: float = 10.0) -> bool:
             )
     log.warning("kafka did not answer within %.0f s; going on", timeout_s)
     return False
+
+
+def end_offsets(
+    settings: Settings, topics: Iterable[str], *, timeout_s: float = 5.0
+) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of these topics (topics that do not exist are left out).
+
+    Two requests whatever the partition count: the metadata, then one ListOffsets for all.
+    """
+    admin = AdminClient(client_config(settings))
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    partitions = [
+        TopicPartition(name, partition)
+        for name in topics
+        if name in metadata and metadata[name].error is None
+        for partition in metadata[name].partitions
+    ]
+    if not partitions:
+        return {}
+    futures = admin.list_offsets(
+        {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout_s
+    )
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}

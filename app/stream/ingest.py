@@ -27,12 +27,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy.orm import Session
 
 from app.db import dead_letters, stream_offsets
+from app.db import ingest as db_ingest
 from app.db.dead_letters import NewDeadLetter
 from app.db.session import session_scope
 from app.db.stream_offsets import PartitionState, TopicPartition
 from app.domain.vocabulary import EventKind
 from app.stream import gaps
-from app.stream.ingest_apply import Effects, apply_isolated, mirror_replayed_likes, table_key
+from app.stream.ingest_apply import (
+    Accepted,
+    Effects,
+    apply_isolated,
+    mirror_replayed_likes,
+    table_key,
+)
 from app.stream.records import (
     BatchResult,
     DeadLetter,
@@ -93,6 +100,7 @@ def apply_batch(
         ordered = _without_duplicate_replays(session, ordered, result)
         accepted, result.dead_letters = decode_records(kind, ordered, max_bytes=max_bytes)
         applied, refused, effects = apply_isolated(session, kind, accepted)
+        _record_received(session, kind, applied)
         result.dead_letters += [dead_letter(r.record, r.error, r.reason) for r in refused]
         result.applied, result.replayed = len(applied), len(replayed)
         _take_effects(result, effects)
@@ -140,6 +148,19 @@ def _top_offsets(fresh: Iterable[tuple[str, int, int]]) -> dict[TopicPartition, 
     for topic, partition, offset in fresh:
         top[(topic, partition)] = max(offset, top.get((topic, partition), -1))
     return top
+
+
+def _record_received(session: Session, kind: EventKind, applied: Sequence[Accepted]) -> None:
+    db_ingest.record_received(
+        session=session,
+        kind=kind,
+        events=[
+            db_ingest.Received(
+                e.user_id, r.topic, r.partition, r.offset, e.content_id, e.periodicity
+            )
+            for r, e in applied
+        ],
+    )
 
 
 def _take_effects(result: BatchResult, effects: Effects) -> None:

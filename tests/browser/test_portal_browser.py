@@ -44,7 +44,7 @@ def log_in(page: Page, url: str, folder: Path) -> None:
     shot(page, folder, "01-login", "Sign in to manage")
     page.click("button[type=submit]")
     expect(page).to_have_url(f"{url}/admin/")
-    shot(page, folder, "02-dashboard", "Admin portal")
+    shot(page, folder, "02-dashboard", "Mails per hour, last 24 h")
 
 
 def create_template(page: Page, url: str, folder: Path, pixel: str) -> str:

@@ -27,6 +27,7 @@ MUTABLE_TABLES = (
     "stream_offsets",
     "dead_letters",
     "dead_letter_replays",
+    "received_events",
 )
 
 

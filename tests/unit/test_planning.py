@@ -146,3 +146,61 @@ def test_a_broken_template_fails_the_delivery_with_the_reason(settings: Settings
     )
     assert plan.status == "failed"
     assert "subject" in plan.error
+
+
+def _reason(candidate: Candidate, user: AuthUser, settings: Settings, now: datetime = NOW) -> str:
+    plan = plan_delivery(candidate, user, opted_out=frozenset(), now=now, settings=settings)
+    return plan.send_reason
+
+
+def test_a_welcome_mail_says_it_goes_at_once_whatever_the_hour(settings: Settings) -> None:
+    # 01:05 in Berlin is inside the quiet hours, which transactional mail ignores.
+    reason = _reason(_candidate("welcome", "once"), _user("Europe/Berlin"), settings)
+    assert reason == "transactional: at once, whatever the hour"
+
+
+def test_a_once_mailing_in_quiet_hours_says_until_when_it_is_held(settings: Settings) -> None:
+    reason = _reason(_candidate("mailing", "once"), _user("Europe/Berlin"), settings)
+    assert reason == (
+        "held for quiet hours: 2026-11-25 01:05 Europe/Berlin is inside 22:00-08:00,"
+        " so at 2026-11-25 08:00 Europe/Berlin"
+    )
+
+
+def test_a_once_mailing_by_day_says_it_goes_at_once(settings: Settings) -> None:
+    # 19:05 on the 24th in New York: outside the quiet hours.
+    reason = _reason(_candidate("mailing", "once"), _user("America/New_York"), settings)
+    assert reason == "at once: 2026-11-24 19:05 America/New_York is outside quiet hours"
+
+
+def test_a_digest_names_its_send_hour_and_zone(settings: Settings) -> None:
+    reason = _reason(_candidate("likes", "daily", like_count=3), _user("Asia/Tokyo"), settings)
+    assert reason == "daily digest at the send hour 09:00 in Asia/Tokyo"
+
+
+def test_a_digest_moved_by_quiet_hours_says_so() -> None:
+    late = Settings(_env_file=None, send_hour_local=23, quiet_hours="22:00-08:00")
+    reason = _reason(_candidate("likes", "weekly", like_count=3), _user("UTC"), late)
+    assert reason == (
+        "weekly digest at the send hour 23:00 in UTC, moved out of quiet hours 22:00-08:00"
+        " to 2026-11-26 08:00 UTC"  # 23:00 on the 25th is the next send hour
+    )
+
+
+def test_an_unknown_zone_is_named_in_the_reason(settings: Settings) -> None:
+    reason = _reason(_candidate("likes", "daily", like_count=3), _user("Mars/Olympus"), settings)
+    assert reason == (
+        "daily digest at the send hour 09:00 in UTC (time zone 'Mars/Olympus' unknown: UTC used)"
+    )
+
+
+def test_a_skipped_delivery_keeps_the_time_it_would_have_had(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("mailing", "daily"),
+        _user("Asia/Tokyo", mailing=False),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert (plan.status, plan.error) == ("skipped", "mailing disabled")
+    assert plan.send_reason == "daily digest at the send hour 09:00 in Asia/Tokyo"

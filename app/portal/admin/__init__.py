@@ -15,11 +15,13 @@ from app.db.session import get_engine
 from app.portal import (
     auth,
     campaign_pages,
+    dashboard,
     dead_letters,
     delivery_retry,
     outbox,
     schedule_views,
     templates_views,
+    user_pages,
 )
 from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.dead_letter_views import DeadLetterAdmin
@@ -42,7 +44,16 @@ def session_key(settings: Settings) -> str:
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin UI at /admin with our pages, login and the CSRF/session middleware."""
-    pages = (auth, campaign_pages, templates_views, schedule_views, outbox, dead_letters)
+    pages = (
+        auth,
+        dashboard,
+        campaign_pages,
+        templates_views,
+        schedule_views,
+        outbox,
+        dead_letters,
+        user_pages,
+    )
     for module in (*pages, delivery_retry):
         app.include_router(module.router)  # before the /admin mount, so these routes win
     admin = Admin(
@@ -53,6 +64,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         templates_dir=str(TEMPLATES_DIR),
         authentication_backend=PortalAuthBackend(),
     )
+    admin._menu.add(LinkMenu("Users", "/admin/users", "fa-solid fa-user"))
     admin._menu.add(LinkMenu("Mailings", "/admin/mailings", "fa-solid fa-envelopes-bulk"))
     for view in (TemplateAdmin, NotificationAdmin, DeliveryAdmin, DeadLetterAdmin):
         admin.add_view(view)

@@ -1,0 +1,64 @@
+"""The figures of the portal's dashboard, shaped for its charts. Pure: no I/O.
+
+Mails per hour are counted by the hour they were due (`send_at`): the one timestamp every
+delivery has and an index serves, so the chart costs the same on a large table. Sent means
+the provider accepted it, whatever it reported later (delivered, bounced, spam, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from app.domain.vocabulary import DELIVERY_STATUSES
+
+HOURS = 24
+OUTCOME_OF_STATUS: dict[str, str] = {
+    "sent": "sent",
+    "delivered": "sent",
+    "deferred": "sent",
+    "bounced": "sent",
+    "dropped": "sent",
+    "spam": "sent",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+OUTCOMES = ("sent", "failed", "skipped")
+assert set(OUTCOME_OF_STATUS) <= set(DELIVERY_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlySeries:
+    """One label per hour (oldest first) and, per outcome, one count per hour."""
+
+    hours: list[datetime]
+    counts: dict[str, list[int]]
+
+    def as_json(self) -> dict[str, object]:
+        return {"hours": [h.isoformat() for h in self.hours], **self.counts}
+
+
+def hour_floor(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def window_start(now: datetime, hours: int = HOURS) -> datetime:
+    """The first hour the chart shows: the current hour is the last of `hours`."""
+    return hour_floor(now) - timedelta(hours=hours - 1)
+
+
+def hourly_series(
+    rows: Iterable[tuple[datetime, str, int]], now: datetime, hours: int = HOURS
+) -> HourlySeries:
+    """Counts per hour and outcome from (hour, delivery status, count) rows; missing hours are 0
+    and rows outside the window, or of statuses that are no outcome yet, are left out."""
+    first = window_start(now, hours)
+    labels = [first + timedelta(hours=i) for i in range(hours)]
+    counts = {outcome: [0] * hours for outcome in OUTCOMES}
+    for hour, status, count in rows:
+        outcome = OUTCOME_OF_STATUS.get(status)
+        index = int((hour_floor(hour) - first).total_seconds() // 3600)
+        if outcome is not None and 0 <= index < hours:
+            counts[outcome][index] += count
+    return HourlySeries(labels, counts)

@@ -1,0 +1,116 @@
+// The portal's dashboard: draws the figures rendered with the page, then fetches them again
+// every REFRESH_MS from /admin/api/dashboard and updates the charts and tables in place.
+(function () {
+  "use strict";
+  var REFRESH_MS = 10000;
+  var COLORS = { sent: "#2fb344", failed: "#d63939", skipped: "#9ba9be" };
+  var hourly = null;
+  var deadLetters = null;
+
+  function text(id, value) {
+    var node = document.getElementById(id);
+    if (node) { node.textContent = value; }
+  }
+
+  function sum(values) {
+    return values.reduce(function (a, b) { return a + b; }, 0);
+  }
+
+  function hourLabel(iso) {
+    return iso.slice(11, 16);
+  }
+
+  function drawHourly(data) {
+    var labels = data.hourly.hours.map(hourLabel);
+    var datasets = ["sent", "failed", "skipped"].map(function (name) {
+      return { label: name, data: data.hourly[name], backgroundColor: COLORS[name] };
+    });
+    if (hourly === null) {
+      hourly = new Chart(document.getElementById("chart-hourly"), {
+        type: "bar",
+        data: { labels: labels, datasets: datasets },
+        options: {
+          animation: false,
+          scales: { x: { stacked: true, title: { display: true, text: "hour (UTC)" } },
+                    y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } }
+        }
+      });
+    } else {
+      hourly.data.labels = labels;
+      datasets.forEach(function (set, i) { hourly.data.datasets[i].data = set.data; });
+      hourly.update();
+    }
+  }
+
+  function drawDeadLetters(data) {
+    var labels = data.dead_letters.map(function (d) { return d.reason; });
+    var counts = data.dead_letters.map(function (d) { return d.count; });
+    if (deadLetters === null) {
+      deadLetters = new Chart(document.getElementById("chart-dead-letters"), {
+        type: "bar",
+        data: { labels: labels, datasets: [{ label: "dead letters", data: counts,
+                                              backgroundColor: "#f76707" }] },
+        options: { animation: false, indexAxis: "y", plugins: { legend: { display: false } },
+                   scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } }
+      });
+    } else {
+      deadLetters.data.labels = labels;
+      deadLetters.data.datasets[0].data = counts;
+      deadLetters.update();
+    }
+  }
+
+  function row(cells) {
+    var tr = document.createElement("tr");
+    cells.forEach(function (value) {
+      var td = document.createElement("td");
+      td.textContent = value;
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function fillTables(data) {
+    text("dash-generated", data.generated_at.slice(0, 19).replace("T", " "));
+    ["sent", "failed", "skipped"].forEach(function (name) {
+      text("total-" + name, String(sum(data.hourly[name])));
+    });
+    text("dash-auth", data.circuits.ok ? data.circuits.value.auth : "unknown");
+    text("dash-provider", data.circuits.ok ? data.circuits.value.provider : "unknown");
+    text("dash-queue-emails", data.queues.ok ? String(data.queues.value.emails) : "unknown");
+    text("dash-queue-jobs", data.queues.ok ? String(data.queues.value.jobs) : "unknown");
+    var lag = document.querySelector("#dash-lag tbody");
+    if (lag && data.lag.ok) {
+      lag.replaceChildren.apply(lag, data.lag.partitions.map(function (p) {
+        return row([p.topic, String(p.partition), p.applied === null ? "-" : String(p.applied),
+                    String(p.end), String(p.lag) + (p.blocked ? " (blocked)" : "")]);
+      }));
+    }
+    var dead = document.getElementById("dash-dead-letters");
+    if (dead) {
+      dead.replaceChildren.apply(dead, data.dead_letters.map(function (d) {
+        var li = document.createElement("li");
+        li.textContent = d.reason + ": " + d.count;
+        return li;
+      }));
+    }
+  }
+
+  function draw(data) {
+    if (typeof Chart !== "undefined") {
+      drawHourly(data);
+      drawDeadLetters(data);
+    }
+    fillTables(data);
+  }
+
+  function refresh() {
+    fetch("/admin/api/dashboard", { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) { if (data) { draw(data); } })
+      .catch(function () { /* the next refresh tries again */ });
+  }
+
+  draw(JSON.parse(document.getElementById("dashboard-data").textContent));
+  window.setInterval(refresh, REFRESH_MS);
+})();
