@@ -150,12 +150,18 @@ def seed(deliveries: int) -> None:
     )
 
 
-def signed_in_client(probe_cache_s: float | None = None) -> TestClient:
-    username, password = "bench-admin", "bench-passw0rd"
+USERNAME, PASSWORD = "bench-admin", "bench-passw0rd"
+
+
+def create_portal_user() -> None:
+    # Once: a new password ends the user's sessions, those of a client signed in before too.
     with session_scope() as session:
         create_or_replace(
-            session=session, username=username, password_hash=hash_password(password), role="admin"
+            session=session, username=USERNAME, password_hash=hash_password(PASSWORD), role="admin"
         )
+
+
+def signed_in_client(probe_cache_s: float | None = None) -> TestClient:
     settings = get_settings()
     if probe_cache_s is not None:
         settings = settings.model_copy(update={"dashboard_probe_cache_s": probe_cache_s})
@@ -163,7 +169,7 @@ def signed_in_client(probe_cache_s: float | None = None) -> TestClient:
     client.__enter__()
     token = _TOKEN.search(client.get("/login").text)
     assert token, "no CSRF token on /login"
-    form = {"username": username, "password": password, "csrf_token": token.group(1)}
+    form = {"username": USERNAME, "password": PASSWORD, "csrf_token": token.group(1)}
     response = client.post("/login", data=form, follow_redirects=False)
     assert response.status_code == 303, response.text[:300]
     return client
@@ -201,6 +207,7 @@ def main() -> None:
     migrate.upgrade("heads", os.environ["DATABASE_URL"])
     if not args.no_seed:
         seed(args.deliveries)
+    create_portal_user()
     client = signed_in_client()
     uncached = signed_in_client(probe_cache_s=0)
     heavy = "/admin/users/" + str(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, text, update
@@ -26,8 +26,12 @@ def create(
     user_ids: Sequence[uuid.UUID],
     invalid_recipients: Sequence[str],
     created_by: str | None,
+    send_at: datetime | None = None,
+    local_send_date: date | None = None,
+    local_send_hour: int | None = None,
 ) -> Campaign:
-    """Insert a draft campaign and its audience."""
+    """Insert a draft campaign and its audience; a schedule is `send_at`, or a local date and
+    hour in each recipient's zone."""
     campaign = Campaign(
         name=name,
         template_id=template_id,
@@ -38,6 +42,9 @@ def create(
         published_count=0,
         invalid_recipients=list(invalid_recipients),
         created_by=created_by,
+        send_at=send_at,
+        local_send_date=local_send_date,
+        local_send_hour=local_send_hour,
     )
     session.add(campaign)
     session.flush()

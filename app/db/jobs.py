@@ -10,23 +10,40 @@ from typing import Any, cast
 
 from sqlalchemy import Exists, Row, Select, Table, and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Campaign, Delivery, Message, Notification, OptOut, Template
+from app.db.models import (
+    Campaign,
+    Delivery,
+    Message,
+    Notification,
+    OptOut,
+    Preference,
+    Template,
+)
 from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
 from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
+
+# A mailing's campaign, for its schedule (an alias: _of_cancelled_campaign's subquery correlates
+# on the Campaign entity itself).
+_SCHEDULE = aliased(Campaign)
+# A recipient's chosen periodicity comes ahead of the producer's (the preference center).
+_periodicity = func.coalesce(Preference.periodicity, Notification.periodicity)
 
 _CANDIDATE_COLUMNS = (
     Notification.notification_id,
     Notification.user_id,
     Notification.kind,
-    Notification.periodicity,
+    _periodicity.label("periodicity"),
     Notification.like_count,
     Message.content_id,
     Message.content_value,
     Template.subject,
     Template.body_html,
     Template.body_text,
+    _SCHEDULE.send_at.label("campaign_send_at"),
+    _SCHEDULE.local_send_date.label("campaign_local_date"),
+    _SCHEDULE.local_send_hour.label("campaign_local_hour"),
 )
 
 
@@ -35,6 +52,18 @@ def _candidates() -> Select[*tuple[Any, ...]]:
         select(*_CANDIDATE_COLUMNS)
         .join(Message, Message.message_id == Notification.message_id)
         .join(Template, Template.template_id == Message.template_id)
+        .outerjoin(
+            Preference,
+            and_(Preference.user_id == Notification.user_id, Preference.kind == Notification.kind),
+        )
+        .outerjoin(
+            _SCHEDULE,
+            and_(
+                Notification.kind == "mailing",
+                _SCHEDULE.campaign_id
+                == func.coalesce(Notification.campaign_id, Notification.content_id),
+            ),
+        )
     )
 
 
@@ -58,7 +87,7 @@ def lock_digest_candidates(
     query = (
         _candidates()
         .where(
-            Notification.periodicity == periodicity,
+            _periodicity == periodicity,
             # Transactional mail goes once, at once: never in a digest, whatever its row says.
             Notification.kind.notin_(TRANSACTIONAL_KINDS),
             Notification.status.notin_(IN_FLIGHT_STATUSES),

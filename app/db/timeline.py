@@ -19,6 +19,7 @@ from app.domain.timeline import (
     EventRow,
     NotificationRow,
     OptOutRow,
+    PreferenceRow,
     ProviderEventRow,
     RefusedRow,
     UserRecord,
@@ -125,6 +126,15 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
         for r in _rows(
             session,
             "SELECT created_at, kind, source FROM opt_outs WHERE user_id = :user",
+            p,
+        )
+    ]
+    record.preferences = [
+        PreferenceRow(r.at, r.kind, r.choice)
+        for r in _rows(
+            session,
+            "SELECT at, kind, choice FROM preference_changes WHERE user_id = :user"
+            " ORDER BY at DESC LIMIT :limit",
             p,
         )
     ]

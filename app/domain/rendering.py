@@ -24,6 +24,7 @@ SAMPLE_VARIABLES: Mapping[str, Any] = {
     "content_value": "Sample text <b>with markup</b>",
     "content_id": "9b2e7c4d-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
     "unsubscribe_url": "https://notify.example.com/unsubscribe?token=sample",
+    "preferences_url": "https://notify.example.com/preferences?token=sample",
     "count": 3,
 }
 

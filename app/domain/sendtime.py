@@ -80,6 +80,11 @@ def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
+def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a wall time on a day in a zone (past a DST gap; the first of a fold)."""
+    return _local_instant(day, at, tz)
+
+
 def _local_instant(day: date, at: time, tz: ZoneInfo, fold: int = 0) -> datetime:
     """Return the UTC instant of a local wall time: a gap moves past it, fold picks an overlap."""
     naive = datetime.combine(day, at.replace(tzinfo=None, fold=0))

@@ -87,6 +87,13 @@ class OptOutRow:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class PreferenceRow:
+    at: datetime
+    kind: str
+    choice: str
+
+
 @dataclass
 class UserRecord:
     """Everything stored about one user, as the queries found it."""
@@ -98,6 +105,7 @@ class UserRecord:
     deliveries: list[DeliveryRow] = field(default_factory=list)
     provider_events: list[ProviderEventRow] = field(default_factory=list)
     opt_outs: list[OptOutRow] = field(default_factory=list)
+    preferences: list[PreferenceRow] = field(default_factory=list)
 
     @property
     def emails(self) -> list[str]:
@@ -221,6 +229,15 @@ def build(record: UserRecord) -> list[Entry]:
     entries += [
         Entry(o.at, "opted out", f"{MAIL_NAMES.get(o.kind, o.kind)}s turned off", f"by {o.source}")
         for o in record.opt_outs
+    ]
+    entries += [
+        Entry(
+            p.at,
+            "preference",
+            f"{MAIL_NAMES.get(p.kind, p.kind)}s set to {p.choice} on the preference page",
+            "planning follows it from the next period on",
+        )
+        for p in record.preferences
     ]
     # A stable sort: entries of one instant stay in the order built (event, notification, ...).
     return sorted(entries, key=lambda e: e.at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -14,6 +14,7 @@ from app.auth.client import AuthUser
 from app.config import Settings
 from app.contracts import ContractError, unstorable_text, validate
 from app.domain import periods, policy, sendtime
+from app.domain.preferences import PREFERENCES_TOKEN_KIND
 from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.tokens import make_unsubscribe_token
 from app.domain.vocabulary import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS
@@ -69,6 +70,10 @@ class Candidate:
     subject: str
     body_html: str
     body_text: str
+    # A mailing of a scheduled campaign: at this instant, or at this local hour on this day.
+    campaign_send_at: datetime | None = None
+    campaign_local_date: date | None = None
+    campaign_local_hour: int | None = None
 
 
 class _PlanBase(TypedDict):
@@ -125,6 +130,17 @@ def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: date
     return f"{settings.public_base_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}"
 
 
+def preferences_url(settings: Settings, user_id: uuid.UUID, now: datetime) -> str:
+    """The signed link to this user's preference page (how often, per kind of mail)."""
+    token = make_unsubscribe_token(
+        secret=settings.secret_key,
+        user_id=user_id,
+        kind=PREFERENCES_TOKEN_KIND,
+        expires_at=now + UNSUBSCRIBE_TOKEN_TTL,
+    )
+    return f"{settings.public_base_url.rstrip('/')}/preferences?{urlencode({'token': token})}"
+
+
 def _send_at(
     candidate: Candidate, tz: ZoneInfo, settings: Settings, now: datetime
 ) -> tuple[datetime, str]:
@@ -132,6 +148,8 @@ def _send_at(
     if candidate.kind in TRANSACTIONAL_KINDS:
         return sendtime.transactional_send_time(now), "transactional: at once, whatever the hour"
     quiet = settings.quiet_hours_window
+    if candidate.periodicity == "once" and _campaign_time(candidate, tz) is not None:
+        return _scheduled_campaign_at(candidate, tz, quiet, now)
     if candidate.periodicity == "once":
         at = sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
         if quiet is None or not sendtime.in_quiet_hours(now.astimezone(tz).time(), quiet):
@@ -146,6 +164,37 @@ def _send_at(
     if quiet is not None and at != sendtime.send_time(
         now_utc=now, tz=tz, send_hour=hour, quiet=None
     ):
+        reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
+    return at, reason
+
+
+def _campaign_time(candidate: Candidate, tz: ZoneInfo) -> datetime | None:
+    """The instant a scheduled campaign names for this recipient, or None (not scheduled)."""
+    if candidate.campaign_send_at is not None:
+        return candidate.campaign_send_at
+    if candidate.campaign_local_date is not None and candidate.campaign_local_hour is not None:
+        return sendtime.local_instant(
+            candidate.campaign_local_date, time(candidate.campaign_local_hour), tz
+        )
+    return None
+
+
+def _scheduled_campaign_at(
+    candidate: Candidate, tz: ZoneInfo, quiet: tuple[time, time] | None, now: datetime
+) -> tuple[datetime, str]:
+    """A scheduled campaign's mail: at its time (out of quiet hours), or at once once past."""
+    target = _campaign_time(candidate, tz)
+    assert target is not None
+    if candidate.campaign_local_hour is not None:
+        asked = f"the campaign's {candidate.campaign_local_hour:02d}:00 local time"
+    else:
+        asked = "the campaign's send time"
+    if target <= now:
+        at = sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
+        return at, f"{asked} ({local_time(target, tz)}) had passed when planned: as soon as allowed"
+    at = sendtime.earliest_send_time(now_utc=target, tz=tz, quiet=quiet)
+    reason = f"{asked}: {local_time(target, tz)}"
+    if quiet is not None and at != target:
         reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
     return at, reason
 
@@ -203,9 +252,10 @@ def plan_delivery(
         return DeliveryPlan(**skipped, status="skipped", email=user.email, error=decision.reason)
 
     headers: dict[str, str] = {}
-    link = ""
+    link = preferences = ""
     if candidate.kind in UNSUBSCRIBABLE_KINDS:
         link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
+        preferences = preferences_url(settings, user.user_id, now)
         # RFC 8058 one-click unsubscribe, required by large mailbox providers for bulk mail.
         headers = {
             "List-Unsubscribe": f"<{link}>",
@@ -217,6 +267,7 @@ def plan_delivery(
         "content_value": candidate.content_value,
         "content_id": str(candidate.content_id) if candidate.content_id else "",
         "unsubscribe_url": link,
+        "preferences_url": preferences,
         "count": candidate.like_count,
     }
     try:

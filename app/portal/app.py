@@ -17,7 +17,7 @@ from app.config import Settings, get_settings
 from app.core.metrics import DeadLetterCollector, StatusCollector
 from app.db import dead_letters, stats
 from app.db.session import session_scope
-from app.portal import unsubscribe, webhooks
+from app.portal import preferences, unsubscribe, webhooks
 from app.portal.admin import install_admin
 from app.portal.nul_guard import RefuseNul
 
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
+    app.include_router(preferences.router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:

@@ -34,7 +34,7 @@ SESSION_NAME = "admin_username"
 SESSION_VERSION = "admin_session_version"
 # Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health, and the
 # Prometheus scrape (counts only, no personal data).
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe", "/preferences"})
 PUBLIC_PREFIXES = ("/webhooks/",)
 API_PREFIX = "/admin/api/"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -23,6 +24,7 @@ from app.portal.pages import render_page
 router = APIRouter()
 
 MAX_CSV_BYTES = 20 * 1024 * 1024
+SCHEDULE_FIELDS = ("when", "send_at", "local_date", "local_hour")
 
 
 def _recent() -> list[Any]:
@@ -55,7 +57,9 @@ async def _form_page(request: Request, values: dict[str, Any], status_code: int 
 @router.get("/admin/mailings/new", include_in_schema=False)
 async def new_page(request: Request) -> Response:
     """Show the form of a new campaign."""
-    return await _form_page(request, {"periodicity": "once", "template_name": "mailing"})
+    return await _form_page(
+        request, {"periodicity": "once", "template_name": "mailing", "when": "now"}
+    )
 
 
 @router.post("/admin/mailings/new", include_in_schema=False)
@@ -63,7 +67,14 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
     """Create a draft campaign; invalid audience entries are kept and listed back."""
     values = {
         key: str(form.get(key, ""))
-        for key in ("name", "template_id", "content_value", "periodicity", "audience")
+        for key in (
+            "name",
+            "template_id",
+            "content_value",
+            "periodicity",
+            "audience",
+            *SCHEDULE_FIELDS,
+        )
     }
     upload = form.get("audience_csv")
     csv_data = None
@@ -79,6 +90,7 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
             template_id=uuid.UUID(values["template_id"]),
             content_value=values["content_value"],
             periodicity=values["periodicity"],
+            schedule=campaigns.parse_schedule(*(values[key] for key in SCHEDULE_FIELDS)),
         )
         campaign = await run_in_threadpool(
             lambda: campaigns.create_campaign(
@@ -102,16 +114,22 @@ async def _progress(campaign_id: uuid.UUID) -> tuple[Any, campaigns.Progress]:
 
 @router.get("/admin/mailings/{campaign_id}", include_in_schema=False)
 async def campaign_page(
-    request: Request, campaign_id: uuid.UUID, published: int | None = None, failed: int = 0
+    request: Request,
+    campaign_id: uuid.UUID,
+    published: int | None = None,
+    failed: int = 0,
+    tested: str | None = None,
 ) -> Response:
     """Show a campaign, its progress bar and its actions."""
     campaign, progress = await _progress(campaign_id)
     context = {
         "title": f"Mailing: {campaign.name}",
         "campaign": campaign,
+        "schedule": _schedule_of(campaign),
         "progress": progress,
         "just_published": published,
         "just_failed": failed,
+        "just_tested": tested,
     }
     return await render_page(request, "portal/campaign.html", context)
 
@@ -136,11 +154,19 @@ async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
     return JSONResponse(body)
 
 
+def _schedule_of(campaign: Any) -> str | None:
+    schedule = campaigns.Schedule(
+        campaign.send_at, campaign.local_send_date, campaign.local_send_hour
+    )
+    return schedule.describe() if schedule != campaigns.Schedule() else None
+
+
 async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Response:
     campaign, progress = await _progress(campaign_id)
     context = {
         "title": f"Mailing: {campaign.name}",
         "campaign": campaign,
+        "schedule": _schedule_of(campaign),
         "progress": progress,
         "error": message,
     }
@@ -163,6 +189,27 @@ async def send(
     except campaigns.CampaignError as exc:
         return await _refused(request, campaign_id, str(exc))
     target = f"/admin/mailings/{campaign_id}?published={report.delivered}&failed={report.failed}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/admin/mailings/{campaign_id}/test", include_in_schema=False)
+async def send_test(
+    request: Request, campaign_id: uuid.UUID, form: FormData = Depends(verified_form)
+) -> Response:
+    """Send the campaign's mail once to one address, marked as a test; counted nowhere."""
+    address = str(form.get("address") or "")
+    settings = request.app.state.settings
+    try:
+        message_id = await run_in_threadpool(
+            lambda: campaigns.send_test(campaign_id=campaign_id, address=address, settings=settings)
+        )
+    except campaigns.CampaignError as exc:
+        return await _refused(request, campaign_id, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the provider's refusal, shown to the sender
+        return await _refused(request, campaign_id, f"the test mail was not sent: {exc}")
+    target = (
+        f"/admin/mailings/{campaign_id}?{urlencode({'tested': address, 'message': message_id})}"
+    )
     return RedirectResponse(target, status_code=303)
 
 

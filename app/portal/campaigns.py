@@ -12,14 +12,18 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from confluent_kafka import Producer
 
+from app.config import Settings
 from app.contracts import Event, encode_event
 from app.core.clock import utcnow
 from app.db import campaigns as store
 from app.db.models import Campaign
 from app.db.session import session_scope
+from app.delivery.mail.base import OutgoingEmail, get_backend
+from app.domain.rendering import SAMPLE_VARIABLES, render
 from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import PublishReport, publish_all
 
@@ -91,6 +95,42 @@ def parse_audience(pasted: str = "", csv_data: bytes | None = None) -> Audience:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a campaign's mail goes: at one instant, or at a local hour on a day in each
+    recipient's own zone. Quiet hours move either out of the night where it would be."""
+
+    send_at: datetime | None = None
+    local_date: date | None = None
+    local_hour: int | None = None
+
+    def describe(self) -> str:
+        if self.send_at is not None:
+            return f"at {self.send_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        return f"at {self.local_hour:02d}:00 on {self.local_date} in each recipient's time zone"
+
+
+def parse_schedule(
+    when: str, send_at: str = "", local_date: str = "", local_hour: str = ""
+) -> Schedule | None:
+    """The schedule of the form's fields: `when` is now, at (an ISO time, UTC unless it says
+    otherwise) or local (a date and an hour 0-23); raise CampaignInvalid."""
+    try:
+        if when in ("", "now"):
+            return None
+        if when == "at":
+            instant = datetime.fromisoformat(send_at.strip())
+            return Schedule(send_at=instant if instant.tzinfo else instant.replace(tzinfo=UTC))
+        if when == "local":
+            hour = int(local_hour)
+            if not 0 <= hour <= 23:
+                raise ValueError("the hour must be 0 to 23")
+            return Schedule(local_date=date.fromisoformat(local_date.strip()), local_hour=hour)
+    except ValueError as exc:
+        raise CampaignInvalid(f"the schedule is not valid: {exc}") from exc
+    raise CampaignInvalid(f"unknown schedule {when!r}: now, at or local")
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """The fields of a new campaign as entered."""
 
@@ -98,6 +138,7 @@ class Draft:
     template_id: uuid.UUID
     content_value: str
     periodicity: str
+    schedule: Schedule | None = None
 
 
 def validate_draft(draft: Draft, audience: Audience) -> None:
@@ -111,8 +152,25 @@ def validate_draft(draft: Draft, audience: Audience) -> None:
         problems.append(f"the text is longer than {MAX_CONTENT_CHARS} characters")
     if not audience.valid:
         problems.append("the audience has no valid user id")
+    problems += _schedule_problems(draft)
     if problems:
         raise CampaignInvalid("; ".join(problems))
+
+
+def _schedule_problems(draft: Draft) -> list[str]:
+    schedule, now = draft.schedule, utcnow()
+    if schedule is None:
+        return []
+    problems = []
+    if draft.periodicity != "once":
+        problems.append("only a `once` campaign can be scheduled (digests go at the send hour)")
+    if schedule.send_at is not None and schedule.send_at <= now:
+        problems.append("the send time is in the past")
+    # The last zones to reach a day are a day behind UTC: a date before yesterday is past
+    # for everyone.
+    if schedule.local_date is not None and schedule.local_date < (now - timedelta(days=1)).date():
+        problems.append("that day is over in every time zone")
+    return problems
 
 
 def create_campaign(*, draft: Draft, audience: Audience, created_by: str | None) -> Campaign:
@@ -130,6 +188,9 @@ def create_campaign(*, draft: Draft, audience: Audience, created_by: str | None)
             user_ids=audience.valid,
             invalid_recipients=audience.invalid,
             created_by=created_by,
+            send_at=draft.schedule.send_at if draft.schedule else None,
+            local_send_date=draft.schedule.local_date if draft.schedule else None,
+            local_send_hour=draft.schedule.local_hour if draft.schedule else None,
         )
 
 
@@ -250,3 +311,45 @@ def campaign_progress(*, campaign_id: uuid.UUID) -> tuple[Campaign, Progress]:
             raise CampaignInvalid("no such campaign")
         states = store.outcome_counts(session=session, campaign_id=campaign_id)
         return campaign, progress_of(campaign.total_recipients, campaign.published_count, states)
+
+
+TEST_SUBJECT_PREFIX = "[Test] "
+MAX_ADDRESS_CHARS = 320
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def send_test(*, campaign_id: uuid.UUID, address: str, settings: Settings) -> str:
+    """Send the campaign's mail once to `address`, marked as a test; return the provider's id.
+
+    Nothing is recorded for the campaign: no notification, no delivery, no count.
+    """
+    address = address.strip()
+    if len(address) > MAX_ADDRESS_CHARS or not _ADDRESS.fullmatch(address):
+        raise CampaignInvalid("that is not an e-mail address")
+    with session_scope() as session:
+        campaign = store.get(session=session, campaign_id=campaign_id)
+        if campaign is None:
+            raise CampaignInvalid("no such campaign")
+        template = campaign.template
+        email = render(
+            subject=template.subject,
+            body_html=template.body_html,
+            body_text=template.body_text,
+            variables={
+                **SAMPLE_VARIABLES,
+                "name": "Test recipient",
+                "email": address,
+                "content_value": campaign.content_value,
+                "content_id": str(campaign.campaign_id),
+            },
+        )
+    outgoing = OutgoingEmail(
+        to=address,
+        subject=TEST_SUBJECT_PREFIX + email.subject,
+        html=email.html,
+        text=email.text,
+        headers={"X-Notify-Test": "1"},
+    )
+    result = get_backend(settings).send(outgoing)
+    log.info("test mail of campaign %s sent to %s", campaign_id, address)
+    return result.provider_message_id or "-"

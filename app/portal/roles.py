@@ -21,6 +21,8 @@ WRITE_RULES: Final[tuple[tuple[str, str, PortalRole], ...]] = (
     (r"DELETE", r"/admin/template/delete", "editor"),
     # A campaign starts as a draft; sending or cancelling it is an admin's decision.
     (r"POST", r"/admin/mailings/new", "editor"),
+    # A test mail goes to one address and counts nowhere: editors check their drafts with it.
+    (r"POST", r"/admin/mailings/[^/]+/test", "editor"),
 )
 _COMPILED = tuple(
     (re.compile(method), re.compile(path), role) for method, path, role in WRITE_RULES

@@ -31,13 +31,14 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-def _page(title: str, content: str, status: int = 200) -> HTMLResponse:
+def public_page(title: str, content: str, status: int = 200) -> HTMLResponse:
+    """A page of the public endpoints (unsubscribe, preferences): plain, no portal layout."""
     return HTMLResponse(PAGE.format(title=html.escape(title), content=content), status_code=status)
 
 
 def _invalid(reason: str) -> HTMLResponse:
     text = f"This unsubscribe link is not valid ({html.escape(reason)}). Nothing was changed."
-    return _page("Link not valid", f"<p>{text}</p>", status=400)
+    return public_page("Link not valid", f"<p>{text}</p>", status=400)
 
 
 def _read(request: Request, token: str | None) -> Unsubscribe:
@@ -73,7 +74,7 @@ def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Unsubscribe</button></form>'
     )
-    return _page("Unsubscribe", form)
+    return public_page("Unsubscribe", form)
 
 
 @router.post(
@@ -104,7 +105,7 @@ async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
         return _invalid(str(exc))
     await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=found.kind)
     text = f"You will no longer receive {LABELS[found.kind]} from us."
-    return _page("Unsubscribed", f"<p>{html.escape(text)}</p>")
+    return public_page("Unsubscribed", f"<p>{html.escape(text)}</p>")
 
 
 # GET and POST are two routes, so a 405 from the router would name only the first in `Allow`.

@@ -48,7 +48,12 @@ def browser_db(settings: Settings) -> Iterator[str]:
     """The test database at head with the default templates and a fresh beat schedule."""
     migrate.upgrade("heads", settings.database_url)
     with session_scope() as session:
-        session.execute(text("TRUNCATE deliveries, notifications, messages, campaigns CASCADE"))
+        session.execute(
+            text(
+                "TRUNCATE deliveries, notifications, messages, campaigns, opt_outs, dead_letters,"
+                " received_events, stream_offsets, preferences, preference_changes CASCADE"
+            )
+        )
         session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))
         load_default_templates(session=session)
     seed_schedule()

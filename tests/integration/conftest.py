@@ -28,6 +28,8 @@ MUTABLE_TABLES = (
     "dead_letters",
     "dead_letter_replays",
     "received_events",
+    "preferences",
+    "preference_changes",
 )
 
 

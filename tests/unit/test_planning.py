@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -204,3 +204,89 @@ def test_a_skipped_delivery_keeps_the_time_it_would_have_had(settings: Settings)
     )
     assert (plan.status, plan.error) == ("skipped", "mailing disabled")
     assert plan.send_reason == "daily digest at the send hour 09:00 in Asia/Tokyo"
+
+
+def _scheduled(**schedule: object) -> Candidate:
+    return _candidate("mailing", "once", **schedule)
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        ("Europe/Berlin", datetime(2026, 11, 26, 8, 0, tzinfo=UTC)),
+        ("America/New_York", datetime(2026, 11, 26, 14, 0, tzinfo=UTC)),
+        ("Asia/Tokyo", datetime(2026, 11, 26, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_campaign_at_a_local_hour_goes_at_that_hour_in_each_zone(
+    settings: Settings, zone: str, expected: datetime
+) -> None:
+    plan = plan_delivery(
+        _scheduled(campaign_local_date=date(2026, 11, 26), campaign_local_hour=9),
+        _user(zone),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.send_at == expected
+    assert plan.send_reason == f"the campaign's 09:00 local time: 2026-11-26 09:00 {zone}"
+
+
+def test_a_campaign_hour_inside_quiet_hours_goes_when_they_end(settings: Settings) -> None:
+    plan = plan_delivery(
+        _scheduled(campaign_local_date=date(2026, 11, 26), campaign_local_hour=23),
+        _user("UTC"),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.send_at == datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    assert plan.send_reason == (
+        "the campaign's 23:00 local time: 2026-11-26 23:00 UTC, moved out of quiet hours"
+        " 22:00-08:00 to 2026-11-27 08:00 UTC"
+    )
+
+
+def test_a_campaign_whose_hour_has_passed_goes_as_soon_as_allowed(settings: Settings) -> None:
+    # 09:00 on the 25th in Tokyo was at 00:00 UTC: five minutes before NOW.
+    plan = plan_delivery(
+        _scheduled(campaign_local_date=date(2026, 11, 25), campaign_local_hour=9),
+        _user("Asia/Tokyo"),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.send_at == NOW
+    assert plan.send_reason.startswith("the campaign's 09:00 local time (2026-11-25 09:00")
+    assert plan.send_reason.endswith("had passed when planned: as soon as allowed")
+
+
+def test_a_campaign_at_an_instant_waits_for_it(settings: Settings) -> None:
+    at = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+    plan = plan_delivery(
+        _scheduled(campaign_send_at=at),
+        _user("America/New_York"),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert plan.send_at == at
+    assert plan.send_reason == "the campaign's send time: 2026-11-25 10:30 America/New_York"
+
+
+def test_likes_and_mailings_link_to_the_preference_page(settings: Settings) -> None:
+    plan = plan_delivery(
+        _candidate("likes", "daily", like_count=2),
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+    )
+    assert "https://notify.example.com/preferences?token=" in plan.body_html
+    token = plan.body_html.split("preferences?token=")[1].split('"')[0]
+    found = read_unsubscribe_token(secret=settings.secret_key, token=token, now=NOW)
+    assert (found.user_id, found.kind) == (uuid.UUID(int=7), "preferences")
+    welcome = plan_delivery(
+        _candidate("welcome", "once"), _user(), opted_out=frozenset(), now=NOW, settings=settings
+    )
+    assert "preferences?token=" not in welcome.body_html

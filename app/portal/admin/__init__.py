@@ -33,8 +33,9 @@ from app.portal.csrf import OriginCheckMiddleware, origin_of
 from app.portal.pages import TEMPLATES_DIR
 
 SESSION_COOKIE = "notify_portal"
-# Public routes that take cross-site POSTs by design (providers, mailbox one-click unsubscribe).
-CSRF_EXEMPT = ("/webhooks", "/unsubscribe")
+# Public routes that take cross-site POSTs by design (providers, mailbox one-click unsubscribe),
+# or whose POST a signed token in the form authorizes (the recipients' preference page).
+CSRF_EXEMPT = ("/webhooks", "/unsubscribe", "/preferences")
 
 
 def session_key(settings: Settings) -> str:

@@ -1,0 +1,40 @@
+"""What a recipient may choose on the preference page, and how each choice reads. Pure.
+
+Like digests: daily, weekly or off. Mailings: on or off. Off is an opt-out (the same one the
+unsubscribe link records); daily or weekly is the periodicity planning uses for that user's
+like digests instead of the producer's.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CHOICES: Final[dict[str, tuple[str, ...]]] = {
+    "likes": ("daily", "weekly", "off"),
+    "mailing": ("on", "off"),
+}
+LABELS: Final[dict[str, str]] = {"likes": "Like digests", "mailing": "Mailings"}
+PERIODIC_CHOICES: Final = frozenset({"daily", "weekly"})
+# The token of a preference link names this instead of a kind of mail.
+PREFERENCES_TOKEN_KIND: Final = "preferences"
+
+
+class ChoiceInvalid(ValueError):
+    """A choice the page does not offer."""
+
+
+def check_choice(kind: str, choice: str) -> None:
+    if kind not in CHOICES:
+        raise ChoiceInvalid(f"{kind!r} is not a kind of mail one can choose")
+    if choice not in CHOICES[kind]:
+        raise ChoiceInvalid(f"{choice!r} is not a choice for {kind}: {', '.join(CHOICES[kind])}")
+
+
+def current_choice(kind: str, *, opted_out: bool, periodicity: str | None) -> str:
+    """What the page shows as chosen: off when opted out, else the chosen periodicity (likes;
+    None when the user never chose, which means the producer's: shown as daily) or on."""
+    if opted_out:
+        return "off"
+    if kind == "likes":
+        return periodicity or "daily"
+    return "on"

@@ -1,0 +1,118 @@
+"""The recipients' preference center: how often they hear from us, per kind of mail.
+
+Every non-transactional mail links here with a signed token (next to the one-click unsubscribe).
+GET shows the current choices (link scanners follow GETs: a GET changes nothing); POST, with the
+token in the form, saves them. A change applies from the next period the jobs plan.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.core.clock import utcnow
+from app.db import preferences as store
+from app.db.session import session_scope
+from app.domain.preferences import CHOICES, LABELS, PREFERENCES_TOKEN_KIND, check_choice
+from app.domain.tokens import InvalidToken, read_unsubscribe_token
+from app.portal.bodies import BodyTooLarge, read_body
+from app.portal.unsubscribe import public_page as _page
+
+router = APIRouter()
+PAGE_PATH = "/preferences"  # the links app.jobs.planning.preferences_url makes
+FORM_BYTES = 16 * 1024
+CHOICE_LABELS = {"daily": "Daily", "weekly": "Weekly", "off": "Off", "on": "On"}
+
+
+def _user_of(request: Request, token: str | None) -> uuid.UUID:
+    if not token:
+        raise InvalidToken("no token")
+    found = read_unsubscribe_token(
+        secret=request.app.state.settings.secret_key, token=token, now=utcnow()
+    )
+    if found.kind != PREFERENCES_TOKEN_KIND:
+        raise InvalidToken("not a preference link")
+    return found.user_id
+
+
+def _invalid(reason: str) -> HTMLResponse:
+    text = f"This preference link is not valid ({html.escape(reason)}). Nothing was changed."
+    return _page("Link not valid", f"<p>{text}</p>", status=400)
+
+
+def _current(user_id: uuid.UUID) -> dict[str, str]:
+    with session_scope() as session:
+        return store.current(session=session, user_id=user_id)
+
+
+def _save(user_id: uuid.UUID, chosen: dict[str, str]) -> list[str]:
+    with session_scope() as session:
+        return [
+            kind
+            for kind, choice in chosen.items()
+            if store.choose(session=session, user_id=user_id, kind=kind, choice=choice)
+        ]
+
+
+def _form(token: str, current: dict[str, str], notice: str = "") -> str:
+    groups = []
+    for kind, choices in CHOICES.items():
+        options = "".join(
+            f'<label style="margin-right: 16px;"><input type="radio" name="{kind}" '
+            f'value="{choice}"{" checked" if current[kind] == choice else ""}> '
+            f"{CHOICE_LABELS[choice]}</label>"
+            for choice in choices
+        )
+        groups.append(
+            f'<fieldset id="pref-{kind}" style="margin-bottom: 16px;">'
+            f"<legend>{LABELS[kind]}</legend>{options}</fieldset>"
+        )
+    return (
+        f"{notice}<p>Choose how often we write to you. Account e-mails (such as the"
+        " confirmation of your address) always come.</p>"
+        f'<form method="post" action="{PAGE_PATH}">'
+        f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
+        f'{"".join(groups)}<button type="submit">Save</button></form>'
+    )
+
+
+@router.get(PAGE_PATH, include_in_schema=False, response_class=HTMLResponse)
+async def page(request: Request, token: str | None = None) -> HTMLResponse:
+    """The recipient's current choices, in a form."""
+    try:
+        user_id = _user_of(request, token)
+    except InvalidToken as exc:
+        return _invalid(str(exc))
+    assert token is not None
+    current = await run_in_threadpool(_current, user_id)
+    return _page("Your e-mail preferences", _form(token, current))
+
+
+@router.post(PAGE_PATH, include_in_schema=False, response_class=HTMLResponse)
+async def save(request: Request) -> HTMLResponse:
+    """Save the choices of the form (the token in it says whose)."""
+    try:
+        body = await read_body(request, FORM_BYTES)
+    except BodyTooLarge:
+        return _invalid("the form is too large")
+    fields = parse_qs(body.decode("utf-8", "replace"))
+    token = (fields.get("token") or [""])[0]
+    try:
+        user_id = _user_of(request, token)
+        chosen = {kind: (fields.get(kind) or [""])[0] for kind in CHOICES if kind in fields}
+        for kind, choice in chosen.items():
+            check_choice(kind, choice)
+    except (InvalidToken, ValueError) as exc:
+        return _invalid(str(exc))
+    changed = await run_in_threadpool(_save, user_id, chosen)
+    current = await run_in_threadpool(_current, user_id)
+    saved = (
+        "Saved: from the next mail on, we follow these choices." if changed else "Nothing changed."
+    )
+    notice = f'<p id="pref-saved" style="color: #2fb344;">{saved}</p>'
+    return _page("Your e-mail preferences", _form(token, current, notice))

@@ -1,0 +1,160 @@
+"""`make run`'s stack (the Procfile under honcho) and `notify demo`, then the dashboard in
+Chromium: its charts draw the figures the pipeline just produced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import text
+
+from app.config import REPO_ROOT, Settings
+from app.db.session import session_scope
+from app.kafka.admin import ensure_topics
+from harness.pipeline import BIN
+from harness.waiting import free_port, wait_for
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.browser.test_portal_browser import shot
+from tests.integration.portal_support import make_admin_user
+
+PORTAL = "http://127.0.0.1:8000"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Every process of the Procfile on private topics, the bundled dev Auth server included."""
+    prefix = f"dash{uuid.uuid4().hex[:8]}"
+    topics = {
+        f"TOPIC_{k.upper()}": f"{prefix}.{k}"
+        for k in ("user_registered", "comment_liked", "mailing", "dead_letter")
+    }
+    ensure_topics(settings, list(topics.values()), partitions=4)
+    env = {
+        **os.environ,
+        **topics,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": settings.database_url,
+        "FAUST_APP_ID": prefix,
+        "FAUST_DATA_DIR": str(tmp_path / "faust"),
+        "FAUST_SESSION_TIMEOUT_S": "6",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "FAUST_WEB_PORT": str(free_port()),
+    }
+    log = tmp_path / "honcho.log"
+    with log.open("wb") as out:
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", "Procfile", "start"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        for url in (f"{PORTAL}/healthz", "http://127.0.0.1:8081/health"):
+            wait_for(lambda u=url: _answers(u), timeout=90, what=url)
+        for port in (9101, 9102, 9104):
+            url = f"http://127.0.0.1:{port}/healthz"
+            wait_for(lambda u=url: _answers(u), timeout=90, what=url)
+        yield env
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait(10)
+        time.sleep(1)  # let the ports go before the next test binds them
+
+
+def _sent_in_the_last_day() -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(
+            text(
+                "SELECT CASE WHEN status IN ('failed', 'skipped') THEN status ELSE 'sent' END AS o,"
+                " count(*) AS n FROM deliveries WHERE status IN ('sent', 'delivered', 'deferred',"
+                " 'bounced', 'dropped', 'spam', 'failed', 'skipped')"
+                " AND send_at >= date_trunc('hour', now()) - interval '23 hours' GROUP BY 1"
+            )
+        )
+        return {row.o: row.n for row in rows}
+
+
+def test_the_dashboard_draws_what_notify_demo_produced(stack: dict[str, str]) -> None:
+    demo = subprocess.run(
+        [
+            str(BIN / "notify"),
+            "demo",
+            "--registrations",
+            "20",
+            "--likes",
+            "60",
+            "--comments",
+            "10",
+            "--campaign",
+            "30",
+            "--wait",
+            "45",
+        ],
+        env=stack,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    # The welcome mails and the campaign go at once (the campaign unless it is night somewhere).
+    wait_for(lambda: _sent_in_the_last_day().get("sent", 0) >= 20, timeout=60, what="mail sent")
+    username, password = make_admin_user()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{PORTAL}/login")
+        page.fill("#username", username)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{PORTAL}/admin/")
+        page.wait_for_function(
+            "() => typeof Chart !== 'undefined' && Chart.getChart('chart-hourly')"
+        )
+        drawn: dict[str, Any] = page.evaluate(
+            """() => {
+              const chart = Chart.getChart('chart-hourly');
+              const total = (i) => chart.data.datasets[i].data.reduce((a, b) => a + b, 0);
+              return {sent: total(0), failed: total(1), skipped: total(2),
+                      labels: chart.data.labels.length,
+                      auth: document.getElementById('dash-auth').textContent.trim(),
+                      provider: document.getElementById('dash-provider').textContent.trim(),
+                      emails: document.getElementById('dash-queue-emails').textContent.trim()};
+            }"""
+        )
+        stored = _sent_in_the_last_day()
+        assert drawn["labels"] == 24
+        assert drawn["sent"] >= 20
+        # Drawn from what PostgreSQL holds (more may have been sent since the page loaded).
+        assert drawn["sent"] <= stored.get("sent", 0)
+        assert (drawn["auth"], drawn["provider"]) == ("closed", "primary")
+        assert drawn["emails"].isdigit()
+        lag = page.locator("#dash-lag tbody tr")
+        expect(lag.first).to_contain_text(stack["TOPIC_COMMENT_LIKED"].split(".")[0])
+        shot(page, SCREENSHOTS, "20-dashboard-after-demo", "Mails per hour, last 24 h")
+        browser.close()
