@@ -7,8 +7,12 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app.auth.client import AuthClient
@@ -19,6 +23,7 @@ from app.domain import timeline
 from app.jobs.digests import run_digest
 from app.jobs.planning import preferences_url
 from harness.rows import Spec, insert_notifications
+from tests.fuzzing import any_text
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)  # the daily job's usual moment
 CHECKED = re.compile(r'name="(\w+)" value="(\w+)" checked')
@@ -155,3 +160,32 @@ def test_a_forged_expired_or_foreign_token_changes_nothing(
             ).scalar_one()
             == 0
         )
+
+
+@settings_of_hypothesis(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["token", "likes", "mailing", "other"]), any_text, max_size=4
+    ),
+    raw=st.binary(max_size=200),
+)
+def test_hostile_forms_are_refused_or_saved_never_a_server_error(
+    anonymous: TestClient, settings: Settings, fields: dict[str, str], raw: bytes
+) -> None:
+    token = _token(settings, uuid.UUID(int=99))
+    for body in (
+        urlencode({**fields, "token": token}, errors="surrogatepass").encode(),
+        urlencode(fields, errors="surrogatepass").encode(),
+        raw,
+    ):
+        response = anonymous.post(
+            "/preferences",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code in (200, 400), (body, response.status_code)
+    query = urlencode({"token": fields.get("token", "")}, errors="surrogatepass")
+    shown = anonymous.get(f"/preferences?{query}")
+    assert shown.status_code in (200, 400)
