@@ -119,26 +119,26 @@ class DeliveryPlan:
         }
 
 
-def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: datetime) -> str:
-    """The one-click unsubscribe link for this user and kind of mail."""
+def _signed_link(
+    settings: Settings, path: str, user_id: uuid.UUID, kind: str, now: datetime
+) -> str:
     token = make_unsubscribe_token(
         secret=settings.secret_key,
         user_id=user_id,
         kind=kind,
         expires_at=now + UNSUBSCRIBE_TOKEN_TTL,
     )
-    return f"{settings.public_base_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}"
+    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+
+
+def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: datetime) -> str:
+    """The one-click unsubscribe link for this user and kind of mail."""
+    return _signed_link(settings, "/unsubscribe", user_id, kind, now)
 
 
 def preferences_url(settings: Settings, user_id: uuid.UUID, now: datetime) -> str:
     """The signed link to this user's preference page (how often, per kind of mail)."""
-    token = make_unsubscribe_token(
-        secret=settings.secret_key,
-        user_id=user_id,
-        kind=PREFERENCES_TOKEN_KIND,
-        expires_at=now + UNSUBSCRIBE_TOKEN_TTL,
-    )
-    return f"{settings.public_base_url.rstrip('/')}/preferences?{urlencode({'token': token})}"
+    return _signed_link(settings, "/preferences", user_id, PREFERENCES_TOKEN_KIND, now)
 
 
 def _send_at(

@@ -36,7 +36,7 @@ from app.db.session import session_scope
 from app.db.stream_offsets import OffsetRow
 from app.domain.dashboard import hour_floor, hourly_series, window_start
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, broker_tls
-from app.jobs.schedule import list_entries, next_run
+from app.jobs.schedule import Entry, list_entries, next_run
 from app.kafka.admin import end_offsets
 from app.portal.pages import render_page
 
@@ -119,6 +119,10 @@ def read_circuits(settings: Settings) -> dict[str, Any]:
     }
 
 
+def read_schedule(settings: Settings) -> list[Entry]:
+    return list_entries(settings.database_url)
+
+
 class Dashboard:
     """The figures of one portal process; the slow probes are shared between requests."""
 
@@ -128,6 +132,8 @@ class Dashboard:
         self.queues = Probe(read_queue_depths, age)
         self.ends = Probe(read_end_offsets, age)
         self.circuits = Probe(read_circuits, age)
+        # The schedule's reader opens an engine of its own each time: read it as a probe too.
+        self.schedule = Probe(read_schedule, age)
 
     def figures(self, now: datetime) -> dict[str, Any]:
         with session_scope() as session:
@@ -169,8 +175,9 @@ class Dashboard:
         return {"ok": True, "partitions": partitions}
 
     def _beat(self, now: datetime) -> list[dict[str, Any]]:
+        schedule = self.schedule.get(self.settings)
         runs = []
-        for entry in list_entries(self.settings.database_url):
+        for entry in schedule["value"] if schedule["ok"] else []:
             upcoming = next_run(entry, now)
             runs.append(
                 {

@@ -104,6 +104,9 @@ def test_the_timeline_shows_why_each_mail_went_or_did_not(
     ):
         expect(table).to_contain_text(reason)
     expect(page.locator("tr[data-outcome=delivered]")).to_have_count(1)
+    sent = page.locator("tr[data-outcome=sent] .timeline-title")
+    expect(sent).to_have_count(2)  # the welcome mail and the like digest
+    expect(sent.nth(1)).to_contain_text("like digest (2026-11-25) via outbox")
     shot(page, screenshots, "10-user-timeline", "notify explain")
 
 

@@ -3,10 +3,7 @@ Chromium: its charts draw the figures the pipeline just produced."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,9 +16,9 @@ from sqlalchemy import text
 
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
-from app.kafka.admin import ensure_topics
 from harness.pipeline import BIN
-from harness.waiting import free_port, wait_for
+from harness.procfile import private_env, procfile
+from harness.waiting import wait_for
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 from tests.browser.test_portal_browser import shot
 from tests.integration.portal_support import make_admin_user
@@ -40,49 +37,14 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, str]]:
     """Every process of the Procfile on private topics, the bundled dev Auth server included."""
-    prefix = f"dash{uuid.uuid4().hex[:8]}"
-    topics = {
-        f"TOPIC_{k.upper()}": f"{prefix}.{k}"
-        for k in ("user_registered", "comment_liked", "mailing", "dead_letter")
-    }
-    ensure_topics(settings, list(topics.values()), partitions=4)
-    env = {
-        **os.environ,
-        **topics,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": settings.database_url,
-        "FAUST_APP_ID": prefix,
-        "FAUST_DATA_DIR": str(tmp_path / "faust"),
-        "FAUST_SESSION_TIMEOUT_S": "6",
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "FAUST_WEB_PORT": str(free_port()),
-    }
-    log = tmp_path / "honcho.log"
-    with log.open("wb") as out:
-        honcho = subprocess.Popen(
-            [str(BIN / "honcho"), "-f", "Procfile", "start"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    env = private_env(settings, tmp_path, f"dash{uuid.uuid4().hex[:8]}")
+    with procfile(env, tmp_path / "honcho.log"):
         for url in (f"{PORTAL}/healthz", "http://127.0.0.1:8081/health"):
             wait_for(lambda u=url: _answers(u), timeout=90, what=url)
         for port in (9101, 9102, 9104):
             url = f"http://127.0.0.1:{port}/healthz"
             wait_for(lambda u=url: _answers(u), timeout=90, what=url)
         yield env
-    finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait(10)
-        time.sleep(1)  # let the ports go before the next test binds them
 
 
 def _sent_in_the_last_day() -> dict[str, int]:

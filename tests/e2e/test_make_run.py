@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from app.auth.dev_server import DevAuthServer, generate_users
-from app.config import REPO_ROOT, Settings
-from app.kafka.admin import ensure_topics
-from harness.pipeline import BIN
-from harness.waiting import free_port, wait_for
+from app.config import Settings
+from harness.procfile import private_env, procfile
+from harness.waiting import wait_for
 from tests.integration.conftest import serve_in_thread
 
 
@@ -54,37 +52,13 @@ def outside_auth(settings: Settings) -> Iterator[str]:
 def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
     settings: Settings, outside_auth: str, tmp_path: Path
 ) -> None:
-    prefix = f"run{uuid.uuid4().hex[:8]}"
-    topics = {
-        f"TOPIC_{k.upper()}": f"{prefix}.{k}"
-        for k in ("user_registered", "comment_liked", "mailing", "dead_letter")
-    }
-    ensure_topics(settings, list(topics.values()), partitions=4)
-    assert not _answers("http://127.0.0.1:8081/health")  # nothing of ours there yet
     env = {
-        **os.environ,
-        **topics,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": settings.database_url,
+        **private_env(settings, tmp_path, f"run{uuid.uuid4().hex[:8]}"),
         "AUTH_API_URL": outside_auth,
-        "FAUST_APP_ID": prefix,
-        "FAUST_DATA_DIR": str(tmp_path / "faust"),
-        "FAUST_SESSION_TIMEOUT_S": "6",
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "FAUST_WEB_PORT": str(free_port()),
     }
+    assert not _answers("http://127.0.0.1:8081/health")  # nothing of ours there yet
     log = tmp_path / "honcho.log"
-    with log.open("wb") as out:
-        honcho = subprocess.Popen(
-            [str(BIN / "honcho"), "-f", "Procfile", "start"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with procfile(env, log) as honcho:
         text = lambda: log.read_text("utf-8", "replace")  # noqa: E731
         wait_for(lambda: _answers("http://127.0.0.1:8000/healthz"), timeout=90, what="portal")
         wait_for(lambda: _answers("http://127.0.0.1:9101/healthz"), timeout=90, what="jobs")
@@ -103,11 +77,3 @@ def test_make_run_uses_an_outside_auth_and_survives_a_crashed_process(
         # Both e-mail worker processes, each on its own metrics port.
         wait_for(lambda: _answers("http://127.0.0.1:9104/healthz"), timeout=60, what="emails-2")
         assert len(back) == 1
-    finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait(10)
-        time.sleep(1)  # let the ports go before the next test binds them

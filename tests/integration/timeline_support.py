@@ -20,7 +20,7 @@ from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.mail.sendgrid_events import ProviderEvent
 from app.delivery.sending import deliver
 from app.jobs.digests import plan_once, run_digest
-from app.jobs.planning import email_task
+from app.jobs.dispatch import task_of_row
 from app.stream.ingest import Record, apply_batch
 from tests.integration.stream_support import event
 
@@ -61,15 +61,7 @@ def _send(notification_id: uuid.UUID, settings: Settings, outbox: Path) -> uuid.
         row = session.execute(
             text("SELECT * FROM deliveries WHERE notification_id = :n"), {"n": notification_id}
         ).one()
-    task = email_task(
-        notification_id=notification_id,
-        delivery_id=row.delivery_id,
-        email=row.email,
-        subject=row.subject,
-        body_html=row.body_html,
-        body_text=row.body_text,
-        headers=row.headers,
-    )
+    task = task_of_row(row)  # what the dispatcher puts on the `emails` queue
     backend = OutboxBackend(outbox, sender=settings.email_from)
     outcome = deliver(task, backend=backend, settings=settings, now=datetime.now(UTC))
     assert outcome.result == "sent", outcome
@@ -84,9 +76,9 @@ def night_in(zone: str) -> datetime:
 def tell_a_story(
     auth_client: AuthClient, users: list[dict[str, Any]], settings: Settings, outbox: Path
 ) -> Story:
-    """A user who registered (welcome mail sent and delivered), got a like digest planned, had
-    a mailing held for the quiet hours, turned mailings off and was skipped for it, and had an
-    event refused."""
+    """A user who registered (welcome mail sent and delivered), got a like digest at the send
+    hour, had a mailing held for the quiet hours, turned mailings off and was skipped for it,
+    and had an event refused."""
     user = next(u for u in users if all(u["notification_policy"].values()))
     uid, zone = user["user_id"], user["timezone"]
     _apply("user_registered", uid, event(uuid.UUID(uid), None, "https://a/confirm", "once"), 0)
@@ -102,6 +94,7 @@ def tell_a_story(
     run_digest(
         "daily", auth=auth_client, settings=settings, now=datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
     )
+    _send(_notification_id("likes", uid), settings, outbox)  # the digest goes out
     night = night_in(zone)
     _apply("mailing", uid, event(uuid.UUID(uid), uuid.uuid4(), "Night news", "once"), 0)
     plan_once([_notification_id("mailing", uid)], auth=auth_client, settings=settings, now=night)
