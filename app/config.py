@@ -204,6 +204,8 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics,http://127.0.0.1:9104/metrics"
     )
     dashboard_probe_cache_s: float = Field(default=5.0, ge=0)
+    # Received events older than this leave the users' timelines (the daily job deletes them).
+    timeline_retention_days: int = Field(default=90, ge=1)
 
     # Observability: "json" writes one JSON object per log record. METRICS_PORT > 0 makes a
     # Celery worker or beat serve Prometheus /metrics and /healthz there (127.0.0.1).

@@ -50,8 +50,10 @@ def _digest(periodicity: str) -> dict[str, Any]:
 
 @celery_app.task(name=DAILY_DIGEST)
 def daily_digest() -> dict[str, Any]:
-    """Plan today's daily digests."""
-    return _digest("daily")
+    """Plan today's daily digests, then trim the timelines' received events to their retention."""
+    report = _digest("daily")
+    report["received_events_pruned"] = digests.prune_timeline(settings=get_settings(), now=utcnow())
+    return report
 
 
 @celery_app.task(name=WEEKLY_DIGEST)

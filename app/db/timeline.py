@@ -9,6 +9,7 @@ for a user with years of likes.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -139,3 +140,23 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
         )
     ]
     return record
+
+
+def prune_received_events(*, session: Session, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest received events from before `before`; return how many.
+
+    Event ids grow with time, so the events to delete are the ids below the first one received
+    since `before`: found from the low end of the primary key, which stays short once the old
+    rows are gone.
+    """
+    result = session.execute(
+        text(
+            "DELETE FROM received_events WHERE event_id IN ("
+            " SELECT event_id FROM received_events WHERE received_at < :before"
+            " AND event_id < COALESCE((SELECT min(event_id) FROM received_events"
+            " WHERE received_at >= :before), 9223372036854775807)"
+            " ORDER BY event_id LIMIT :limit)"
+        ),
+        {"before": before, "limit": limit},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

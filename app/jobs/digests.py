@@ -9,13 +9,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.auth.client import AuthClient, UserLookup
 from app.config import Settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.db import jobs as store
+from app.db import timeline as timeline_store
 from app.db.session import session_scope
 from app.jobs.planning import Candidate, plan_delivery
 
@@ -111,3 +112,23 @@ def plan_once(
         opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
         plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
         return dict(store.record_plans(session=session, plans=plans, now=now))
+
+
+PRUNE_CHUNK = 10_000
+
+
+def prune_timeline(*, settings: Settings, now: datetime) -> int:
+    """Drop received events older than TIMELINE_RETENTION_DAYS, a chunk per transaction."""
+    before = now - timedelta(days=settings.timeline_retention_days)
+    total = 0
+    while True:
+        with session_scope() as session:
+            deleted = timeline_store.prune_received_events(
+                session=session, before=before, limit=PRUNE_CHUNK
+            )
+        total += deleted
+        if deleted < PRUNE_CHUNK:
+            break
+    if total:
+        log.info("received events before %s deleted: %d", before.isoformat(), total)
+    return total

@@ -6,11 +6,14 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from app.auth.client import AuthClient
 from app.cli import main
@@ -18,6 +21,7 @@ from app.config import Settings
 from app.db import timeline as store
 from app.db.session import session_scope
 from app.domain import timeline
+from app.jobs import digests
 from tests.integration.timeline_support import tell_a_story
 
 ROW = re.compile(
@@ -80,3 +84,27 @@ def test_an_unknown_user_has_an_empty_story(client: TestClient) -> None:
     assert missing.status_code == 200 and 'id="user-no-match"' in missing.text
     printed = CliRunner().invoke(main, ["explain", "nobody@example.com"])
     assert printed.exit_code == 1 and "no mail went to that address" in printed.output
+
+
+def test_received_events_past_their_retention_leave_the_timeline(
+    db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = uuid.uuid4()
+    now = datetime.now(UTC)
+    ages_days = [200, 120, 91, 89, 10, 0]
+    with session_scope() as session:
+        for offset, age in enumerate(ages_days):
+            session.execute(
+                text(
+                    'INSERT INTO received_events (user_id, kind, topic, partition, "offset",'
+                    " periodicity, received_at) VALUES (:u, 'comment_liked', 't', 0, :o, 'daily',"
+                    " :at)"
+                ),
+                {"u": user, "o": offset, "at": now - timedelta(days=age)},
+            )
+    monkeypatch.setattr(digests, "PRUNE_CHUNK", 2)  # several chunks, one transaction each
+    assert digests.prune_timeline(settings=settings, now=now) == 3
+    assert digests.prune_timeline(settings=settings, now=now) == 0
+    with session_scope() as session:
+        kept = store.load_user(session=session, user_id=user).events
+    assert sorted(e.offset for e in kept) == [3, 4, 5]  # 89, 10 and 0 days old
