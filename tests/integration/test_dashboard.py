@@ -116,7 +116,7 @@ def test_the_dashboard_shows_what_the_stack_says(
         update={
             **topics,
             "faust_app_id": app_id,
-            "dashboard_metrics_urls": f"{jobs_metrics},http://127.0.0.1:1/metrics",
+            "dashboard_metrics_urls": f"{jobs_metrics},http://127.0.0.1:1/metrics,file:///etc/passwd",
         }
     )
     with TestClient(create_app(portal)) as client:
@@ -142,8 +142,9 @@ def test_the_dashboard_shows_what_the_stack_says(
     assert figures["queues"]["ok"] and figures["queues"]["value"]["emails"] == 3
     circuits = figures["circuits"]["value"]
     assert (circuits["auth"], circuits["provider"]) == ("open", "primary")
-    assert len(circuits["unreachable"]) == 1
+    assert len(circuits["unreachable"]) == 2
     assert circuits["unreachable"][0].startswith("http://127.0.0.1:1/metrics: ")
+    assert circuits["unreachable"][1] == "file:///etc/passwd: not an http(s) URL"  # never read
     lag = {(p["topic"], p["partition"]): p for p in figures["lag"]["partitions"]}
     assert lag[(registered, partition)] == {
         "topic": registered,
@@ -166,10 +167,12 @@ def test_the_home_page_draws_the_figures_with_the_served_chart_library(
     with TestClient(create_app(settings)) as client:
         log_in(client, *make_admin_user(role="viewer"))
         home = client.get("/admin/")
+        head = client.head("/admin/")
         chart = client.get("/admin/assets/chart.umd.min.js")
         script = client.get("/admin/assets/dashboard.js")
         missing = client.get("/admin/assets/..%2Fdashboard.py")
     assert home.status_code == 200
+    assert head.status_code == 200 and head.text == ""  # not SQLAdmin's index, without figures
     for needed in ('id="chart-hourly"', 'id="dashboard-data"', "/admin/assets/chart.umd.min.js"):
         assert needed in home.text
     assert chart.status_code == 200 and "Chart.js v4" in chart.text[:200]
