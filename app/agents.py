@@ -11,8 +11,8 @@ from typing import cast
 from faust import Stream
 from faust.types import EventT, StreamT
 
-from app.stream import topics, watchdog
-from app.stream.batches import run_batch
+from app.stream import table_reseed, topics, watchdog
+from app.stream.batches import HOLD_POLL_S, changelog_writer, release_parked, run_batch
 from app.stream.faust_app import app, settings
 from app.tables import like_counts
 
@@ -50,3 +50,15 @@ async def ingest_mailings(stream: StreamT[bytes]) -> None:
 async def stall_watchdog() -> None:
     """Exit when a partition of ours holds events but its applied offset has stopped moving."""
     await watchdog.check()
+
+
+@app.timer(interval=HOLD_POLL_S)
+async def retry_parked_partitions() -> None:
+    """Apply the parked records of blocked partitions once an operator has reset them."""
+    await release_parked(like_counts)
+
+
+@app.timer(interval=5.0)
+async def refill_set_aside_likes() -> None:
+    """Fill like-table partitions whose local store was set aside with PostgreSQL's counts."""
+    await table_reseed.reseed(like_counts, changelog_writer)

@@ -7,7 +7,6 @@ Validation is compiled once with fastjsonschema (~450k events/s here, against ~3
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,10 @@ from typing import Any
 import fastjsonschema
 
 from app.config import REPO_ROOT
+
+# The text rules of every boundary, re-exported for the decoders and the jobs.
+from app.domain.bounds import storable_text as storable_text
+from app.domain.bounds import unstorable_text as unstorable_text
 from app.domain.vocabulary import EVENT_KINDS, EventKind
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
@@ -38,25 +41,6 @@ TRANSACTIONAL_EVENTS: frozenset[str] = frozenset({"user_registered"})
 def _refuse_constant(name: str) -> float:
     # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259) and no field of ours holds.
     raise ValueError(f"{name} is not a JSON number")
-
-
-# PostgreSQL text holds any Unicode but NUL, and UTF-8 cannot encode a lone surrogate.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def unstorable_text(value: str) -> str | None:
-    """Why PostgreSQL's text type cannot hold `value` (NUL, a lone surrogate), or None."""
-    found = _UNSTORABLE.search(value)
-    if found is None:
-        return None
-    char = found.group()
-    what = "NUL character" if char == "\x00" else f"lone surrogate U+{ord(char):04X}"
-    return f"{what} at index {found.start()}"
-
-
-def storable_text(value: str) -> str:
-    """`value` with what PostgreSQL cannot store replaced by U+FFFD (for our own messages)."""
-    return _UNSTORABLE.sub("\ufffd", value)
 
 
 @dataclass(frozen=True, slots=True)

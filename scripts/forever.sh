@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Run a command, and run it again whenever it exits: under `make run` one crashed process must
 # not end the stack (honcho stops every process when one of them exits). SIGTERM or SIGINT (what
-# honcho sends on Ctrl-C) stops the command and this loop for good.
+# honcho sends on Ctrl-C) stops the command and this loop for good. Each start is told how often
+# it started in the last 5 minutes (NOTIFY_RECENT_STARTS): its /healthz answers 503 while that
+# is a loop (app/core/health.py).
 set -u
 child=0
+starts=()
 stop() {
   if [ "$child" -gt 0 ]; then
     kill -TERM "$child" 2>/dev/null
@@ -13,7 +16,13 @@ stop() {
 }
 trap stop TERM INT
 while true; do
-  "$@" &
+  now=$(date +%s)
+  recent=("$now")
+  for at in "${starts[@]}"; do
+    [ $((now - at)) -lt 300 ] && recent+=("$at")
+  done
+  starts=("${recent[@]}")
+  NOTIFY_RECENT_STARTS=${#starts[@]} "$@" &
   child=$!
   wait "$child"
   code=$?

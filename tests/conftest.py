@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from app.config import Settings, get_settings
+from app.config import REPO_ROOT, Settings, get_settings
 
 TEST_DATABASE_URL = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_test"
 
@@ -20,6 +23,8 @@ def _use_test_database() -> None:
     os.environ.setdefault("DEV_MODE", "true")
     if not os.environ.get("DATABASE_URL", "").rstrip("/").endswith("_test"):
         os.environ["DATABASE_URL"] = TEST_DATABASE_URL
+    # Table stores of every worker a test starts stay out of `make run`'s var/faust/.
+    os.environ["FAUST_DATA_DIR"] = tempfile.mkdtemp(prefix="notify-test-faust-")
     get_settings.cache_clear()
 
 
@@ -28,6 +33,22 @@ _use_test_database()
 
 # Fixtures that live next to their helpers, registered for every test that asks for them.
 pytest_plugins = ("tests.integration.portal_support", "tests.integration.stream_support")
+
+
+DEFAULT_FAUST_DIR = REPO_ROOT / "var" / "faust"
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")} if root.exists() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_table_stores_untouched() -> Iterator[None]:
+    """The suite leaves `make run`'s table stores alone: nothing new under var/faust/."""
+    before = _tree(DEFAULT_FAUST_DIR)
+    yield
+    added = sorted(_tree(DEFAULT_FAUST_DIR) - before)
+    assert not added, f"the suite wrote under {DEFAULT_FAUST_DIR}: {added[:10]}"
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ _TRANSIENT_DB = (
 _TRANSIENT_OS = (ConnectionError, TimeoutError)
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what caused it, each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -36,7 +37,7 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 def is_transient(error: BaseException) -> bool:
     """True when `error` (or what caused it) is an outage that a later retry can outlive."""
-    for link in _chain(error):
+    for link in chain(error):
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
             return True
         if isinstance(link, _TRANSIENT_DB + _TRANSIENT_OS):

@@ -19,6 +19,8 @@ from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.core import health
+
 log = logging.getLogger(__name__)
 
 EVENTS_CONSUMED = Counter(
@@ -65,6 +67,11 @@ BATCH_SIZE = Histogram(
 )
 BATCH_SECONDS = Histogram(
     "notify_stream_batch_seconds", "Time to apply one batch to PostgreSQL.", ["topic"]
+)
+TABLE_STORES_SET_ASIDE = Counter(
+    "notify_stream_table_stores_set_aside_total",
+    "Local table stores set aside and rebuilt: ahead of their changelog, or of another one.",
+    ["table", "reason"],
 )
 HANDOFF_FAILURES = Counter(
     "notify_stream_handoff_failures_total",
@@ -172,8 +179,10 @@ def _metrics_and_health() -> WSGIApplication:
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps({"status": "ok"}).encode()]
+            status, body = health.report()
+            line = "200 OK" if status == 200 else f"{status} Service Unavailable"
+            start_response(line, [("Content-Type", "application/json")])
+            return [json.dumps(body).encode()]
         return metrics_app(environ, start_response)
 
     return app

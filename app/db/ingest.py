@@ -119,6 +119,17 @@ def add_likes(*, session: Session, likes: Sequence[LikeDelta]) -> dict[LikeKey, 
     return {(row.user_id, row.content_id): row.like_count for row in rows}
 
 
+def all_like_counts(*, session: Session) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Every like counter: (user, content, count). For rebuilding the table, a rare event."""
+    rows = session.execute(
+        text(
+            "SELECT user_id, content_id, like_count FROM notifications"
+            " WHERE kind = 'likes' AND content_id IS NOT NULL"
+        )
+    )
+    return [(row.user_id, row.content_id, row.like_count) for row in rows]
+
+
 def get_like_counts(*, session: Session, keys: Iterable[LikeKey]) -> dict[LikeKey, int]:
     """The stored like counts of these keys (keys without a row are left out)."""
     keys = list(set(keys))

@@ -56,6 +56,7 @@ EVENT_SOURCES: dict[str, frozenset[str]] = {
     "spam": frozenset({"sending", "sent", "deferred", "delivered"}),
 }
 
+
 # The statements of one send (claim, then record), built once: every e-mail runs them, and building
 # a statement and its cache key again per call was a sixth of the e-mail worker's CPU.
 _CLAIM_ROW = (
@@ -120,7 +121,19 @@ _MARK_SENT_ANY = (
     .values(**_SENT_VALUES)
     .returning(deliveries.c.notification_id, deliveries.c.reported_count)
 )
-_MARK_SENT = _MARK_SENT_ANY.where(deliveries.c.attempts == bindparam("b_attempt"))
+# The claim's own record: its row may also have been swept back to 'enqueued' while PostgreSQL
+# was out of this worker's reach, and not claimed again since (attempts unchanged), so the
+# send is recorded and the re-sweep finds it done instead of sending it a second time.
+_MARK_SENT = (
+    update(deliveries)
+    .where(
+        deliveries.c.delivery_id == bindparam("b_delivery"),
+        deliveries.c.status.in_(("sending", "enqueued")),
+        deliveries.c.attempts == bindparam("b_attempt"),
+    )
+    .values(**_SENT_VALUES)
+    .returning(deliveries.c.notification_id, deliveries.c.reported_count)
+)
 
 
 def _with_notification_sent(mark: Update) -> Update:
@@ -180,7 +193,12 @@ def claim_waiting(
 
 
 def claim(
-    *, session: Executor, delivery_id: uuid.UUID, notification_id: uuid.UUID, stale_after_s: float
+    *,
+    session: Executor,
+    delivery_id: uuid.UUID,
+    notification_id: uuid.UUID,
+    stale_after_s: float,
+    max_attempts: int | None = None,
 ) -> Claim:
     """Claim a delivery for sending, unless it is done, opted out, or another worker holds it.
 
@@ -201,6 +219,15 @@ def claim(
         return Claim("busy", row.status, row.attempts, wait_s=stale_after_s - age_s)
     if row.status not in CLAIMABLE_DELIVERY_STATUSES and row.status != "sending":
         return Claim("done", row.status, row.attempts)
+    used = row.attempts - row.deferrals
+    if row.status == "sending" and max_attempts is not None and used >= max_attempts:
+        # Abandoned in the provider call on every one of its attempts: not sent again.
+        error = f"abandoned while sending, {max_attempts} attempts used: not sent again"
+        session.execute(
+            _delivery(delivery_id).values(status="failed", error=error, updated_at=func.now())
+        )
+        _notification(session, notification_id, status="failed")
+        return Claim("done", "failed", row.attempts)
     # Opt-outs are checked again at send time: the user may have left since planning.
     if row.kind not in TRANSACTIONAL_KINDS and _opted_out(session, row.user_id, row.kind):
         session.execute(
@@ -293,6 +320,14 @@ def release_for_retry(
     return cast(CursorResult[Any], result).rowcount == 1
 
 
+def note_unconfirmed(
+    *, session: Executor, delivery_id: uuid.UUID, attempt: int, error: str
+) -> bool:
+    """Say why a claimed delivery waits in 'sending'; its claim's age keeps counting."""
+    result = session.execute(_owned(delivery_id, attempt).values(error=error))
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
 def mark_failed(
     *, session: Executor, delivery_id: uuid.UUID, attempt: int, error: str, now: datetime
 ) -> bool:
@@ -372,24 +407,61 @@ def add_opt_outs(
     return len(result.all())
 
 
-def release_stale_sending(*, session: Executor, stale_after_s: float) -> int:
+def release_stale_sending(
+    *,
+    session: Executor,
+    stale_after_s: float,
+    max_attempts: int | None = None,
+    resweep_after_s: float | None = None,
+    grace_s: float = 0.0,
+) -> int:
     """Hand deliveries abandoned in 'sending' back to the dispatcher's re-sweep; return how many.
 
     Their task message normally comes back by itself (late acks); this covers a lost message.
-    `enqueued_at` keeps its old value so the dispatcher's next re-sweep takes them.
+    They are re-swept `grace_s` from now at the earliest (`enqueued_at` no earlier than
+    `resweep_after_s - grace_s` ago): the sweep cannot tell a dead worker from one whose send
+    was accepted but could not be recorded (PostgreSQL away longer than `stale_after_s`, for any
+    length of time); the live one records it meanwhile, its claim's attempt still current, and
+    the re-sweep finds it sent.
+    One that was abandoned `max_attempts` times (counted attempts, not deferrals) is failed
+    instead: a send that kills its worker every time must not be sent again forever.
     """
+    stale = (
+        deliveries.c.status == "sending",
+        deliveries.c.updated_at < func.now() - _seconds(stale_after_s),
+    )
+    enqueued_at: Any = func.coalesce(deliveries.c.enqueued_at, deliveries.c.created_at)
+    if resweep_after_s is not None and grace_s > 0:
+        not_before = func.now() - _seconds(max(resweep_after_s - grace_s, 0.0))
+        enqueued_at = func.greatest(enqueued_at, not_before)
+    given_up = 0
+    if max_attempts is not None:
+        exhausted = deliveries.c.attempts - deliveries.c.deferrals >= max_attempts
+        failed = session.execute(
+            update(deliveries)
+            .where(*stale, exhausted)
+            .values(
+                status="failed",
+                error=f"abandoned while sending, {max_attempts} attempts used: not sent again",
+                updated_at=func.now(),
+            )
+            .returning(deliveries.c.notification_id)
+        ).all()
+        for row in failed:
+            _notification(session, row.notification_id, status="failed")
+        given_up = len(failed)
     result = session.execute(
         update(deliveries)
-        .where(
-            deliveries.c.status == "sending",
-            deliveries.c.updated_at
-            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_after_s),
-        )
+        .where(*stale)
         .values(
             status="enqueued",
-            enqueued_at=func.coalesce(deliveries.c.enqueued_at, deliveries.c.created_at),
+            enqueued_at=enqueued_at,
             error="released: abandoned while sending",
             updated_at=func.now(),
         )
     )
-    return cast(CursorResult[Any], result).rowcount
+    return cast(CursorResult[Any], result).rowcount + given_up
+
+
+def _seconds(seconds: float) -> Any:
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)

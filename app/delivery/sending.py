@@ -15,6 +15,7 @@ event that arrives first records it as sent and prevents the second send.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -34,14 +35,17 @@ from app.delivery.mail.base import (
     SendError,
     SendResult,
     TransientSendError,
+    UnconfirmedSendError,
 )
+from app.domain.bounds import clip_text
+from app.jobs.dispatch import RESWEEP_AFTER
 
 log = logging.getLogger(__name__)
 
 # Celery holds countdown tasks unacked in worker memory; RabbitMQ's consumer_timeout is 30 min.
 MAX_COUNTDOWN_S = 900.0
 
-Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped"]
+Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped", "unconfirmed"]
 # What a claim we did not get means for the task.
 _UNCLAIMED: dict[sends.ClaimState, Result] = {
     "done": "done",
@@ -50,6 +54,10 @@ _UNCLAIMED: dict[sends.ClaimState, Result] = {
 }
 # Tries of recording an accepted send before the task is retried for the recording alone.
 RECORD_TRIES_S = (0.2, 0.5, 1.0, 2.0)
+RECORD_RETRY_S = 5.0
+# A released send is sent again no sooner than this: long enough for a worker whose accepted
+# send waits to be recorded (every RECORD_RETRY_S) to record it once PostgreSQL is back.
+RELEASE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +89,7 @@ def retry_delay(
     limit everyone waits for the reset plus up to `base_s`, so the released herd is spread too.
     """
     rng = rng or random.Random()
-    if retry_at is not None:
+    if retry_at is not None and math.isfinite(retry_at):
         wait = max(retry_at - (time.time() if now_ts is None else now_ts), 0.0)
         return min(wait + rng.uniform(0, base_s), MAX_COUNTDOWN_S)
     delay: float = min(max_s, base_s * 2 ** max(attempt - 1, 0))
@@ -157,6 +165,8 @@ def deliver(
         )
     try:
         result = _timed_send(backend, email)
+    except UnconfirmedSendError as exc:
+        return _leave_unconfirmed(delivery_id, claim, exc)
     except SendError as exc:
         return _record_failure(delivery_id, claim, exc, settings, now)
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
@@ -187,34 +197,48 @@ def claim_for_sending(
             delivery_id=delivery_id,
             notification_id=notification_id,
             stale_after_s=settings.email_sending_timeout_s,
+            max_attempts=settings.email_max_attempts,
+        )
+
+
+def _mark_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime) -> bool:
+    # One statement (the delivery and its notification), so no transaction around it.
+    with connection_scope(autocommit=True) as connection:
+        return sends.mark_sent(
+            session=connection,
+            delivery_id=delivery_id,
+            attempt=accepted["attempt"],
+            provider_message_id=accepted.get("provider_message_id"),
+            now=now,
+            backend=accepted.get("backend"),
         )
 
 
 def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime) -> Outcome:
-    """Record an accepted send, retrying the recording (never the send) through outages."""
-    for pause in (*RECORD_TRIES_S, None):
+    """Record an accepted send, retrying the recording (never the send) through outages.
+
+    A record PostgreSQL refuses for the provider's values (which the backends bound, so this
+    is a last line) is made again with our own values alone: the send is never left to be
+    swept back and sent again for a detail of its record.
+    """
+    pauses = list(RECORD_TRIES_S)
+    while True:
         try:
-            # One statement (the delivery and its notification), so no transaction around it.
-            with connection_scope(autocommit=True) as connection:
-                recorded = sends.mark_sent(
-                    session=connection,
-                    delivery_id=delivery_id,
-                    attempt=accepted["attempt"],
-                    provider_message_id=accepted["provider_message_id"],
-                    now=now,
-                    backend=accepted.get("backend"),
-                )
+            recorded = _mark_sent(delivery_id, accepted, now)
             break
         except Exception as exc:  # noqa: BLE001 - the mail went out: any failure only delays its record
-            if faults.is_transient(exc) and pause is not None:
-                log.info(
-                    "delivery %s accepted; recording it failed (%s), again in %.1f s",
+            transient = faults.is_transient(exc)
+            if not transient and (accepted.get("provider_message_id") or accepted.get("backend")):
+                log.error(
+                    "delivery %s accepted; its record was refused (%s): recording it without "
+                    "the provider's id",
                     delivery_id,
-                    faults.describe(exc, 200),
-                    pause,
+                    faults.describe(exc, 300),
                     extra=_ids(delivery_id),
                 )
-            if not faults.is_transient(exc) or pause is None:
+                accepted = {"attempt": accepted["attempt"]}
+                continue
+            if not transient or not pauses:
                 log.warning(
                     "delivery %s accepted by the provider; recording it failed (%s): the "
                     "task will record it later, without sending again",
@@ -222,7 +246,15 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
                     faults.describe(exc, 300),
                     extra=_ids(delivery_id),
                 )
-                return Outcome("record", countdown=5.0, accepted=accepted)
+                return Outcome("record", countdown=RECORD_RETRY_S, accepted=accepted)
+            pause = pauses.pop(0)
+            log.info(
+                "delivery %s accepted; recording it failed (%s), again in %.1f s",
+                delivery_id,
+                faults.describe(exc, 200),
+                pause,
+                extra=_ids(delivery_id),
+            )
             time.sleep(pause)
     if not recorded:
         log.warning(
@@ -235,10 +267,24 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
     return Outcome("sent")
 
 
+def _leave_unconfirmed(
+    delivery_id: uuid.UUID, claim: sends.Claim, exc: UnconfirmedSendError
+) -> Outcome:
+    """Keep the claim of a send the provider may have taken: confirmed by its event, or swept."""
+    error = clip_text(f"unconfirmed, waiting for the provider's event: {exc}")
+    with connection_scope(autocommit=True) as connection:
+        sends.note_unconfirmed(
+            session=connection, delivery_id=delivery_id, attempt=claim.attempt, error=error
+        )
+    log.warning("delivery %s: %s", delivery_id, error, extra=_ids(delivery_id))
+    return Outcome("unconfirmed", error=error)
+
+
 def _record_failure(
     delivery_id: uuid.UUID, claim: sends.Claim, exc: SendError, settings: Settings, now: datetime
 ) -> Outcome:
-    error = str(exc)[:2000]
+    # The provider's text, bounded and storable (a NUL in a body must not fail the record).
+    error = clip_text(str(exc))
     attempt = claim.attempt
     outage = isinstance(exc, TransientSendError) and exc.outage
     # Throttling and provider outages delay a delivery without using up its attempts.
@@ -320,7 +366,11 @@ def release_abandoned(settings: Settings) -> int:
     """Hand deliveries left in 'sending' by dead workers back to the dispatcher."""
     with connection_scope() as connection:
         released = sends.release_stale_sending(
-            session=connection, stale_after_s=settings.email_sending_timeout_s
+            session=connection,
+            stale_after_s=settings.email_sending_timeout_s,
+            max_attempts=settings.email_max_attempts,
+            resweep_after_s=RESWEEP_AFTER.total_seconds(),
+            grace_s=RELEASE_GRACE_S,
         )
     if released:
         log.warning(

@@ -57,6 +57,12 @@ def _compile(source: str, html: bool) -> Template:
         line = getattr(exc, "lineno", None)
         where = f" (line {line})" if line else ""
         raise TemplateInvalid(f"template syntax error{where}: {exc.message}") from exc
+    except Exception as exc:  # noqa: BLE001 - whatever a source makes the compiler raise is its own
+        # Nesting past the parser's recursion limit (RecursionError), a literal over Python's
+        # digit limit (ValueError), code Python's own compiler refuses (SystemError, MemoryError).
+        raise TemplateInvalid(
+            f"template cannot be compiled: {type(exc).__name__}: {exc}"[:2000]
+        ) from exc
 
 
 def _render_part(template: Template, variables: Mapping[str, Any], part: str) -> str:

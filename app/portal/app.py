@@ -14,6 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
+from app.core import health
 from app.core.metrics import DeadLetterCollector, StatusCollector
 from app.db import dead_letters, stats
 from app.db.session import session_scope
@@ -33,8 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(preferences.router)
 
     @app.get("/healthz", include_in_schema=True)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz(response: Response) -> dict[str, str]:
+        response.status_code, body = health.report()
+        return body
 
     status_gauges = CollectorRegistry(auto_describe=False)
     # Anyone may scrape: the gauges' queries run at most once per PORTAL_METRICS_CACHE_S.

@@ -20,20 +20,21 @@ from typing import Any
 from aiokafka.errors import MessageSizeTooLargeError
 from confluent_kafka import KafkaException
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from app.core import faults, metrics
 from app.domain.vocabulary import EventKind
 from app.jobs.celery_app import celery_app
 from app.jobs.handoff import request_send_now
-from app.stream import ingest, table_mirror, topics
+from app.stream import ingest, parking, table_mirror, topics
 from app.stream.faust_app import app, settings
-from app.stream.kafka_reads import headers_of, read_gap, topic_ids
+from app.stream.kafka_reads import end_offsets, headers_of, read_gap, topic_ids
 
 log = logging.getLogger(__name__)
 
 # An outage is polled at most this far apart: its end is noticed within seconds.
 MAX_RETRY_DELAY_S = 10.0
+# How often parked records of blocked partitions are tried again (an operator's reset).
 HOLD_POLL_S = 2.0
 
 LikeTable = table_mirror.Table
@@ -57,16 +58,32 @@ async def emit_dead_letters(dead: Sequence[ingest.DeadLetter]) -> None:
     await asyncio.gather(*[await _send_dead_letter(d) for d in dead])
 
 
+# The largest key a dead letter without its value still carries (Kafka keys are ids here).
+MAX_DEAD_LETTER_KEY_BYTES = 4096
+
+
+def too_large_to_send(error: BaseException) -> bool:
+    """Whether a send failed for the record's size (Faust wraps aiokafka's error in its own)."""
+    return any(isinstance(link, MessageSizeTooLargeError) for link in faults.chain(error))
+
+
 async def _send_dead_letter(dead: ingest.DeadLetter) -> Any:
     try:
         return await topics.dead_letter.send(
             key=dead.record.key, value=dead.record.value, headers=dead.headers()
         )
-    except MessageSizeTooLargeError:
-        # A record at the broker's size limit no longer fits with our headers: the topic gets
-        # the headers alone; the original bytes are kept in the dead_letters table for replay.
-        headers = [*dead.headers(), ("value_omitted", b"too large; kept in dead_letters")]
-        return await topics.dead_letter.send(key=dead.record.key, value=None, headers=headers)
+    except Exception as exc:
+        if not too_large_to_send(exc):
+            raise
+    # A record at the broker's size limit no longer fits with our headers: the topic gets the
+    # headers alone (and the key, unless it is the large part); the original bytes are kept in
+    # the dead_letters table for replay.
+    headers = [*dead.headers(), ("value_omitted", b"too large; kept in dead_letters")]
+    key = dead.record.key
+    if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
+        key = None
+        headers.append(("key_omitted", b"too large; kept in dead_letters"))
+    return await topics.dead_letter.send(key=key, value=None, headers=headers)
 
 
 def _dead_letter_sink(loop: asyncio.AbstractEventLoop) -> ingest.DeadLetterSink:
@@ -95,6 +112,7 @@ async def apply_with_retry(kind: EventKind, records: Sequence[ingest.Record]) ->
         before_commit=_dead_letter_sink(loop),
         fill_gaps=read_gap,
         topic_ids=topic_ids,
+        end_offsets=end_offsets,
     )
     delay = 0.5
     while True:
@@ -182,50 +200,67 @@ async def hand_off(notification_ids: Sequence[Any]) -> None:
         log.exception("send_now hand-off of %d notifications failed", len(notification_ids))
 
 
+# Blocked partitions of this worker, parked so their agent serves the other partitions.
+parked = parking.ParkingLot()
+
+
 async def run_batch(
     kind: EventKind, events: Sequence[EventT[bytes]], like_table: LikeTable
 ) -> ingest.BatchResult:
-    """Ingest one batch of one input topic and do what follows the commit."""
+    """Ingest one batch of one input topic and do what follows the commit.
+
+    Records of a parked partition join the lot, behind the ones parked before them; records
+    of a partition found blocked now are parked. Neither holds up the batch's other partitions.
+    """
     topic = topics.INPUT_TOPICS[kind].get_topic_name()
     metrics.EVENTS_CONSUMED.labels(topic).inc(len(events))
     metrics.BATCH_SIZE.labels(topic).observe(len(events))
     started = time.perf_counter()
-    result = await apply_with_retry(kind, [to_record(event) for event in events])
+    records = [to_record(event) for event in events]
+    behind = [r for r in records if (r.topic, r.partition) in parked]
+    if behind:
+        parked.park(kind, behind, events)
+        records = [r for r in records if (r.topic, r.partition) not in parked]
+    result = await apply_with_retry(kind, records) if records else ingest.BatchResult(kind)
     metrics.BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
     await _after_commit(kind, topic, result, events, like_table)
-    while result.held:
-        result = await _hold(kind, result)
-        await _after_commit(kind, topic, result, events, like_table)
+    if result.held:
+        _park(kind, result, events)
     return result
 
 
-async def _hold(kind: EventKind, held: ingest.BatchResult) -> ingest.BatchResult:
-    """Wait while the held records' partitions are blocked, then apply them.
-
-    The records stay unacked meanwhile, so nothing is lost. A rebalance that takes the
-    partitions away ends the wait (Faust waits for this batch before it rebalances); the
-    records are acked then, and their new owner reads them back from Kafka once the partition
-    is reset, since every reset leaves it a stored offset (`gaps.find_gaps`).
-    """
-    for tp in held.blocked:
+def _park(kind: EventKind, result: ingest.BatchResult, events: Sequence[EventT[bytes]]) -> None:
+    for tp in parked.park(kind, result.held, events):
         metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(1)
-    while True:
-        await asyncio.sleep(HOLD_POLL_S)
-        owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-        if app.rebalancing or not set(held.blocked) <= owned:
-            log.warning(
-                "%s: releasing %d held records: partitions %s were reassigned",
-                kind,
-                len(held.held),
-                sorted(held.blocked),
-            )
-            return ingest.BatchResult(kind)
-        result = await apply_with_retry(kind, held.held)
-        for tp in set(held.blocked) - set(result.blocked):
+        # Nothing more of it is fetched while it waits: the lot stays as small as the buffer.
+        app.consumer.pause_partitions([TP(*tp)])
+        log.warning("%s[%d]: parked until an operator resets it; the other partitions go on", *tp)
+
+
+async def release_parked(like_table: LikeTable) -> None:
+    """Try the parked records again: apply those of partitions an operator has reset.
+
+    A partition taken away by a rebalance is forgotten: its records were acked with their
+    batch, and its new owner reads them back from Kafka once the partition is reset, since
+    every reset leaves it a stored offset (`gaps.find_gaps`).
+    """
+    owned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+    for kind, tps in parked.by_kind().items():
+        ours = [tp for tp in tps if tp in owned and not app.rebalancing]
+        for tp in set(tps) - set(ours):
+            log.warning("%s[%d]: forgetting %d parked records: reassigned", *tp, parked.drop(tp))
             metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(0)
-            log.warning("%s[%d]: reset by an operator; applying its held records", *tp)
-        if len(result.held) < len(held.held):
-            return result
+        if not ours:
+            continue
+        records, events, counts = parked.snapshot(ours)
+        result = await apply_with_retry(kind, records)
+        topic = topics.INPUT_TOPICS[kind].get_topic_name()
+        await _after_commit(kind, topic, result, events, like_table)
+        for tp in ours:
+            if parked.settle(tp, counts[tp], still_blocked=tp in result.blocked):
+                metrics.PARTITION_BLOCKED.labels(tp[0], str(tp[1])).set(0)
+                app.consumer.resume_partitions([TP(*tp)])
+                log.warning("%s[%d]: reset by an operator; its parked records applied", *tp)
 
 
 async def _after_commit(

@@ -44,6 +44,7 @@ from app.stream.records import (
     BatchResult,
     DeadLetter,
     DeadLetterSink,
+    EndOffsets,
     Record,
     TopicIds,
     dead_letter,
@@ -75,13 +76,16 @@ def apply_batch(
     before_commit: DeadLetterSink | None = None,
     fill_gaps: gaps.GapFiller | None = None,
     topic_ids: TopicIds | None = None,
+    end_offsets: EndOffsets | None = None,
 ) -> BatchResult:
     """Apply the records not applied yet in one transaction; return what was done.
 
     `before_commit` receives the batch's new dead letters inside the transaction: once it
     returns they are safely elsewhere, and a crash before the commit only repeats them.
     `fill_gaps` reads skipped records back from Kafka; `topic_ids` tells the current topic ids
-    (see the module's docstring). Raises only on an outage: retry the same records later.
+    (see the module's docstring), `end_offsets` where the log of a partition ends (asked only
+    for stored offsets that carry no topic id). Raises only on an outage: retry the same
+    records later.
     """
     result = BatchResult(kind)
     with session_scope() as session:
@@ -89,7 +93,7 @@ def apply_batch(
             session=session, group_id=group_id, partitions={(r.topic, r.partition) for r in records}
         )
         ids = dict(topic_ids({t for t, _ in states})) if topic_ids is not None else {}
-        result.blocked = _check_partitions(session, group_id, states, ids)
+        result.blocked = _check_partitions(session, group_id, states, ids, end_offsets)
         result.held = [r for r in records if (r.topic, r.partition) in result.blocked]
         open_states = {tp: s for tp, s in states.items() if tp not in result.blocked}
         fresh, replayed = _split_fresh(records, open_states)
@@ -214,11 +218,47 @@ def _without_duplicate_replays(
     return kept
 
 
+def _past_the_log(
+    states: Mapping[TopicPartition, PartitionState],
+    topic_ids: Mapping[str, str | None],
+    end_offsets: EndOffsets | None,
+    blocked: Mapping[TopicPartition, str],
+) -> dict[TopicPartition, str]:
+    """Partitions whose stored offsets carry no topic id and lie past the end of the log.
+
+    Rows written before topic ids were stored cannot be compared by id; a stored offset at or
+    past the log's end cannot belong to this topic, which was recreated. One nearer the start
+    is taken as this topic's, and its id is stored with the batch from then on.
+    """
+    unnamed = [
+        tp
+        for tp, s in states.items()
+        if s.topic_id is None
+        and s.offset is not None
+        and s.offset >= 0
+        and topic_ids.get(tp[0]) is not None
+        and tp not in blocked
+    ]
+    if not unnamed or end_offsets is None:
+        return {}
+    ends = end_offsets(sorted(unnamed))
+    found: dict[TopicPartition, str] = {}
+    for topic, partition in unnamed:
+        stored, end = states[(topic, partition)].offset, ends.get((topic, partition))
+        if stored is not None and end is not None and stored >= end:
+            found[(topic, partition)] = (
+                f"topic {topic} was recreated: the offsets stored for partition {partition} (up "
+                f"to {stored}) carry no topic id and lie past the end of its log ({end})"
+            )
+    return found
+
+
 def _check_partitions(
     session: Session,
     group_id: str,
     states: Mapping[TopicPartition, PartitionState],
     topic_ids: Mapping[str, str | None],
+    end_offsets: EndOffsets | None = None,
 ) -> dict[TopicPartition, str]:
     """The batch's blocked partitions: blocked before, or found now (and blocked in the DB)."""
     blocked = {tp: s.blocked_reason for tp, s in states.items() if s.blocked_reason}
@@ -231,6 +271,7 @@ def _check_partitions(
             f"topic {topic} was recreated: its id is now {current}, while the offsets stored for "
             f"partition {partition} (up to {state.offset}) belong to topic id {state.topic_id}"
         )
+    found.update(_past_the_log(states, topic_ids, end_offsets, blocked))
     unpositioned = [
         tp for tp, s in states.items() if s.offset is None and tp not in blocked and tp not in found
     ]

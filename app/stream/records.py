@@ -86,6 +86,8 @@ class BatchResult:
 DeadLetterSink = Callable[[Sequence[DeadLetter]], None]
 # The Kafka topic id of each named topic (None where the broker has none to tell).
 TopicIds = Callable[[Iterable[str]], Mapping[str, str | None]]
+# Kafka's end offset (the next offset to be written) of each (topic, partition).
+EndOffsets = Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]]
 
 
 def reason_of(error: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from faust import web
 from prometheus_client import generate_latest
 
+from app.core import health
 from app.stream.faust_app import app
 from app.stream.like_table import like_counts
 
@@ -90,6 +91,15 @@ async def _local_size(url: str) -> dict[str, Any]:
         response.raise_for_status()
         size: dict[str, Any] = await response.json()
         return size
+
+
+@app.page("/healthz")
+class Health(web.View):
+    """503 while the worker restarts in a loop (app/core/health.py), else 200."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        status, body = health.report()
+        return self.json(body, status=status)
 
 
 @app.page("/metrics")

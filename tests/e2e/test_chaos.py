@@ -2,8 +2,10 @@
 
 Registrations and likes flow in, and a 500-recipient campaign is published. Meanwhile, in
 turn: PostgreSQL restarts, RabbitMQ restarts, the Kafka broker restarts, the Auth service is
-down for 30 s, and SendGrid answers 503 for 30 s. Afterwards every expected mail was accepted by
-the fake SendGrid, every like was counted once, and every process recovered on its own.
+down for 30 s, SendGrid answers 503 for 30 s, and PostgreSQL is down for 150 s (longer than
+EMAIL_SENDING_TIMEOUT_S) while sends are in the provider call. Afterwards every expected mail
+was accepted by the fake SendGrid, every like was counted once, and every process recovered on
+its own.
 Duplicates are counted; the documented window (a worker that dies mid-send) is not among these
 faults, so there must be none. Run it alone with `pytest -m chaos`.
 """
@@ -44,6 +46,7 @@ USERS = [
 CAMPAIGN = USERS[:500]
 REGISTERING = USERS[500:]
 OUTAGE_S = 30
+LONG_OUTAGE_S = 150
 
 
 class Flow:
@@ -150,6 +153,19 @@ def _services(command: str, service: str) -> None:
     assert done.returncode == 0, f"services.sh {command} {service}: {done.stdout}{done.stderr}"
 
 
+def _postgres_down_during_sends(pipeline: Pipeline, sendgrid: FakeSendGrid) -> None:
+    """PostgreSQL stopped for LONG_OUTAGE_S while sends are in the provider call."""
+    from tests.integration.outages import postgres_down
+
+    sendgrid.delay_s = 2.0  # every send stays a while in the provider call
+    time.sleep(3)
+    in_flight = len(sendgrid.received)
+    with postgres_down(pipeline.settings.database_url, seconds=LONG_OUTAGE_S):
+        # Accepted while PostgreSQL is away: they can only be recorded when it is back.
+        wait_for(lambda: len(sendgrid.received) > in_flight, timeout=30, what="sends in flight")
+        sendgrid.delay_s = 0.0
+
+
 def _recovery(flow: Flow, sendgrid: FakeSendGrid) -> float:
     """Seconds from the end of a fault until a new registration's welcome mail is accepted."""
     started = time.monotonic()
@@ -188,6 +204,10 @@ def test_every_mail_goes_out_once_while_each_dependency_fails_in_turn(
         (
             "SendGrid 503 for 30 s",
             lambda: (sendgrid.down_until(time.time() + OUTAGE_S), time.sleep(OUTAGE_S)),
+        ),
+        (
+            "PostgreSQL down 150 s during sends",
+            lambda: _postgres_down_during_sends(pipeline, sendgrid),
         ),
     ]
     recovery: dict[str, float] = {}

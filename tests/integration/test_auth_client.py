@@ -189,6 +189,20 @@ def test_outage_retries_then_opens_the_breaker_and_fails_fast(users, make_client
     assert len(sleeps) == 4
 
 
+def test_a_retry_after_that_is_no_finite_number_is_slept_within_the_backoff(
+    fake_auth, users
+) -> None:
+    # Auth's Retry-After goes to time.sleep: NaN once raised there and aborted the whole chunk.
+    script = [(503, {"Retry-After": v}, None) for v in ("nan", "inf", "-inf", "1e400", "-3")]
+    url = fake_auth(script)
+    client = AuthClient(url, TOKEN, retries=5, backoff_base_s=0.05, backoff_max_s=0.2)
+    try:
+        found, _missing, _invalid = client.get_users([uuid.UUID(users[0]["user_id"])])
+    finally:
+        client.close()
+    assert list(found) == [uuid.UUID(users[0]["user_id"])]
+
+
 def test_5xx_then_ok_succeeds_after_backoff(
     fake_auth, make_client, sleeps, users, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -202,6 +202,56 @@ def test_a_recreated_topic_blocks_its_partition_until_reset(db: str) -> None:
     assert _scalar("SELECT like_count FROM notifications") == 13
 
 
+def test_stored_offsets_without_a_topic_id_past_the_log_block_a_recreated_topic(
+    db: str, settings: Any
+) -> None:
+    # Rows from before topic ids were stored carry none: a recreated topic must still be seen.
+    from confluent_kafka.admin import AdminClient
+
+    from app.kafka.admin import ensure_topics
+    from app.kafka.connection import client_config
+    from app.stream.kafka_reads import end_offsets, topic_ids
+    from harness.kafka import produce
+
+    topic, other = (f"null-id-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    ensure_topics(settings, [topic, other], partitions=1)
+    try:
+        user, content = uuid.uuid4(), uuid.uuid4()
+        like = json.dumps(
+            {**valid_value("comment_liked", user), "content_id": str(content)}
+        ).encode()
+        produce(settings, [(topic, str(user), like)] * 3)  # the new incarnation: offsets 0..2
+        with session_scope() as session:  # the old one had been applied up to 9, id unknown
+            session.execute(
+                text(
+                    'INSERT INTO stream_offsets (group_id, topic, partition, "offset", topic_id)'
+                    " VALUES (:g, :t, 0, 9, NULL)"
+                ),
+                {"g": GROUP, "t": topic},
+            )
+        records = [Record(topic, 0, o, None, like) for o in range(3)]
+        held = _apply("comment_liked", records, topic_ids=topic_ids, end_offsets=end_offsets)
+        assert held.applied == 0 and held.replayed == 0 and held.held == records
+        assert "carry no topic id" in held.blocked[(topic, 0)]
+        # A row without an id that the log does cover is this topic's: adopted, id stored.
+        produce(settings, [(other, str(user), like)] * 3)
+        with session_scope() as session:
+            session.execute(
+                text(
+                    'INSERT INTO stream_offsets (group_id, topic, partition, "offset", topic_id)'
+                    " VALUES (:g, :t, 0, 0, NULL)"
+                ),
+                {"g": GROUP, "t": other},
+            )
+        rest = [Record(other, 0, o, None, like) for o in range(3)]
+        done = _apply("comment_liked", rest, topic_ids=topic_ids, end_offsets=end_offsets)
+        assert (done.applied, done.replayed, done.held) == (2, 1, [])
+        stored_id = _scalar("SELECT topic_id FROM stream_offsets WHERE topic = :t", t=other)
+        assert stored_id == topic_ids([other])[other]
+    finally:
+        AdminClient(client_config(settings)).delete_topics([topic, other])
+
+
 def test_a_renamed_group_blocks_instead_of_applying_the_history_again(db: str) -> None:
     records = [_registration("reg", o, f"https://r/{o}") for o in range(5)]
     assert _apply("user_registered", records, group_id="old-name").applied == 5

@@ -20,6 +20,7 @@ from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db.session import session_scope
 from app.jobs import digests, dispatch
+from harness.fakes.auth import HostileAuthServer
 from harness.rows import Spec, insert_notifications
 
 from .conftest import client_for, serve_in_thread
@@ -178,9 +179,10 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
     from app.config import get_settings
     from app.core.clock import utcnow
     from app.db.models import Delivery
+    from app.delivery.sending import RELEASE_GRACE_S
     from app.jobs.celery_app import EMAILS_QUEUE
     from app.tasks import dispatch as dispatch_task
-    from harness.delivery import deliveries, purge_emails_queue, seed
+    from harness.delivery import deliveries, dispatch, purge_emails_queue, seed
 
     settings = get_settings()
     purge_emails_queue(settings)
@@ -196,11 +198,98 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
                 enqueued_at=func.now() - timedelta(hours=1),
             )
         )
-    assert dispatch_task() == 1  # no worker start-up needed: the dispatcher's tick sweeps it
+    # No worker start-up needed: the dispatcher's tick releases it, and enqueues it once the
+    # grace a live worker gets to record an accepted send has passed.
+    assert dispatch_task() == 0
     assert deliveries()[stuck].status == "enqueued"
+    assert dispatch(utcnow() + timedelta(seconds=RELEASE_GRACE_S + 1)) == 1
     queue = Queue(
         EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
     )
     with Connection(settings.celery_broker_url) as conn:
         message = queue(conn.default_channel).get(no_ack=True)
     assert message is not None and message.payload[0][0]["delivery_id"] == str(stuck)
+
+
+@pytest.fixture
+def hostile_auth(
+    users: list[dict[str, Any]], settings: Settings
+) -> Iterator[tuple[HostileAuthServer, AuthClient]]:
+    server = HostileAuthServer(users, settings.auth_api_token).start()
+    client = AuthClient(server.url, settings.auth_api_token, retries=1, sleep=lambda _s: None)
+    yield server, client
+    client.close()
+    server.stop()
+
+
+def test_addresses_no_column_or_mail_server_takes_cost_only_their_users(
+    db: str,
+    users: list[dict[str, Any]],
+    hostile_auth: tuple[HostileAuthServer, AuthClient],
+    settings: Settings,
+) -> None:
+    # Users who turned mailings off: their skipped deliveries once stored the raw address
+    # (deliveries.email holds 320 characters), and the insert of the whole chunk failed.
+    server, auth = hostile_auth
+    bad = {
+        10: '"' + "a" * 390 + '@example.com"',
+        20: '"ann\\u0000@example.com"',
+        30: '"ann\\ud800@example.com"',
+    }
+    for index, raw in bad.items():
+        users[index]["notification_policy"] = {"email": True, "likes": True, "mailing": False}
+        server.raw_fields[users[index]["user_id"]] = {"email": raw}
+    ids = _rows("mailing", users)
+    statuses = digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    assert Counter(statuses.values()) == {"scheduled": 497, "skipped": 3}
+    skipped = {str(d.user_id): d.error for d in _deliveries() if d.status == "skipped"}
+    assert skipped.keys() == {users[i]["user_id"] for i in bad}
+    assert all(error.startswith("unusable Auth record") for error in skipped.values())
+    assert "over RFC 5321's 254" in skipped[users[10]["user_id"]]
+
+
+def test_auth_records_python_cannot_read_cost_only_their_users(
+    db: str,
+    users: list[dict[str, Any]],
+    hostile_auth: tuple[HostileAuthServer, AuthClient],
+    settings: Settings,
+) -> None:
+    # A 5,000-digit number, or nesting past the parser's depth, once failed the whole answer.
+    server, auth = hostile_auth
+    server.raw_fields[users[40]["user_id"]] = {"name": "1" * 5000}
+    server.raw_fields[users[50]["user_id"]] = {"avatar": "[" * 100_000 + "]" * 100_000}
+    ids = _rows("welcome", users)
+    statuses = digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    assert Counter(statuses.values()) == {"scheduled": 498, "skipped": 2}
+    skipped = {str(d.user_id): d.error for d in _deliveries() if d.status == "skipped"}
+    assert skipped.keys() == {users[40]["user_id"], users[50]["user_id"]}
+    assert "digit" in skipped[users[40]["user_id"]]
+    assert "nested too deeply" in skipped[users[50]["user_id"]]
+    # One answer, then halves down to each bad record: far fewer requests than users.
+    assert server.answers <= 1 + 2 * 2 * 9
+
+
+@pytest.mark.parametrize(
+    ("source", "raised"),
+    [
+        ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "RecursionError"),
+        ("{{ " + "1" * 5000 + " }}", "ValueError"),
+        ("{% if x %}" * 3000 + "{% endif %}" * 3000, "RecursionError"),
+    ],
+)
+def test_a_template_the_compiler_cannot_take_fails_its_deliveries_only(
+    db: str,
+    users: list[dict[str, Any]],
+    auth: AuthClient,
+    settings: Settings,
+    source: str,
+    raised: str,
+) -> None:
+    # Written straight to the table: the whole planning chunk once failed on its compile.
+    _set_template("mailing", body_html=source)
+    _rows("mailing", users[:20], "daily")
+    _rows("likes", users[20:40], "daily")
+    report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
+    assert report.by_status == {"failed": 20, "scheduled": 20}
+    errors = {d.error for d in _deliveries() if d.status == "failed"}
+    assert len(errors) == 1 and f"template cannot be compiled: {raised}" in errors.pop()

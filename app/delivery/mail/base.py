@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,14 +45,38 @@ class TransientSendError(SendError):
     `outage` marks what says nothing about the e-mail (throttling, the provider down or
     unreachable): it delays the delivery without using up an attempt, so a long outage of the
     provider never ends in `failed`. Other transient errors count against EMAIL_MAX_ATTEMPTS.
+    `unconfirmed` marks a failure after the request may have reached the provider (a timeout,
+    a connection lost mid-answer): it is no refusal, and the e-mail may have been accepted.
     """
 
     def __init__(
-        self, message: str, *, retry_at: float | None = None, outage: bool = False
+        self,
+        message: str,
+        *,
+        retry_at: float | None = None,
+        outage: bool = False,
+        unconfirmed: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_at = retry_at  # epoch seconds the provider asked us to wait for, if any
         self.outage = outage
+        self.unconfirmed = unconfirmed
+
+
+class UnconfirmedSendError(TransientSendError):
+    """The provider may have accepted the e-mail; trying it elsewhere now could send it twice.
+
+    The delivery stays claimed, as after a worker that died in the provider call: a provider
+    event records it as sent, or the sweep hands it back after EMAIL_SENDING_TIMEOUT_S.
+    """
+
+
+def may_have_arrived(error: BaseException) -> bool:
+    """Whether a transport error leaves open that the provider got (and took) the request.
+
+    Only a connection that was never made (refused, no such host) proves it did not.
+    """
+    return not isinstance(error, (ConnectionRefusedError, socket.gaierror))
 
 
 class PermanentSendError(SendError):

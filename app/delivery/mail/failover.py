@@ -5,7 +5,8 @@ have lasted `window_s` without a success in between. While it is open, every e-m
 through the fallback, and each delivery records which backend sent it. Every `probe_s` one
 e-mail tries the primary again; its first success closes the circuit, and the primary is used
 from then on. A permanent refusal (a 4xx) is the e-mail's own fault: it never opens the circuit
-and never moves the e-mail to the fallback.
+and never moves the e-mail to the fallback; nor does a timeout, after which the primary may have
+accepted the e-mail (docs/fault-model.md, "Provider failover").
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import time
 from collections.abc import Callable
 
 from app.core import metrics
-from app.delivery.mail.base import EmailBackend, OutgoingEmail, SendResult, TransientSendError
+from app.delivery.mail.base import (
+    EmailBackend,
+    OutgoingEmail,
+    SendResult,
+    TransientSendError,
+    UnconfirmedSendError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,10 @@ class FailoverBackend:
                     fallback,
                 )
                 metrics.PROVIDER_FAILOVER.set(1)
+            # A timeout is no refusal: the primary may have taken this e-mail, and sending it
+            # through the fallback too would be a duplicate. It waits for confirmation instead.
+            if exc.outage and self.circuit.open and exc.unconfirmed:
+                raise UnconfirmedSendError(f"{_name(self.primary)}: {exc}") from exc
             if not (exc.outage and self.circuit.open):
                 raise
             return self._through(self.fallback, email)  # this one need not wait either

@@ -14,8 +14,19 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
 
 from app.config import Settings
-from app.delivery.mail.base import OutgoingEmail, PermanentSendError, SendResult, TransientSendError
+from app.delivery.mail.base import (
+    OutgoingEmail,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    may_have_arrived,
+)
 from app.delivery.mail.keepalive import KeepAliveClient
+from app.domain.bounds import bounded_epoch, clip_id, clip_text
+
+# The furthest ahead a provider's rate-limit reset is believed (a day); the countdown is capped
+# lower still by the sender.
+MAX_RESET_AHEAD_S = 86_400.0
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +39,16 @@ def error_text(body: bytes | str | None) -> str:
         parts = [
             f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors
         ]
-    except (ValueError, KeyError, TypeError):
-        return raw.strip()[:2000]
-    return "; ".join(parts)[:2000]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return clip_text(raw.strip())
+    return clip_text("; ".join(str(part) for part in parts))
 
 
-def rate_limit_reset(headers: Mapping[str, str] | Any) -> float | None:
-    """X-RateLimit-Reset (epoch seconds) from a 429 answer, if present and sane."""
+def rate_limit_reset(headers: Mapping[str, str] | Any, now_ts: float | None = None) -> float | None:
+    """X-RateLimit-Reset (epoch seconds) from a 429 answer: finite, not past, at most a day on."""
     value = headers.get("X-RateLimit-Reset") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    now = time.time() if now_ts is None else now_ts
+    return bounded_epoch(value, now_ts=now, maximum_wait=MAX_RESET_AHEAD_S)
 
 
 def mail_body(email: OutgoingEmail, sender: str) -> Mail:
@@ -95,9 +104,12 @@ class SendGridBackend:
                 raise TransientSendError(text, outage=True) from exc
             raise PermanentSendError(text) from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts, refused, reset
-            raise TransientSendError(f"sendgrid unreachable: {exc}", outage=True) from exc
+            raise TransientSendError(
+                f"sendgrid unreachable: {exc}", outage=True, unconfirmed=may_have_arrived(exc)
+            ) from exc
         if not 200 <= response.status_code < 300:
             raise TransientSendError(f"{response.status_code} unexpected answer")
-        message_id = response.headers.get("X-Message-Id") if response.headers else None
+        # The provider's id is stored with the delivery: bounded and storable, however long.
+        message_id = clip_id(response.headers.get("X-Message-Id") if response.headers else None)
         log.debug("sendgrid accepted %s as %s at %.3f", email.delivery_id, message_id, time.time())
         return SendResult(provider_message_id=message_id)

@@ -14,6 +14,7 @@ from app.delivery.mail.base import (
     SendResult,
     TransientSendError,
     build_message,
+    may_have_arrived,
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -102,8 +103,12 @@ class SmtpBackend:
             raise _classify(code, _text(text)) from exc
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
+        except smtplib.SMTPConnectError as exc:
             raise TransientSendError(f"smtp unreachable: {exc}", outage=True) from exc
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise TransientSendError(
+                f"smtp unreachable: {exc}", outage=True, unconfirmed=may_have_arrived(exc)
+            ) from exc
         except smtplib.SMTPException as exc:
             raise TransientSendError(f"smtp: {exc}") from exc
         if refused:  # only possible with several recipients; kept for completeness

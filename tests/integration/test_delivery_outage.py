@@ -1,0 +1,88 @@
+"""PostgreSQL away longer than EMAIL_SENDING_TIMEOUT_S while mails are in the provider call.
+
+Each of them is accepted during the outage and cannot be recorded until PostgreSQL is back; the
+dispatcher's sweep then finds their claims stale. The record must still win: every mail sent
+once and recorded, none released and sent a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from app.config import Settings
+from app.core.clock import utcnow
+from app.db.session import dispose_engines
+from app.tasks import dispatch as dispatch_tick
+from harness.delivery import (
+    Worker,
+    deliveries,
+    dispatch,
+    purge_emails_queue,
+    seed,
+    statuses_settled,
+    wait_for,
+)
+from harness.fakes.sendgrid import FakeSendGrid
+from tests.integration.outages import postgres_down
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = 8
+OUTAGE_S = 150.0
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_150_s_postgres_outage_during_sends_loses_and_repeats_nothing(
+    db: str, settings: Settings, tmp_path
+) -> None:
+    assert settings.email_sending_timeout_s < OUTAGE_S  # the claims go stale during the outage
+    purge_emails_queue(settings)
+    fake = FakeSendGrid().start()
+    fake.delay_s = 4.0  # every send is still in the provider call when PostgreSQL stops
+    worker = Worker(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=IN_FLIGHT,
+        email_backend="sendgrid",
+        sendgrid_host=fake.url,
+        sendgrid_api_key=fake.api_key,
+        email_timeout_s=10,
+    )
+    try:
+        ids = [d for d, _u, _k in seed(settings, utcnow(), ["mailing", "likes"] * (IN_FLIGHT // 2))]
+        assert dispatch(utcnow()) == IN_FLIGHT
+        worker.start()
+        wait_for(
+            lambda: all(d.status == "sending" for d in deliveries().values()),
+            timeout=30,
+            what="every delivery claimed",
+        )
+        with postgres_down(settings.database_url, seconds=OUTAGE_S):
+            wait_for(lambda: len(fake.accepted()) == IN_FLIGHT, timeout=30, what="all accepted")
+        dispose_engines()  # this process's pooled connections died with the server
+        back = time.monotonic()
+        # The dispatcher's first tick after the outage, before the worker's next record try:
+        # every claim is stale by now (150 s > EMAIL_SENDING_TIMEOUT_S).
+        dispatch_tick()
+        found = wait_for(
+            statuses_settled(ids, {"sent", "failed"}),
+            timeout=60,
+            every=1.0,
+            what="every accepted send recorded",
+        )
+        recorded_after = time.monotonic() - back
+        for _ in range(3):  # later ticks find nothing to release or re-send
+            dispatch_tick()
+            time.sleep(1)
+    finally:
+        worker.kill()
+        fake.stop()
+    counts = fake.accepted_counts()
+    assert {found[i].status for i in ids} == {"sent"}
+    assert set(counts) == {str(i) for i in ids} and set(counts.values()) == {1}
+    assert all(found[i].provider_message_id for i in ids)
+    log.warning("recorded %.1f s after PostgreSQL came back", recorded_after)
