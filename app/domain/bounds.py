@@ -62,19 +62,24 @@ def clip_id(value: object) -> str | None:
     return clip_text(text, MAX_ID_CHARS) if text else None
 
 
+def _number(raw: object) -> float | None:
+    """A number from outside (a header's text, a JSON number), or None when it is none."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        return float(raw) if isinstance(raw, (int, float)) else float(str(raw).strip())
+    except (ValueError, OverflowError):
+        return None
+
+
 def bounded_seconds(raw: object, *, maximum: float) -> float | None:
     """A delay from outside (a header, a number) as finite seconds in [0, maximum], or None.
 
     None for what is not a number at all (an HTTP date, garbage, nothing), NaN included: the
     caller falls back to its own backoff. ±inf and huge values are clipped, negatives are 0.
     """
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        seconds = float(raw) if isinstance(raw, (int, float)) else float(str(raw).strip())
-    except (ValueError, OverflowError):
-        return None
-    if math.isnan(seconds):
+    seconds = _number(raw)
+    if seconds is None or math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), maximum)
 
@@ -85,13 +90,8 @@ def bounded_epoch(raw: object, *, now_ts: float, maximum_wait: float) -> float |
     None for what is not a number, NaN and -inf included; +inf and the far future are
     `now_ts + maximum_wait`. A past instant is kept: waiting for it means not waiting.
     """
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        instant = float(raw) if isinstance(raw, (int, float)) else float(str(raw).strip())
-    except (ValueError, OverflowError):
-        return None
-    if math.isnan(instant) or instant == -math.inf:
+    instant = _number(raw)
+    if instant is None or math.isnan(instant) or instant == -math.inf:
         return None
     return min(instant, now_ts + maximum_wait)
 

@@ -209,6 +209,7 @@ class FakeSendGrid:
         self.delay_s = 0.0
         self._down_until = 0.0
         self._script: deque[int] = deque()
+        self._answers: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._limited_until: float | None = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -232,6 +233,7 @@ class FakeSendGrid:
         with self.lock:
             self.received.clear()
             self._script.clear()
+            self._answers.clear()
             self._limited_until = None
             self._down_until = 0.0
             self.delay_s = 0.0
@@ -240,6 +242,15 @@ class FakeSendGrid:
         """Answer the next requests (whatever their body) with these statuses, in order."""
         with self.lock:
             self._script.extend(statuses)
+
+    def script_answers(self, *answers: tuple[int, Any, dict[str, str]]) -> None:
+        """Answer the next requests with these (status, JSON body, headers), as they are.
+
+        What a provider may send that its documentation does not promise: a NUL in an error
+        text, a message id of any length, a rate-limit reset that is no number.
+        """
+        with self.lock:
+            self._answers.extend(answers)
 
     def down_until(self, epoch: float) -> None:
         """Answer 503 to every request until `epoch` (a provider outage)."""
@@ -271,6 +282,8 @@ class FakeSendGrid:
         if authorization != f"Bearer {self.api_key}":
             message = "The provided authorization grant is invalid, expired, or revoked"
             return 401, {"errors": [{"message": message, "field": None, "help": None}]}, {}
+        if self._answers:
+            return self._answers.popleft()
         now = time.time()
         if now < self._down_until:
             return 503, {"errors": [_error("service unavailable")]}, {}

@@ -157,12 +157,15 @@ def _postgres_down_during_sends(pipeline: Pipeline, sendgrid: FakeSendGrid) -> N
     """PostgreSQL stopped for LONG_OUTAGE_S while sends are in the provider call."""
     from tests.integration.outages import postgres_down
 
-    sendgrid.delay_s = 2.0  # every send stays a while in the provider call
-    time.sleep(3)
-    in_flight = len(sendgrid.received)
+    sendgrid.delay_s = 3.0  # the fake records a request, then answers 3 s later
+
+    def in_flight() -> list[Any]:
+        return [r for r in list(sendgrid.received) if r.at > time.time() - 1.5]
+
+    wait_for(in_flight, timeout=30, what="sends in the provider call")
     with postgres_down(pipeline.settings.database_url, seconds=LONG_OUTAGE_S):
         # Accepted while PostgreSQL is away: they can only be recorded when it is back.
-        wait_for(lambda: len(sendgrid.received) > in_flight, timeout=30, what="sends in flight")
+        time.sleep(5)
         sendgrid.delay_s = 0.0
 
 

@@ -224,3 +224,50 @@ def test_recording_fails_after_the_provider_accepted_and_the_send_is_not_repeate
     assert sendgrid.accepted_counts() == {str(delivery_id): 1}
     assert len(sendgrid.received) == 1  # exactly one provider call
     assert f"delivery {delivery_id} accepted; recording it failed" in worker.log_text()
+
+
+def test_hostile_provider_answers_end_recorded_and_each_mail_is_sent_once(sendgrid) -> None:
+    # A 429 whose reset is no number, a 400 whose error text holds a NUL, and a 202 whose
+    # message id is 5,000 characters long: once a NaN countdown, a record PostgreSQL refused
+    # (the delivery stuck in 'sending'), and a send repeated about every 15 minutes.
+    planned = seed(get_settings(), utcnow(), ["mailing"] * 3)
+    throttled, refused, long_id = (d for d, _u, _k in planned)
+    sendgrid.script_answers(
+        (429, {"errors": [{"message": "slow down"}]}, {"X-RateLimit-Reset": "nan"}),
+        (400, {"errors": [{"message": "bad\u0000address", "field": "to"}]}, {}),
+        (202, None, {"X-Message-Id": "m" * 5000}),
+    )
+    dispatch(utcnow())
+    found = _settle([throttled, refused, long_id])
+    statuses = {i: found[i].status for i in (throttled, refused, long_id)}
+    assert (
+        list(statuses.values()).count("failed") == 1 and list(statuses.values()).count("sent") == 2
+    )
+    [failed] = [found[i] for i in statuses if statuses[i] == "failed"]
+    assert "bad\ufffdaddress" in failed.error
+    ids = [found[i].provider_message_id for i in statuses if statuses[i] == "sent"]
+    assert any(i and len(i) == 200 for i in ids)  # the long id, clipped to its column
+    assert set(sendgrid.accepted_counts().values()) == {1} and len(sendgrid.accepted()) == 2
+
+
+def test_an_accepted_send_whose_record_is_refused_is_recorded_without_the_providers_values(
+    db: str,
+) -> None:
+    # The last line behind the backends' bounds: never left in 'sending' to be sent again.
+    from app.db import sends as store
+    from app.db.session import connection_scope
+    from app.delivery.sending import _record_sent
+
+    [(delivery_id, _u, _k)] = seed(get_settings(), utcnow(), ["welcome"])
+    with connection_scope() as connection:
+        claim = store.claim(
+            session=connection,
+            delivery_id=delivery_id,
+            notification_id=deliveries()[delivery_id].notification_id,
+            stale_after_s=120,
+        )
+    accepted = {"attempt": claim.attempt, "provider_message_id": "m" * 5000, "backend": "sg"}
+    outcome = _record_sent(delivery_id, accepted, utcnow())
+    assert outcome.result == "sent"
+    row = deliveries()[delivery_id]
+    assert row.status == "sent" and row.provider_message_id is None

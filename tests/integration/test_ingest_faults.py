@@ -202,6 +202,17 @@ def test_a_recreated_topic_blocks_its_partition_until_reset(db: str) -> None:
     assert _scalar("SELECT like_count FROM notifications") == 13
 
 
+def _offset_without_topic_id(topic: str, offset: int) -> None:
+    with session_scope() as session:  # as rows from before topic ids were stored
+        session.execute(
+            text(
+                'INSERT INTO stream_offsets (group_id, topic, partition, "offset", topic_id)'
+                " VALUES (:g, :t, 0, :o, NULL)"
+            ),
+            {"g": GROUP, "t": topic, "o": offset},
+        )
+
+
 def test_stored_offsets_without_a_topic_id_past_the_log_block_a_recreated_topic(
     db: str, settings: Any
 ) -> None:
@@ -221,28 +232,14 @@ def test_stored_offsets_without_a_topic_id_past_the_log_block_a_recreated_topic(
             {**valid_value("comment_liked", user), "content_id": str(content)}
         ).encode()
         produce(settings, [(topic, str(user), like)] * 3)  # the new incarnation: offsets 0..2
-        with session_scope() as session:  # the old one had been applied up to 9, id unknown
-            session.execute(
-                text(
-                    'INSERT INTO stream_offsets (group_id, topic, partition, "offset", topic_id)'
-                    " VALUES (:g, :t, 0, 9, NULL)"
-                ),
-                {"g": GROUP, "t": topic},
-            )
+        _offset_without_topic_id(topic, 9)  # the old incarnation was applied up to 9
         records = [Record(topic, 0, o, None, like) for o in range(3)]
         held = _apply("comment_liked", records, topic_ids=topic_ids, end_offsets=end_offsets)
         assert held.applied == 0 and held.replayed == 0 and held.held == records
         assert "carry no topic id" in held.blocked[(topic, 0)]
         # A row without an id that the log does cover is this topic's: adopted, id stored.
         produce(settings, [(other, str(user), like)] * 3)
-        with session_scope() as session:
-            session.execute(
-                text(
-                    'INSERT INTO stream_offsets (group_id, topic, partition, "offset", topic_id)'
-                    " VALUES (:g, :t, 0, 0, NULL)"
-                ),
-                {"g": GROUP, "t": other},
-            )
+        _offset_without_topic_id(other, 0)
         rest = [Record(other, 0, o, None, like) for o in range(3)]
         done = _apply("comment_liked", rest, topic_ids=topic_ids, end_offsets=end_offsets)
         assert (done.applied, done.replayed, done.held) == (2, 1, [])

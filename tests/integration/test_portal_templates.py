@@ -45,6 +45,9 @@ def _stored(name: str) -> Template | None:
         ({"body_text": "{{ content_value.__class__.__subclasses__() }}"}, "unsafe"),
         ({"body_html": "{{ no_such_variable }}"}, "is undefined"),
         ({"subject": "two{{ '\\n' }}lines"}, "single line"),
+        # What the compiler itself raises, not a TemplateError: once a 500.
+        ({"body_html": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"}, "RecursionError"),
+        ({"body_html": "{{ " + "1" * 5000 + " }}"}, "cannot be compiled: ValueError"),
     ],
 )
 def test_a_broken_or_escaping_template_is_refused_with_a_readable_message(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -9,8 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts import ContractError, Event, decode_event, unstorable_text
-from app.stream.ingest import Record, decode_records
-from tests.fuzzing import KINDS, hostile_bytes, json_values, near_valid_events, poison_events
+from app.stream.ingest import Record, decode_records, reason_of
+from tests.fuzzing import (
+    KINDS,
+    hostile_bytes,
+    json_values,
+    near_valid_events,
+    poison_events,
+    valid_value,
+)
 
 MAX_BYTES = 64 * 1024
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,3 +85,33 @@ def test_registrations_are_once_whatever_their_periodicity_says() -> None:
     for periodicity in ("once", "daily", "weekly"):
         raw = json.dumps({**valid_value("user_registered"), "periodicity": periodicity}).encode()
         assert decode_event("user_registered", raw, max_bytes=MAX_BYTES).periodicity == "once"
+
+
+# Kafka's default broker limit (message.max.bytes): the largest value a producer can hand us.
+BROKER_MAX_BYTES = 1_048_588
+
+
+@st.composite
+def sized_records(draw: st.DrawFn, kind: str) -> bytes:
+    """A record of any size up to the broker's limit: a valid event padded out, or filler."""
+    size = draw(st.integers(0, BROKER_MAX_BYTES) | st.sampled_from([0, MAX_BYTES, MAX_BYTES + 1]))
+    if draw(st.booleans()):
+        return draw(st.sampled_from([b"x", b"{", b"\x00", b"\xff"])) * size
+    head = json.dumps({**valid_value(kind), "content_value": ""}).encode()[:-3]  # ... "": "
+    pad = max(size - len(head) - 3, 0)
+    return head + b'"' + b"a" * pad + b'"}'
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data(), kind=st.sampled_from(KINDS))
+def test_records_of_any_size_up_to_the_broker_limit_decode_or_are_refused_as_too_large(
+    data: st.DataObject, kind: str
+) -> None:
+    raw = data.draw(sized_records(kind))
+    outcome = _decoded_or_refused(kind, raw)
+    if len(raw) > MAX_BYTES:
+        assert isinstance(outcome, ContractError) and reason_of(str(outcome)) == "too_large"
+    elif isinstance(outcome, Event):
+        _assert_storable(outcome)
+    else:
+        assert reason_of(str(outcome)) != "too_large"

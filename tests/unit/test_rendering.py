@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.domain.rendering import SAMPLE_VARIABLES, TemplateInvalid, check_template, render
 
@@ -66,3 +68,35 @@ def test_syntax_errors_name_the_line() -> None:
 def test_empty_subject_is_refused() -> None:
     with pytest.raises(TemplateInvalid, match="empty"):
         _render(subject="{{ '' }}")
+
+
+# Pieces of template source, put together in any order: most sequences are syntax errors, some
+# compile and render, some nest past the parser or hold literals past Python's digit limit.
+_PIECES = st.sampled_from(
+    [
+        "{{", "}}", "{%", "%}", "{#", "#}", " if ", " else ", " endif ", " for x in ",
+        " endfor ", " set y = ", "name", "content_value", "count", "x", "y", "(", ")", "[",
+        "]", "{", "}", ",", ":", "'a'", '"b"', "1", "9" * 5000, "|length", "|upper", "|join",
+        "|safe", ".ljust(", ".__class__", "range(", "*", "**", "+", "%", "//", "~", "<p>", "\n",
+    ]
+)  # fmt: skip
+template_sources = st.lists(_PIECES, max_size=40).map("".join) | st.sampled_from(
+    [
+        "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+        "{% if x %}" * 3000 + "{% endif %}" * 3000,
+        "{{ " + "[" * 3000 + "]" * 3000 + " }}",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(html=template_sources, subject=template_sources)
+def test_any_template_source_renders_or_is_a_template_error(html: str, subject: str) -> None:
+    try:
+        email = render(
+            subject=subject or "s", body_html=html, body_text="t", variables=SAMPLE_VARIABLES
+        )
+    except TemplateInvalid as exc:
+        assert str(exc)  # a reason for the operator, and nothing else escapes
+    else:
+        assert email.subject and "\n" not in email.subject and email.html.strip()
