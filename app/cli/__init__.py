@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from pydantic import ValidationError
 
@@ -14,6 +16,10 @@ from app.core import logs
 @click.option("--log-level", default="INFO", show_default=True)
 def main(log_level: str) -> None:
     """Kafka-native notification service."""
+    if "--help" in sys.argv[1:]:
+        # Help is read before any configuration exists: it needs none, and must not be refused.
+        logs.configure("text", log_level)
+        return
     try:
         settings = get_settings()
     except ValueError as exc:  # a refused configuration: say which setting, not a trace
