@@ -8,6 +8,8 @@ once and recorded, none released and sent a second time.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 
 import pytest
@@ -63,11 +65,19 @@ def test_a_150_s_postgres_outage_during_sends_loses_and_repeats_nothing(
         )
         with postgres_down(settings.database_url, seconds=OUTAGE_S):
             wait_for(lambda: len(fake.accepted()) == IN_FLIGHT, timeout=30, what="all accepted")
+            time.sleep(fake.delay_s + 1)  # every answer is in: the worker retries the records
+            # Held still until the dispatcher has ticked, so the sweep surely comes first.
+            assert worker.proc is not None
+            os.killpg(worker.proc.pid, signal.SIGSTOP)
         dispose_engines()  # this process's pooled connections died with the server
         back = time.monotonic()
-        # The dispatcher's first tick after the outage, before the worker's next record try:
-        # every claim is stale by now (150 s > EMAIL_SENDING_TIMEOUT_S).
-        dispatch_tick()
+        try:
+            # The dispatcher's first tick after the outage: every claim is stale by now
+            # (150 s > EMAIL_SENDING_TIMEOUT_S), and released before the worker records it.
+            dispatch_tick()
+            assert {d.status for d in deliveries().values()} == {"enqueued"}
+        finally:
+            os.killpg(worker.proc.pid, signal.SIGCONT)
         found = wait_for(
             statuses_settled(ids, {"sent", "failed"}),
             timeout=60,
