@@ -1,5 +1,8 @@
 """Queries of the e-mail worker and the provider webhook: claim a send, record what came of it.
 
+One module, though long: the claim, the records and the sweep share the statements and the rule
+that `attempts` is the owner's token, and they hold that rule only together.
+
 A delivery moves scheduled|enqueued -> sending (claimed: one worker owns the provider call) ->
 sent | enqueued (retry) | failed; provider events then move sent -> delivered, deferred, bounced,
 dropped or spam. `attempts` counts claims and doubles as the owner's token: an outcome is only

@@ -58,7 +58,7 @@ async def reseed(table: table_mirror.Table, writer: table_mirror.ChangelogWriter
     topic = table.changelog_topic.get_topic_name()
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
     wanted = store.set_aside & owned
-    store.set_aside -= wanted | (store.set_aside - owned)  # not ours any more: its owner's
+    store.set_aside.clear()  # the wanted ones are refilled now; the rest are their owner's
     if not wanted:
         return
     loop = asyncio.get_running_loop()
