@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -64,7 +66,11 @@ class SecretFiles(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Every knob of the service; each field is an environment variable of the same name."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a refused value (a too-short SECRET_KEY, a URL with its password)
+    # is never printed in the error that names it.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -109,13 +115,13 @@ class Settings(BaseSettings):
 
     # Outside systems.
     auth_api_url: str = "http://127.0.0.1:8081"
-    auth_api_token: str = "dev-auth-token"
+    auth_api_token: SecretStr = SecretStr("dev-auth-token")
     auth_api_timeout_s: float = 5.0
 
     # Mail.
     email_backend: Literal["outbox", "sendgrid", "smtp"] = "outbox"
     email_from: str = "Notifications <noreply@notify.local>"
-    sendgrid_api_key: str = ""
+    sendgrid_api_key: SecretStr = SecretStr("")
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str = ""
     # A signed webhook request older (or newer) than this is a replay: refused. SendGrid documents
@@ -173,11 +179,14 @@ class Settings(BaseSettings):
     # Development mode: the placeholder secrets below are accepted and session cookies also go
     # over plain HTTP. `make run` and `make test` set it; anywhere else real secrets are needed.
     dev_mode: bool = False
+    # Outside DEV_MODE, connections to PostgreSQL, Kafka and RabbitMQ off this host must be
+    # encrypted and verified; this says, on purpose, that a network is trusted without it.
+    allow_plaintext_transport: bool = False
 
     # Portal and links in mail.
     public_base_url: str = "http://127.0.0.1:8000"
     # Signs unsubscribe links and portal sessions: whoever knows it can forge both.
-    secret_key: str = "dev-secret-change-me"
+    secret_key: SecretStr = SecretStr("dev-secret-change-me")
     # Admin portal: session lifetime, cookies only over HTTPS (on unless DEV_MODE), links.
     portal_session_max_age_s: int = Field(default=8 * 3600, ge=60)
     portal_secure_cookies: bool | None = None
@@ -190,10 +199,19 @@ class Settings(BaseSettings):
     portal_max_concurrent_hashes: int = Field(default=2, ge=1)
     # Sign-ins waiting for a hashing slot beyond this many are answered 503 at once.
     portal_max_waiting_logins: int = Field(default=32, ge=0)
+    # The proxies in front of the portal (addresses or networks, comma-separated): the client
+    # is the rightmost X-Forwarded-For hop that is not one of them. "*" is refused: it would
+    # trust the leftmost hop, which the client writes itself.
+    portal_trusted_proxies: str = "127.0.0.1"
+    # Test sends of a campaign: per portal user (`limits` notation), and only to these
+    # addresses or @domains (comma-separated; example.com is reserved and reaches no one).
+    portal_test_send_limits: str = "20 per hour"
+    portal_test_recipients: str = "@example.com"
     # The portal's /metrics reads its database gauges at most this often (a scrape flood stays
     # one query per interval).
     portal_metrics_cache_s: float = Field(default=15.0, ge=0)
-    # Public POST bodies (webhooks, one-click unsubscribe) larger than this are refused unread.
+    # Request bodies larger than this are refused unread (the sign-in, sign-out, preference and
+    # unsubscribe forms take at most 16 KiB: app/portal/body_guard.py).
     portal_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     flower_url: str = "http://127.0.0.1:5555"
     faust_web_url: str = "http://127.0.0.1:6066"
@@ -225,7 +243,22 @@ class Settings(BaseSettings):
             raise ValueError("EMAIL_SENDING_TIMEOUT_S must be longer than EMAIL_TIMEOUT_S")
         return self
 
-    @field_validator("portal_login_user_limits", "portal_login_client_limits")
+    @field_validator("portal_trusted_proxies")
+    @classmethod
+    def _trusted_proxies_parse(cls, value: str) -> str:
+        for entry in _entries(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"PORTAL_TRUSTED_PROXIES: {entry[:50]!r} is not an address or a network "
+                    '("*" is refused: it trusts what any client writes)'
+                ) from exc
+        return value
+
+    @field_validator(
+        "portal_login_user_limits", "portal_login_client_limits", "portal_test_send_limits"
+    )
     @classmethod
     def _login_limits_parse(cls, value: str) -> str:
         parse_many(value)  # raises ValueError on a malformed window
@@ -245,13 +278,40 @@ class Settings(BaseSettings):
         if self.dev_mode:
             return self
         for name, placeholder in PLACEHOLDER_SECRETS.items():
-            if getattr(self, name) == placeholder:
+            if getattr(self, name).get_secret_value() == placeholder:
                 raise ValueError(
                     f"{name.upper()} is the development placeholder: set a real secret, or "
                     "DEV_MODE=true on a development machine"
                 )
-        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+        if len(self.secret_key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters")
+        return self
+
+    @model_validator(mode="after")
+    def _ca_files_with_encrypted_schemes(self) -> Settings:
+        # A CA file beside a plaintext scheme means someone expected TLS and is not getting it.
+        if self.celery_broker_ca_file is not None and not self.celery_broker_url.startswith(
+            "amqps://"
+        ):
+            raise ValueError("CELERY_BROKER_CA_FILE is set, but CELERY_BROKER_URL is not amqps://")
+        if self.kafka_ssl_ca_file is not None and not self.kafka_security_protocol.endswith("SSL"):
+            raise ValueError(
+                "KAFKA_SSL_CA_FILE is set, but KAFKA_SECURITY_PROTOCOL is "
+                f"{self.kafka_security_protocol} (SSL or SASL_SSL use it)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _encrypted_transports_outside_dev_mode(self) -> Settings:
+        if self.dev_mode or self.allow_plaintext_transport:
+            return self
+        problems = plaintext_transports(self)
+        if problems:
+            raise ValueError(
+                "plaintext connections outside DEV_MODE: "
+                + "; ".join(problems)
+                + " (or ALLOW_PLAINTEXT_TRANSPORT=true, for a network you trust)"
+            )
         return self
 
     @property
@@ -273,6 +333,44 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> tuple[str, str, str]:
         return (self.topic_user_registered, self.topic_comment_liked, self.topic_mailing)
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def _off_host(host: str | None) -> bool:
+    """Whether a connection to `host` leaves this machine (a unix socket or loopback does not)."""
+    if not host or host.startswith("/"):
+        return False
+    return host.strip("[]").lower() not in LOOPBACK_HOSTS
+
+
+def plaintext_transports(settings: Settings) -> list[str]:
+    """Each connection the settings would make in the clear (or unverified) off this host."""
+    problems = []
+    database = urlsplit(settings.database_url)
+    query = parse_qs(database.query)
+    database_host = database.hostname or (query.get("host") or [""])[0]
+    if _off_host(database_host) and (query.get("sslmode") or [""])[-1] != "verify-full":
+        problems.append(
+            "DATABASE_URL needs ?sslmode=verify-full (libpq's default falls back to plaintext)"
+        )
+    brokers = [entry.rsplit(":", 1)[0] for entry in _entries(settings.kafka_bootstrap_servers)]
+    if any(_off_host(host) for host in brokers) and not settings.kafka_security_protocol.endswith(
+        "SSL"
+    ):
+        problems.append(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} (SSL or SASL_SSL; a SASL "
+            "password over SASL_PLAINTEXT goes in the clear)"
+        )
+    broker = urlsplit(settings.celery_broker_url)
+    if _off_host(broker.hostname) and broker.scheme != "amqps":
+        problems.append(f"CELERY_BROKER_URL is {broker.scheme}:// (amqps:// encrypts it)")
+    return problems
 
 
 def parse_quiet_hours(value: str) -> tuple[time, time] | None:

@@ -177,8 +177,8 @@ def main() -> None:
     users_file.parent.mkdir(parents=True, exist_ok=True)
     users_file.write_text(json.dumps(users))
     port = free_port()
-    server = start_dev_auth(users_file, port, settings.auth_api_token)
-    auth = AuthClient(f"http://127.0.0.1:{port}", settings.auth_api_token)
+    server = start_dev_auth(users_file, port, settings.auth_api_token.get_secret_value())
+    auth = AuthClient(f"http://127.0.0.1:{port}", settings.auth_api_token.get_secret_value())
     sample = {
         "notification_id": str(uuid.uuid4()),
         "email": "user0001@example.com",

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("peer_user")
     args = parser.parse_args(argv)
     token = make_unsubscribe_token(
-        secret=get_settings().secret_key,
+        secret=get_settings().secret_key.get_secret_value(),
         user_id=uuid.uuid4(),
         kind="mailing",
         expires_at=utcnow() + timedelta(days=1),

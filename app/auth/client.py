@@ -142,7 +142,9 @@ class AuthClient:
     def from_settings(cls, settings: Any) -> AuthClient:
         """A client configured from the service settings."""
         return cls(
-            settings.auth_api_url, settings.auth_api_token, timeout_s=settings.auth_api_timeout_s
+            settings.auth_api_url,
+            settings.auth_api_token.get_secret_value(),
+            timeout_s=settings.auth_api_timeout_s,
         )
 
     def close(self) -> None:

@@ -52,7 +52,9 @@ def dev_auth(
         return
     port = port if port is not None else (urlsplit(settings.auth_api_url).port or 8081)
     users = dev_server.load_users(users_file) if users_file else dev_server.generate_users(count)
-    dev_server.serve_users(users, token=settings.auth_api_token, host=host, port=port)
+    dev_server.serve_users(
+        users, token=settings.auth_api_token.get_secret_value(), host=host, port=port
+    )
 
 
 @click.command("worker")
@@ -110,8 +112,14 @@ def portal(host: str, port: int) -> None:
     import uvicorn
 
     log_config = logs.uvicorn_logging_config(get_settings().log_format)
+    # The app resolves X-Forwarded-For itself, from PORTAL_TRUSTED_PROXIES (app/portal/app.py).
     uvicorn.run(
-        "app.portal.app:create_app", factory=True, host=host, port=port, log_config=log_config
+        "app.portal.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=log_config,
+        proxy_headers=False,
     )
 
 

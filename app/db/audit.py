@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEntry
+from app.domain.bounds import clip_text
 
 
 def add(
@@ -19,11 +20,12 @@ def add(
 ) -> None:
     session.add(
         AuditEntry(
-            actor=actor,
-            action=action,
-            target=target[:500],
+            # Cut to the columns: a 101-character username typed at sign-in is still recorded.
+            actor=None if actor is None else clip_text(actor, 100),
+            action=clip_text(action, 40),
+            target=clip_text(target, 500),
             outcome=outcome,
-            client=client,
+            client=None if client is None else clip_text(client, 100),
             detail=detail,
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,3 +57,17 @@ def read_unsubscribe_token(*, secret: str, token: str, now: datetime | None = No
     if (now or datetime.now(UTC)).timestamp() > expires_at:
         raise InvalidToken("expired")
     return Unsubscribe(user_id=user_id, kind=kind)
+
+
+# The value of a `token=` parameter in a link (unsubscribe, preferences), wherever it stands.
+_TOKEN_IN_LINK = re.compile(r"(?<=[?&;]token=)[^&\s\"'<>]+")
+REDACTED = "[redacted]"
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with the token of every unsubscribe or preference link replaced by REDACTED.
+
+    A recipient's token lets whoever holds it change that recipient's mail choices: a portal
+    reader who only views deliveries must not be handed one (unescaped `&amp;` included).
+    """
+    return _TOKEN_IN_LINK.sub(REDACTED, text)

@@ -123,7 +123,7 @@ def _signed_link(
     settings: Settings, path: str, user_id: uuid.UUID, kind: str, now: datetime
 ) -> str:
     token = make_unsubscribe_token(
-        secret=settings.secret_key,
+        secret=settings.secret_key.get_secret_value(),
         user_id=user_id,
         kind=kind,
         expires_at=now + UNSUBSCRIBE_TOKEN_TTL,

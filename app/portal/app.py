@@ -12,6 +12,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, get_settings
 from app.core import health
@@ -20,7 +21,7 @@ from app.db import dead_letters, stats
 from app.db.session import session_scope
 from app.portal import preferences, unsubscribe, webhooks
 from app.portal.admin import install_admin
-from app.portal.nul_guard import RefuseNul
+from app.portal.body_guard import BodyGuard
 
 T = TypeVar("T")
 
@@ -55,10 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     install_admin(app, app.state.settings)  # admin UI at /admin, login, CSRF defences
-    app.add_middleware(RefuseNul)  # before anything reads the request (the CSRF check)
+    # Before anything reads the request (the CSRF check, the audit log, the handlers).
+    app.add_middleware(BodyGuard, max_body_bytes=app.state.settings.portal_max_body_bytes)
     # Added last, so it is the outermost middleware: the login redirects and CSRF refusals of
     # the middlewares above get the headers too.
     app.add_middleware(SecurityHeaders)
+    # The client address every check and record uses: the rightmost X-Forwarded-For hop that is
+    # not a trusted proxy (here, not in uvicorn's options, so no FORWARDED_ALLOW_IPS=* applies).
+    proxies = [p.strip() for p in app.state.settings.portal_trusted_proxies.split(",") if p.strip()]
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return app
 
 

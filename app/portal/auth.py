@@ -32,6 +32,7 @@ from app.portal.roles import PortalUser, least_role, may
 SESSION_USER = "admin_user_id"
 SESSION_NAME = "admin_username"
 SESSION_VERSION = "admin_session_version"
+SESSION_STARTED = "admin_session_started"  # epoch seconds of the sign-in
 # Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health, and the
 # Prometheus scrape (counts only, no personal data).
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe", "/preferences"})
@@ -82,15 +83,22 @@ class Credentials(NamedTuple):
     session_version: int
 
 
-def authenticate(username: str, password: str) -> Credentials | None:
-    """The active user with these credentials, or None."""
+class SignIn(NamedTuple):
+    """What a sign-in found: the credentials when they hold, and whether the name is a user's."""
+
+    credentials: Credentials | None
+    known_user: bool
+
+
+def authenticate(username: str, password: str) -> SignIn:
+    """The active user with these credentials, if any, and whether `username` names a user."""
     with session_scope() as session:
         user = admin_users.get_by_username(session=session, username=username)
         stored = user.password_hash if user else _DUMMY_HASH
         ok = verify_password(password, stored) and user is not None and user.is_active
         if not ok or user is None:
-            return None
-        return Credentials(user.admin_user_id, user.username, user.session_version)
+            return SignIn(None, user is not None)
+        return SignIn(Credentials(user.admin_user_id, user.username, user.session_version), True)
 
 
 def _safe_next(target: str | None) -> str:
@@ -123,9 +131,10 @@ async def login(request: Request, form: FormData = Depends(verified_form)) -> Re
     client = client_address(request)
     context = {"next": target, "username": username}
 
-    wait = guard.throttle.locked_for(username, client)
+    wait = guard.throttle.attempt(username, client)
     if wait > 0:
-        await record(request, "login_locked", "/login", 429, actor=username)
+        known = await run_in_threadpool(_is_user, username)
+        await record(request, "login_locked", "/login", 429, actor=username if known else None)
         minutes = max(1, math.ceil(wait / 60))
         context["error"] = f"Too many failed sign-ins. Try again in {minutes} min."
         response = await render_page(request, "portal/login.html", context, status_code=429)
@@ -137,26 +146,33 @@ async def login(request: Request, form: FormData = Depends(verified_form)) -> Re
         response.headers["Retry-After"] = "5"
         return response
     try:
-        found = await to_thread.run_sync(authenticate, username, password, limiter=guard.hashing)
+        sign_in = await to_thread.run_sync(authenticate, username, password, limiter=guard.hashing)
     finally:
         guard.release()
+    found = sign_in.credentials
     if found is None:
-        guard.throttle.failed(username, client)
-        await record(request, "login_failed", "/login", 400, actor=username)
+        guard.throttle.failed(client)
+        # A user's name is recorded (whose account is under attack); a name that is nobody's
+        # is not: it is often a password typed into the wrong field.
+        await record(
+            request, "login_failed", "/login", 400, actor=username if sign_in.known_user else None
+        )
         context["error"] = "Invalid username or password."
         return await render_page(request, "portal/login.html", context, status_code=400)
     guard.throttle.succeeded(username)
     request.session.clear()
     request.session[SESSION_USER], request.session[SESSION_NAME] = str(found[0]), found[1]
     request.session[SESSION_VERSION] = found.session_version
+    request.session[SESSION_STARTED] = int(time.time())
     rotate_token(request)
     await record(request, "login", "/login", 303, actor=found.username)
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/admin/logout", include_in_schema=False)
+@router.api_route("/admin/logout", methods=["GET", "HEAD"], include_in_schema=False)
 async def logout_page(request: Request) -> Response:
-    """SQLAdmin's logout link lands here: a GET changes nothing, the button posts the form."""
+    """SQLAdmin's logout link lands here: a GET (or HEAD) changes nothing, the button posts the
+    form. Never SQLAdmin's own logout, which clears the cookie but ends no session."""
     return await render_page(request, "portal/logout.html", {})
 
 
@@ -231,11 +247,16 @@ class SessionCheck:
 
 class LoginRequiredMiddleware:
     """Every route but the public ones needs a live session of an active user, who is put in
-    `request.state.portal_user`."""
+    `request.state.portal_user`.
 
-    def __init__(self, app: ASGIApp, *, check: SessionCheck) -> None:
+    A session lives at most `lifetime_s` from its sign-in, however busy: the cookie is signed
+    again on every response, so its own expiry only ends an idle one.
+    """
+
+    def __init__(self, app: ASGIApp, *, check: SessionCheck, lifetime_s: float) -> None:
         self.app = app
         self.check = check
+        self.lifetime_s = lifetime_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._public(scope["path"]):
@@ -246,10 +267,14 @@ class LoginRequiredMiddleware:
             return
         session = scope["session"]
         user_id = session.get(SESSION_USER)
-        state = await self.check.current(user_id, session.get(SESSION_VERSION)) if user_id else None
+        started = session.get(SESSION_STARTED)
+        fresh = isinstance(started, int) and time.time() - started < self.lifetime_s
+        state = None
+        if user_id and fresh:
+            state = await self.check.current(user_id, session.get(SESSION_VERSION))
         if state is None:
             if user_id:
-                session.clear()  # ended (logout, new password), deactivated or deleted
+                session.clear()  # ended (logout, new password, too old), deactivated or deleted
             # An anonymous session keeps its login-form token: the browser's own requests (e.g.
             # /favicon.ico) land here between showing the login form and posting it.
             await self._refuse(scope)(scope, receive, send)
@@ -289,6 +314,11 @@ class RoleRequiredMiddleware:
                 await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _is_user(username: str) -> bool:
+    with session_scope() as session:
+        return admin_users.get_by_username(session=session, username=username) is not None
 
 
 def _session_state(admin_user_id: uuid.UUID) -> admin_users.SessionState | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -18,12 +19,12 @@ from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import make_producer
 from app.portal import campaigns
 from app.portal.api_models import CampaignProgress, Detail
+from app.portal.body_guard import MAX_CSV_BYTES
 from app.portal.csrf import verified_form
 from app.portal.pages import render_page
 
 router = APIRouter()
 
-MAX_CSV_BYTES = 20 * 1024 * 1024
 SCHEDULE_FIELDS = ("when", "send_at", "local_date", "local_hour")
 
 
@@ -161,7 +162,9 @@ def _schedule_of(campaign: Any) -> str | None:
     return schedule.describe() if schedule != campaigns.Schedule() else None
 
 
-async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Response:
+async def _refused(
+    request: Request, campaign_id: uuid.UUID, message: str, status_code: int = 409
+) -> Response:
     campaign, progress = await _progress(campaign_id)
     context = {
         "title": f"Mailing: {campaign.name}",
@@ -170,7 +173,7 @@ async def _refused(request: Request, campaign_id: uuid.UUID, message: str) -> Re
         "progress": progress,
         "error": message,
     }
-    return await render_page(request, "portal/campaign.html", context, status_code=409)
+    return await render_page(request, "portal/campaign.html", context, status_code=status_code)
 
 
 @router.post("/admin/mailings/{campaign_id}/send", include_in_schema=False)
@@ -196,9 +199,18 @@ async def send(
 async def send_test(
     request: Request, campaign_id: uuid.UUID, form: FormData = Depends(verified_form)
 ) -> Response:
-    """Send the campaign's mail once to one address, marked as a test; counted nowhere."""
+    """Send the campaign's mail once to one address, marked as a test; counted nowhere.
+
+    At most PORTAL_TEST_SEND_LIMITS per portal user: a refused address counts too.
+    """
     address = str(form.get("address") or "")
     settings = request.app.state.settings
+    user = request.state.portal_user
+    wait = request.app.state.test_send_limit.attempt(user.username)
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        message = f"too many test mails: the next one can go in {minutes} min"
+        return await _refused(request, campaign_id, message, status_code=429)
     try:
         message_id = await run_in_threadpool(
             lambda: campaigns.send_test(campaign_id=campaign_id, address=address, settings=settings)

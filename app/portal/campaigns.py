@@ -318,14 +318,29 @@ MAX_ADDRESS_CHARS = 320
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
+def test_recipient_allowed(address: str, allowed: str) -> bool:
+    """Whether PORTAL_TEST_RECIPIENTS (addresses and @domains, comma-separated) has `address`."""
+    address = address.casefold()
+    domain = "@" + address.rpartition("@")[2]
+    entries = {entry.strip().casefold() for entry in allowed.split(",") if entry.strip()}
+    return address in entries or domain in entries
+
+
 def send_test(*, campaign_id: uuid.UUID, address: str, settings: Settings) -> str:
     """Send the campaign's mail once to `address`, marked as a test; return the provider's id.
 
-    Nothing is recorded for the campaign: no notification, no delivery, no count.
+    Only to the addresses PORTAL_TEST_RECIPIENTS allows: a test send is any content an editor
+    likes, so it must not become a way to mail anyone. Nothing is recorded for the campaign: no
+    notification, no delivery, no count.
     """
     address = address.strip()
     if len(address) > MAX_ADDRESS_CHARS or not _ADDRESS.fullmatch(address):
         raise CampaignInvalid("that is not an e-mail address")
+    if not test_recipient_allowed(address, settings.portal_test_recipients):
+        raise CampaignInvalid(
+            "test mail goes only to the addresses in PORTAL_TEST_RECIPIENTS "
+            f"({settings.portal_test_recipients or 'none'})"
+        )
     with session_scope() as session:
         campaign = store.get(session=session, campaign_id=campaign_id)
         if campaign is None:

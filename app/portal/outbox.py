@@ -17,7 +17,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app.domain.tokens import redact_tokens
 from app.portal.pages import render_page
+from app.portal.roles import sees_recipient_tokens
 
 router = APIRouter()
 
@@ -152,6 +154,21 @@ def load_message(directory: Path, name: str) -> OutboxMessage | None:
     return None if raw is None else parse_message(name, raw)
 
 
+def redacted(message: OutboxMessage) -> OutboxMessage:
+    """The message with the tokens of its unsubscribe and preference links redacted."""
+
+    def clean(text: str | None) -> str | None:
+        return None if text is None else redact_tokens(text)
+
+    return OutboxMessage(
+        name=message.name,
+        headers=[(name, redact_tokens(value)) for name, value in message.headers],
+        subject=message.subject,
+        text=clean(message.text),
+        html=clean(message.html),
+    )
+
+
 @router.get("/admin/outbox", include_in_schema=False)
 async def outbox_page(request: Request) -> Response:
     """The newest messages in the outbox directory, or why mail does not land there."""
@@ -175,5 +192,7 @@ async def message_page(request: Request, delivery_id: str) -> Response:
     message = await run_in_threadpool(load_message, directory, f"{delivery_id}.eml")
     if message is None:
         raise HTTPException(status_code=404, detail="no such message")
+    if not sees_recipient_tokens(getattr(request.state, "portal_user", None)):
+        message = redacted(message)
     context = {"title": f"Outbox: {message.subject or message.name}", "message": message}
     return await render_page(request, "portal/outbox_message.html", context)

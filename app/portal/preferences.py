@@ -33,7 +33,7 @@ def _user_of(request: Request, token: str | None) -> uuid.UUID:
     if not token:
         raise InvalidToken("no token")
     found = read_unsubscribe_token(
-        secret=request.app.state.settings.secret_key, token=token, now=utcnow()
+        secret=request.app.state.settings.secret_key.get_secret_value(), token=token, now=utcnow()
     )
     if found.kind != PREFERENCES_TOKEN_KIND:
         raise InvalidToken("not a preference link")

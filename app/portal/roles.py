@@ -51,3 +51,8 @@ def least_role(method: str, path: str) -> PortalRole:
 def may(role: str, needed: PortalRole) -> bool:
     """True if `role` includes `needed` (each role can do what the ones before it can)."""
     return _RANK.get(role, -1) >= _RANK[needed]
+
+
+def sees_recipient_tokens(user: PortalUser | None) -> bool:
+    """Editors and admins see mail as sent; a viewer gets its unsubscribe tokens redacted."""
+    return user is not None and may(user.role, "editor")

@@ -45,7 +45,7 @@ def _read(request: Request, token: str | None) -> Unsubscribe:
     if not token:
         raise InvalidToken("no token")
     found = read_unsubscribe_token(
-        secret=request.app.state.settings.secret_key, token=token, now=utcnow()
+        secret=request.app.state.settings.secret_key.get_secret_value(), token=token, now=utcnow()
     )
     if found.kind not in UNSUBSCRIBABLE_KINDS:
         raise InvalidToken("not an unsubscribable kind of mail")

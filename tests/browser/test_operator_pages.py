@@ -55,10 +55,12 @@ def zone_users(auth_users: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.fixture
 def auth_client(auth_users: list[dict[str, Any]], settings: Settings) -> Iterator[AuthClient]:
     """The dev Auth server (the Auth contract over HTTP) and a client of it."""
-    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token)
+    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token.get_secret_value())
     serve_in_thread(server)
     client = AuthClient(
-        f"http://127.0.0.1:{server.server_address[1]}", settings.auth_api_token, retries=1
+        f"http://127.0.0.1:{server.server_address[1]}",
+        settings.auth_api_token.get_secret_value(),
+        retries=1,
     )
     yield client
     client.close()

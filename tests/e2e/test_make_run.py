@@ -42,7 +42,9 @@ def _jobs_worker_pids() -> set[int]:
 
 @pytest.fixture
 def outside_auth(settings: Settings) -> Iterator[str]:
-    server = DevAuthServer(("127.0.0.1", 0), generate_users(5), settings.auth_api_token)
+    server = DevAuthServer(
+        ("127.0.0.1", 0), generate_users(5), settings.auth_api_token.get_secret_value()
+    )
     serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -87,7 +87,7 @@ def auth_users() -> list[dict[str, Any]]:
 @pytest.fixture
 def auth_server(auth_users: list[dict[str, Any]], settings: Settings) -> Iterator[DevAuthServer]:
     """The dev Auth server (the Auth contract over real HTTP) on a free port."""
-    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token)
+    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token.get_secret_value())
     serve_in_thread(server)
     yield server
     server.shutdown()
@@ -97,7 +97,9 @@ def auth_server(auth_users: list[dict[str, Any]], settings: Settings) -> Iterato
 def client_for(server: DevAuthServer, settings: Settings, **kwargs: Any) -> AuthClient:
     host, port = server.server_address[:2]
     options: dict[str, Any] = {"retries": 1, "sleep": lambda _s: None, **kwargs}
-    return AuthClient(f"http://{host}:{port}", settings.auth_api_token, **options)
+    return AuthClient(
+        f"http://{host}:{port}", settings.auth_api_token.get_secret_value(), **options
+    )
 
 
 @pytest.fixture

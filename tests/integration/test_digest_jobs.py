@@ -282,7 +282,9 @@ def test_auth_outage_loses_nothing_and_the_next_run_completes(
 ) -> None:
     rows = _seed(auth_users)
     due = _due_daily(rows)
-    server = DevAuthServer(("127.0.0.1", 0), auth_users, settings.auth_api_token, _FailingAfter)
+    server = DevAuthServer(
+        ("127.0.0.1", 0), auth_users, settings.auth_api_token.get_secret_value(), _FailingAfter
+    )
     server.fail_after = 1  # type: ignore[attr-defined]
     serve_in_thread(server)
     client = client_for(server, settings)

@@ -48,7 +48,7 @@ def users() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def auth(users: list[dict[str, Any]], settings: Settings) -> Iterator[AuthClient]:
-    server = DevAuthServer(("127.0.0.1", 0), users, settings.auth_api_token)
+    server = DevAuthServer(("127.0.0.1", 0), users, settings.auth_api_token.get_secret_value())
     serve_in_thread(server)
     client = client_for(server, settings)
     yield client
@@ -215,8 +215,10 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
 def hostile_auth(
     users: list[dict[str, Any]], settings: Settings
 ) -> Iterator[tuple[HostileAuthServer, AuthClient]]:
-    server = HostileAuthServer(users, settings.auth_api_token).start()
-    client = AuthClient(server.url, settings.auth_api_token, retries=1, sleep=lambda _s: None)
+    server = HostileAuthServer(users, settings.auth_api_token.get_secret_value()).start()
+    client = AuthClient(
+        server.url, settings.auth_api_token.get_secret_value(), retries=1, sleep=lambda _s: None
+    )
     yield server, client
     client.close()
     server.stop()

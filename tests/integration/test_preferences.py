@@ -130,13 +130,13 @@ def test_a_forged_expired_or_foreign_token_changes_nothing(
     from app.domain.tokens import make_unsubscribe_token
 
     unsubscribe = make_unsubscribe_token(
-        secret=settings.secret_key,
+        secret=settings.secret_key.get_secret_value(),
         user_id=uid,
         kind="likes",
         expires_at=datetime.now(UTC) + timedelta(days=1),
     )
     expired = make_unsubscribe_token(
-        secret=settings.secret_key,
+        secret=settings.secret_key.get_secret_value(),
         user_id=uid,
         kind="preferences",
         expires_at=datetime.now(UTC) - timedelta(seconds=1),

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.config import Settings
@@ -68,7 +69,9 @@ def test_bad_tokens_get_a_readable_400_and_change_nothing(client, settings, case
     if case == "expired":
         path = _path(settings, user_id, "likes", datetime.now(UTC) - timedelta(days=61))
     elif case == "forged":
-        path = _path(settings.model_copy(update={"secret_key": "not-ours"}), user_id, "likes")
+        path = _path(
+            settings.model_copy(update={"secret_key": SecretStr("not-ours")}), user_id, "likes"
+        )
     elif case == "malformed":
         path = "/unsubscribe?token=abc"
     elif case == "transactional":

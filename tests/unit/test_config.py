@@ -98,7 +98,10 @@ def test_development_mode_accepts_the_placeholders_over_plain_http(
     for name in ("SECRET_KEY", "AUTH_API_TOKEN", "PORTAL_SECURE_COOKIES"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)
-    assert settings.secret_key == "dev-secret-change-me" and not settings.secure_cookies
+    assert (
+        settings.secret_key.get_secret_value() == "dev-secret-change-me"
+        and not settings.secure_cookies
+    )
 
 
 def test_a_malformed_login_window_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,12 @@ def test_like_digest_is_scheduled_at_the_local_send_hour(settings: Settings) -> 
     assert plan.reported_count == 25
     assert "25 new likes" in plan.subject
     token = plan.headers["List-Unsubscribe"].split("token=")[1].rstrip(">")
-    assert read_unsubscribe_token(secret=settings.secret_key, token=token, now=NOW).kind == "likes"
+    assert (
+        read_unsubscribe_token(
+            secret=settings.secret_key.get_secret_value(), token=token, now=NOW
+        ).kind
+        == "likes"
+    )
     assert plan.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "https://notify.example.com/unsubscribe?token=" in plan.body_html
 
@@ -284,7 +289,9 @@ def test_likes_and_mailings_link_to_the_preference_page(settings: Settings) -> N
     )
     assert "https://notify.example.com/preferences?token=" in plan.body_html
     token = plan.body_html.split("preferences?token=")[1].split('"')[0]
-    found = read_unsubscribe_token(secret=settings.secret_key, token=token, now=NOW)
+    found = read_unsubscribe_token(
+        secret=settings.secret_key.get_secret_value(), token=token, now=NOW
+    )
     assert (found.user_id, found.kind) == (uuid.UUID(int=7), "preferences")
     welcome = plan_delivery(
         _candidate("welcome", "once"), _user(), opted_out=frozenset(), now=NOW, settings=settings

@@ -85,7 +85,7 @@ class SendGridBackend:
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridBackend:
         return cls(
-            settings.sendgrid_api_key,
+            settings.sendgrid_api_key.get_secret_value(),
             host=settings.sendgrid_host,
             sender=settings.email_from,
             timeout_s=settings.email_timeout_s,

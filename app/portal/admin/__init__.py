@@ -23,6 +23,7 @@ from app.portal import (
     templates_views,
     user_pages,
 )
+from app.portal.action_limit import ActionLimit
 from app.portal.admin.backend import PortalAuthBackend
 from app.portal.admin.dead_letter_views import DeadLetterAdmin
 from app.portal.admin.mail_views import DeliveryAdmin, NotificationAdmin
@@ -40,7 +41,9 @@ CSRF_EXEMPT = ("/webhooks", "/unsubscribe", "/preferences")
 
 def session_key(settings: Settings) -> str:
     """The session signing key, derived so it never equals the unsubscribe-token key."""
-    return hmac.new(settings.secret_key.encode(), b"portal-session", hashlib.sha256).hexdigest()
+    return hmac.new(
+        settings.secret_key.get_secret_value().encode(), b"portal-session", hashlib.sha256
+    ).hexdigest()
 
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin:
@@ -85,9 +88,16 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
     # Starlette runs the middleware added last first: origin check, session, login, audit, role.
     app.state.session_check = auth.SessionCheck()
     app.state.login_guard = auth.LoginGuard(settings)
+    app.state.test_send_limit = ActionLimit(
+        "test_send", settings.portal_test_send_limits, settings.portal_login_limits_storage
+    )
     app.add_middleware(auth.RoleRequiredMiddleware)
     app.add_middleware(AuditMiddleware)
-    app.add_middleware(auth.LoginRequiredMiddleware, check=app.state.session_check)
+    app.add_middleware(
+        auth.LoginRequiredMiddleware,
+        check=app.state.session_check,
+        lifetime_s=settings.portal_session_max_age_s,
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_key(settings),

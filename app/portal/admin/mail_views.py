@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.db.models import Delivery, Notification
+from app.domain.tokens import redact_tokens
 from app.domain.vocabulary import (
     DELIVERY_STATUSES,
     KINDS,
@@ -20,6 +21,7 @@ from app.domain.vocabulary import (
 from app.portal.admin.base import PortalView
 from app.portal.admin.columns import choices, error_code, to_confirmation, when
 from app.portal.delivery_retry import RETRY_PAGE
+from app.portal.roles import sees_recipient_tokens
 
 
 class NotificationAdmin(PortalView, model=Notification):
@@ -164,6 +166,17 @@ class DeliveryAdmin(PortalView, model=Delivery):
         OperationColumnFilter(Delivery.send_at, title="Send time (ISO date)"),
     ]
     page_size = 50
+
+    async def get_object_for_details(self, request: Request) -> Any:
+        """The delivery; for a viewer, with its body's and headers' recipient tokens redacted
+        (the object is detached from its session by now: nothing of this is written back)."""
+        delivery = await super().get_object_for_details(request)
+        if delivery is not None and not sees_recipient_tokens(request.state.portal_user):
+            if delivery.body_text is not None:
+                delivery.body_text = redact_tokens(delivery.body_text)
+            headers = delivery.headers or {}
+            delivery.headers = {name: redact_tokens(str(value)) for name, value in headers.items()}
+        return delivery
 
     @action(name="retry", label="Retry", add_in_detail=True, add_in_list=True)
     async def retry(self, request: Request) -> Response:
