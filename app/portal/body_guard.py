@@ -2,10 +2,11 @@
 
 A body is what an anonymous client controls most cheaply: sent without a `Content-Length`
 (chunked), it can be as long as the client likes. So a declared length over the route's limit is
-answered 413 before a byte is read, and an undeclared one is counted as it is read: the moment it
-passes the limit, the request ends in a 413, whichever handler or parser was reading it (nothing
-has acted on a form that is not whole). Nothing is buffered here: the body flows through to the
-handler chunk by chunk.
+answered 413 when something first reads the body, before a byte is taken, and an undeclared one
+is counted as it is read: the moment it passes the limit, the request ends in a 413, whichever
+handler or parser was reading it (nothing has acted on a form that is not whole). A route that
+never reads its body answers as it would. Nothing is buffered here: the body flows through to
+the handler chunk by chunk.
 
 PostgreSQL's text cannot hold NUL, so a `%00` in a list filter, a search box or a form field would
 reach the database and fail there (a 500). The portal refuses such a request with a 400 naming
@@ -99,15 +100,17 @@ class BodyGuard:
             marker=_form_marker(headers) if searched else None,
         )
         declared = headers.get(b"content-length", b"").strip()
-        if declared.isdigit() and int(declared) > reading.limit:
-            refusal = RequestRefused(413, f"The request body is over {reading.limit:,} bytes.")
-            await _answer(scope, receive, send, refusal)
-            return
-
+        # A declared length over the limit is refused at the first read, before a byte is
+        # taken: the middlewares inside (the audit log) see the refusal as any other.
+        too_long = declared.isdigit() and int(declared) > reading.limit
         refused: list[RequestRefused] = []
         started = False
 
         async def counted() -> Message:
+            if too_long and not refused:
+                refused.append(
+                    RequestRefused(413, f"The request body is over {reading.limit:,} bytes.")
+                )
             if refused:  # a reader that swallowed the refusal and reads on gets no more
                 raise refused[0]
             message = await receive()

@@ -243,3 +243,32 @@ def test_a_test_mail_goes_to_one_address_and_counts_nowhere(
         data={"csrf_token": token, "address": "not an address"},
     )
     assert refused.status_code == 409 and "not an e-mail address" in refused.text
+
+
+def test_test_mail_goes_only_to_allowed_addresses_and_only_so_often(
+    portal_settings: Settings, auth_users: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    settings = portal_settings.model_copy(
+        update={
+            "email_backend": "outbox",
+            "outbox_dir": tmp_path / "outbox",
+            "portal_test_send_limits": "2 per hour",
+            "portal_test_recipients": "@example.com, qa@team.test",
+        }
+    )
+    with TestClient(create_app(settings)) as portal:
+        log_in(portal, *make_admin_user(role="editor"))
+        campaign_id = _create(portal, _recipients(auth_users))
+        token = form_token(portal, f"/admin/mailings/{campaign_id}")
+
+        def test_to(address: str) -> int:
+            data = {"csrf_token": token, "address": address}
+            return portal.post(f"/admin/mailings/{campaign_id}/test", data=data).status_code
+
+        assert test_to("victim@elsewhere.test") == 409
+        assert test_to("qa@team.test") == 200
+        assert test_to("qa@example.com") == 429  # the third test send within the hour
+    sent = sorted(
+        m.read_text().split("To: ")[1].split("\n")[0] for m in (tmp_path / "outbox").glob("*.eml")
+    )
+    assert sent == ["qa@team.test"]

@@ -5,19 +5,24 @@ from __future__ import annotations
 import html
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from app.config import Settings
+from app.db.models import Delivery
+from app.db.session import session_scope
 from app.delivery.mail import OutgoingEmail
 from app.delivery.mail.outbox_backend import OutboxBackend
 from app.portal.app import create_app
 from app.portal.outbox import read_raw
 
+from .campaign_support import simulate_deliveries, simulate_stream
 from .portal_support import log_in, make_admin_user
 
 SCRIPT_HTML = '<p>Hi &amp; welcome</p><script>alert("pwned")</script>'
@@ -231,3 +236,38 @@ def test_the_outbox_backend_shows_no_backend_notice(
 ) -> None:
     response = outbox_client.get("/admin/outbox")
     assert response.status_code == 200 and "outbox-backend-notice" not in response.text
+
+
+def test_a_viewer_reads_mail_without_its_recipients_tokens(
+    db: str, portal_settings: Settings, outbox_dir: Path
+) -> None:
+    link = "https://notify.example/unsubscribe?token=eyJ1c2VyIjoxfQ.c2lnbmF0dXJl"
+    _send(
+        outbox_dir,
+        "tokens",
+        html=f'<p><a href="{link}&amp;x=1">Unsubscribe</a></p>',
+        text=f"Unsubscribe: {link}",
+        **{"List-Unsubscribe": f"<{link}>"},
+    )
+    settings = portal_settings.model_copy(
+        update={"email_backend": "outbox", "outbox_dir": outbox_dir}
+    )
+    [user_id] = simulate_stream(uuid.uuid4(), [uuid.uuid4()], link=False)
+    [delivery_id] = simulate_deliveries({user_id: "sent"}).values()
+    with session_scope() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.delivery_id == delivery_id)
+            .values(body_text=f"Unsubscribe: {link}", headers={"List-Unsubscribe": f"<{link}>"})
+        )
+    token = link.split("token=")[1]
+    for role, sees in (("viewer", False), ("editor", True)):
+        with TestClient(create_app(settings)) as client:
+            log_in(client, *make_admin_user(role=role))
+            pages = [
+                client.get("/admin/outbox/tokens.eml").text,
+                client.get(f"/admin/delivery/details/{delivery_id}").text,
+            ]
+        for page in pages:
+            assert (token in page) is sees, role
+            assert ("token=[redacted]" in page) is not sees, role

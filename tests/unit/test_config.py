@@ -152,3 +152,78 @@ def test_an_unreadable_secret_file_is_refused(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("SENDGRID_API_KEY_FILE", "/no/such/file")
     with pytest.raises(ValueError, match="SENDGRID_API_KEY_FILE: cannot read /no/such/file"):
         Settings(_env_file=None)
+
+
+REMOTE_DB = "postgresql+psycopg2://notify:pw@db.internal:5432/notify"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DATABASE_URL": REMOTE_DB}, "DATABASE_URL needs ?sslmode=verify-full"),
+        ({"DATABASE_URL": REMOTE_DB + "?sslmode=require"}, "DATABASE_URL needs ?sslmode="),
+        (
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "kafka-1.internal:9092",
+                "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+            },
+            "KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+        ),
+        (
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "kafka-1.internal:9092",
+                "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "KAFKA_SASL_USERNAME": "notify",
+            },
+            "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT",
+        ),
+        (
+            {"CELERY_BROKER_URL": "amqp://u:p@mq.internal:5672/notify"},
+            "CELERY_BROKER_URL is amqp://",
+        ),
+    ],
+)
+def test_production_refuses_plaintext_transports_off_this_host(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named.replace("?", r"\?")) as refused:
+        _production(monkeypatch, **REAL_SECRETS, **env)
+    assert "ALLOW_PLAINTEXT_TRANSPORT=true" in str(refused.value)
+    # Said on purpose, a trusted network may carry them in the clear.
+    _production(monkeypatch, **REAL_SECRETS, **env, ALLOW_PLAINTEXT_TRANSPORT="true")
+
+
+def test_production_accepts_verified_tls_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    secured = {
+        "DATABASE_URL": REMOTE_DB + "?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka-1.internal:9093,kafka-2.internal:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": "notify",
+        "CELERY_BROKER_URL": "amqps://u:p@mq.internal:5671/notify",
+    }
+    _production(monkeypatch, **REAL_SECRETS, **secured)
+    # Loopback and unix sockets never leave the machine (a local proxy, a sidecar).
+    loopback = {"DATABASE_URL": "postgresql+psycopg2://notify@/notify?host=/run/postgresql"}
+    _production(monkeypatch, **REAL_SECRETS, **loopback)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"CELERY_BROKER_CA_FILE": "/etc/ca.pem", "CELERY_BROKER_URL": "amqp://u:p@127.0.0.1/n"},
+            "CELERY_BROKER_CA_FILE is set, but CELERY_BROKER_URL is not amqps://",
+        ),
+        (
+            {"KAFKA_SSL_CA_FILE": "/etc/ca.pem", "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
+            "KAFKA_SSL_CA_FILE is set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT",
+        ),
+    ],
+)
+def test_a_ca_file_beside_a_plaintext_scheme_is_an_error_in_any_mode(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=named):
+        Settings(_env_file=None, dev_mode=True)
