@@ -103,10 +103,19 @@ def render(*, subject: str, body_html: str, body_text: str, variables: Mapping[s
     return Email(subject=rendered_subject, html=parts[1], text=parts[2])
 
 
-# Data real users send: nothing, a lot, none of it. A template must render for each.
+# Data real users send: nothing, a lot, none of it; and recipients other than the sample one
+# (a template whose cost depends on who receives it must fail here, not in the jobs worker).
 ADVERSARIAL_VARIABLES: tuple[Mapping[str, Any], ...] = (
     {**SAMPLE_VARIABLES, "name": "", "content_value": "", "content_id": "", "count": 0},
     {**SAMPLE_VARIABLES, "name": "N" * 100, "content_value": "<x>&" * 2_500, "count": 10**6},
+    {**SAMPLE_VARIABLES, "name": "Zoë Ødegård", "email": "zoe@example.org", "count": 1},
+    {
+        **SAMPLE_VARIABLES,
+        "name": "李小龍",
+        "email": "x" * 64 + "@" + "d" * 60 + ".example",
+        "content_value": "x",
+        "count": 2,
+    },
 )
 
 
@@ -128,7 +137,7 @@ def check_template(
 
 def _describe(variables: Mapping[str, Any]) -> str:
     shown = []
-    for name in ("name", "content_value", "count"):
+    for name in ("name", "email", "content_value", "count"):
         value = variables[name]
         text = str(value)
         shown.append(f"{name}={value!r}" if len(text) < 20 else f"{name}=<{len(text)} chars>")
