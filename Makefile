@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_test
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-stop services-status db test test-unit lint typecheck format run clean security
+.PHONY: help install services services-stop services-status db test test-unit lint typecheck format run clean security security-quick
 
 help:
 	@echo "make run              start the service stack and the pipeline (Ctrl-C stops the processes)"
@@ -22,6 +22,7 @@ help:
 	@echo "make format           ruff format and the fixable ruff checks"
 	@echo "make clean            remove .venv and the caches"
 	@echo "make security         bandit, schemathesis and wapiti against the code and a scratch portal (docs/security.md)"
+	@echo "make security-quick   bandit and a short schemathesis run (CI runs it)"
 
 # The local stack runs on placeholder secrets, which the service refuses outside DEV_MODE.
 run db test test-unit: export DEV_MODE ?= true
@@ -93,3 +94,7 @@ clean:
 
 security: install services
 	bash scripts/security.sh
+
+security-quick: install services
+	SECURITY_SCANNERS="bandit schemathesis" SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-20} \
+		SCHEMATHESIS_PHASES=$${SCHEMATHESIS_PHASES:-examples,fuzzing,stateful} bash scripts/security.sh

@@ -86,7 +86,11 @@ class Settings(BaseSettings):
         return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
 
     # Infrastructure (defaults match `make services`).
-    database_url: str = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify"
+    # URLs that may hold a password stay plain strings (every client takes them so) but are left
+    # out of the settings' repr, as SecretStr values are masked in it.
+    database_url: str = Field(
+        default="postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify", repr=False
+    )
     # Connections kept open per process. At least the busiest process's thread count (the e-mail
     # worker runs 16): a smaller pool closes and reopens connections on every busy moment.
     database_pool_size: int = Field(default=20, ge=1)
@@ -108,7 +112,7 @@ class Settings(BaseSettings):
     schema_registry_url: str = "http://127.0.0.1:8085/apis/ccompat/v7"
     schema_registry_basic_auth: SecretStr = SecretStr("")
     schema_registry_ca_file: Path | None = None
-    celery_broker_url: str = "amqp://notify:notify@127.0.0.1:5672/notify"
+    celery_broker_url: str = Field(default="amqp://notify:notify@127.0.0.1:5672/notify", repr=False)
     # amqps:// URLs: the CA that signed the broker's certificate (default: the system's CAs).
     # PostgreSQL's TLS goes in DATABASE_URL: ?sslmode=verify-full&sslrootcert=/path/ca.pem
     celery_broker_ca_file: Path | None = None
@@ -127,7 +131,7 @@ class Settings(BaseSettings):
     # A signed webhook request older (or newer) than this is a replay: refused. SendGrid documents
     # no window; five to ten minutes is what signed webhooks commonly allow for clock skew.
     sendgrid_webhook_max_age_s: int = Field(default=600, ge=30)
-    smtp_url: str = "smtp://127.0.0.1:1025"
+    smtp_url: str = Field(default="smtp://127.0.0.1:1025", repr=False)
     outbox_dir: Path = REPO_ROOT / "var" / "outbox"
 
     # E-mail worker: retries, timeouts, and when a claimed send counts as abandoned.

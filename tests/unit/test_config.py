@@ -227,3 +227,18 @@ def test_a_ca_file_beside_a_plaintext_scheme_is_an_error_in_any_mode(
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=named):
         Settings(_env_file=None, dev_mode=True)
+
+
+def test_no_secret_shows_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "DATABASE_URL": "postgresql+psycopg2://notify:pg-hunter2@db/notify",
+        "CELERY_BROKER_URL": "amqp://notify:mq-hunter2@mq/notify",
+        "SMTP_URL": "smtps://mail:smtp-hunter2@mail:465",
+        "SECRET_KEY": "key-hunter2-" + "k" * 32,
+        "AUTH_API_TOKEN": "auth-hunter2",
+        "SENDGRID_API_KEY": "SG.sendgrid-hunter2",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    shown = repr(Settings(_env_file=None, dev_mode=True))
+    assert "hunter2" not in shown
