@@ -101,7 +101,7 @@ def run_probe(tree: Path, body: str, mode: str) -> dict[str, Any]:
 
 
 def probes(trees: dict[str, Path]) -> None:
-    print("\n## Probes (a fresh process each; peak RSS includes the interpreter, ~40 MiB)\n")
+    print("\n## Probes (a fresh process each; peak RSS includes the interpreter, ~25 MiB)\n")
     print("| probe | code | outcome | seconds | peak MiB |\n|---|---|---|---|---|")
     for name, body in PROBES.items():
         mode = "check" if "save check" in name else "render"

@@ -5,13 +5,16 @@ Its fixtures (`*_fixture`, under their short names) are registered in tests/conf
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -45,6 +48,28 @@ def form_token(client: TestClient, page: str = "/admin/mailings/new") -> str:
     match = _TOKEN.search(response.text)
     assert match, f"no csrf token on {page}"
     return match.group(1)
+
+
+async def login_form_token(client: httpx.AsyncClient) -> str:
+    """The CSRF token of the login form, for a client of the app's ASGI transport."""
+    page = await client.get("/login")
+    match = _TOKEN.search(page.text)
+    assert match, "no csrf token on /login"
+    return match.group(1)
+
+
+def concurrent_wrong_passwords(app: FastAPI, username: str, attempts: int) -> list[int]:
+    """The statuses of `attempts` wrong passwords for `username`, all sent at once."""
+
+    async def flood() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            token = await login_form_token(c)
+            data = {"username": username, "password": "wrong", "csrf_token": token}
+            answers = await asyncio.gather(*(c.post("/login", data=data) for _ in range(attempts)))
+            return [a.status_code for a in answers]
+
+    return asyncio.run(flood())
 
 
 def log_in(client: TestClient, username: str, password: str) -> None:

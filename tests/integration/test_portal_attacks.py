@@ -25,7 +25,13 @@ from app.db.session import session_scope
 from app.portal.app import create_app
 from app.portal.body_guard import MAX_CSV_BYTES, SMALL_FORM_BYTES
 
-from .portal_support import form_token, log_in, make_admin_user
+from .portal_support import (
+    concurrent_wrong_passwords,
+    form_token,
+    log_in,
+    login_form_token,
+    make_admin_user,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +68,7 @@ async def _endless(total: int, pulled: Pulled, content_type: str) -> AsyncIterat
 
 
 async def _signed_in(client: httpx.AsyncClient, username: str, password: str) -> str:
-    page = await client.get("/login")
-    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = await login_form_token(client)
     data = {"username": username, "password": password, "csrf_token": token}
     answer = await client.post("/login", data=data)
     assert answer.status_code == 303, answer.text[:300]
@@ -232,8 +237,7 @@ def _attempts(app: FastAPI, username: str, clients: list[str]) -> list[int]:
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://testserver", cookies=cookies
             ) as c:
-                page = await c.get("/login")
-                token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+                token = await login_form_token(c)
                 data = {"username": username, "password": "wrong", "csrf_token": token}
                 statuses.append((await c.post("/login", data=data)).status_code)
                 cookies = c.cookies
@@ -268,8 +272,7 @@ def test_the_client_is_the_rightmost_hop_no_trusted_proxy_wrote(portal_settings:
     async def run() -> int:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            page = await c.get("/login")
-            token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+            token = await login_form_token(c)
             data = {"username": "nobody", "password": "x", "csrf_token": token}
             # The client wrote the first hop; the proxy appended the address it saw.
             headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
@@ -290,16 +293,7 @@ def test_concurrent_guesses_get_only_the_windows_attempts(portal_settings: Setti
     username, _password = make_admin_user()
     app = create_app(settings)
 
-    async def flood() -> list[int]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            page = await c.get("/login")
-            token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-            data = {"username": username, "password": "wrong", "csrf_token": token}
-            answers = await asyncio.gather(*(c.post("/login", data=data) for _ in range(40)))
-            return [a.status_code for a in answers]
-
-    statuses = asyncio.run(flood())
+    statuses = concurrent_wrong_passwords(app, username, 40)
     # The default window is 5 per minute: five passwords checked, the rest locked.
     assert statuses.count(400) == 5 and statuses.count(429) == 35, sorted(statuses)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -17,7 +16,7 @@ from app.db.session import session_scope
 from app.portal.app import create_app
 from app.portal.auth import hash_password
 
-from .portal_support import form_token, log_in, make_admin_user
+from .portal_support import concurrent_wrong_passwords, form_token, log_in, make_admin_user
 
 ANY_PAGE = "/admin/mailings"
 
@@ -94,16 +93,7 @@ def test_password_hashing_is_bounded_and_the_overflow_answered_at_once(
     username, _password = make_admin_user()
     app = create_app(settings)
 
-    async def flood() -> list[int]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            page = await c.get("/login")
-            token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-            data = {"username": username, "password": "wrong", "csrf_token": token}
-            answers = await asyncio.gather(*(c.post("/login", data=data) for _ in range(8)))
-            return [a.status_code for a in answers]
-
-    statuses = asyncio.run(flood())
+    statuses = concurrent_wrong_passwords(app, username, 8)
     # One hashes, one waits for the slot, the rest are told to come back.
     assert sorted(statuses) == [400, 400] + [503] * 6, statuses
 
