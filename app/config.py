@@ -1,4 +1,8 @@
-"""One settings object, read from the environment, with working local defaults."""
+"""One settings object, read from the environment, with working local defaults.
+
+One module on purpose: the settings and the rules that refuse a bad combination of them (secrets,
+TLS outside DEV_MODE, limits) are read together by whoever deploys the service.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,9 @@ lists, dicts and sets cannot be changed in place (`append`, `extend`...: Jinja's
 sandbox), so nothing grows but through the checked steps; `namespace()` is the way to carry a
 value across loop iterations. `range` has one budget of iterations per render, and the output of
 each part is capped.
+
+One module on purpose, over 300 lines: the checks only hold together (a step left unchecked
+undoes the rest), and reading them side by side is how a gap is found.
 """
 
 from __future__ import annotations

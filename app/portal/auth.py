@@ -1,4 +1,8 @@
-"""Portal sign-in: scrypt password hashes, throttled logins, revocable signed sessions, roles."""
+"""Portal sign-in: scrypt password hashes, throttled logins, revocable signed sessions, roles.
+
+One module for now: the sign-in route, the session check and the middlewares that enforce them
+share the session keys; splitting the hashing and the middlewares out is the next step.
+"""
 
 from __future__ import annotations
 
