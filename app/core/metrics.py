@@ -181,8 +181,11 @@ def _metrics_and_health() -> WSGIApplication:
         if environ.get("PATH_INFO") == "/healthz":
             status, body = health.report()
             line = "200 OK" if status == 200 else f"{status} Service Unavailable"
-            start_response(line, [("Content-Type", "application/json")])
-            return [json.dumps(body).encode()]
+            payload = json.dumps(body).encode()
+            # A length lets a prober tell a whole answer from one cut off by the process exiting.
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+            start_response(line, headers)
+            return [payload]
         return metrics_app(environ, start_response)
 
     return app
