@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     # Countdowns stay well under RabbitMQ's 30 min consumer_timeout (ETA tasks are held unacked).
     email_retry_max_s: float = Field(default=300.0, gt=0, le=900)
     email_timeout_s: float = Field(default=10.0, gt=0)
+    # The `emails` queue carries chunks of up to this many e-mails: one task, one claim and one
+    # record per wave of a chunk instead of per e-mail.
+    email_chunk_size: int = Field(default=50, ge=1, le=500)
+    # Provider calls one e-mail worker process has out at once (its send threads).
+    email_send_concurrency: int = Field(default=16, ge=1, le=256)
     # A delivery left in 'sending' longer than this belonged to a worker that died: send it again.
     email_sending_timeout_s: float = Field(default=120.0, gt=0)
     # Failover: while the primary backend has been down for EMAIL_FAILOVER_WINDOW_S, mail goes

@@ -17,7 +17,7 @@ from app.config import get_settings
 from app.contracts import ContractError
 from app.core import metrics
 from app.core.clock import utcnow
-from app.delivery import sending
+from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
 from app.jobs import digests
 from app.jobs import dispatch as dispatcher
@@ -25,6 +25,7 @@ from app.jobs.celery_app import (
     DAILY_DIGEST,
     DISPATCH,
     SEND_EMAIL,
+    SEND_EMAILS,
     SEND_NOW,
     WEEKLY_DIGEST,
     celery_app,
@@ -137,6 +138,46 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
             countdown=outcome.countdown, args=(task,), kwargs={"accepted": outcome.accepted}
         )
     return outcome.result
+
+
+@celery_app.task(
+    bind=True,
+    name=SEND_EMAILS,
+    # Acked only after every outcome is recorded or handed back; a worker killed mid-chunk gets
+    # it redelivered, and the per-delivery claims make the copy send only what was not sent.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    autoretry_for=(OperationalError,),  # database trouble delays mail, it never drops it
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+)
+def send_emails(
+    self: Task, items: list[dict[str, Any]], accepted: dict[str, dict[str, Any]] | None = None
+) -> dict[str, int]:
+    """Send a chunk of e-mail tasks from the `emails` queue (app/delivery/chunks.py).
+
+    What is to be tried again goes back as chunks of its own, published before this one is
+    acked: `accepted` (delivery id -> what the provider said) marks a chunk whose sends the
+    provider took on an earlier try, so only their record is left.
+    """
+    if not isinstance(items, list):
+        metrics.DELIVERIES.labels("invalid").inc()
+        log.error("emails: dropping a chunk that is not a list: %.200r", items)
+        return {"invalid": 1}
+    report = chunks.deliver_chunk(
+        items, backend=_backend(), settings=get_settings(), now=utcnow(), accepted=accepted
+    )
+    publisher = CeleryEmailPublisher(celery_app)
+    if report.retry:
+        publisher.publish_chunks(chunks.retry_chunks(report.retry, publisher.chunk_size))
+    if report.record:
+        record_only = [(report.record_items, sending.RECORD_RETRY_S)]
+        publisher.publish_chunks(record_only, accepted=report.record)
+    for result, count in report.counts.items():
+        metrics.DELIVERIES.labels(result).inc(count)
+    return dict(report.counts)
 
 
 @worker_ready.connect

@@ -21,6 +21,7 @@ from app.config import REPO_ROOT, Settings
 from app.db import jobs as store
 from app.db.models import Delivery
 from app.db.session import session_scope
+from app.delivery.send_pool import CHUNKS_IN_FLIGHT
 from app.domain.vocabulary import TEMPLATE_OF_KIND
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 from app.jobs.dispatch import dispatch_due
@@ -113,7 +114,8 @@ def statuses_settled(ids: list[uuid.UUID], final: set[str]) -> Callable[[], dict
 
 
 class Worker:
-    """A real `celery -A app.celery_app worker -Q emails` subprocess, threads pool."""
+    """A real `celery -A app.celery_app worker -Q emails` subprocess, as `notify email-worker`
+    runs it: `concurrency` provider calls out at once, over CHUNKS_IN_FLIGHT chunk threads."""
 
     def __init__(
         self, settings: Settings, log_path: Path, concurrency: int = 4, **env: Any
@@ -124,6 +126,7 @@ class Worker:
             "DATABASE_URL": settings.database_url,
             "CELERY_BROKER_URL": settings.celery_broker_url,
             "PYTHONUNBUFFERED": "1",
+            "EMAIL_SEND_CONCURRENCY": str(concurrency),
             **{k.upper(): str(v) for k, v in env.items()},
         }
         self.argv = [
@@ -138,7 +141,7 @@ class Worker:
             "-P",
             "threads",
             "-c",
-            str(concurrency),
+            str(CHUNKS_IN_FLIGHT),
             "-n",
             f"emails-{uuid.uuid4().hex[:8]}@%h",
             "--without-gossip",

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from app.config import REPO_ROOT, Settings
+from app.delivery.send_pool import CHUNKS_IN_FLIGHT
 from app.kafka.admin import ensure_topics
 from harness.secured import kafka_env, tls_env
 from harness.waiting import free_port, wait_for
@@ -242,7 +243,9 @@ class Pipeline:
                         "-P",
                         "threads",
                         "-c",
-                        "16",  # as the Procfile runs it (notify email-worker)
+                        # as the Procfile runs it (notify email-worker --concurrency 16: 16
+                        # sends over CHUNKS_IN_FLIGHT chunk threads, EMAIL_SEND_CONCURRENCY)
+                        str(CHUNKS_IN_FLIGHT),
                         "-n",
                         f"{self.prefix}-{name}@%h",
                         *quiet,

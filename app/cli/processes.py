@@ -124,7 +124,14 @@ def portal(host: str, port: int) -> None:
 
 
 @click.command("email-worker")
-@click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--concurrency",
+    "-c",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1, max=256),
+    help="Provider calls out at once (EMAIL_SEND_CONCURRENCY), over the chunks in flight.",
+)
 @click.option(
     "--name",
     "-n",
@@ -134,11 +141,16 @@ def portal(host: str, port: int) -> None:
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker_emails(concurrency: int, name: str, loglevel: str) -> None:
-    """Run the e-mail worker: queue `emails`, threads (the work is waiting on the provider).
+    """Run the e-mail worker: queue `emails`, chunks of e-mails sent on a pool of threads.
 
     One process is held to one core by the GIL: run one per core (the Procfile's `emails` and
     `emails-2`), each with its own `--name` and METRICS_PORT.
     """
+    import os
+
+    os.environ["EMAIL_SEND_CONCURRENCY"] = str(concurrency)
+    get_settings.cache_clear()
+    from app.delivery.send_pool import CHUNKS_IN_FLIGHT
     from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 
     celery_app.worker_main(
@@ -149,7 +161,7 @@ def worker_emails(concurrency: int, name: str, loglevel: str) -> None:
             "-P",
             "threads",
             "-c",
-            str(concurrency),
+            str(CHUNKS_IN_FLIGHT),
             "-n",
             name,
             "--loglevel",

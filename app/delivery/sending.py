@@ -47,7 +47,7 @@ MAX_COUNTDOWN_S = 900.0
 
 Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped", "unconfirmed"]
 # What a claim we did not get means for the task.
-_UNCLAIMED: dict[sends.ClaimState, Result] = {
+UNCLAIMED: dict[sends.ClaimState, Result] = {
     "done": "done",
     "missing": "missing",
     "opted_out": "skipped",
@@ -108,12 +108,12 @@ def outgoing(task: dict[str, Any]) -> OutgoingEmail:
     )
 
 
-def _ids(delivery_id: uuid.UUID) -> dict[str, str]:
+def ids_of(delivery_id: uuid.UUID) -> dict[str, str]:
     """Log fields naming the delivery (a field of its own in JSON logs)."""
     return {"delivery_id": str(delivery_id)}
 
 
-def _timed_send(backend: EmailBackend, email: OutgoingEmail) -> SendResult:
+def timed_send(backend: EmailBackend, email: OutgoingEmail) -> SendResult:
     started = time.perf_counter()
     try:
         return backend.send(email)
@@ -153,24 +153,24 @@ def deliver(
             delivery_id,
             claim.state,
             claim.status,
-            extra=_ids(delivery_id),
+            extra=ids_of(delivery_id),
         )
-        return Outcome(_UNCLAIMED[claim.state])
+        return Outcome(UNCLAIMED[claim.state])
     if claim.reclaimed:
         log.warning(
             "delivery %s: resending a send abandoned in 'sending' (possible duplicate, attempt %d)",
             delivery_id,
             claim.attempt,
-            extra=_ids(delivery_id),
+            extra=ids_of(delivery_id),
         )
     try:
-        result = _timed_send(backend, email)
+        result = timed_send(backend, email)
     except UnconfirmedSendError as exc:
         return _leave_unconfirmed(delivery_id, claim, exc)
     except SendError as exc:
         return _record_failure(delivery_id, claim, exc, settings, now)
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
-        log.exception("delivery %s: backend crashed", delivery_id, extra=_ids(delivery_id))
+        log.exception("delivery %s: backend crashed", delivery_id, extra=ids_of(delivery_id))
         return _record_failure(delivery_id, claim, TransientSendError(repr(exc)), settings, now)
     accepted = {
         "attempt": claim.attempt,
@@ -234,7 +234,7 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
                     "the provider's id",
                     delivery_id,
                     faults.describe(exc, 300),
-                    extra=_ids(delivery_id),
+                    extra=ids_of(delivery_id),
                 )
                 accepted = {"attempt": accepted["attempt"]}
                 continue
@@ -244,7 +244,7 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
                     "task will record it later, without sending again",
                     delivery_id,
                     faults.describe(exc, 300),
-                    extra=_ids(delivery_id),
+                    extra=ids_of(delivery_id),
                 )
                 return Outcome("record", countdown=RECORD_RETRY_S, accepted=accepted)
             pause = pauses.pop(0)
@@ -253,17 +253,17 @@ def _record_sent(delivery_id: uuid.UUID, accepted: dict[str, Any], now: datetime
                 delivery_id,
                 faults.describe(exc, 200),
                 pause,
-                extra=_ids(delivery_id),
+                extra=ids_of(delivery_id),
             )
             time.sleep(pause)
     if not recorded:
         log.warning(
             "delivery %s sent, but its claim was taken over or a provider event recorded it first",
             delivery_id,
-            extra=_ids(delivery_id),
+            extra=ids_of(delivery_id),
         )
     else:
-        log.info("delivery %s sent", delivery_id, extra=_ids(delivery_id))
+        log.info("delivery %s sent", delivery_id, extra=ids_of(delivery_id))
     return Outcome("sent")
 
 
@@ -276,56 +276,84 @@ def _leave_unconfirmed(
         sends.note_unconfirmed(
             session=connection, delivery_id=delivery_id, attempt=claim.attempt, error=error
         )
-    log.warning("delivery %s: %s", delivery_id, error, extra=_ids(delivery_id))
+    log.warning("delivery %s: %s", delivery_id, error, extra=ids_of(delivery_id))
     return Outcome("unconfirmed", error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureVerdict:
+    """What a refused send means for its delivery: handed back for a retry, or failed."""
+
+    retry: bool
+    error: str
+    outage: bool = False
+    countdown: float | None = None
+
+
+def judge_failure(exc: SendError, claim: sends.Claim, settings: Settings) -> FailureVerdict:
+    """Retry a transient failure while attempts are left (outages never use them up), else fail."""
+    # The provider's text, bounded and storable (a NUL in a body must not fail the record).
+    error = clip_text(str(exc))
+    outage = isinstance(exc, TransientSendError) and exc.outage
+    # Throttling and provider outages delay a delivery without using up its attempts.
+    counted = claim.attempt - claim.deferrals
+    if isinstance(exc, TransientSendError) and (outage or counted < settings.email_max_attempts):
+        countdown = retry_delay(
+            claim.attempt,
+            base_s=settings.email_retry_base_s,
+            max_s=settings.email_retry_max_s,
+            retry_at=getattr(exc, "retry_at", None),
+        )
+        return FailureVerdict(True, error, outage, countdown)
+    return FailureVerdict(False, error)
+
+
+def log_failure(delivery_id: uuid.UUID, attempt: int, verdict: FailureVerdict) -> None:
+    if verdict.retry:
+        log.info(
+            "delivery %s: attempt %d failed (%s); retry in %.1fs",
+            delivery_id,
+            attempt,
+            verdict.error,
+            verdict.countdown,
+            extra=ids_of(delivery_id),
+        )
+    else:
+        log.warning(
+            "delivery %s failed after %d attempt(s): %s",
+            delivery_id,
+            attempt,
+            verdict.error,
+            extra=ids_of(delivery_id),
+        )
 
 
 def _record_failure(
     delivery_id: uuid.UUID, claim: sends.Claim, exc: SendError, settings: Settings, now: datetime
 ) -> Outcome:
-    # The provider's text, bounded and storable (a NUL in a body must not fail the record).
-    error = clip_text(str(exc))
-    attempt = claim.attempt
-    outage = isinstance(exc, TransientSendError) and exc.outage
-    # Throttling and provider outages delay a delivery without using up its attempts.
-    counted = attempt - claim.deferrals
-    transient = isinstance(exc, TransientSendError)
+    verdict = judge_failure(exc, claim, settings)
     with connection_scope() as connection:
-        if transient and (outage or counted < settings.email_max_attempts):
+        if verdict.retry:
             sends.release_for_retry(
                 session=connection,
                 delivery_id=delivery_id,
-                attempt=attempt,
-                error=error,
+                attempt=claim.attempt,
+                error=verdict.error,
                 now=now,
-                outage=outage,
+                outage=verdict.outage,
             )
-            countdown = retry_delay(
-                attempt,
-                base_s=settings.email_retry_base_s,
-                max_s=settings.email_retry_max_s,
-                retry_at=getattr(exc, "retry_at", None),
+        else:
+            sends.mark_failed(
+                session=connection,
+                delivery_id=delivery_id,
+                attempt=claim.attempt,
+                error=verdict.error,
+                now=now,
             )
-            log.info(
-                "delivery %s: attempt %d failed (%s); retry in %.1fs",
-                delivery_id,
-                attempt,
-                error,
-                countdown,
-                extra=_ids(delivery_id),
-            )
-            return Outcome("retry", countdown=countdown, error=error)
-        sends.mark_failed(
-            session=connection, delivery_id=delivery_id, attempt=attempt, error=error, now=now
-        )
-    log.warning(
-        "delivery %s failed after %d attempt(s): %s",
-        delivery_id,
-        attempt,
-        error,
-        extra=_ids(delivery_id),
-    )
-    return Outcome("failed", error=error)
+    log_failure(delivery_id, claim.attempt, verdict)
+    if verdict.retry:
+        return Outcome("retry", countdown=verdict.countdown, error=verdict.error)
+    return Outcome("failed", error=verdict.error)
 
 
 def _deliver_untracked(
@@ -340,7 +368,7 @@ def _deliver_untracked(
     status: Result
     error: str | None
     try:
-        _timed_send(backend, email)
+        timed_send(backend, email)
     except TransientSendError as exc:
         if attempt < settings.email_max_attempts:
             countdown = retry_delay(

@@ -26,7 +26,8 @@ DAILY_DIGEST = "notify.daily_digest"
 WEEKLY_DIGEST = "notify.weekly_digest"
 DISPATCH = "notify.dispatch"
 SEND_NOW = "notify.send_now"
-SEND_EMAIL = "notify.send_email"
+SEND_EMAIL = "notify.send_email"  # one e-mail: still consumed, no longer published
+SEND_EMAILS = "notify.send_emails"  # a chunk of e-mails
 
 # sqlalchemy-celery-beat's tables carry this placeholder schema; it becomes a real PostgreSQL schema
 # so the scheduler's tables stay apart from ours (and out of our migrations).
@@ -52,7 +53,10 @@ def create_app() -> Celery:
             Queue(JOBS_QUEUE, jobs, routing_key=JOBS_QUEUE, durable=True),
             Queue(EMAILS_QUEUE, emails, routing_key=EMAILS_QUEUE, durable=True),
         ),
-        task_routes={SEND_EMAIL: {"queue": EMAILS_QUEUE, "routing_key": EMAILS_QUEUE}},
+        task_routes={
+            name: {"queue": EMAILS_QUEUE, "routing_key": EMAILS_QUEUE}
+            for name in (SEND_EMAIL, SEND_EMAILS)
+        },
         # A job that dies with its worker is picked up again; the database makes re-runs harmless.
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -1,8 +1,9 @@
-"""Hand work to Celery by task name: e-mail tasks onto `emails`, `once` rows to send_now."""
+"""Hand work to Celery by task name: e-mail chunks onto `emails`, `once` rows to send_now."""
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,38 +14,73 @@ from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.messaging import Producer
 from kombu.utils.uuid import uuid as new_task_id
 
+from app.config import get_settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.core import metrics
-from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAIL, SEND_NOW
+from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAILS, SEND_NOW
+
+
+def chunked(
+    tasks: Sequence[tuple[dict[str, Any], float | None]], size: int
+) -> list[tuple[list[dict[str, Any]], float | None]]:
+    """E-mail tasks in chunks of at most `size`, one delay per chunk, in their order.
+
+    A chunk holds tasks due in the same second: its delay is that second's end, so no e-mail of
+    it goes out early and none more than a second late.
+    """
+    chunks: list[tuple[list[dict[str, Any]], float | None]] = []
+    for payload, delay_s in tasks:
+        delay = None if delay_s is None or delay_s <= 0 else float(math.ceil(delay_s))
+        if chunks and chunks[-1][1] == delay and len(chunks[-1][0]) < size:
+            chunks[-1][0].append(payload)
+        else:
+            chunks.append(([payload], delay))
+    return chunks
 
 
 class CeleryEmailPublisher:
-    """Publishes e-mail tasks in Celery's own message format, a chunk over one channel.
+    """Publishes e-mail tasks in chunks, in Celery's own message format, over one channel.
 
-    `send_task` per message spent most of the dispatcher's time merging options, routing and
-    declaring again for every e-mail (celery/celery#4529, #6192). Here each message is still built
-    by Celery (`amqp.as_task_v2`, task protocol 2, as `send_task` would), and published straight on
-    the producer's channel: the queue is declared once per chunk, and the options are resolved
-    once. No per-message confirms. A connection lost mid-chunk is re-established and the whole
-    chunk published again, as kombu's publish retry policy would: a duplicate task is harmless
-    (one send per delivery), a lost one is not.
+    Each message is one `send_emails` task holding up to EMAIL_CHUNK_SIZE e-mails. `send_task`
+    per message spent most of the dispatcher's time merging options, routing and declaring again
+    for every message (celery/celery#4529, #6192). Here each message is still built by Celery
+    (`amqp.as_task_v2`, task protocol 2, as `send_task` would), and published straight on the
+    producer's channel: the queue is declared once per call, and the options are resolved once.
+    No per-message confirms. A connection lost midway is re-established and the whole call
+    published again, as kombu's publish retry policy would: a duplicate task is harmless (one
+    send per delivery), a lost one is not.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, chunk_size: int | None = None) -> None:
         self.app = app
         self.queue = app.amqp.queues[EMAILS_QUEUE]
+        self.chunk_size = chunk_size or get_settings().email_chunk_size
 
     def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
-        if not tasks:
+        """Put e-mail tasks on the `emails` queue, each with an optional delay in seconds."""
+        self.publish_chunks(chunked(tasks, self.chunk_size), count=len(tasks))
+
+    def publish_chunks(
+        self,
+        chunks: Sequence[tuple[list[dict[str, Any]], float | None]],
+        *,
+        count: int | None = None,
+        accepted: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Publish ready-made chunks; `accepted` makes them record-only (see `send_emails`)."""
+        if not chunks:
             return
         policy = self.app.conf.task_publish_retry_policy
         with self.app.producer_or_acquire() as producer:
             publish_all = producer.connection.ensure(producer, self._publish_all, **policy)
-            publish_all(producer, tasks)
-        metrics.ENQUEUED.inc(len(tasks))
+            publish_all(producer, chunks, accepted)
+        metrics.ENQUEUED.inc(count if count is not None else sum(len(c) for c, _d in chunks))
 
     def _publish_all(
-        self, producer: Producer, tasks: Sequence[tuple[dict[str, Any], float | None]]
+        self,
+        producer: Producer,
+        chunks: Sequence[tuple[list[dict[str, Any]], float | None]],
+        accepted: dict[str, dict[str, Any]] | None,
     ) -> None:
         producer.maybe_declare(self.queue)
         channel = producer.channel
@@ -52,12 +88,13 @@ class CeleryEmailPublisher:
         root_id = (parent.request.root_id or parent.request.id) if parent else None
         parent_id = parent.request.id if parent else None
         origin = anon_nodename()  # as_task_v2 would work the node name out for every message
-        for payload, delay_s in tasks:
+        kwargs = {"accepted": accepted} if accepted else {}
+        for payloads, delay_s in chunks:
             headers, properties, body, _event = self.app.amqp.as_task_v2(
                 new_task_id(),
-                SEND_EMAIL,
-                args=[payload],
-                kwargs={},
+                SEND_EMAILS,
+                args=[payloads],
+                kwargs=kwargs,
                 # A delay, not an ETA: the worker's clock is real time, while the service's
                 # clock may be shifted (CLOCK_OFFSET_S) in tests and demos.
                 countdown=delay_s,
@@ -65,8 +102,8 @@ class CeleryEmailPublisher:
                 root_id=root_id,
                 parent_id=parent_id,
                 origin=origin,
-                # Celery would otherwise saferepr() the whole HTML body for its logs.
-                argsrepr=f"[delivery {payload.get('delivery_id')}]",
+                # Celery would otherwise saferepr() every HTML body for its logs.
+                argsrepr=_argsrepr(payloads),
                 kwargsrepr="{}",
                 ignore_result=None,  # as send_task: the task's own setting decides
             )
@@ -83,6 +120,11 @@ class CeleryEmailPublisher:
                 exchange="",
                 routing_key=EMAILS_QUEUE,
             )
+
+
+def _argsrepr(payloads: Sequence[dict[str, Any]]) -> str:
+    first = payloads[0].get("delivery_id") if payloads else None
+    return f"[{len(payloads)} e-mails, first delivery {first}]"
 
 
 SEND_NOW_CHUNK = AUTH_BATCH_LIMIT  # one Auth lookup per task

@@ -210,6 +210,8 @@ class FakeSendGrid:
         self._down_until = 0.0
         self._script: deque[int] = deque()
         self._answers: deque[tuple[int, Any, dict[str, str]]] = deque()
+        # Answers for one recipient's next requests, whatever order concurrent sends come in.
+        self._answers_for: dict[str, deque[tuple[int, Any, dict[str, str]]]] = {}
         self._limited_until: float | None = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -234,6 +236,7 @@ class FakeSendGrid:
             self.received.clear()
             self._script.clear()
             self._answers.clear()
+            self._answers_for.clear()
             self._limited_until = None
             self._down_until = 0.0
             self.delay_s = 0.0
@@ -262,6 +265,11 @@ class FakeSendGrid:
         with self.lock:
             self._limited_until = reset_epoch
 
+    def script_answers_for(self, recipient: str, *answers: tuple[int, Any, dict[str, str]]) -> None:
+        """Answer the next requests to `recipient` with these (status, JSON body, headers)."""
+        with self.lock:
+            self._answers_for.setdefault(recipient, deque()).extend(answers)
+
     def accepted(self) -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.status == 202]
@@ -284,6 +292,9 @@ class FakeSendGrid:
             return 401, {"errors": [{"message": message, "field": None, "help": None}]}, {}
         if self._answers:
             return self._answers.popleft()
+        scripted = self._answers_for.get(_recipient(body) or "")
+        if scripted:
+            return scripted.popleft()
         now = time.time()
         if now < self._down_until:
             return 503, {"errors": [_error("service unavailable")]}, {}
@@ -306,6 +317,13 @@ class FakeSendGrid:
         if errors:
             return 400, {"errors": errors}, {}
         return 202, None, {"X-Message-Id": uuid.uuid4().hex[:22]}
+
+
+def _recipient(body: Any) -> str | None:
+    try:
+        return str(body["personalizations"][0]["to"][0]["email"])
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def webhook_keys() -> tuple[ec.EllipticCurvePrivateKey, str]:

@@ -152,7 +152,7 @@ def test_every_process_serves_metrics_and_logs_json_lines(
         for r in records
         if r["message"].startswith("delivery ") and r["message"].endswith(" sent")
     ]
-    assert sent and all(r["delivery_id"] and r["task_name"] == "notify.send_email" for r in sent)
+    assert sent and all(r["delivery_id"] and r["task_name"] == "notify.send_emails" for r in sent)
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
 
 

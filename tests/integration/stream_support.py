@@ -297,12 +297,13 @@ def next_email(conn: Connection, timeout: float) -> dict[str, Any]:
 
 
 def next_emails(conn: Connection, count: int, timeout: float) -> list[dict[str, Any]]:
-    """The next `count` e-mail tasks on the queue, read with one consumer (a consumer per
-    message would leave the messages the first one prefetched unacked on the channel)."""
-    tasks = []
+    """The next `count` e-mail tasks on the queue, from as many chunks as they come in, read
+    with one consumer (a consumer per message would leave the messages the first one
+    prefetched unacked on the channel)."""
+    tasks: list[dict[str, Any]] = []
     with conn.SimpleQueue(email_queue(EMAILS_QUEUE)) as queue:
-        for _ in range(count):
+        while len(tasks) < count:
             message = queue.get(block=True, timeout=timeout)
             message.ack()
-            tasks.append(message.payload[0][0])  # Celery protocol 2: [args, kwargs, embed]
+            tasks.extend(message.payload[0][0])  # Celery protocol 2: [[chunk], kwargs, embed]
     return tasks

@@ -148,7 +148,7 @@ def test_beat_runs_the_dispatcher_from_the_database_schedule(
                 time.sleep(0.5)
         logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}
         assert message is not None, logs
-        (payload,), _, _ = message.decode()
+        ((payload,),), _, _ = message.decode()  # one chunk of one e-mail
         assert payload["delivery_id"] == str(delivery.delivery_id)
         bound.purge()
     with session_scope() as session:
@@ -180,7 +180,7 @@ def test_send_now_through_a_real_worker_reaches_the_emails_queue(
                 time.sleep(0.1)
         logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}
         assert message is not None, logs
-        (payload,), _, _ = message.decode()
+        ((payload,),), _, _ = message.decode()  # one chunk of one e-mail
         bound.purge()
     assert payload["notification_id"] == str(nid)
     assert payload["email"] == user["email"]

@@ -19,7 +19,7 @@ from app.contracts import load_schema
 from app.db.models import Campaign, Delivery, Notification, Template
 from app.db.session import session_scope
 from app.jobs import digests, dispatch
-from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
+from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAILS, celery_app
 from app.jobs.handoff import CeleryEmailPublisher
 from harness.rows import Spec, insert_notifications
 
@@ -194,21 +194,23 @@ def test_daily_job_plans_exactly_the_due_rows(
     schema = jsonschema.Draft202012Validator(
         load_schema("email_task"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
-    seen = set()
+    seen = []
     for message in messages:
-        assert message.headers["task"] == SEND_EMAIL
+        assert message.headers["task"] == SEND_EMAILS
         assert message.headers["eta"] is None  # already due
-        (payload,), _kwargs, _embed = message.decode()
-        schema.validate(payload)
-        delivery = due_now[uuid.UUID(payload["delivery_id"])]
-        assert payload["notification_id"] == str(delivery.notification_id)
-        assert (payload["email"], payload["subject"], payload["body"]) == (
-            delivery.email,
-            delivery.subject,
-            delivery.body_html,
-        )
-        seen.add(delivery.delivery_id)
-    assert seen == set(due_now) and len(messages) == len(due_now)
+        (chunk,), _kwargs, _embed = message.decode()
+        assert 1 <= len(chunk) <= settings.email_chunk_size
+        for payload in chunk:
+            schema.validate(payload)
+            delivery = due_now[uuid.UUID(payload["delivery_id"])]
+            assert payload["notification_id"] == str(delivery.notification_id)
+            assert (payload["email"], payload["subject"], payload["body"]) == (
+                delivery.email,
+                delivery.subject,
+                delivery.body_html,
+            )
+            seen.append(delivery.delivery_id)
+    assert set(seen) == set(due_now) and len(seen) == len(due_now)
     assert dispatch.dispatch_due(publisher=publisher, now=dispatch_at) == 0
     assert emails_queue() == []
 
@@ -222,8 +224,13 @@ def test_daily_job_plans_exactly_the_due_rows(
     before_nine = datetime(2026, 11, 25, 8, 59, 30, tzinfo=UTC)
     assert dispatch.dispatch_due(publisher=publisher, now=before_nine) == len(nine) + len(due_now)
     messages = emails_queue()
-    eta = {uuid.UUID(m.decode()[0][0]["delivery_id"]): m.headers["eta"] for m in messages}
-    assert set(eta) == nine | set(due_now) and len(messages) == len(eta)
+    eta = {
+        uuid.UUID(payload["delivery_id"]): m.headers["eta"]
+        for m in messages
+        for payload in m.decode()[0][0]
+    }
+    assert set(eta) == nine | set(due_now)
+    assert sum(len(m.decode()[0][0]) for m in messages) == len(eta)
     # 30 s ahead of the service's clock, sent as a countdown on the worker's real clock.
     real_now = datetime.now(UTC)
     for delivery_id in nine:

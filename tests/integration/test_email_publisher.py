@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from kombu import Connection, Queue
 from kombu.message import Message
 
 from app.config import Settings
-from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAIL, celery_app
+from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAILS, celery_app
 from app.jobs.handoff import CeleryEmailPublisher
 from harness.delivery import purge_emails_queue
 
@@ -56,9 +56,9 @@ def _payload() -> dict[str, object]:
 def test_the_message_is_the_one_send_task_publishes(settings: Settings, emails: Queue) -> None:
     payload = _payload()
     celery_app.send_task(
-        SEND_EMAIL,
-        args=[payload],
-        argsrepr=f"[delivery {payload['delivery_id']}]",
+        SEND_EMAILS,
+        args=[[payload]],
+        argsrepr=f"[1 e-mails, first delivery {payload['delivery_id']}]",
         kwargsrepr="{}",
         countdown=30.0,
         queue=EMAILS_QUEUE,
@@ -67,11 +67,11 @@ def test_the_message_is_the_one_send_task_publishes(settings: Settings, emails: 
     CeleryEmailPublisher(celery_app).publish([(payload, 30.0)])
     theirs, ours = _take(settings, emails, 2)
 
-    assert ours.payload == theirs.payload == [[payload], {}, ours.payload[2]]
+    assert ours.payload == theirs.payload == [[[payload]], {}, ours.payload[2]]
     assert {k: v for k, v in ours.headers.items() if k not in PER_MESSAGE} == {
         k: v for k, v in theirs.headers.items() if k not in PER_MESSAGE
     }
-    assert ours.headers["task"] == SEND_EMAIL and ours.headers["root_id"] == ours.headers["id"]
+    assert ours.headers["task"] == SEND_EMAILS and ours.headers["root_id"] == ours.headers["id"]
     eta_gap = datetime.fromisoformat(ours.headers["eta"]) - datetime.fromisoformat(
         theirs.headers["eta"]
     )
@@ -86,15 +86,29 @@ def test_the_message_is_the_one_send_task_publishes(settings: Settings, emails: 
     assert ours.delivery_info["routing_key"] == theirs.delivery_info["routing_key"] == EMAILS_QUEUE
 
 
-def test_a_due_task_has_no_eta_and_a_chunk_arrives_whole_and_in_order(
+def test_due_tasks_go_in_chunks_with_no_eta_whole_and_in_order(
     settings: Settings, emails: Queue
 ) -> None:
-    payloads = [_payload() for _ in range(300)]
-    CeleryEmailPublisher(celery_app).publish([(p, None) for p in payloads])
-    taken = _take(settings, emails, len(payloads))
-    assert [m.payload[0][0] for m in taken] == payloads
+    payloads = [_payload() for _ in range(120)]
+    CeleryEmailPublisher(celery_app, chunk_size=50).publish([(p, None) for p in payloads])
+    taken = _take(settings, emails, 3)
+    assert [len(m.payload[0][0]) for m in taken] == [50, 50, 20]
+    assert [p for m in taken for p in m.payload[0][0]] == payloads
     assert {m.headers["eta"] for m in taken} == {None}
-    assert len({m.headers["id"] for m in taken}) == len(payloads)
+    assert len({m.headers["id"] for m in taken}) == 3
+
+
+def test_a_chunk_holds_tasks_due_in_the_same_second_and_none_goes_early(
+    settings: Settings, emails: Queue
+) -> None:
+    a, b, c, d = (_payload() for _ in range(4))
+    CeleryEmailPublisher(celery_app).publish([(a, None), (b, 0.2), (c, 0.9), (d, 1.5)])
+    taken = _take(settings, emails, 3)
+    now = datetime.now(UTC)
+    assert [m.payload[0][0] for m in taken] == [[a], [b, c], [d]]
+    assert taken[0].headers["eta"] is None
+    ahead = [(datetime.fromisoformat(m.headers["eta"]) - now).total_seconds() for m in taken[1:]]
+    assert 0 < ahead[0] <= 1.0 and 1.0 < ahead[1] <= 2.0
 
 
 def test_a_broker_connection_lost_between_chunks_is_reopened(
@@ -108,4 +122,4 @@ def test_a_broker_connection_lost_between_chunks_is_reopened(
         producer.connection.connection.sock.close()
     publisher.publish([(second, None)])
     taken = _take(settings, emails, 2)
-    assert [m.payload[0][0] for m in taken] == [first, second]
+    assert [m.payload[0][0] for m in taken] == [[first], [second]]

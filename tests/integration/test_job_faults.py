@@ -208,7 +208,7 @@ def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None
     )
     with Connection(settings.celery_broker_url) as conn:
         message = queue(conn.default_channel).get(no_ack=True)
-    assert message is not None and message.payload[0][0]["delivery_id"] == str(stuck)
+    assert message is not None and message.payload[0][0][0]["delivery_id"] == str(stuck)
 
 
 @pytest.fixture

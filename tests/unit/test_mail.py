@@ -10,9 +10,11 @@ import uuid
 from email import policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.delivery.mail.base import OutgoingEmail, build_message
-from app.delivery.mail.sendgrid_backend import error_text, mail_body, rate_limit_reset
+from app.delivery.mail.sendgrid_backend import address, error_text, mail_json, rate_limit_reset
 from app.delivery.mail.sendgrid_events import parse_events, verify
 from app.delivery.mail.smtp_backend import parse_smtp_url
 from app.delivery.sending import MAX_COUNTDOWN_S, outgoing, retry_delay
@@ -52,15 +54,64 @@ def test_html_only_message_when_there_is_no_text() -> None:
 
 
 def test_sendgrid_body_passes_the_fakes_validation_with_text_first() -> None:
-    body = mail_body(MAIL, SENDER).get()
+    body = mail_json(MAIL, address(SENDER))
     assert validate_mail(body) == []
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["custom_args"] == {"delivery_id": MAIL.delivery_id}
     assert body["headers"] == HEADERS
 
 
+def library_body(mail: OutgoingEmail, sender: str) -> dict[str, object]:
+    """The same body built through the official library's helper objects."""
+    from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
+
+    built = Mail(from_email=From(sender), to_emails=To(mail.to), subject=mail.subject)
+    if mail.text:
+        built.add_content(Content("text/plain", mail.text))
+    built.add_content(Content("text/html", mail.html))
+    if mail.headers:
+        built.header = [Header(name, value) for name, value in mail.headers.items()]
+    if mail.delivery_id:
+        built.custom_arg = CustomArg("delivery_id", mail.delivery_id)
+    return dict(built.get())
+
+
+_line = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
+_addresses = st.one_of(
+    st.emails(),
+    st.builds(
+        lambda name, addr: f"{name} <{addr}>",
+        st.from_regex(r"[A-Za-z][A-Za-z .]{0,20}", fullmatch=True),
+        st.emails(),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    to=_addresses,
+    sender=_addresses,
+    subject=_line,
+    html=_line,
+    text=st.one_of(st.just(""), _line),
+    headers=st.dictionaries(st.from_regex(r"X-[A-Za-z]{1,10}", fullmatch=True), _line, max_size=3),
+    delivery_id=st.one_of(st.none(), st.uuids().map(str)),
+)
+def test_the_direct_body_is_the_one_the_library_builds(
+    to: str,
+    sender: str,
+    subject: str,
+    html: str,
+    text: str,
+    headers: dict[str, str],
+    delivery_id: str | None,
+) -> None:
+    mail = OutgoingEmail(to, subject, html, text, headers, delivery_id)
+    assert mail_json(mail, address(sender)) == library_body(mail, sender)
+
+
 def test_fake_refuses_what_sendgrid_refuses() -> None:
-    body = mail_body(MAIL, SENDER).get()
+    body = mail_json(MAIL, address(SENDER))
     body["content"][0]["value"] = ""
     body["personalizations"][0]["to"] = [{"email": f"u{i}@example.com"} for i in range(1001)]
     fields = {e["field"] for e in validate_mail(body)}

@@ -1,4 +1,4 @@
-"""SendGrid v3 through the official library: both parts, extra headers, delivery id custom arg."""
+"""SendGrid v3 through the official library's client: both parts, extra headers, delivery id arg."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from email.utils import parseaddr
 from typing import Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
 
 from app.config import Settings
 from app.delivery.mail.base import (
@@ -51,18 +51,38 @@ def rate_limit_reset(headers: Mapping[str, str] | Any, now_ts: float | None = No
     return bounded_epoch(value, now_ts=now, maximum_wait=MAX_RESET_AHEAD_S)
 
 
-def mail_body(email: OutgoingEmail, sender: str) -> Mail:
-    """The library's Mail object: text/plain first (SendGrid's rule), then text/html."""
-    mail = Mail(from_email=From(sender), to_emails=To(email.to), subject=email.subject)
+def address(value: str) -> dict[str, str]:
+    """`Name <addr@host>` or a bare address as v3's `{"name", "email"}`, as the library's Email."""
+    name, email = parseaddr(value)
+    if "@" not in email:  # the library takes such a value for a name
+        name, email = email, ""
+    parsed = {"name": name} if name else {}
+    if email:
+        parsed["email"] = email
+    return parsed
+
+
+def mail_json(email: OutgoingEmail, sender: dict[str, str]) -> dict[str, Any]:
+    """The v3 /mail/send body, built directly: what the library's Mail(...).get() gives, without
+    the helper objects (a quarter of the e-mail worker's CPU went to building them).
+
+    text/plain first, then text/html (SendGrid's rule); the delivery id as a custom arg, which
+    SendGrid echoes in every Event Webhook event: how events find the delivery.
+    """
+    content = [{"type": "text/html", "value": email.html}]
     if email.text:
-        mail.add_content(Content("text/plain", email.text))
-    mail.add_content(Content("text/html", email.html))
+        content.insert(0, {"type": "text/plain", "value": email.text})
+    body: dict[str, Any] = {
+        "from": sender,
+        "subject": email.subject,
+        "personalizations": [{"to": [address(email.to)]}],
+        "content": content,
+    }
     if email.headers:
-        mail.header = [Header(name, value) for name, value in email.headers.items()]
+        body["headers"] = dict(email.headers)
     if email.delivery_id:
-        # SendGrid echoes custom args in every Event Webhook event: how events find the delivery.
-        mail.custom_arg = CustomArg("delivery_id", email.delivery_id)
-    return mail
+        body["custom_args"] = {"delivery_id": email.delivery_id}
+    return body
 
 
 class SendGridBackend:
@@ -80,7 +100,10 @@ class SendGridBackend:
             version=3,
             timeout=timeout_s,
         )
+        # /v3/mail/send, built once: the library builds its path objects again on every call.
+        self.mail_send = self.client.client.mail.send
         self.sender = sender
+        self.sender_address = address(sender)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridBackend:
@@ -94,7 +117,8 @@ class SendGridBackend:
     def send(self, email: OutgoingEmail) -> SendResult:
         """Send one e-mail; 2xx returns, 429/5xx/timeouts are transient, other 4xx permanent."""
         try:
-            response = self.client.send(mail_body(email, self.sender))
+            # The library's own request path (what SendGridAPIClient.send calls), on our body.
+            response = self.mail_send.post(request_body=mail_json(email, self.sender_address))
         except HTTPError as exc:
             text = f"{exc.status_code} {error_text(exc.body)}"
             if exc.status_code == 429:
