@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     email_failover_window_s: float = Field(default=30.0, gt=0)
     email_failover_probe_s: float = Field(default=30.0, gt=0)
 
+    # Planning: a digest run is split into shards of about this many due rows (at most
+    # PLAN_MAX_SHARDS), one Celery task each, so every jobs worker plans a part of it.
+    plan_shard_rows: int = Field(default=50_000, ge=1)
+    plan_max_shards: int = Field(default=64, ge=1, le=1024)
     # When mail goes out, in the user's own time zone.
     send_hour_local: int = Field(default=9, ge=0, le=23)
     quiet_hours: str = "22:00-08:00"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from app.auth.client import AuthClient, AuthUnavailable
 from app.config import get_settings
 from app.contracts import ContractError
-from app.core import metrics
+from app.core import faults, metrics
 from app.core.clock import utcnow
 from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
@@ -24,13 +24,14 @@ from app.jobs import dispatch as dispatcher
 from app.jobs.celery_app import (
     DAILY_DIGEST,
     DISPATCH,
+    PLAN_SHARD,
     SEND_EMAIL,
     SEND_EMAILS,
     SEND_NOW,
     WEEKLY_DIGEST,
     celery_app,
 )
-from app.jobs.handoff import CeleryEmailPublisher, request_send_now
+from app.jobs.handoff import CeleryEmailPublisher, request_plan_shards, request_send_now
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,10 @@ def _auth() -> AuthClient:
 
 
 def _digest(periodicity: str) -> dict[str, Any]:
-    report = digests.run_digest(periodicity, auth=_auth(), settings=get_settings(), now=utcnow())
-    for decision, count in report.by_status.items():
-        metrics.PLANNED.labels(periodicity, decision).inc(count)
-    # Whatever is due right away need not wait for the next dispatch tick.
-    dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
-    return report.as_dict()
+    """Cut the run into shards and hand each to the jobs queue, where every jobs worker plans."""
+    run_id, shards = digests.start_run(periodicity, settings=get_settings(), now=utcnow())
+    request_plan_shards(celery_app, periodicity, run_id, shards)
+    return {"periodicity": periodicity, "run_id": str(run_id), "shards": shards}
 
 
 @celery_app.task(name=DAILY_DIGEST)
@@ -61,6 +60,41 @@ def daily_digest() -> dict[str, Any]:
 def weekly_digest() -> dict[str, Any]:
     """Plan this week's weekly digests."""
     return _digest("weekly")
+
+
+@celery_app.task(
+    bind=True,
+    name=PLAN_SHARD,
+    autoretry_for=(AuthUnavailable, OperationalError),  # outages delay planning, never drop it
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,
+)
+def plan_shard(
+    self: Task, periodicity: str, run_id: str, shard: int, shards: int
+) -> dict[str, Any]:
+    """Plan one shard of a daily or weekly run, then enqueue what is due right away."""
+    try:
+        report = digests.plan_shard(
+            periodicity,
+            run_id=uuid.UUID(run_id),
+            shard=shard,
+            shards=shards,
+            auth=_auth(),
+            settings=get_settings(),
+            now=utcnow(),
+        )
+    except (AuthUnavailable, OperationalError):
+        raise
+    except Exception as exc:
+        digests.fail_shard(uuid.UUID(run_id), shard, error=faults.describe(exc, 500))
+        raise
+    for decision, count in report.by_status.items():
+        metrics.PLANNED.labels(periodicity, decision).inc(count)
+    # Whatever is due right away need not wait for the next dispatch tick.
+    dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return report.as_dict()
 
 
 @celery_app.task(

@@ -77,12 +77,18 @@ def _of_cancelled_campaign() -> Exists:
 
 
 def lock_digest_candidates(
-    *, session: Session, periodicity: str, after_id: uuid.UUID | None, limit: int
+    *,
+    session: Session,
+    periodicity: str,
+    after_id: uuid.UUID | None,
+    limit: int,
+    below_id: uuid.UUID | None = None,
 ) -> Sequence[Row[*tuple[Any, ...]]]:
     """Lock the next chunk of rows that may be due; rows another job holds are skipped.
 
     Whether a row is due in its user's current period is settled when its delivery is recorded
     (one delivery per notification and period), since the period depends on the user's zone.
+    `after_id` .. `below_id`: the ids still to look at (a shard's range), both exclusive.
     """
     query = (
         _candidates()
@@ -101,6 +107,8 @@ def lock_digest_candidates(
     )
     if after_id is not None:
         query = query.where(Notification.notification_id > after_id)
+    if below_id is not None:
+        query = query.where(Notification.notification_id < below_id)
     return session.execute(query).all()
 
 

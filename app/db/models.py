@@ -401,6 +401,34 @@ class Preference(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+class PlanningShard(Base):
+    """One shard of a daily or weekly planning run: its id range and how far it got."""
+
+    __tablename__ = "planning_shards"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("queued", "running", "done", "failed")), name="status"),
+        Index("ix_planning_shards_created", "created_at"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shards: Mapped[int] = mapped_column(Integer, nullable=False)
+    periodicity: Mapped[str] = mapped_column(String(10), nullable=False)
+    # Rows of this periodicity when the run began, divided by the shards: the progress bar's end.
+    expected: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="queued", server_default="queued"
+    )
+    picked: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    scheduled: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class PreferenceChange(Base):
     """One choice a recipient made on the preference page (kind, and what they chose)."""
 

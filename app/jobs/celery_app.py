@@ -25,6 +25,7 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DAILY_DIGEST = "notify.daily_digest"
 WEEKLY_DIGEST = "notify.weekly_digest"
 DISPATCH = "notify.dispatch"
+PLAN_SHARD = "notify.plan_shard"  # one shard of a daily or weekly run
 SEND_NOW = "notify.send_now"
 SEND_EMAIL = "notify.send_email"  # one e-mail: still consumed, no longer published
 SEND_EMAILS = "notify.send_emails"  # a chunk of e-mails

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from app.auth.client import AuthClient, UserLookup
 from app.config import Settings
 from app.contracts import AUTH_BATCH_LIMIT
+from app.core.clock import utcnow
 from app.db import jobs as store
+from app.db import planning_shards as shard_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
 from app.jobs.planning import Candidate, plan_delivery
+from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,10 @@ def _plan_chunk(
     ]
 
 
+# Called in each chunk's transaction with the chunk's size and counts (a shard's progress).
+ChunkHook = Callable[[Session, int, Mapping[str, int]], None]
+
+
 def run_digest(
     periodicity: str,
     *,
@@ -65,19 +75,25 @@ def run_digest(
     settings: Settings,
     now: datetime,
     chunk_size: int = AUTH_BATCH_LIMIT,
+    key_range: KeyRange = EVERY_ID,
+    on_chunk: ChunkHook | None = None,
 ) -> JobReport:
-    """Plan this period's delivery of every due row of `periodicity`, chunk by chunk.
+    """Plan this period's delivery of every due row of `periodicity` in `key_range`, by chunks.
 
     Each chunk is one transaction that holds its rows (FOR UPDATE SKIP LOCKED), so concurrent
     runs split the work. An Auth outage (AuthUnavailable) rolls the chunk back and stops the run:
     the rows stay due for the next one.
     """
     report = JobReport(periodicity)
-    after_id: uuid.UUID | None = None
+    after_id = _just_before(key_range.low)
     while True:
         with session_scope() as session:
             rows = store.lock_digest_candidates(
-                session=session, periodicity=periodicity, after_id=after_id, limit=chunk_size
+                session=session,
+                periodicity=periodicity,
+                after_id=after_id,
+                limit=chunk_size,
+                below_id=key_range.high,
             )
             if not rows:
                 break
@@ -86,14 +102,97 @@ def run_digest(
             users = auth.get_users(user_ids)
             opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
             plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
+            counts: Counter[str] = Counter()
             for _notification_id, status in store.record_plans(
                 session=session, plans=plans, now=now
             ):
                 report.count(status)
+                counts[status] += 1
+            if on_chunk is not None:
+                on_chunk(session, len(rows), counts)
         report.chunks += 1
         report.picked += len(rows)
     log.info("%s digest planned: %s", periodicity, report.by_status, extra=report.as_dict())
     return report
+
+
+def _just_before(low: uuid.UUID | None) -> uuid.UUID | None:
+    """The id before `low`, so that an exclusive `after_id` starts at `low` itself."""
+    if low is None or low.int == 0:
+        return None
+    return uuid.UUID(int=low.int - 1)
+
+
+def start_run(periodicity: str, *, settings: Settings, now: datetime) -> tuple[uuid.UUID, int]:
+    """Cut this period's run into shards sized from the rows it looks at; return (run id, shards).
+
+    The shards are recorded (queued) in the same transaction, so the run's progress shows from
+    its first moment.
+    """
+    run_id = uuid.uuid4()
+    with session_scope() as session:
+        rows = shard_store.rows_of_periodicity(session=session, periodicity=periodicity)
+        shards = shard_count(
+            rows, rows_per_shard=settings.plan_shard_rows, max_shards=settings.plan_max_shards
+        )
+        shard_store.create_run(
+            session=session, run_id=run_id, periodicity=periodicity, shards=shards, expected=rows
+        )
+    log.info("%s run %s: %d rows in %d shards", periodicity, run_id, rows, shards)
+    return run_id, shards
+
+
+def plan_shard(
+    periodicity: str,
+    *,
+    run_id: uuid.UUID,
+    shard: int,
+    shards: int,
+    auth: AuthClient,
+    settings: Settings,
+    now: datetime,
+) -> JobReport:
+    """Plan one shard of a run; its progress is committed with each chunk's plans.
+
+    A shard run twice (a redelivered task, a retry after an Auth outage) plans only what is
+    still due: the first run's chunks are committed and no longer due, its locked ones skipped.
+    """
+    with session_scope() as session:
+        shard_store.start_shard(session=session, run_id=run_id, shard=shard, now=now)
+
+    def progress(session: Session, picked: int, counts: Mapping[str, int]) -> None:
+        shard_store.add_progress(
+            session=session, run_id=run_id, shard=shard, picked=picked, counts=counts
+        )
+
+    report = run_digest(
+        periodicity,
+        auth=auth,
+        settings=settings,
+        now=now,
+        key_range=shard_range(shard, shards),
+        on_chunk=progress,
+    )
+    with session_scope() as session:
+        shard_store.finish_shard(session=session, run_id=run_id, shard=shard, now=utcnow())
+    log.info(
+        "%s run %s shard %d/%d planned: %s",
+        periodicity,
+        run_id,
+        shard + 1,
+        shards,
+        report.by_status,
+        extra=report.as_dict(),
+    )
+    return report
+
+
+def fail_shard(run_id: uuid.UUID, shard: int, *, error: str) -> None:
+    """Mark a shard failed for the dashboard; its rows stay due for the next run."""
+    with session_scope() as session:
+        shard_store.finish_shard(
+            session=session, run_id=run_id, shard=shard, now=utcnow(), error=error
+        )
 
 
 def plan_once(

@@ -1,4 +1,5 @@
-"""Hand work to Celery by task name: e-mail chunks onto `emails`, `once` rows to send_now."""
+"""Hand work to Celery by task name: e-mail chunks onto `emails`, `once` rows to send_now,
+planning shards to every jobs worker."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kombu.utils.uuid import uuid as new_task_id
 from app.config import get_settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.core import metrics
-from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, SEND_EMAILS, SEND_NOW
+from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, PLAN_SHARD, SEND_EMAILS, SEND_NOW
 
 
 def chunked(
@@ -138,6 +139,19 @@ def request_send_now(app: Celery, notification_ids: Sequence[uuid.UUID]) -> None
             app.send_task(
                 SEND_NOW,
                 args=[ids[start : start + SEND_NOW_CHUNK]],
+                queue=JOBS_QUEUE,
+                routing_key=JOBS_QUEUE,
+                producer=producer,
+            )
+
+
+def request_plan_shards(app: Celery, periodicity: str, run_id: uuid.UUID, shards: int) -> None:
+    """One planning task per shard of a run, on the jobs queue: any jobs worker takes any shard."""
+    with app.producer_or_acquire() as producer:
+        for shard in range(shards):
+            app.send_task(
+                PLAN_SHARD,
+                args=[periodicity, str(run_id), shard, shards],
                 queue=JOBS_QUEUE,
                 routing_key=JOBS_QUEUE,
                 producer=producer,

@@ -30,6 +30,7 @@ MUTABLE_TABLES = (
     "received_events",
     "preferences",
     "preference_changes",
+    "planning_shards",
 )
 
 
