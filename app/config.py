@@ -236,7 +236,8 @@ class Settings(BaseSettings):
     # (the Procfile's jobs and e-mail workers; comma-separated), and reads those, Kafka's end
     # offsets and the queue depths at most once per DASHBOARD_PROBE_CACHE_S.
     dashboard_metrics_urls: str = (
-        "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics,http://127.0.0.1:9104/metrics"
+        "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics,http://127.0.0.1:9104/metrics,"
+        "http://127.0.0.1:9105/metrics"
     )
     dashboard_probe_cache_s: float = Field(default=5.0, ge=0)
     # Received events older than this leave the users' timelines (the daily job deletes them).

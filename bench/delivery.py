@@ -4,9 +4,11 @@ The e-mail worker processes run as in production (`celery ... worker -Q emails -
 through the official SendGrid library to a fake SendGrid on this machine that answers every
 request after `--latency-ms`, and record each outcome in PostgreSQL (own database, notify_bench).
 
-The floor, from the same run: the ideal rate, processes x concurrency / latency, i.e. every
-worker thread always waiting on the provider and nothing else costing time. Printed per run:
-mails/s at the provider, the ideal, the ratio, and the e-mail workers' CPU per e-mail.
+The floors, from the same run: the ideal rate, processes x concurrency / latency, i.e. every
+send slot always waiting on the provider and nothing else costing time; and a plain HTTP client
+(as many keep-alive connections as send slots, posting a mail-sized JSON body to the same fake,
+no database), i.e. what the fake and this machine allow any client. Printed per run: mails/s at
+the provider, the ideal, the ratio, and the e-mail workers' CPU per e-mail.
 
     .venv/bin/python bench/delivery.py --mails 3000 --latency-ms 50 --concurrency 16 --runs 3
     .venv/bin/python bench/delivery.py --processes 2   # scaling across the two cores
@@ -15,10 +17,13 @@ mails/s at the provider, the ideal, the ratio, and the e-mail workers' CPU per e
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +115,48 @@ def run_once(args: argparse.Namespace, logs: Path, profile: Path | None) -> dict
     }
 
 
+def raw_client_rate(mails: int, connections: int, latency_ms: float) -> float:
+    """Posts per second of plain keep-alive HTTP clients against the same fake SendGrid."""
+    sendgrid = FakeSendGrid().start()
+    sendgrid.delay_s = latency_ms / 1000
+    host, port = sendgrid.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(
+        {
+            "personalizations": [{"to": [{"email": "user0001@example.com"}]}],
+            "from": {"email": "noreply@notify.local"},
+            "subject": "User 0001, your comment got 3 new likes",
+            "content": [
+                {"type": "text/plain", "value": "x" * 300},
+                {"type": "text/html", "value": "x" * 1500},
+            ],
+        }
+    ).encode()
+    headers = {"Authorization": f"Bearer {sendgrid.api_key}", "Content-Type": "application/json"}
+    left = [mails]
+    lock = threading.Lock()
+
+    def post_until_done() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            connection.request("POST", "/v3/mail/send", body, headers)
+            connection.getresponse().read()
+        connection.close()
+
+    threads = [threading.Thread(target=post_until_done) for _ in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    sendgrid.stop()
+    return mails / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=3000)
@@ -142,9 +189,14 @@ def main() -> None:
             )
     rate = statistics.median(r["rate"] for r in results)
     cpu_ms = statistics.median(r["cpu_ms"] for r in results)
+    raw = statistics.median(
+        raw_client_rate(args.mails, args.processes * args.concurrency, args.latency_ms)
+        for _ in range(args.runs)
+    )
     print(
         f"median of {args.runs}: {rate:,.0f} mails/s, ideal {ideal:,.0f}/s, ratio "
-        f"{rate / ideal:.2f}; CPU {cpu_ms:.2f} ms per e-mail"
+        f"{rate / ideal:.2f}; CPU {cpu_ms:.2f} ms per e-mail; plain HTTP clients on as many "
+        f"connections {raw:,.0f}/s ({raw / ideal:.2f} of ideal), worker/plain {rate / raw:.2f}"
     )
 
 

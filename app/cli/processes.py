@@ -171,9 +171,20 @@ def worker_emails(concurrency: int, name: str, loglevel: str) -> None:
 
 
 @click.command("jobs-worker")
+@click.option(
+    "-n",
+    "--name",
+    default="jobs@%h",
+    show_default=True,
+    help="Celery node name: one per process (the Procfile runs two).",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker_jobs(loglevel: str) -> None:
-    """Run the jobs worker: queue `jobs` (digests, dispatch, send-now planning), 4 threads."""
+def worker_jobs(name: str, loglevel: str) -> None:
+    """Run the jobs worker: queue `jobs` (planning shards, dispatch, send-now planning), 4 threads.
+
+    Any number of them, on any hosts: each takes whole tasks off the queue, and a daily or weekly
+    run is one task per planning shard.
+    """
     from app.jobs.celery_app import JOBS_QUEUE, celery_app
 
     celery_app.worker_main(
@@ -186,7 +197,7 @@ def worker_jobs(loglevel: str) -> None:
             "-c",
             "4",
             "-n",
-            "jobs@%h",
+            name,
             "--without-gossip",
             "--without-mingle",
             "--loglevel",

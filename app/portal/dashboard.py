@@ -4,8 +4,9 @@
 and dead letters by reason (PostgreSQL); the stream's lag per partition (Kafka's end offsets
 against the offsets applied to PostgreSQL); the depth of the `emails` and `jobs` queues
 (RabbitMQ); the Auth circuit and the provider failover (the workers' /metrics); the next beat
-runs (the schedule in PostgreSQL). The home page draws it with Chart.js, served from the portal
-itself (`/admin/assets/`), and fetches it again every few seconds.
+runs (the schedule in PostgreSQL); the latest planning runs with their shards' progress
+(PostgreSQL). The home page draws it with Chart.js, served from the portal itself
+(`/admin/assets/`), and fetches it again every few seconds.
 
 Whatever a probe cannot reach is reported as such ("unknown", with the error), never as zero:
 a dashboard that shows an empty queue because RabbitMQ is down would lie.
@@ -33,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.core.clock import utcnow
 from app.db import dashboard as store
+from app.db import planning_shards
 from app.db.session import session_scope
 from app.db.stream_offsets import OffsetRow
 from app.domain.dashboard import hour_floor, hourly_series, window_start
@@ -146,6 +148,7 @@ class Dashboard:
             )
             dead = store.dead_letters_by_reason(session=session)
             applied = store.applied_offsets(session=session, group_id=self.settings.faust_app_id)
+            planning = [_run_json(run) for run in planning_shards.latest_runs(session=session)]
         return {
             "generated_at": now.isoformat(),
             "hourly": hourly_series(hourly, now).as_json(),
@@ -154,6 +157,7 @@ class Dashboard:
             "queues": self.queues.get(self.settings),
             "circuits": self.circuits.get(self.settings),
             "beat": self._beat(now),
+            "planning": planning,
         }
 
     def _lag(self, applied: list[OffsetRow]) -> dict[str, Any]:
@@ -192,6 +196,22 @@ class Dashboard:
                 }
             )
         return sorted(runs, key=lambda r: (r["next_run"] is None, r["next_run"] or ""))
+
+
+def _run_json(run: planning_shards.RunProgress) -> dict[str, Any]:
+    """A planning run's progress: its shards done of all, and its rows planned of those expected."""
+    return {
+        "periodicity": run.periodicity,
+        "started": run.started.isoformat(),
+        "shards": run.shards,
+        "shards_done": run.done,
+        "shards_failed": run.failed_shards,
+        "expected": run.expected,
+        "picked": run.picked,
+        "scheduled": run.scheduled,
+        "skipped": run.skipped,
+        "failed": run.failed,
+    }
 
 
 def dashboard_of(request: Request) -> Dashboard:

@@ -33,9 +33,11 @@ def _answers(url: str) -> bool:
 
 
 def _jobs_worker_pids() -> set[int]:
-    # The Python process itself, not the scripts/forever.sh loop around it.
+    # The first one's Python process itself, not the scripts/forever.sh loop around it.
     found = subprocess.run(
-        ["pgrep", "-f", "python.*bin/notify jobs-worker"], capture_output=True, text=True
+        ["pgrep", "-f", "python.*bin/notify jobs-worker --name jobs@"],
+        capture_output=True,
+        text=True,
     )
     return {int(pid) for pid in found.stdout.split()}
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from sqlalchemy import text
 
 from app.config import Settings
+from app.db import planning_shards
 from app.db.session import session_scope
 from app.jobs.celery_app import EMAILS_QUEUE
 from app.jobs.schedule import seed_schedule
@@ -90,6 +91,25 @@ def _seed_deliveries(now: datetime) -> None:
         )
 
 
+def _seed_planning_run(now: datetime) -> None:
+    """A daily run of 3 shards: one done, one failed, one still queued."""
+    run_id = uuid.uuid4()
+    with session_scope() as session:
+        planning_shards.create_run(
+            session=session, run_id=run_id, periodicity="daily", shards=3, expected=120
+        )
+        planning_shards.start_shard(session=session, run_id=run_id, shard=0, now=now)
+        planning_shards.add_progress(
+            session=session,
+            run_id=run_id,
+            shard=0,
+            picked=40,
+            counts={"scheduled": 30, "skipped": 7, "failed": 3},
+        )
+        planning_shards.finish_shard(session=session, run_id=run_id, shard=0, now=now)
+        planning_shards.finish_shard(session=session, run_id=run_id, shard=1, now=now, error="boom")
+
+
 def test_the_dashboard_shows_what_the_stack_says(
     db: str,
     settings: Settings,
@@ -98,6 +118,7 @@ def test_the_dashboard_shows_what_the_stack_says(
 ) -> None:
     now = datetime.now(UTC)
     _seed_deliveries(now)
+    _seed_planning_run(now)
     seed_schedule()
     # 5 registrations on one partition of the private topic, 2 of them applied.
     registered = topics["topic_user_registered"]
@@ -159,6 +180,14 @@ def test_the_dashboard_shows_what_the_stack_says(
     assert {b["name"] for b in figures["beat"]} >= {"daily-digest", "weekly-digest", "dispatch"}
     daily = next(b for b in figures["beat"] if b["name"] == "daily-digest")
     assert datetime.fromisoformat(daily["next_run"]) > now
+    [run] = figures["planning"]
+    assert (run["periodicity"], run["shards"], run["shards_done"], run["shards_failed"]) == (
+        "daily",
+        3,
+        1,
+        1,
+    )
+    assert (run["picked"], run["scheduled"], run["skipped"], run["failed"]) == (40, 30, 7, 3)
 
 
 def test_the_home_page_draws_the_figures_with_the_served_chart_library(

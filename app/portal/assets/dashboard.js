@@ -86,6 +86,15 @@
                     String(p.end), String(p.lag) + (p.blocked ? " (blocked)" : "")]);
       }));
     }
+    var planning = document.querySelector("#dash-planning tbody");
+    if (planning && data.planning.length) {
+      planning.replaceChildren.apply(planning, data.planning.map(function (r) {
+        return row([r.periodicity, r.started.slice(0, 16).replace("T", " "),
+                    r.shards_done + " of " + r.shards + (r.shards_failed ? " (" + r.shards_failed + " failed)" : ""),
+                    r.picked + " of about " + r.expected, String(r.scheduled), String(r.skipped),
+                    String(r.failed)]);
+      }));
+    }
     var dead = document.getElementById("dash-dead-letters");
     if (dead) {
       dead.replaceChildren.apply(dead, data.dead_letters.map(function (d) {
