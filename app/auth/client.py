@@ -2,6 +2,9 @@
 
 The breaker lives here with the client it guards: it raises the client's AuthUnavailable, which
 the jobs treat as an outage to retry.
+
+One module on purpose, over 300 lines: the batching, retries, breaker and halving of an
+unreadable answer are one contract with Auth and are read together.
 """
 
 from __future__ import annotations
