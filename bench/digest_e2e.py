@@ -40,15 +40,12 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from app.config import get_settings  # noqa: E402
-from app.core.clock import utcnow  # noqa: E402
-from app.db.models import Delivery, PlanningShard  # noqa: E402
+from app.db.models import Delivery  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
-from app.jobs import digests  # noqa: E402
 from app.jobs.celery_app import DISPATCH, celery_app  # noqa: E402
-from app.jobs.handoff import request_plan_shards  # noqa: E402
 from bench.digest import prepare, reset  # noqa: E402
 from bench.e2e_latency import _cpu_of, _service_pids  # noqa: E402
-from bench.planning import purge, start_workers  # noqa: E402
+from bench.planning import purge, start_daily_run, start_workers  # noqa: E402
 from harness.delivery import Worker  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
@@ -56,13 +53,10 @@ from harness.waiting import wait_for  # noqa: E402
 DISPATCH_EVERY_S = 10.0  # the schedule's default for the dispatch entry
 
 
-def count_where(*conditions: object) -> int:
+def sent_count() -> int:
     with session_scope() as session:
-        return int(
-            session.execute(
-                select(func.count()).select_from(Delivery).where(*conditions)
-            ).scalar_one()
-        )
+        query = select(func.count()).select_from(Delivery).where(Delivery.status == "sent")
+        return int(session.execute(query).scalar_one())
 
 
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -80,22 +74,8 @@ def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 
 def plan_phase(rows: int) -> float:
     """Start the daily run as the daily task does; seconds until every shard is planned."""
-    settings = get_settings()
     started = time.monotonic()
-    run_id, shards = digests.start_run("daily", settings=settings, now=utcnow())
-    request_plan_shards(celery_app, "daily", run_id, shards)
-
-    def finished() -> int | None:
-        with session_scope() as session:
-            done, picked = session.execute(
-                select(
-                    func.count().filter(PlanningShard.status.in_(("done", "failed"))),
-                    func.coalesce(func.sum(PlanningShard.picked), 0),
-                ).where(PlanningShard.run_id == run_id)
-            ).one()
-        return int(picked) if done == shards else None
-
-    picked = wait_for(finished, timeout=7200, what="every shard planned", every=0.5)
+    picked, _shards = start_daily_run(timeout=7200, every=0.5)
     if picked != rows:
         raise RuntimeError(f"planned {picked} of {rows} rows")
     return time.monotonic() - started
@@ -135,7 +115,7 @@ def send_phase(due: int, sendgrid: FakeSendGrid) -> float:
             every=0.5,
         )
         wait_for(
-            lambda: count_where(Delivery.status == "sent") >= due or None,
+            lambda: sent_count() >= due or None,
             timeout=600,
             what="every mail recorded",
             every=0.5,

@@ -91,12 +91,9 @@ def start_workers(count: int, env: dict[str, str], logs: Path) -> list[subproces
     return workers
 
 
-def run_once(rows: int, users: list[dict], workers: list[subprocess.Popen[bytes]]) -> dict:
+def start_daily_run(*, timeout: float, every: float) -> tuple[int, int]:
+    """Start a daily run as the daily task does; wait for every shard; (rows picked, shards)."""
     settings = get_settings()
-    reset(rows, users)
-    purge(settings.celery_broker_url)
-    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
-    started = time.monotonic()
     run_id, shards = digests.start_run("daily", settings=settings, now=utcnow())
     request_plan_shards(celery_app, "daily", run_id, shards)
 
@@ -110,7 +107,17 @@ def run_once(rows: int, users: list[dict], workers: list[subprocess.Popen[bytes]
             ).one()
         return int(picked) if done == shards else None
 
-    picked = wait_for(finished, timeout=1800, what="every shard planned", every=0.05)
+    picked = wait_for(finished, timeout=timeout, what="every shard planned", every=every)
+    return int(picked), shards
+
+
+def run_once(rows: int, users: list[dict], workers: list[subprocess.Popen[bytes]]) -> dict:
+    settings = get_settings()
+    reset(rows, users)
+    purge(settings.celery_broker_url)
+    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+    started = time.monotonic()
+    picked, shards = start_daily_run(timeout=1800, every=0.05)
     wall = time.monotonic() - started
     cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
     purge(settings.celery_broker_url)
