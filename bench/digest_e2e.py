@@ -44,8 +44,9 @@ from app.db.models import Delivery  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.jobs.celery_app import DISPATCH, celery_app  # noqa: E402
 from bench.digest import prepare, reset  # noqa: E402
-from bench.e2e_latency import _cpu_of, _service_pids  # noqa: E402
+from bench.e2e_latency import SERVICES  # noqa: E402
 from bench.planning import purge, start_daily_run, start_workers  # noqa: E402
+from bench.profiles import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from harness.delivery import Worker  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
@@ -60,9 +61,8 @@ def sent_count() -> int:
 
 
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
-    snapshot = {name: sum(_cpu_of(pid) for pid in pids) for name, pids in groups.items()}
-    for name, pids in _service_pids().items():
-        snapshot[name] = sum(_cpu_of(pid) for pid in pids)
+    snapshot = {name: sum(tree_cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+    snapshot.update(service_cpu_seconds(SERVICES))
     own = os.times()
     snapshot["fake SendGrid (bench)"] = own.user + own.system
     return snapshot

@@ -11,6 +11,7 @@ confluent-kafka consumer), the floor any Kafka-fed pipeline sits on.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -41,6 +42,7 @@ from app.kafka.connection import client_config  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
+from bench.profiles import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
 from harness.pipeline import Pipeline, wait_for  # noqa: E402
 
@@ -100,40 +102,16 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
 SERVICES = {"kafka": "kafka.Kafka", "postgresql": "postgres", "rabbitmq": "beam.smp"}
-
-
-def _cpu_of(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _service_pids() -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {name: [] for name in SERVICES}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        for name, marker in SERVICES.items():
-            if marker in cmdline:
-                found[name].append(int(entry.name))
-    return found
 
 
 def cpu_snapshot(pipeline: Pipeline) -> dict[str, float]:
     """CPU seconds so far of each pipeline process, each service, and this process (producer and
     fake SendGrid)."""
-    snapshot = {name: _cpu_of(p.proc.pid) for name, p in pipeline.processes.items() if p.proc}
-    for name, pids in _service_pids().items():
-        snapshot[name] = sum(_cpu_of(pid) for pid in pids)
+    snapshot = {
+        name: tree_cpu_seconds(p.proc.pid) for name, p in pipeline.processes.items() if p.proc
+    }
+    snapshot.update(service_cpu_seconds(SERVICES))
     own = os.times()
     snapshot["bench (producer, fake SendGrid)"] = own.user + own.system
     return snapshot
@@ -153,10 +131,40 @@ def reset_database() -> None:
         load_default_templates(session=session)
 
 
+STEPS = (
+    "produce -> notification row (stream)",
+    "notification row -> delivery row (send_now: queue, Auth, plan)",
+    "delivery row -> provider call (queue, e-mail worker)",
+)
+
+
+def step_latencies(sent: dict[str, float], provider_at: dict[str, float]) -> dict[str, list[float]]:
+    """Each registration's time in each step, from the rows' commit-side timestamps.
+
+    Both timestamps are PostgreSQL's now() of the transaction that wrote the row, on the same
+    clock as the bench's (one machine).
+    """
+    with session_scope() as session:
+        rows = session.execute(
+            text(
+                "SELECT d.email, extract(epoch FROM n.created_at), extract(epoch FROM d.created_at)"
+                " FROM notifications n JOIN deliveries d USING (notification_id)"
+            )
+        ).all()
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    for email, stream_at, planned_at in rows:
+        if email not in sent or email not in provider_at:
+            continue
+        marks = (sent[email], float(stream_at), float(planned_at), provider_at[email])
+        for step, (start, end) in zip(STEPS, itertools.pairwise(marks), strict=True):
+            steps[step].append(end - start)
+    return steps
+
+
 def pipeline_latencies(
     rate: float, seconds: float, tmp: Path, email_processes: int = 1
-) -> tuple[list[float], dict[str, float], float]:
-    """Latencies, CPU seconds per process over the run, and the run's wall time."""
+) -> tuple[list[float], dict[str, list[float]], dict[str, float], float]:
+    """Latencies, per-step latencies, CPU seconds per process over the run, and its wall time."""
     settings = get_settings()
     count = int(rate * seconds)
     users = generate_users(count, seed=23)
@@ -193,11 +201,11 @@ def pipeline_latencies(
         wall = time.monotonic() - started
         cpu_after = cpu_snapshot(pipeline)
         cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-        latencies = [
-            r.at - sent[r.body["personalizations"][0]["to"][0]["email"]]
-            for r in sendgrid.accepted()
-        ]
-        return latencies, cpu, wall
+        provider_at = {
+            r.body["personalizations"][0]["to"][0]["email"]: r.at for r in sendgrid.accepted()
+        }
+        latencies = [at - sent[email] for email, at in provider_at.items()]
+        return latencies, step_latencies(sent, provider_at), cpu, wall
     finally:
         pipeline.stop()
         sendgrid.stop()
@@ -216,7 +224,7 @@ def main() -> None:
     args = parser.parse_args()
     reset_database()
     with tempfile.TemporaryDirectory(prefix="e2e-latency-") as tmp:
-        latencies, cpu, wall = pipeline_latencies(
+        latencies, steps, cpu, wall = pipeline_latencies(
             args.rate, args.seconds, Path(tmp), args.email_processes
         )
     floor = kafka_round_trip(args.rate, min(args.seconds, 10))
@@ -226,6 +234,10 @@ def main() -> None:
         f"welcome e-mail at the provider (produce -> provider call):"
     )
     print("  " + ", ".join(f"{k} {v * 1000:,.0f} ms" for k, v in pipe.items()))
+    print("by step (p50, p99):")
+    for step, values in steps.items():
+        shares = percentiles(values)
+        print(f"  {step:66} {shares['p50'] * 1000:7,.0f} ms {shares['p99'] * 1000:7,.0f} ms")
     print(f"baseline, bare Kafka round trip at the same rate ({len(floor)} messages):")
     print("  " + ", ".join(f"{k} {v * 1000:,.1f} ms" for k, v in base.items()))
     print(

@@ -21,10 +21,64 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (None once the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU seconds (user + system) a process has used so far; 0.0 once it is gone."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / TICKS if fields else 0.0
+
+
+def _parents() -> dict[int, int]:
+    """Every live process's parent."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def tree_cpu_seconds(root: int, parents: dict[int, int] | None = None) -> float:
+    """CPU seconds of a process and all its descendants, the exited ones included.
+
+    A process that exited and was waited for is in its parent's cutime/cstime: summing only the
+    live processes would lose, say, every PostgreSQL backend that closed during the run.
+    """
+    parents = _parents() if parents is None else parents
+    fields = _stat(root)
+    if not fields:
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
+    children = [pid for pid, parent in parents.items() if parent == root]
+    return own + sum(tree_cpu_seconds(child, parents) for child in children)
+
+
+def service_cpu_seconds(markers: dict[str, str]) -> dict[str, float]:
+    """CPU seconds of each service named by a command-line marker, its whole process tree.
+
+    The service's roots are its processes whose parent is not one of its own (the postmaster,
+    not each backend), so nothing is counted twice.
+    """
+    parents = _parents()
+    matching: dict[str, set[int]] = {name: set() for name in markers}
+    for pid in parents:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        for name, marker in markers.items():
+            if marker in cmdline:
+                matching[name].add(pid)
+    return {
+        name: sum(tree_cpu_seconds(pid, parents) for pid in pids if parents.get(pid) not in pids)
+        for name, pids in matching.items()
+    }
 
 
 def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
