@@ -109,14 +109,12 @@ def send_now(notification_ids: list[str] | str) -> dict[str, int]:
     """Plan and enqueue `once` notifications (the stream agents hand over one batch per task)."""
     ids = [notification_ids] if isinstance(notification_ids, str) else notification_ids
     statuses = digests.plan_once(
-        [uuid.UUID(i) for i in ids],
-        auth=_auth(),
-        settings=get_settings(),
-        now=utcnow(),
-        publisher=CeleryEmailPublisher(celery_app),
+        [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
     )
     for decision in statuses.values():
         metrics.PLANNED.labels("once", decision).inc()
+    if "scheduled" in statuses.values():
+        dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
     return dict(Counter(statuses.values()))
 
 

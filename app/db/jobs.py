@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import Exists, Row, Select, Table, and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -182,16 +182,10 @@ _REPLANNED_COLUMNS = (
 _NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
 
 
-class RecordedPlan(NamedTuple):
-    notification_id: uuid.UUID
-    delivery_id: uuid.UUID
-    status: str
-
-
 def record_plans(
     *, session: Session, plans: Sequence[dict[str, Any]], now: datetime
-) -> list[RecordedPlan]:
-    """Insert one delivery per notification and period; return the deliveries recorded.
+) -> list[tuple[uuid.UUID, str]]:
+    """Insert one delivery per notification and period; return (notification_id, status) recorded.
 
     A period that already has a delivery is left alone unless that delivery failed, in which
     case it is planned again: that is what makes two concurrent or repeated runs harmless.
@@ -212,15 +206,13 @@ def record_plans(
         },
         # One bound parameter per status: an expanding IN cannot run as executemany.
         where=or_(*(Delivery.status == status for status in REPLANNED_DELIVERY_STATUSES)),
-    ).returning(Delivery.notification_id, Delivery.delivery_id, Delivery.status)
+    ).returning(Delivery.notification_id, Delivery.status)
     rows = session.execute(stmt, [{"delivery_id": uuid.uuid4(), **p} for p in plans])
-    recorded = [RecordedPlan(row.notification_id, row.delivery_id, row.status) for row in rows]
+    recorded = [(row.notification_id, row.status) for row in rows]
     if recorded:
         ids_by_status: dict[str, list[uuid.UUID]] = defaultdict(list)
-        for plan in recorded:
-            ids_by_status[_NOTIFICATION_STATUS_OF_DELIVERY[plan.status]].append(
-                plan.notification_id
-            )
+        for notification_id, status in recorded:
+            ids_by_status[_NOTIFICATION_STATUS_OF_DELIVERY[status]].append(notification_id)
         for status, ids in ids_by_status.items():
             session.execute(
                 update(Notification)
@@ -280,20 +272,6 @@ def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: d
         .where(Delivery.delivery_id.in_(list(delivery_ids)))
         .values(status="enqueued", enqueued_at=now, updated_at=now)
     )
-
-
-def unmark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID]) -> int:
-    """Deliveries whose tasks were not published go back to `scheduled`, for the next sweep.
-
-    Only those still `enqueued`: one whose task did go out and was claimed is left to its worker.
-    """
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.delivery_id.in_(list(delivery_ids)), Delivery.status == "enqueued")
-        .values(status="scheduled", enqueued_at=None, updated_at=func.now())
-        .returning(Delivery.delivery_id)
-    )
-    return len(result.all())
 
 
 def reopen(

@@ -23,8 +23,6 @@ from app.db import jobs as store
 from app.db import planning_shards as shard_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
-from app.jobs import dispatch
-from app.jobs.dispatch import EmailPublisher
 from app.jobs.planning import Candidate, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
@@ -105,9 +103,11 @@ def run_digest(
             opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
             plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
             counts: Counter[str] = Counter()
-            for recorded in store.record_plans(session=session, plans=plans, now=now):
-                report.count(recorded.status)
-                counts[recorded.status] += 1
+            for _notification_id, status in store.record_plans(
+                session=session, plans=plans, now=now
+            ):
+                report.count(status)
+                counts[status] += 1
             if on_chunk is not None:
                 on_chunk(session, len(rows), counts)
         report.chunks += 1
@@ -196,21 +196,12 @@ def fail_shard(run_id: uuid.UUID, shard: int, *, error: str) -> None:
 
 
 def plan_once(
-    notification_ids: Sequence[uuid.UUID],
-    *,
-    auth: AuthClient,
-    settings: Settings,
-    now: datetime,
-    publisher: EmailPublisher | None = None,
+    notification_ids: Sequence[uuid.UUID], *, auth: AuthClient, settings: Settings, now: datetime
 ) -> dict[uuid.UUID, str]:
     """Plan the deliveries of `once` notifications (one Auth batch call); return their statuses.
 
-    With a publisher, the deliveries due now are handed to the `emails` queue straight from here
-    (see dispatch.enqueue_recorded); without one, or for a later send time, the dispatcher's
-    sweep does it. Rows that are not due (already planned, or of a cancelled campaign) are left
-    out.
+    Rows that are not due (already planned, or of a cancelled campaign) are left out.
     """
-    handoff = None
     with session_scope() as session:
         rows = store.lock_once_candidates(session=session, notification_ids=notification_ids)
         if not rows:
@@ -219,14 +210,7 @@ def plan_once(
         users = auth.get_users(user_ids)
         opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
         plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
-        recorded = store.record_plans(session=session, plans=plans, now=now)
-        if publisher is not None:
-            handoff = dispatch.enqueue_recorded(
-                session=session, plans=plans, recorded=recorded, now=now
-            )
-    if handoff and publisher is not None:
-        dispatch.publish_handoff(handoff, publisher=publisher)
-    return {plan.notification_id: plan.status for plan in recorded}
+        return dict(store.record_plans(session=session, plans=plans, now=now))
 
 
 PRUNE_CHUNK = 10_000

@@ -5,12 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any, Protocol
-
-from sqlalchemy.orm import Session
 
 from app.contracts import ContractError
 from app.db import jobs as store
@@ -81,70 +77,6 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
     if total:
         log.info("dispatched %d e-mail tasks", total)
     return total
-
-
-@dataclass(frozen=True)
-class Handoff:
-    """E-mail tasks marked `enqueued` in a planning transaction, to publish once it commits."""
-
-    tasks: list[tuple[dict[str, Any], float | None]]
-    delivery_ids: list[uuid.UUID]
-
-    def __bool__(self) -> bool:
-        return bool(self.tasks)
-
-
-def enqueue_recorded(
-    *,
-    session: Session,
-    plans: Sequence[dict[str, Any]],
-    recorded: Sequence[store.RecordedPlan],
-    now: datetime,
-) -> Handoff:
-    """Mark the deliveries just recorded and due now `enqueued`, in the planning transaction.
-
-    This is the dispatcher's work for mail planned to go out at once (a welcome, a `once`
-    mailing), done where the rows are already in hand instead of by the next sweep's scan.
-    The tasks are published only after the commit (`publish_handoff`): a worker must find the
-    row committed and `enqueued` when the task reaches it, or it would skip it.
-    """
-    plan_of = {plan["notification_id"]: plan for plan in plans}
-    due = [
-        SimpleNamespace(**plan_of[row.notification_id], delivery_id=row.delivery_id)
-        for row in recorded
-        if row.status == "scheduled"
-        and plan_of[row.notification_id]["send_at"] <= now + DISPATCH_LOOKAHEAD
-    ]
-    if not due:
-        return Handoff([], [])
-    tasks, broken = _tasks_of(due, now)
-    enqueued = [row.delivery_id for row in due if row.delivery_id not in broken]
-    if enqueued:
-        store.mark_enqueued(session=session, delivery_ids=enqueued, now=now)
-    store.mark_unsendable(session=session, errors=broken, now=now)
-    return Handoff(tasks, enqueued)
-
-
-def publish_handoff(handoff: Handoff, *, publisher: EmailPublisher) -> None:
-    """Publish a committed hand-off; if the broker refuses, its rows go back to the sweep.
-
-    Back to `scheduled`, so the dispatcher's next tick (10 s) publishes them again; a task that
-    did go out before the failure may still claim its row first, and the claim lets one task
-    only send a delivery, so nothing is sent twice. Should PostgreSQL be unreachable too, the rows stay `enqueued` and the resweep
-    (RESWEEP_AFTER) publishes them: later, but never lost.
-    """
-    try:
-        publisher.publish(handoff.tasks)
-    except Exception:
-        log.warning(
-            "publishing %d e-mail tasks failed; the dispatcher sends them",
-            len(handoff.tasks),
-            exc_info=True,
-        )
-        with session_scope() as session:
-            store.unmark_enqueued(session=session, delivery_ids=handoff.delivery_ids)
-        return
-    log.info("handed %d e-mail tasks to the queue", len(handoff.tasks))
 
 
 def _tasks_of(
