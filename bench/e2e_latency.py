@@ -139,9 +139,9 @@ STEPS = (
 
 
 def step_latencies(sent: dict[str, float], provider_at: dict[str, float]) -> dict[str, list[float]]:
-    """Each registration's time in each step, from the rows' commit-side timestamps.
+    """Each registration's time in each step, from the timestamps its rows were written with.
 
-    Both timestamps are PostgreSQL's now() of the transaction that wrote the row, on the same
+    Both are PostgreSQL's now(), the start of the transaction that wrote the row, on the same
     clock as the bench's (one machine).
     """
     with session_scope() as session:
