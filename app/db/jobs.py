@@ -234,32 +234,51 @@ _DISPATCH_COLUMNS = (
 )
 
 
-def lock_dispatchable(
-    *, session: Session, until: datetime, stale_before: datetime, limit: int
+def claim_dispatchable(
+    *, session: Session, until: datetime, stale_before: datetime, now: datetime, limit: int
 ) -> list[Row[*tuple[Any, ...]]]:
-    """Lock deliveries for the `emails` queue: due soon, or enqueued long ago and not sent.
+    """Mark deliveries `enqueued` and return them: due soon, or enqueued long ago and not sent.
 
-    Two queries, not one with an OR: under the OR PostgreSQL can no longer walk the
+    One `UPDATE … RETURNING` per kind, not a locking SELECT and then an UPDATE: the lock alone
+    writes every row once more, and the second statement is a second round trip and plan. The
+    caller publishes before it commits, so a crash in between leaves them `scheduled`.
+    Two kinds, not one query with an OR: under the OR PostgreSQL can no longer walk the
     (status, send_at) index in order and stop at `limit`, so it fetched and sorted every due
     row to return the first thousand, a cost that grows with the backlog on every sweep.
+    Core statements on the session's connection: the ORM's result machinery cost more than the
+    statements here.
     """
     due = (
-        select(*_DISPATCH_COLUMNS)
+        select(Delivery.delivery_id)
         .where(Delivery.status == "scheduled", Delivery.send_at <= until)
         .order_by(Delivery.send_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    rows = list(session.execute(due).all())
+    rows = _claim(session, due, now)
     if len(rows) < limit:
         # Rare and in no hurry: their first task was lost, or outlived its worker.
         stale = (
-            select(*_DISPATCH_COLUMNS)
+            select(Delivery.delivery_id)
             .where(Delivery.status == "enqueued", Delivery.enqueued_at < stale_before)
             .limit(limit - len(rows))
             .with_for_update(skip_locked=True)
         )
-        rows += session.execute(stale).all()
+        rows += _claim(session, stale, now)
+    return rows
+
+
+def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tuple[Any, ...]]]:
+    picked = chosen.cte("picked")
+    table = cast(Table, Delivery.__table__)
+    claim = (
+        update(table)
+        .where(table.c.delivery_id == picked.c.delivery_id)
+        .values(status="enqueued", enqueued_at=now, updated_at=now)
+        .returning(*(table.c[column.key] for column in _DISPATCH_COLUMNS))
+    )
+    rows = list(session.connection().execute(claim).all())
+    rows.sort(key=lambda row: row.send_at)  # RETURNING keeps no order; chunks follow send_at
     return rows
 
 
@@ -277,14 +296,6 @@ def mark_unsendable(*, session: Session, errors: dict[uuid.UUID, str], now: date
             .where(Notification.notification_id == notification_id)
             .values(status="failed", last_update=now)
         )
-
-
-def mark_enqueued(*, session: Session, delivery_ids: Sequence[uuid.UUID], now: datetime) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.delivery_id.in_(list(delivery_ids)))
-        .values(status="enqueued", enqueued_at=now, updated_at=now)
-    )
 
 
 def reopen(

@@ -55,21 +55,17 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
     total = 0
     while True:
         with session_scope() as session:
-            rows = store.lock_dispatchable(
+            rows = store.claim_dispatchable(
                 session=session,
                 until=now + DISPATCH_LOOKAHEAD,
                 stale_before=now - RESWEEP_AFTER,
+                now=now,
                 limit=limit,
             )
             if not rows:
                 break
             tasks, broken = _tasks_of(rows, now)
             publisher.publish(tasks)
-            store.mark_enqueued(
-                session=session,
-                delivery_ids=[row.delivery_id for row in rows if row.delivery_id not in broken],
-                now=now,
-            )
             store.mark_unsendable(session=session, errors=broken, now=now)
         total += len(rows)
         if len(rows) < limit:
