@@ -416,8 +416,9 @@ class _Watchdog:
             return work()
         finally:
             with self._lock:  # after this, the watchdog no longer fires at this thread
-                self._deadlines.pop(thread_id, None)
-            _set_async_exc(thread_id, None)  # drop one that fired and was not delivered yet
+                fired = self._deadlines.pop(thread_id, None) is None
+            if fired:
+                _set_async_exc(thread_id, None)  # drop it if it was not delivered yet
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

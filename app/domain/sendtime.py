@@ -122,6 +122,8 @@ def _outside_quiet(instant: datetime, tz: ZoneInfo, quiet: tuple[time, time] | N
     return instant
 
 
+# A run plans every user of a zone at the same `now`: the answer is the same for all of them.
+@lru_cache(maxsize=4096)
 def send_time(
     *, now_utc: datetime, tz: ZoneInfo, send_hour: int, quiet: tuple[time, time] | None
 ) -> datetime:

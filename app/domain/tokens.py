@@ -30,7 +30,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _signature(secret: str, payload: str) -> str:
-    return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:20])
+    # hmac.digest: the one-shot C path; an HMAC object per link was a tenth of planning a mail.
+    return _b64(hmac.digest(secret.encode(), payload.encode(), hashlib.sha256)[:20])
 
 
 def make_unsubscribe_token(

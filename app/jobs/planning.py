@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypedDict
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from app.auth.client import AuthUser
@@ -132,7 +131,8 @@ def _signed_link(
         kind=kind,
         expires_at=now + UNSUBSCRIBE_TOKEN_TTL,
     )
-    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+    # The token's alphabet (URL-safe base64 and ".") needs no escaping in a query string.
+    return f"{settings.public_base_url.rstrip('/')}{path}?token={token}"
 
 
 def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: datetime) -> str:
