@@ -89,7 +89,7 @@ def send_hour_arrives() -> int:
         ).rowcount
     engine = create_engine(get_settings().database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text("VACUUM ANALYZE deliveries"))
+        conn.execute(text("VACUUM ANALYZE deliveries, delivery_contents"))
     engine.dispose()
     return int(moved)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kombu import Connection, Exchange, Queue
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from app.auth.client import AuthUser
 from app.config import REPO_ROOT, Settings
 from app.db import jobs as store
-from app.db.models import Delivery
+from app.db.models import Delivery, DeliveryContent
 from app.db.session import session_scope
 from app.delivery.send_pool import CHUNKS_IN_FLIGHT
 from app.domain.vocabulary import TEMPLATE_OF_KIND
@@ -103,6 +103,22 @@ def purge_emails_queue(settings: Settings) -> None:
 def deliveries() -> dict[uuid.UUID, Delivery]:
     with session_scope() as session:
         return {d.delivery_id: d for d in session.scalars(select(Delivery))}
+
+
+def mail_rows() -> dict[uuid.UUID, Row[Any]]:
+    """Every delivery as the dispatcher claims it: what its e-mail task is built from."""
+    query = select(
+        Delivery.delivery_id,
+        Delivery.notification_id,
+        Delivery.email,
+        Delivery.send_at,
+        DeliveryContent.subject,
+        DeliveryContent.body_html,
+        DeliveryContent.body_text,
+        DeliveryContent.headers,
+    ).outerjoin(DeliveryContent)
+    with session_scope() as session:
+        return {row.delivery_id: row for row in session.execute(query)}
 
 
 def statuses_settled(ids: list[uuid.UUID], final: set[str]) -> Callable[[], dict | None]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 from app.db.models import (
     Campaign,
     Delivery,
+    DeliveryContent,
     Message,
     Notification,
     OptOut,
@@ -167,18 +168,9 @@ def opted_out_kinds(
     return {user_id: frozenset(kinds) for user_id, kinds in found.items()}
 
 
-_REPLANNED_COLUMNS = (
-    "send_at",
-    "send_reason",
-    "status",
-    "email",
-    "subject",
-    "body_html",
-    "body_text",
-    "headers",
-    "reported_count",
-    "error",
-)
+_REPLANNED_COLUMNS = ("send_at", "send_reason", "status", "email", "reported_count", "error")
+# The rendered mail: in `delivery_contents`, written once per plan, never by a state change.
+_CONTENT_COLUMNS = ("subject", "body_html", "body_text", "headers")
 _NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
 
 
@@ -206,8 +198,15 @@ def record_plans(
         },
         # One bound parameter per status: an expanding IN cannot run as executemany.
         where=or_(*(Delivery.status == status for status in REPLANNED_DELIVERY_STATUSES)),
-    ).returning(Delivery.notification_id, Delivery.status)
-    rows = session.execute(stmt, [{"delivery_id": uuid.uuid4(), **p} for p in plans])
+    ).returning(
+        Delivery.delivery_id, Delivery.notification_id, Delivery.period_key, Delivery.status
+    )
+    state = [
+        {"delivery_id": uuid.uuid4(), **{k: v for k, v in p.items() if k not in _CONTENT_COLUMNS}}
+        for p in plans
+    ]
+    rows = session.execute(stmt, state).all()
+    _record_contents(session, plans, rows)
     recorded = [(row.notification_id, row.status) for row in rows]
     if recorded:
         ids_by_status: dict[str, list[uuid.UUID]] = defaultdict(list)
@@ -222,14 +221,33 @@ def record_plans(
     return recorded
 
 
+def _record_contents(
+    session: Session, plans: Sequence[dict[str, Any]], recorded: Sequence[Row[*tuple[Any, ...]]]
+) -> None:
+    """Write the mail of the deliveries just inserted or planned again, and of no other.
+
+    Skipped and failed plans too, with their NULLs: a re-planned delivery must not keep the mail
+    of the plan it replaces. Its own executemany, batched like the insert above.
+    """
+    if not recorded:
+        return
+    by_period = {(p["notification_id"], p["period_key"]): p for p in plans}
+    new = insert(cast(Table, DeliveryContent.__table__))
+    stmt = new.on_conflict_do_update(
+        index_elements=[DeliveryContent.delivery_id],
+        set_={c: new.excluded[c] for c in _CONTENT_COLUMNS},
+    )
+    contents = []
+    for row in recorded:
+        plan = by_period[(row.notification_id, row.period_key)]
+        contents.append({"delivery_id": row.delivery_id, **{c: plan[c] for c in _CONTENT_COLUMNS}})
+    session.execute(stmt, contents)
+
+
 _DISPATCH_COLUMNS = (
     Delivery.delivery_id,
     Delivery.notification_id,
     Delivery.email,
-    Delivery.subject,
-    Delivery.body_html,
-    Delivery.body_text,
-    Delivery.headers,
     Delivery.send_at,
 )
 
@@ -269,13 +287,27 @@ def claim_dispatchable(
 
 
 def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tuple[Any, ...]]]:
+    """`UPDATE deliveries … FROM (picked LEFT JOIN delivery_contents) … RETURNING` both.
+
+    The mail is read, not written: the contents row keeps its one version. A LEFT JOIN, so a
+    delivery without one is still claimed, and then fails alone on the task contract.
+    """
     picked = chosen.cte("picked")
     table = cast(Table, Delivery.__table__)
+    contents = cast(Table, DeliveryContent.__table__)
+    mail = (
+        select(picked.c.delivery_id, *(contents.c[c] for c in _CONTENT_COLUMNS))
+        .select_from(picked.outerjoin(contents, contents.c.delivery_id == picked.c.delivery_id))
+        .subquery("mail")
+    )
     claim = (
         update(table)
-        .where(table.c.delivery_id == picked.c.delivery_id)
+        .where(table.c.delivery_id == mail.c.delivery_id)
         .values(status="enqueued", enqueued_at=now, updated_at=now)
-        .returning(*(table.c[column.key] for column in _DISPATCH_COLUMNS))
+        .returning(
+            *(table.c[column.key] for column in _DISPATCH_COLUMNS),
+            *(mail.c[c] for c in _CONTENT_COLUMNS),
+        )
     )
     rows = list(session.connection().execute(claim).all())
     rows.sort(key=lambda row: row.send_at)  # RETURNING keeps no order; chunks follow send_at

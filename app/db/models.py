@@ -230,12 +230,6 @@ class Delivery(Base):
         String(10), nullable=False, default="scheduled", server_default="scheduled"
     )
     email: Mapped[str | None] = mapped_column(String(320))
-    subject: Mapped[str | None] = mapped_column(Text)
-    body_html: Mapped[str | None] = mapped_column(Text)
-    body_text: Mapped[str | None] = mapped_column(Text)
-    headers: Mapped[dict[str, str]] = mapped_column(
-        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
-    )
     reported_count: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
@@ -253,6 +247,32 @@ class Delivery(Base):
     )
 
     notification: Mapped[Notification] = relationship()
+    # Loaded only when asked for: the state changes above never need the mail.
+    content: Mapped[DeliveryContent | None] = relationship(
+        back_populates="delivery", uselist=False, passive_deletes=True
+    )
+
+
+class DeliveryContent(Base):
+    """The rendered e-mail of one delivery, written when it is planned (and re-planned) only.
+
+    Apart from `deliveries` so the state changes of a send (enqueued, sending, sent) each write a
+    narrow row version instead of copying the mail with it.
+    """
+
+    __tablename__ = "delivery_contents"
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deliveries.delivery_id", ondelete="CASCADE"), primary_key=True
+    )
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
+
+    delivery: Mapped[Delivery] = relationship(back_populates="content")
 
 
 class DeliveryEvent(Base):

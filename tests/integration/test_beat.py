@@ -20,7 +20,7 @@ from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
 
 from app.auth.dev_server import DevAuthServer
 from app.config import Settings
-from app.db.models import Delivery, Notification
+from app.db.models import Delivery, DeliveryContent, Notification
 from app.db.session import session_scope
 from app.jobs.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIGEST, celery_app
 from app.jobs.handoff import request_send_now
@@ -133,9 +133,7 @@ def test_beat_runs_the_dispatcher_from_the_database_schedule(
                 status="scheduled",
                 send_at=datetime.now(UTC) - timedelta(minutes=1),
                 email="ann@example.com",
-                subject="Hello",
-                body_html="<p>x</p>",
-                body_text="x",
+                content=DeliveryContent(subject="Hello", body_html="<p>x</p>", body_text="x"),
             )
             session.add(delivery)
         deadline = time.monotonic() + 45  # the dispatch entry runs every 10 s

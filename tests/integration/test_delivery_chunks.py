@@ -20,8 +20,8 @@ from app.jobs.dispatch import task_of_row as email_task
 from app.jobs.handoff import CeleryEmailPublisher
 from harness.delivery import (
     Worker,
-    deliveries,
     dispatch,
+    mail_rows,
     purge_emails_queue,
     seed,
     statuses_settled,
@@ -132,7 +132,7 @@ def test_a_redelivered_chunk_sends_only_what_was_not_sent(sendgrid, worker) -> N
         )
     assert dispatch(utcnow()) == 5
     _settle(first)
-    rows = deliveries()
+    rows = mail_rows()
     chunk = [email_task(rows[i]) for i in [*first, fresh]]
     # The chunk comes again (a redelivery after a lost ack), twice, with the new one in it.
     CeleryEmailPublisher(celery_app).publish_chunks([(chunk, None), (chunk, None)])

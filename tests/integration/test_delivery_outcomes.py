@@ -24,6 +24,7 @@ from harness.delivery import (
     Worker,
     deliveries,
     dispatch,
+    mail_rows,
     purge_emails_queue,
     seed,
     statuses_settled,
@@ -145,7 +146,7 @@ def test_duplicate_tasks_send_once_and_likes_that_came_meanwhile_stay(sendgrid, 
         session.execute(update(Notification).values(like_count=5))
     done_before = worker.log_text().count(f"delivery {delivery_id} not sent: done")
     dispatch(utcnow())
-    task = email_task(deliveries()[delivery_id])
+    task = email_task(mail_rows()[delivery_id])
     CeleryEmailPublisher(celery_app).publish([(task, None)] * 4)
     found = _settle([delivery_id])
     assert found[delivery_id].status == "sent"

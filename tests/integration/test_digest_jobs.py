@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from kombu import Connection, Exchange, Queue
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.auth.client import AuthUnavailable
 from app.auth.dev_server import DevAuthHandler, DevAuthServer
@@ -100,7 +101,8 @@ def _due_daily(rows: dict[uuid.UUID, Spec]) -> dict[uuid.UUID, Spec]:
 
 def _deliveries() -> dict[uuid.UUID, Delivery]:
     with session_scope() as session:
-        return {d.notification_id: d for d in session.scalars(select(Delivery))}
+        query = select(Delivery).options(selectinload(Delivery.content))
+        return {d.notification_id: d for d in session.scalars(query)}
 
 
 def _notification_status() -> dict[uuid.UUID, str]:
@@ -162,13 +164,14 @@ def test_daily_job_plans_exactly_the_due_rows(
         assert delivery.period_key == ("2026-11-26" if zone in NEXT_DAY_ZONES else "2026-11-25")
         if status == "scheduled":
             assert delivery.email == user["email"]
-            assert user["name"] in delivery.subject
-            assert delivery.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-            assert delivery.headers["List-Unsubscribe"].startswith("<http")
+            assert delivery.content is not None
+            assert user["name"] in delivery.content.subject
+            assert delivery.content.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert delivery.content.headers["List-Unsubscribe"].startswith("<http")
             assert delivery.reported_count == (spec.like_count if spec.kind == "likes" else 0)
             if spec.kind == "mailing":  # user text is escaped in HTML, literal in text
-                assert "Daily &lt;news&gt;" in delivery.body_html
-                assert "Daily <news>" in delivery.body_text
+                assert "Daily &lt;news&gt;" in delivery.content.body_html
+                assert "Daily <news>" in delivery.content.body_text
     assert report.by_status == expected_counts
     assert {"scheduled", "skipped"} <= set(expected_counts)
     # Rows of other periodicities, and likes with nothing to report, were not touched.
@@ -206,8 +209,8 @@ def test_daily_job_plans_exactly_the_due_rows(
             assert payload["notification_id"] == str(delivery.notification_id)
             assert (payload["email"], payload["subject"], payload["body"]) == (
                 delivery.email,
-                delivery.subject,
-                delivery.body_html,
+                delivery.content.subject,
+                delivery.content.body_html,
             )
             seen.append(delivery.delivery_id)
     assert set(seen) == set(due_now) and len(seen) == len(due_now)

@@ -78,9 +78,10 @@ def _deliveries() -> list[Any]:
         return list(
             session.execute(
                 text(
-                    "SELECT d.delivery_id, d.status, d.error, d.subject, n.user_id,"
+                    "SELECT d.delivery_id, d.status, d.error, c.subject, n.user_id,"
                     " n.status AS n_status FROM deliveries d JOIN notifications n"
                     " USING (notification_id)"
+                    " LEFT JOIN delivery_contents c ON c.delivery_id = d.delivery_id"
                 )
             )
         )
@@ -157,7 +158,7 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
     with session_scope() as session:  # e.g. planned by an older version, before the checks
         session.execute(
             text(
-                "UPDATE deliveries SET subject = :s WHERE delivery_id = ("
+                "UPDATE delivery_contents SET subject = :s WHERE delivery_id = ("
                 " SELECT delivery_id FROM deliveries ORDER BY send_at LIMIT 1)"
             ),
             {"s": "x" * 1200},

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import insert
 
 from app.config import Settings
-from app.db.models import Delivery
+from app.db.models import DeliveryContent
 from app.db.session import session_scope
 from app.delivery.mail import OutgoingEmail
 from app.delivery.mail.outbox_backend import OutboxBackend
@@ -256,9 +256,11 @@ def test_a_viewer_reads_mail_without_its_recipients_tokens(
     [delivery_id] = simulate_deliveries({user_id: "sent"}).values()
     with session_scope() as session:
         session.execute(
-            update(Delivery)
-            .where(Delivery.delivery_id == delivery_id)
-            .values(body_text=f"Unsubscribe: {link}", headers={"List-Unsubscribe": f"<{link}>"})
+            insert(DeliveryContent).values(
+                delivery_id=delivery_id,
+                body_text=f"Unsubscribe: {link}",
+                headers={"List-Unsubscribe": f"<{link}>"},
+            )
         )
     token = link.split("token=")[1]
     for role, sees in (("viewer", False), ("editor", True)):

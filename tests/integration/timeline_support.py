@@ -59,7 +59,11 @@ def _send(notification_id: uuid.UUID, settings: Settings, outbox: Path) -> uuid.
     """The e-mail worker's send of this notification's delivery, to the outbox."""
     with session_scope() as session:
         row = session.execute(
-            text("SELECT * FROM deliveries WHERE notification_id = :n"), {"n": notification_id}
+            text(
+                "SELECT * FROM deliveries LEFT JOIN delivery_contents USING (delivery_id)"
+                " WHERE notification_id = :n"
+            ),
+            {"n": notification_id},
         ).one()
     task = task_of_row(row)  # what the dispatcher puts on the `emails` queue
     backend = OutboxBackend(outbox, sender=settings.email_from)

@@ -7,6 +7,7 @@ from typing import Any
 from sqladmin import action
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from sqlalchemy import Select, select
+from sqlalchemy.orm import joinedload
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -124,7 +125,7 @@ class DeliveryAdmin(PortalView, model=Delivery):
         Delivery.provider_message_id,
         Delivery.error,
         Delivery.email,
-        Delivery.subject,
+        "content.subject",
         "notification.kind",
         "notification.user_id",
         Delivery.notification_id,
@@ -134,8 +135,8 @@ class DeliveryAdmin(PortalView, model=Delivery):
         Delivery.sent_at,
         Delivery.updated_at,
         Delivery.reported_count,
-        Delivery.headers,
-        Delivery.body_text,
+        "content.headers",
+        "content.body_text",
     ]
     column_labels = {
         "notification.kind": "Kind",
@@ -148,6 +149,9 @@ class DeliveryAdmin(PortalView, model=Delivery):
         Delivery.error: "Provider error",
         Delivery.period_key: "Period",
         Delivery.send_at: "Send at",
+        "content.subject": "Subject",
+        "content.headers": "Headers",
+        "content.body_text": "Text body",
     }
     column_formatters = {Delivery.error: error_code, Delivery.created_at: when}
     column_searchable_list = [
@@ -167,15 +171,20 @@ class DeliveryAdmin(PortalView, model=Delivery):
     ]
     page_size = 50
 
+    def details_query(self, request: Request) -> Select[Any]:
+        """The delivery with its mail, in one query: redacting it below needs it loaded."""
+        return super().details_query(request).options(joinedload(Delivery.content))
+
     async def get_object_for_details(self, request: Request) -> Any:
         """The delivery; for a viewer, with its body's and headers' recipient tokens redacted
-        (the object is detached from its session by now: nothing of this is written back)."""
+        (the objects are detached from their session by now: nothing of this is written back)."""
         delivery = await super().get_object_for_details(request)
-        if delivery is not None and not sees_recipient_tokens(request.state.portal_user):
-            if delivery.body_text is not None:
-                delivery.body_text = redact_tokens(delivery.body_text)
-            headers = delivery.headers or {}
-            delivery.headers = {name: redact_tokens(str(value)) for name, value in headers.items()}
+        content = delivery.content if delivery is not None else None
+        if content is not None and not sees_recipient_tokens(request.state.portal_user):
+            if content.body_text is not None:
+                content.body_text = redact_tokens(content.body_text)
+            headers = content.headers or {}
+            content.headers = {name: redact_tokens(str(value)) for name, value in headers.items()}
         return delivery
 
     @action(name="retry", label="Retry", add_in_detail=True, add_in_list=True)
