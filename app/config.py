@@ -256,9 +256,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sending_timeout_covers_provider_call(self) -> Settings:
-        # Shorter than a provider call, a live worker's send would be taken over and duplicated.
-        if self.email_sending_timeout_s <= self.email_timeout_s:
-            raise ValueError("EMAIL_SENDING_TIMEOUT_S must be longer than EMAIL_TIMEOUT_S")
+        # A claimed e-mail may wait for one provider call of its thread before its own starts
+        # (CLAIMS_PER_THREAD in app/delivery/send_pool.py). A shorter timeout would take a live
+        # worker's send over and duplicate it.
+        if self.email_sending_timeout_s <= 2 * self.email_timeout_s:
+            raise ValueError(
+                "EMAIL_SENDING_TIMEOUT_S must be longer than twice EMAIL_TIMEOUT_S: a claimed "
+                "e-mail may wait for one provider call before its own"
+            )
         return self
 
     @field_validator("portal_trusted_proxies")

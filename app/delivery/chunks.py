@@ -8,11 +8,13 @@ delivery: a delivery claimed elsewhere is left alone (looked at on its own, as t
 does), throttling and provider outages hand it back without spending an attempt, a send the
 provider accepted but PostgreSQL could not record is only recorded later, never sent again.
 
-Why waves and not the whole chunk at once: a delivery is claimed only when a send slot is free
-for it (EMAIL_SEND_CONCURRENCY per process), so a claim never waits in 'sending' behind other
-sends (EMAIL_SENDING_TIMEOUT_S only has to cover one provider call), and a worker killed
-mid-chunk leaves at most its slots' worth of accepted but unrecorded sends in the provider-ack
-window.
+Why waves and not the whole chunk at once: a process holds at most CLAIMS_PER_THREAD claims per
+send thread (EMAIL_SEND_CONCURRENCY), from the claim to the record, and a wave is as large as the
+send threads at most. So the next wave is claimed while the one before it is in the provider call
+and starts as soon as a thread is free (PostgreSQL's round trips overlap the sends instead of
+leaving the threads idle), a claim waits in 'sending' for at most one provider call before its own
+(EMAIL_SENDING_TIMEOUT_S covers two), and a worker killed mid-chunk leaves at most its slots' worth
+of accepted but unrecorded sends in the provider-ack window.
 
 Retries go back as chunks of their own, so a chunk never waits for its slowest mail.
 
@@ -27,8 +29,9 @@ import logging
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,13 +101,38 @@ def deliver_chunk(
             report.counts["done"] += 1
             continue
         tracked[delivery_id] = item
-    pending = list(tracked.items())
-    capacity = send_capacity(settings.email_send_concurrency)
-    while pending:
-        taken = capacity.slots.take(len(pending))
-        wave, pending = pending[:taken], pending[taken:]
-        _send_wave(wave, report, backend, settings, now, capacity)
+    _send_in_waves(list(tracked.items()), report, backend, settings, now)
     return report
+
+
+def _send_in_waves(
+    pending: list[tuple[uuid.UUID, dict[str, Any]]],
+    report: ChunkReport,
+    backend: EmailBackend,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Claim the next wave while the one before is in the provider call; record them in order.
+
+    A wave is as large as the send threads at most, and is claimed only when claim slots are
+    free; when none are, the oldest wave in flight is waited for and recorded, which gives its
+    slots back. Sends already out are recorded even when a later claim fails.
+    """
+    capacity = send_capacity(settings.email_send_concurrency)
+    waves: deque[_Wave] = deque()
+    try:
+        while pending or waves:
+            wanted = min(len(pending), capacity.threads)
+            taken = capacity.slots.take(wanted, wait=not waves) if wanted else 0
+            if taken:
+                wave, pending = pending[:taken], pending[taken:]
+                waves.append(_start_wave(wave, report, backend, settings, capacity))
+            else:
+                _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
+    except BaseException:
+        while waves:
+            _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
+        raise
 
 
 def _admit(
@@ -149,34 +177,55 @@ def _count_single(item: dict[str, Any], outcome: sending.Outcome, report: ChunkR
         report.record_items.append(item)
 
 
-def _send_wave(
+@dataclass(frozen=True, slots=True)
+class _Wave:
+    """Deliveries claimed together, and their sends on the process's send threads."""
+
+    claimed: list[_Claimed]
+    sends: list[Future[SendResult | SendError]]
+
+
+def _start_wave(
     wave: Sequence[tuple[uuid.UUID, dict[str, Any]]],
     report: ChunkReport,
     backend: EmailBackend,
     settings: Settings,
-    now: datetime,
     capacity: SendCapacity,
-) -> None:
-    """Claim, send and record one wave; it holds a slot per delivery until its send ends."""
+) -> _Wave:
+    """Claim a wave in one statement and hand its sends to the send threads."""
     try:
         claimed = _claim(wave, report, settings)
     except BaseException:
         capacity.slots.give(len(wave))
         raise
     capacity.slots.give(len(wave) - len(claimed))  # nothing to send for those
-    if not claimed:
-        return
-    results = list(capacity.pool.map(sender(backend, capacity.slots), [c.item for c in claimed]))
-    records: list[Record] = []
-    verdicts: dict[uuid.UUID, sending.FailureVerdict] = {}
-    for done, result in zip(claimed, results, strict=True):
-        records.append(_record_of(done, result, backend, settings, verdicts))
-    recorded = _record(records, now)
-    if recorded is None:  # PostgreSQL out of reach for longer than the record's tries
-        _hand_back_unrecorded(claimed, records, report)
-        return
-    for done, record in zip(claimed, records, strict=True):
-        _settle(done, record, record.delivery_id in recorded, verdicts, report)
+    send = sender(backend)
+    return _Wave(claimed, [capacity.pool.submit(send, done.item) for done in claimed])
+
+
+def _finish_wave(
+    wave: _Wave,
+    report: ChunkReport,
+    backend: EmailBackend,
+    settings: Settings,
+    now: datetime,
+    capacity: SendCapacity,
+) -> None:
+    """Wait for a wave's sends and record every outcome in one statement; free its slots."""
+    try:
+        results = [send.result() for send in wave.sends]
+        records: list[Record] = []
+        verdicts: dict[uuid.UUID, sending.FailureVerdict] = {}
+        for done, result in zip(wave.claimed, results, strict=True):
+            records.append(_record_of(done, result, backend, settings, verdicts))
+        recorded = _record(records, now)
+        if recorded is None:  # PostgreSQL out of reach for longer than the record's tries
+            _hand_back_unrecorded(wave.claimed, records, report)
+            return
+        for done, record in zip(wave.claimed, records, strict=True):
+            _settle(done, record, record.delivery_id in recorded, verdicts, report)
+    finally:
+        capacity.slots.give(len(wave.claimed))
 
 
 def _claim(

@@ -57,7 +57,7 @@ def worker(fake: FakeSendGrid, tmp_path_factory: pytest.TempPathFactory) -> Iter
         email_retry_base_s=0.1,
         email_retry_max_s=0.5,
         email_timeout_s=2,
-        email_sending_timeout_s=4,
+        email_sending_timeout_s=5,
     ).start()
     yield running
     running.kill()

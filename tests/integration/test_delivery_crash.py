@@ -30,7 +30,7 @@ def test_kill_9_mid_run_sends_each_delivery_once_but_the_window(
         "sendgrid_host": fake.url,
         "sendgrid_api_key": fake.api_key,
         "email_timeout_s": 2,
-        "email_sending_timeout_s": 3,
+        "email_sending_timeout_s": 5,
     }
     workers = []
     try:

@@ -224,9 +224,14 @@ def test_sending_timeout_must_outlast_a_provider_call() -> None:
     from pydantic import ValidationError
 
     from app.config import Settings
+    from app.delivery.send_pool import CLAIMS_PER_THREAD
 
     with pytest.raises(ValidationError, match="EMAIL_SENDING_TIMEOUT_S"):
         Settings(email_timeout_s=10, email_sending_timeout_s=5)
+    # A claim may wait for one provider call per claim held per thread before its own ends.
+    with pytest.raises(ValidationError, match="EMAIL_SENDING_TIMEOUT_S"):
+        Settings(email_timeout_s=10, email_sending_timeout_s=10 * CLAIMS_PER_THREAD)
+    assert Settings(email_timeout_s=10, email_sending_timeout_s=10 * CLAIMS_PER_THREAD + 1)
 
 
 def test_a_long_unsubscribe_url_stays_a_literal_header_on_the_wire() -> None:
