@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 DISPATCH_LOOKAHEAD = timedelta(seconds=60)
 RESWEEP_AFTER = timedelta(minutes=15)  # enqueued but not sent by then: enqueue again
 ONCE_HANDOFF_GRACE = timedelta(minutes=2)  # a `once` row still pending after this was lost
+# Batches a backlog is dispatched in side by side: one in PostgreSQL while the other publishes.
+DISPATCH_LANES = 2
 
 
 class EmailPublisher(Protocol):
@@ -51,28 +54,48 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
     Publishing happens before the commit: a crash in between re-publishes on the next sweep and the
     e-mail worker's per-delivery state makes the duplicate harmless; the reverse order could lose
     mail. Deliveries enqueued long ago and still not sent are enqueued again for the same reason.
+    A backlog (a first batch that came back full) is worked by DISPATCH_LANES batches side by side,
+    so one batch's claim in PostgreSQL overlaps another's publishing; `SKIP LOCKED` keeps them
+    apart.
     """
-    total = 0
-    while True:
-        with session_scope() as session:
-            rows = store.claim_dispatchable(
-                session=session,
-                until=now + DISPATCH_LOOKAHEAD,
-                stale_before=now - RESWEEP_AFTER,
-                now=now,
-                limit=limit,
-            )
-            if not rows:
-                break
-            tasks, broken = _tasks_of(rows, now)
-            publisher.publish(tasks)
-            store.mark_unsendable(session=session, errors=broken, now=now)
-        total += len(rows)
-        if len(rows) < limit:
-            break
+    total = _dispatch_batch(publisher, now, limit)
+    if total == limit:
+        with ThreadPoolExecutor(DISPATCH_LANES, thread_name_prefix="dispatch") as lanes:
+            running = [
+                lanes.submit(_dispatch_lane, publisher, now, limit) for _ in range(DISPATCH_LANES)
+            ]
+            total += sum(lane.result() for lane in running)
     if total:
         log.info("dispatched %d e-mail tasks", total)
     return total
+
+
+def _dispatch_lane(publisher: EmailPublisher, now: datetime, limit: int) -> int:
+    """Dispatch batch after batch until one comes back short."""
+    total = 0
+    while True:
+        count = _dispatch_batch(publisher, now, limit)
+        total += count
+        if count < limit:
+            return total
+
+
+def _dispatch_batch(publisher: EmailPublisher, now: datetime, limit: int) -> int:
+    """Claim up to `limit` deliveries, publish their tasks, then commit; return how many."""
+    with session_scope() as session:
+        rows = store.claim_dispatchable(
+            session=session,
+            until=now + DISPATCH_LOOKAHEAD,
+            stale_before=now - RESWEEP_AFTER,
+            now=now,
+            limit=limit,
+        )
+        if not rows:
+            return 0
+        tasks, broken = _tasks_of(rows, now)
+        publisher.publish(tasks)
+        store.mark_unsendable(session=session, errors=broken, now=now)
+    return len(rows)
 
 
 def _tasks_of(

@@ -6,6 +6,8 @@ publisher (the task contract is what is under test, not RabbitMQ).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -171,6 +173,59 @@ def test_a_row_whose_task_breaks_the_contract_fails_alone_and_never_comes_back(
     later = RecordingPublisher()  # the others are re-swept then (never sent); the broken one is not
     assert dispatch.dispatch_due(publisher=later, now=NOW + dispatch.RESWEEP_AFTER * 2) == 4
     assert str(broken.delivery_id) not in {t["delivery_id"] for t in later.tasks}
+
+
+class ThreadRecordingPublisher(RecordingPublisher):
+    """Also keeps which thread published each call; from call number `down_from`, the broker is
+    down: every call fails."""
+
+    def __init__(self, down_from: int | None = None) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+        self.calls = 0
+        self.down_from = down_from
+        self._lock = threading.Lock()
+
+    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+        with self._lock:
+            self.calls += 1
+            if self.down_from is not None and self.calls >= self.down_from:
+                raise ConnectionError("the broker went away mid-backlog")
+            self.threads.add(threading.current_thread().name)
+        time.sleep(0.05)  # a publish that takes a moment, so the lanes overlap
+        with self._lock:
+            super().publish(tasks)
+
+
+def test_a_backlog_is_dispatched_by_lanes_side_by_side_each_delivery_once(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    ids = _rows("welcome", users)
+    digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    publisher = ThreadRecordingPublisher()
+    assert dispatch.dispatch_due(publisher=publisher, now=NOW, limit=40) == 500
+    published = Counter(t["delivery_id"] for t in publisher.tasks)
+    assert len(published) == 500 and set(published.values()) == {1}
+    assert len(publisher.threads) > 1  # the backlog was worked by more than one lane
+    assert {d.status for d in _deliveries()} == {"enqueued"}
+
+
+def test_a_publish_that_fails_mid_backlog_leaves_its_batch_to_the_next_sweep(
+    db: str, users: list[dict[str, Any]], auth: AuthClient, settings: Settings
+) -> None:
+    ids = _rows("welcome", users)
+    digests.plan_once(ids, auth=auth, settings=settings, now=NOW)
+    failing = ThreadRecordingPublisher(down_from=4)
+    with pytest.raises(ConnectionError):
+        dispatch.dispatch_due(publisher=failing, now=NOW, limit=40)
+    rows = _deliveries()
+    enqueued = {str(d.delivery_id) for d in rows if d.status == "enqueued"}
+    assert enqueued == {t["delivery_id"] for t in failing.tasks}  # committed = published
+    assert {d.status for d in rows} == {"enqueued", "scheduled"}
+    again = ThreadRecordingPublisher()
+    assert dispatch.dispatch_due(publisher=again, now=NOW, limit=40) == 500 - len(enqueued)
+    assert not enqueued & {t["delivery_id"] for t in again.tasks}  # nothing published twice
+    assert {d.status for d in _deliveries()} == {"enqueued"}
 
 
 def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None:
