@@ -8,7 +8,7 @@ import time
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.delivery.send_pool import CHUNKS_IN_FLIGHT
+from app.delivery.send_pool import CLAIMS_PER_THREAD
 from harness.delivery import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for
 from harness.fakes.sendgrid import FakeSendGrid
 
@@ -58,10 +58,10 @@ def test_kill_9_mid_run_sends_each_delivery_once_but_the_window(
     assert {found[i].status for i in ids} == {"sent"}
     assert set(counts) == {str(i) for i in ids}  # none lost
     # Only the documented window duplicates: deliveries claimed again after the kill, at most
-    # the accepted but not yet recorded sends of the waves in flight (each of the chunks in
-    # flight has at most CONCURRENCY sends claimed), each sent at most twice.
+    # the accepted but not yet recorded sends of the waves in flight (a process holds at most
+    # CLAIMS_PER_THREAD claims per send thread until their record), each sent at most twice.
     assert all(found[i].attempts >= 2 for i in ids if str(i) in duplicates)
-    assert len(duplicates) <= CHUNKS_IN_FLIGHT * CONCURRENCY and set(duplicates.values()) <= {2}
+    assert len(duplicates) <= CLAIMS_PER_THREAD * CONCURRENCY and set(duplicates.values()) <= {2}
     reclaimed = sum(1 for i in ids if found[i].attempts >= 2)
     elapsed = time.monotonic() - started
     log.warning(
