@@ -623,10 +623,13 @@ $(show_listeners "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")"
 
 kafka_wait() {
   if ((KAFKA_STARTED)); then
-    # alive and listening ...
-    local deadline=$((SECONDS + TIMEOUT))
+    # alive and listening ... (alive by kill -0 on the pid we launched, not kafka_running: while
+    # setsid and nohup exec into java, /proc/PID/cmdline can read empty for a moment, which was
+    # once taken for an exit during a restart)
+    local deadline=$((SECONDS + TIMEOUT)) pid
+    pid="$(cat "$KAFKA_PID")"
     until port_open "$HOST" "$KAFKA_PORT"; do
-      kafka_running || die_with_log "Kafka exited during startup" "$KAFKA_OUT" "$KAFKA_LOG"
+      kill -0 "$pid" 2>/dev/null || die_with_log "Kafka exited during startup" "$KAFKA_OUT" "$KAFKA_LOG"
       ((SECONDS < deadline)) || die_with_log "Kafka: port $KAFKA_PORT not open after ${TIMEOUT}s" "$KAFKA_OUT" "$KAFKA_LOG"
       sleep 0.5
     done
@@ -715,7 +718,8 @@ $(show_listeners "$REGISTRY_PORT")"
 registry_wait() {
   local deadline=$((SECONDS + TIMEOUT))
   until registry_ready; do
-    if ((REGISTRY_STARTED)) && ! registry_running; then
+    # kill -0 on the launched pid, for the reason given in kafka_wait
+    if ((REGISTRY_STARTED)) && ! kill -0 "$(cat "$REGISTRY_PID")" 2>/dev/null; then
       die_with_log "the Schema Registry exited during startup" "$REGISTRY_LOG"
     fi
     ((SECONDS < deadline)) || die_with_log "Schema Registry: not ready after ${TIMEOUT}s" "$REGISTRY_LOG"

@@ -116,7 +116,10 @@ def _send_in_waves(
 
     A wave is as large as the send threads at most, and is claimed only when claim slots are
     free; when none are, the oldest wave in flight is waited for and recorded, which gives its
-    slots back. Sends already out are recorded even when a later claim fails.
+    slots back. Sends already out are recorded even when a later claim fails, and a claim that
+    fails on an outage hands the rest of the chunk back as a retry instead of failing the task:
+    the report, with the accepted sends still to record, must reach the caller, or a retry of
+    the whole chunk would find them claimed and, once the claims are stale, send them again.
     """
     capacity = send_capacity(settings.email_send_concurrency)
     waves: deque[_Wave] = deque()
@@ -124,15 +127,36 @@ def _send_in_waves(
         while pending or waves:
             wanted = min(len(pending), capacity.threads)
             taken = capacity.slots.take(wanted, wait=not waves) if wanted else 0
-            if taken:
-                wave, pending = pending[:taken], pending[taken:]
-                waves.append(_start_wave(wave, report, backend, settings, capacity))
-            else:
+            if not taken:
                 _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
+                continue
+            wave, pending = pending[:taken], pending[taken:]
+            try:
+                waves.append(_start_wave(wave, report, backend, settings, capacity))
+            except Exception as exc:
+                if not faults.is_transient(exc):
+                    raise
+                _hand_back_unclaimed([*wave, *pending], exc, report)
+                pending = []
     except BaseException:
         while waves:
             _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
         raise
+
+
+def _hand_back_unclaimed(
+    unclaimed: Sequence[tuple[uuid.UUID, dict[str, Any]]], exc: Exception, report: ChunkReport
+) -> None:
+    """Items whose claim an outage refused: tried again later, as a chunk of their own."""
+    log.warning(
+        "claiming %d deliveries failed (%s): tried again in %.0f s",
+        len(unclaimed),
+        faults.describe(exc, 300),
+        sending.RECORD_RETRY_S,
+    )
+    for _delivery_id, item in unclaimed:
+        report.retry.append((item, sending.RECORD_RETRY_S))
+        report.counts["retry"] += 1
 
 
 def _admit(

@@ -96,3 +96,48 @@ def test_a_150_s_postgres_outage_during_sends_loses_and_repeats_nothing(
     assert set(counts) == {str(i) for i in ids} and set(counts.values()) == {1}
     assert all(found[i].provider_message_id for i in ids)
     log.warning("recorded %.1f s after PostgreSQL came back", recorded_after)
+
+
+def test_a_chunk_whose_next_wave_meets_the_outage_records_its_accepted_sends_once(
+    db: str, settings: Settings, tmp_path
+) -> None:
+    """Three waves of 4: the first two are claimed, then PostgreSQL stops while they are in the
+    provider call, so the third wave's claim fails. The accepted sends of the first two must
+    still be recorded, not sent again once their claims are stale."""
+    purge_emails_queue(settings)
+    fake = FakeSendGrid().start()
+    fake.delay_s = 2.0  # the first waves are in the provider call when PostgreSQL stops
+    worker = Worker(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=4,
+        email_backend="sendgrid",
+        sendgrid_host=fake.url,
+        sendgrid_api_key=fake.api_key,
+        email_timeout_s=4,
+        email_sending_timeout_s=9,  # stale long before PostgreSQL is back
+    )
+    try:
+        ids = [d for d, _u, _k in seed(settings, utcnow(), ["mailing", "likes"] * 6)]
+        assert dispatch(utcnow()) == 12  # one chunk
+        worker.start()
+        wait_for(
+            lambda: sum(d.status == "sending" for d in deliveries().values()) == 8,
+            timeout=30,
+            what="two waves claimed",
+        )
+        with postgres_down(settings.database_url, seconds=20):
+            wait_for(lambda: len(fake.accepted()) == 8, timeout=30, what="two waves accepted")
+        dispose_engines()  # this process's pooled connections died with the server
+        found = wait_for(
+            statuses_settled(ids, {"sent", "failed"}),
+            timeout=90,
+            every=1.0,
+            what="every delivery sent and recorded",
+        )
+    finally:
+        worker.kill()
+        fake.stop()
+    counts = fake.accepted_counts()
+    assert {found[i].status for i in ids} == {"sent"}
+    assert set(counts) == {str(i) for i in ids} and set(counts.values()) == {1}
