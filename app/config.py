@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     # Likes wait longer for fuller batches (digests are daily or weekly): fewer transactions and
     # fewer table writes per event, since a key touched n times in a batch is set once.
     ingest_likes_batch_within_s: float = Field(default=0.5, gt=0)
+    # The stream consumer's fetches: the broker answers once it has this many bytes for us, or
+    # after the wait (the most a fetch adds to an event's latency when traffic is light). Fuller
+    # fetches cost the consumer and the broker less CPU per event (app/stream/transport.py).
+    stream_fetch_min_bytes: int = Field(default=65536, ge=1)
+    stream_fetch_max_wait_ms: int = Field(default=100, ge=0, le=1500)
 
     # Development mode: the placeholder secrets below are accepted and session cookies also go
     # over plain HTTP. `make run` and `make test` set it; anywhere else real secrets are needed.

@@ -41,6 +41,7 @@ from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.connection import client_config  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
+from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from bench.profiles import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
@@ -161,10 +162,29 @@ def step_latencies(sent: dict[str, float], provider_at: dict[str, float]) -> dic
     return steps
 
 
+# The processes of ours a profile samples (py-spy, children included), by pipeline name.
+PROFILED = ("stream", "jobs", "emails")
+
+
+def start_profiles(pipeline: Pipeline, seconds: float, into: Path) -> list[Path]:
+    """Sample each of our processes for `seconds` (the run, not its start or drain)."""
+    spies = []
+    for name in PROFILED:
+        process = pipeline.processes.get(name)
+        if process is not None and process.proc is not None:
+            path = into / f"e2e-{name}.collapsed"
+            spies.append((profiles.start(process.proc.pid, seconds, path, subprocesses=True), path))
+    return spies
+
+
 def pipeline_latencies(
-    rate: float, seconds: float, tmp: Path, email_processes: int = 1
+    rate: float, seconds: float, tmp: Path, email_processes: int = 1, profile: Path | None = None
 ) -> tuple[list[float], dict[str, list[float]], dict[str, float], float]:
-    """Latencies, per-step latencies, CPU seconds per process over the run, and its wall time."""
+    """Latencies, per-step latencies, CPU seconds per process over the run, and its wall time.
+
+    `profile`: a folder for py-spy profiles of our processes over the run (they cost CPU, so
+    the figures of a profiled run are not comparable with an unprofiled one).
+    """
     settings = get_settings()
     count = int(rate * seconds)
     users = generate_users(count, seed=23)
@@ -183,6 +203,7 @@ def pipeline_latencies(
     try:
         pipeline.start()
         cpu_before, started = cpu_snapshot(pipeline), time.monotonic()
+        spies = start_profiles(pipeline, seconds, profile) if profile is not None else []
         producer = make_producer(settings, **{"linger.ms": 0})
         topic = pipeline.topics["user_registered"]
         for i in paced(rate, count):
@@ -200,6 +221,9 @@ def pipeline_latencies(
         )
         wall = time.monotonic() - started
         cpu_after = cpu_snapshot(pipeline)
+        for spy, path in spies:
+            spy.wait(60)
+            print(profiles.summarize(path, top=25), "\n")
         cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
         provider_at = {
             r.body["personalizations"][0]["to"][0]["email"]: r.at for r in sendgrid.accepted()
@@ -221,11 +245,16 @@ def main() -> None:
         default=2,
         help="e-mail worker processes, 16 threads each (2, as the Procfile runs them)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a folder for py-spy profiles of the stream, jobs and first e-mail worker",
+    )
     args = parser.parse_args()
     reset_database()
     with tempfile.TemporaryDirectory(prefix="e2e-latency-") as tmp:
         latencies, steps, cpu, wall = pipeline_latencies(
-            args.rate, args.seconds, Path(tmp), args.email_processes
+            args.rate, args.seconds, Path(tmp), args.email_processes, args.profile
         )
     floor = kafka_round_trip(args.rate, min(args.seconds, 10))
     pipe, base = percentiles(latencies), percentiles(floor)

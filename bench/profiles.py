@@ -81,8 +81,13 @@ def service_cpu_seconds(markers: dict[str, str]) -> dict[str, float]:
     }
 
 
-def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
-    """Start sampling `pid` for `seconds` into `path`; wait() on the result, then summarize()."""
+def start(
+    pid: int, seconds: float, path: Path, subprocesses: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start sampling `pid` for `seconds` into `path`; wait() on the result, then summarize().
+
+    `subprocesses`: its children too (a Celery worker's pool, a wrapper's command).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         str(PY_SPY),
@@ -99,6 +104,7 @@ def start(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
         "--output",
         str(path),
         "--nonblocking",
+        *(["--subprocesses"] if subprocesses else []),
     ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -12,6 +12,7 @@ from faust.stores import STORES
 from app.config import get_settings
 from app.core.logs import faust_logging_config
 from app.kafka.connection import faust_broker
+from app.stream import transport
 
 settings = get_settings()
 # Faust names table files after the table only: keep each app id's state apart.
@@ -21,6 +22,8 @@ datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 # rocksdb:// is our store, which sets a partition aside instead of crash-looping when it is
 # ahead of its changelog (app/stream/table_store.py; imported by Faust when a table opens it).
 STORES.aliases["rocksdb"] = "app.stream.table_store:Store"
+# kafka:// is Faust's aiokafka transport with our fetch batching (app/stream/transport.py).
+transport.install()
 
 app = faust.App(
     # The app id is the Kafka consumer group and the prefix of the changelog topics.
