@@ -5,8 +5,8 @@ an outcome counts only for the current claim), for a whole chunk in one round tr
 chunk claim does not get (busy, abandoned in 'sending', done, opted out, missing) is looked at
 one delivery at a time by `sends.claim`, which tells which.
 
-Plain SQL over arrays (`unnest`): one statement text whatever the chunk's size, so PostgreSQL
-and SQLAlchemy each parse and cache it once.
+Plain SQL over arrays (`unnest`), prepared once per connection (`app/db/prepared.py`): one
+statement whatever the chunk's size, which PostgreSQL plans once, not for every wave.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Integer, Uuid, text
 from sqlalchemy.engine import Connection
 
+from app.db.prepared import PreparedStatement
 from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
 
-_CLAIM_CHUNK = text(
+_CLAIM_CHUNK = PreparedStatement(
+    "notify_claim_chunk",
     """
     UPDATE deliveries AS d
        SET status = 'sending', attempts = d.attempts + 1, updated_at = now()
@@ -37,15 +38,22 @@ _CLAIM_CHUNK = text(
             OR NOT EXISTS (SELECT 1 FROM opt_outs AS o
                             WHERE o.user_id = n.user_id AND o.kind = n.kind))
     RETURNING d.delivery_id, d.attempts, d.deferrals
-    """
-).columns(delivery_id=Uuid, attempts=Integer, deferrals=Integer)
+    """,
+    {
+        "ids": "uuid[]",
+        "notification_ids": "uuid[]",
+        "claimable": "text[]",
+        "transactional": "text[]",
+    },
+)
 
 # Every outcome of a chunk in one statement: the deliveries whose claim is current, then their
 # notifications (sent: its reported likes subtracted; failed: due again next period). A send the
 # sweep handed back to 'enqueued' while we were away, and not claimed since, is still recorded as
 # sent (as `sends.mark_sent` does); nothing else is recorded over a claim that is not ours.
 # 'sending' stays 'sending' (a send the provider may have taken) and keeps its claim's age.
-_RECORD_CHUNK = text(
+_RECORD_CHUNK = PreparedStatement(
+    "notify_record_chunk",
     """
     WITH v AS (
         SELECT * FROM unnest(
@@ -81,8 +89,18 @@ _RECORD_CHUNK = text(
          WHERE n.notification_id = m.notification_id AND m.status IN ('sent', 'failed')
     )
     SELECT delivery_id FROM marked
-    """
-).columns(delivery_id=Uuid)
+    """,
+    {
+        "ids": "uuid[]",
+        "attempts": "int[]",
+        "statuses": "text[]",
+        "errors": "text[]",
+        "message_ids": "text[]",
+        "backends": "text[]",
+        "outages": "boolean[]",
+        "now": "timestamptz",
+    },
+)
 
 RecordedStatus = Literal["sent", "enqueued", "failed", "sending"]
 
@@ -121,15 +139,15 @@ def claim_chunk(
     """
     if not pairs:
         return {}
-    rows = connection.execute(
-        _CLAIM_CHUNK,
+    rows = _CLAIM_CHUNK.run(
+        connection,
         {
             "ids": [str(d) for d, _n in pairs],
             "notification_ids": [str(n) for _d, n in pairs],
             "claimable": list(CLAIMABLE_DELIVERY_STATUSES),
             "transactional": sorted(TRANSACTIONAL_KINDS),
         },
-    ).all()
+    )
     return {row.delivery_id: ChunkClaim(row.attempts, row.deferrals) for row in rows}
 
 
@@ -142,8 +160,8 @@ def record_chunk(
     """
     if not records:
         return set()
-    rows = connection.execute(
-        _RECORD_CHUNK,
+    rows = _RECORD_CHUNK.run(
+        connection,
         {
             "ids": [str(r.delivery_id) for r in records],
             "attempts": [r.attempt for r in records],
@@ -154,5 +172,5 @@ def record_chunk(
             "outages": [r.outage for r in records],
             "now": now,
         },
-    ).all()
+    )
     return {row.delivery_id for row in rows}
