@@ -33,7 +33,7 @@ _CLAIM_CHUNK = PreparedStatement(
      WHERE d.delivery_id = t.delivery_id
        AND d.notification_id = t.notification_id
        AND n.notification_id = d.notification_id
-       AND d.status = ANY(CAST(:claimable AS text[]))
+       AND coalesce(d.status, '') = ANY(CAST(:claimable AS text[]))  -- by key (see below)
        AND (n.kind = ANY(CAST(:transactional AS text[]))
             OR NOT EXISTS (SELECT 1 FROM opt_outs AS o
                             WHERE o.user_id = n.user_id AND o.kind = n.kind))
@@ -76,7 +76,11 @@ _RECORD_CHUNK = PreparedStatement(
           FROM v
          WHERE d.delivery_id = v.delivery_id
            AND d.attempts = v.attempt
-           AND (d.status = 'sending' OR (v.status = 'sent' AND d.status = 'enqueued'))
+           -- coalesce() on a NOT NULL column: no index answers it, so the deliveries are found
+           -- by key. On the bare column PostgreSQL could scan every row in 'sending' or
+           -- 'enqueued' through the status index for each wave, which grows with the backlog.
+           AND (coalesce(d.status, '') = 'sending'
+                OR (v.status = 'sent' AND coalesce(d.status, '') = 'enqueued'))
         RETURNING d.delivery_id, d.notification_id, v.status AS status, d.reported_count
     ), noted AS (
         UPDATE notifications AS n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import psycopg2
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from app.config import Settings
+from app.db import chunk_sends
 from app.db.prepared import PreparedStatement
 from app.db.session import connection_scope
 
@@ -82,3 +84,79 @@ def test_a_reconnect_prepares_it_again(db: str, settings: Settings) -> None:
 def test_binds_and_types_must_agree() -> None:
     with pytest.raises(ValueError, match="binds"):
         PreparedStatement("notify_test_bad", "SELECT :a, :b", {"a": "int"})
+
+
+def _deliveries_in_flight(connection: Connection, count: int) -> None:
+    """`count` welcome deliveries put in flight after their statistics were taken.
+
+    What a large dispatch does between two autoanalyze runs: the statistics still say almost
+    nothing is 'enqueued' or 'sending' while most of the table is.
+    """
+    connection.execute(
+        text(
+            """
+            WITH m AS (
+                INSERT INTO messages (message_id, content_value, template_id)
+                SELECT gen_random_uuid(), 'x', t.template_id
+                  FROM generate_series(1, :count), (SELECT template_id FROM templates LIMIT 1) t
+                RETURNING message_id
+            ), n AS (
+                INSERT INTO notifications (notification_id, user_id, message_id, periodicity, kind)
+                SELECT gen_random_uuid(), gen_random_uuid(), message_id, 'once', 'welcome' FROM m
+                RETURNING notification_id
+            )
+            INSERT INTO deliveries (delivery_id, notification_id, period_key, send_at, status)
+            SELECT gen_random_uuid(), notification_id, 'once', now(),
+                   'sent'
+              FROM n
+            """
+        ),
+        {"count": count},
+    )
+    connection.exec_driver_sql("ANALYZE deliveries")
+    connection.exec_driver_sql(
+        "UPDATE deliveries SET status = CASE WHEN random() < 0.05 THEN 'sending' ELSE 'enqueued' END"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "values"),
+    [
+        (
+            chunk_sends._RECORD_CHUNK,
+            {
+                "ids": [str(uuid.uuid4())],
+                "attempts": [1],
+                "statuses": ["sent"],
+                "errors": [None],
+                "message_ids": [None],
+                "backends": [None],
+                "outages": [False],
+                "now": datetime.now(UTC),
+            },
+        ),
+        (
+            chunk_sends._CLAIM_CHUNK,
+            {
+                "ids": [str(uuid.uuid4())],
+                "notification_ids": [str(uuid.uuid4())],
+                "claimable": ["enqueued"],
+                "transactional": ["welcome"],
+            },
+        ),
+    ],
+    ids=["record", "claim"],
+)
+def test_the_e_mail_worker_finds_its_deliveries_by_key_whatever_the_plan(
+    db: str, settings: Settings, statement: PreparedStatement, values: dict[str, object]
+) -> None:
+    # The generic plan is what a prepared statement settles on. Through the status index a wave
+    # would read every delivery in flight, a cost that grows with the backlog.
+    with connection_scope(_own_url(settings, "prepared-plan"), autocommit=True) as connection:
+        _deliveries_in_flight(connection, 5000)
+        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        statement.run(connection, values)
+        explain = statement._execute.replace("EXECUTE", "EXPLAIN (COSTS OFF) EXECUTE", 1)
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(explain, values))
+    assert "ix_deliveries_status_send_at" not in plan, plan
+    assert "Index Scan using pk_deliveries" in plan or "uq_deliveries_period" in plan, plan
