@@ -115,7 +115,8 @@ def _deliveries_in_flight(connection: Connection, count: int) -> None:
     )
     connection.exec_driver_sql("ANALYZE deliveries")
     connection.exec_driver_sql(
-        "UPDATE deliveries SET status = CASE WHEN random() < 0.05 THEN 'sending' ELSE 'enqueued' END"
+        "UPDATE deliveries"
+        " SET status = CASE WHEN random() < 0.05 THEN 'sending' ELSE 'enqueued' END"
     )
 
 
