@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import json
 import select
 import threading
 import time
@@ -32,6 +31,7 @@ from io import BytesIO
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from python_http_client.client import Client, Response
 
 
@@ -190,7 +190,8 @@ class KeepAliveClient(Client):  # type: ignore[misc]  # python_http_client ships
         if request_body is not None:
             content_type = self.request_headers.setdefault("Content-Type", "application/json")
             is_json = content_type == "application/json"
-            data = (json.dumps(request_body) if is_json else request_body).encode("utf-8")
+            # orjson: UTF-8 JSON in C; json.dumps was the largest single cost of a send here.
+            data = orjson.dumps(request_body) if is_json else request_body.encode("utf-8")
         request = urllib.request.Request(
             self._build_url(query_params), headers=self.request_headers, data=data
         )
