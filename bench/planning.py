@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from app.jobs import digests  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import request_plan_shards  # noqa: E402
 from bench.digest import prepare, reset  # noqa: E402
+from bench import profiles  # noqa: E402
 from bench.profiles import cpu_seconds  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
 
@@ -111,14 +113,25 @@ def start_daily_run(*, timeout: float, every: float) -> tuple[int, int]:
     return int(picked), shards
 
 
-def run_once(rows: int, users: list[dict], workers: list[subprocess.Popen[bytes]]) -> dict:
+def run_once(
+    rows: int,
+    users: list[dict],
+    workers: list[subprocess.Popen[bytes]],
+    profile: Path | None = None,
+) -> dict:
     settings = get_settings()
     reset(rows, users)
     purge(settings.celery_broker_url)
     cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+    # The sampler stops itself; a run of its own, as its CPU must not count in measured runs.
+    spy = profiles.start(workers[0].pid, 60, profile, subprocesses=True) if profile else None
     started = time.monotonic()
     picked, shards = start_daily_run(timeout=1800, every=0.05)
     wall = time.monotonic() - started
+    if spy is not None and profile is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        spy.wait(30)
+        print(profiles.summarize(profile, top=30))
     cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
     purge(settings.celery_broker_url)
     if picked != rows:
@@ -133,6 +146,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2")
     parser.add_argument("--shard-rows", type=int, help="rows per shard (default: rows / 8)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy one extra run of the first worker count into this file"
+    )
     args = parser.parse_args()
 
     settings = get_settings()
@@ -155,6 +171,8 @@ def main() -> None:
             for count in [int(n) for n in args.workers.split(",")]:
                 workers = start_workers(count, env, Path(tmp))
                 try:
+                    if args.profile and count == int(args.workers.split(",")[0]):
+                        run_once(args.rows, users, workers, args.profile)
                     results = []
                     for run in range(1, args.runs + 1):
                         result = run_once(args.rows, users, workers)

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Exists, Row, Select, Table, and_, exists, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
@@ -169,10 +168,61 @@ def opted_out_kinds(
     return {user_id: frozenset(kinds) for user_id, kinds in found.items()}
 
 
-_REPLANNED_COLUMNS = ("send_at", "send_reason", "status", "email", "reported_count", "error")
 # The rendered mail: in `delivery_contents`, written once per plan, never by a state change.
 _CONTENT_COLUMNS = ("subject", "body_html", "body_text", "headers")
 _NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
+_NOTIFICATION_STATUS_SQL = " ".join(
+    f"WHEN '{delivery}' THEN '{notification}'"
+    for delivery, notification in _NOTIFICATION_STATUS_OF_DELIVERY.items()
+)
+
+# A batch of plans in one statement over arrays, one round trip: the deliveries (a period that
+# already has one is left alone unless it failed: then it is planned again), their mail in
+# `delivery_contents` (written once per plan, never by a state change), and the notifications'
+# status. psycopg2 adapts a list in C, where the rows as bound parameters cost as much to pass
+# as planning them did. Foreign keys to the rows of a sibling CTE hold: they are checked at the
+# end of the statement.
+_RECORD_PLANS = text(
+    f"""
+    WITH plan AS (
+        SELECT * FROM unnest(
+            CAST(:delivery_ids AS uuid[]), CAST(:notification_ids AS uuid[]),
+            CAST(:period_keys AS text[]), CAST(:send_ats AS timestamptz[]),
+            CAST(:send_reasons AS text[]), CAST(:statuses AS text[]), CAST(:emails AS text[]),
+            CAST(:reported_counts AS integer[]), CAST(:errors AS text[]),
+            CAST(:subjects AS text[]), CAST(:htmls AS text[]), CAST(:texts AS text[]),
+            CAST(:headers AS jsonb[])
+        ) AS p(delivery_id, notification_id, period_key, send_at, send_reason, status, email,
+               reported_count, error, subject, body_html, body_text, headers)
+    ), recorded AS (
+        INSERT INTO deliveries AS d (delivery_id, notification_id, period_key, send_at,
+                                     send_reason, status, email, reported_count, error)
+        SELECT delivery_id, notification_id, period_key, send_at, send_reason, status, email,
+               reported_count, error
+          FROM plan
+        ON CONFLICT ON CONSTRAINT uq_deliveries_period DO UPDATE
+           SET send_at = excluded.send_at, send_reason = excluded.send_reason,
+               status = excluded.status, email = excluded.email,
+               reported_count = excluded.reported_count, error = excluded.error,
+               attempts = 0, deferrals = 0, updated_at = now()
+         WHERE d.status = ANY(CAST(:replanned AS text[]))
+        RETURNING d.delivery_id, d.notification_id, d.period_key, d.status
+    ), contents AS (
+        INSERT INTO delivery_contents AS c (delivery_id, subject, body_html, body_text, headers)
+        SELECT r.delivery_id, p.subject, p.body_html, p.body_text, p.headers
+          FROM recorded r JOIN plan p USING (notification_id, period_key)
+        ON CONFLICT (delivery_id) DO UPDATE
+           SET subject = excluded.subject, body_html = excluded.body_html,
+               body_text = excluded.body_text, headers = excluded.headers
+    ), marked AS (
+        UPDATE notifications n
+           SET status = CASE r.status {_NOTIFICATION_STATUS_SQL} END, last_update = :now
+          FROM recorded r
+         WHERE n.notification_id = r.notification_id
+    )
+    SELECT notification_id, status FROM recorded
+    """
+)
 
 
 def record_plans(
@@ -181,85 +231,33 @@ def record_plans(
     """Insert one delivery per notification and period; return (notification_id, status) recorded.
 
     A period that already has a delivery is left alone unless that delivery failed, in which
-    case it is planned again: that is what makes two concurrent or repeated runs harmless.
+    case it is planned again (its mail rewritten, skipped and failed plans with their NULLs, so a
+    re-planned delivery never keeps the mail of the plan it replaces): that is what makes two
+    concurrent or repeated runs harmless.
     """
     if not plans:
         return []
-    # One cached statement run as executemany: SQLAlchemy batches it into multi-row VALUES
-    # ("insertmanyvalues") without recompiling a 500-row statement for every chunk.
-    # (`__table__` is typed as any FromClause; a model declared with __tablename__ has a Table.)
-    new = insert(cast(Table, Delivery.__table__))
-    stmt = new.on_conflict_do_update(
-        constraint="uq_deliveries_period",
-        set_={
-            **{c: new.excluded[c] for c in _REPLANNED_COLUMNS},
-            "attempts": 0,
-            "deferrals": 0,
-            "updated_at": func.now(),
-        },
-        # One bound parameter per status: an expanding IN cannot run as executemany.
-        where=or_(*(Delivery.status == status for status in REPLANNED_DELIVERY_STATUSES)),
-    ).returning(
-        Delivery.delivery_id, Delivery.notification_id, Delivery.period_key, Delivery.status
-    )
-    state = [
-        {"delivery_id": uuid.uuid4(), **{k: v for k, v in p.items() if k not in _CONTENT_COLUMNS}}
-        for p in plans
-    ]
-    rows = session.execute(stmt, state).all()
-    _record_contents(session, plans, rows)
-    recorded = [(row.notification_id, row.status) for row in rows]
-    if recorded:
-        ids_by_status: dict[str, list[uuid.UUID]] = defaultdict(list)
-        for notification_id, status in recorded:
-            ids_by_status[_NOTIFICATION_STATUS_OF_DELIVERY[status]].append(notification_id)
-        for status, ids in ids_by_status.items():
-            session.execute(
-                update(Notification)
-                .where(Notification.notification_id.in_(ids))
-                .values(status=status, last_update=now)
-            )
-    return recorded
-
-
-# The mail of a batch in one statement over arrays: psycopg2 adapts a list in C, where an
-# executemany of five bound parameters a row cost as much as planning the row did.
-_RECORD_CONTENTS = text(
-    """
-    INSERT INTO delivery_contents AS c (delivery_id, subject, body_html, body_text, headers)
-    SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:subjects AS text[]), CAST(:htmls AS text[]),
-        CAST(:texts AS text[]), CAST(:headers AS jsonb[])
-    )
-    ON CONFLICT (delivery_id) DO UPDATE
-       SET subject = excluded.subject, body_html = excluded.body_html,
-           body_text = excluded.body_text, headers = excluded.headers
-    """
-)
-
-
-def _record_contents(
-    session: Session, plans: Sequence[dict[str, Any]], recorded: Sequence[Row[*tuple[Any, ...]]]
-) -> None:
-    """Write the mail of the deliveries just inserted or planned again, and of no other.
-
-    Skipped and failed plans too, with their NULLs: a re-planned delivery must not keep the mail
-    of the plan it replaces.
-    """
-    if not recorded:
-        return
-    by_period = {(p["notification_id"], p["period_key"]): p for p in plans}
-    mails = [by_period[(row.notification_id, row.period_key)] for row in recorded]
-    session.execute(
-        _RECORD_CONTENTS,
+    rows = session.execute(
+        _RECORD_PLANS,
         {
-            "ids": [str(row.delivery_id) for row in recorded],
-            "subjects": [mail["subject"] for mail in mails],
-            "htmls": [mail["body_html"] for mail in mails],
-            "texts": [mail["body_text"] for mail in mails],
-            "headers": [orjson.dumps(mail["headers"] or {}).decode() for mail in mails],
+            "delivery_ids": [str(uuid.uuid4()) for _ in plans],
+            "notification_ids": [str(p["notification_id"]) for p in plans],
+            "period_keys": [p["period_key"] for p in plans],
+            "send_ats": [p["send_at"] for p in plans],
+            "send_reasons": [p["send_reason"] for p in plans],
+            "statuses": [p["status"] for p in plans],
+            "emails": [p["email"] for p in plans],
+            "reported_counts": [p["reported_count"] for p in plans],
+            "errors": [p["error"] for p in plans],
+            "subjects": [p.get("subject") for p in plans],
+            "htmls": [p.get("body_html") for p in plans],
+            "texts": [p.get("body_text") for p in plans],
+            "headers": [orjson.dumps(p.get("headers") or {}).decode() for p in plans],
+            "replanned": list(REPLANNED_DELIVERY_STATUSES),
+            "now": now,
         },
     )
+    return [(row.notification_id, row.status) for row in rows]
 
 
 _DISPATCH_COLUMNS = (
