@@ -176,24 +176,21 @@ _NOTIFICATION_STATUS_SQL = " ".join(
     for delivery, notification in _NOTIFICATION_STATUS_OF_DELIVERY.items()
 )
 
-# A batch of plans in one statement over arrays, one round trip: the deliveries (a period that
-# already has one is left alone unless it failed: then it is planned again), their mail in
+# A batch of plans in one statement, one round trip: the deliveries (a period that already has
+# one is left alone unless it failed: then it is planned again), their mail in
 # `delivery_contents` (written once per plan, never by a state change), and the notifications'
-# status. psycopg2 adapts a list in C, where the rows as bound parameters cost as much to pass
-# as planning them did. Foreign keys to the rows of a sibling CTE hold: they are checked at the
-# end of the statement.
+# status. The batch travels as one JSON document, which orjson writes in C: as bound parameters
+# (or arrays of them) psycopg2 quoted every value with the GIL held, and passing the rows cost
+# as much as planning them. Foreign keys to the rows of a sibling CTE hold: they are checked at
+# the end of the statement.
 _RECORD_PLANS = text(
     f"""
     WITH plan AS (
-        SELECT * FROM unnest(
-            CAST(:delivery_ids AS uuid[]), CAST(:notification_ids AS uuid[]),
-            CAST(:period_keys AS text[]), CAST(:send_ats AS timestamptz[]),
-            CAST(:send_reasons AS text[]), CAST(:statuses AS text[]), CAST(:emails AS text[]),
-            CAST(:reported_counts AS integer[]), CAST(:errors AS text[]),
-            CAST(:subjects AS text[]), CAST(:htmls AS text[]), CAST(:texts AS text[]),
-            CAST(:headers AS jsonb[])
-        ) AS p(delivery_id, notification_id, period_key, send_at, send_reason, status, email,
-               reported_count, error, subject, body_html, body_text, headers)
+        SELECT gen_random_uuid() AS delivery_id, p.*
+          FROM json_to_recordset(CAST(:plans AS json)) AS p(
+               notification_id uuid, period_key text, send_at timestamptz, send_reason text,
+               status text, email text, reported_count integer, error text, subject text,
+               body_html text, body_text text, headers jsonb)
     ), recorded AS (
         INSERT INTO deliveries AS d (delivery_id, notification_id, period_key, send_at,
                                      send_reason, status, email, reported_count, error)
@@ -209,7 +206,8 @@ _RECORD_PLANS = text(
         RETURNING d.delivery_id, d.notification_id, d.period_key, d.status
     ), contents AS (
         INSERT INTO delivery_contents AS c (delivery_id, subject, body_html, body_text, headers)
-        SELECT r.delivery_id, p.subject, p.body_html, p.body_text, p.headers
+        SELECT r.delivery_id, p.subject, p.body_html, p.body_text,
+               coalesce(p.headers, '{{}}')
           FROM recorded r JOIN plan p USING (notification_id, period_key)
         ON CONFLICT (delivery_id) DO UPDATE
            SET subject = excluded.subject, body_html = excluded.body_html,
@@ -240,19 +238,7 @@ def record_plans(
     rows = session.execute(
         _RECORD_PLANS,
         {
-            "delivery_ids": [str(uuid.uuid4()) for _ in plans],
-            "notification_ids": [str(p["notification_id"]) for p in plans],
-            "period_keys": [p["period_key"] for p in plans],
-            "send_ats": [p["send_at"] for p in plans],
-            "send_reasons": [p["send_reason"] for p in plans],
-            "statuses": [p["status"] for p in plans],
-            "emails": [p["email"] for p in plans],
-            "reported_counts": [p["reported_count"] for p in plans],
-            "errors": [p["error"] for p in plans],
-            "subjects": [p.get("subject") for p in plans],
-            "htmls": [p.get("body_html") for p in plans],
-            "texts": [p.get("body_text") for p in plans],
-            "headers": [orjson.dumps(p.get("headers") or {}).decode() for p in plans],
+            "plans": orjson.dumps(plans).decode(),
             "replanned": list(REPLANNED_DELIVERY_STATUSES),
             "now": now,
         },
