@@ -28,10 +28,29 @@ from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
 log = logging.getLogger(__name__)
 
-# Candidates are built from their rows by position (a tenth of the cost by name): the query's
-# columns must be the dataclass's fields, in order.
-if tuple(f.name for f in fields(Candidate)) != store.CANDIDATE_FIELDS:
-    raise RuntimeError(f"candidate columns {store.CANDIDATE_FIELDS} are not Candidate's fields")
+# Candidates are built from their rows by position (a tenth of the cost by name), the row's
+# template id standing for the template's three texts: the query's columns must be the
+# dataclass's fields, in that order.
+_TEMPLATE_AT = store.CANDIDATE_FIELDS.index("template_id")
+_TEMPLATE_TEXTS = ("subject", "body_html", "body_text")
+
+
+TemplateTexts = Mapping[uuid.UUID, tuple[str, str, str]]
+
+
+def candidate_fields_of_rows() -> tuple[str, ...]:
+    """The Candidate fields that the candidate query's columns give, in their order."""
+    columns = store.CANDIDATE_FIELDS
+    return (*columns[:_TEMPLATE_AT], *_TEMPLATE_TEXTS, *columns[_TEMPLATE_AT + 1 :])
+
+
+if tuple(f.name for f in fields(Candidate)) != candidate_fields_of_rows():
+    raise RuntimeError(f"candidate columns {store.CANDIDATE_FIELDS} do not give Candidate's fields")
+
+
+def _candidate(row: Sequence[Any], templates: TemplateTexts) -> Candidate:
+    texts = templates[row[_TEMPLATE_AT]]
+    return Candidate(*row[:_TEMPLATE_AT], *texts, *row[_TEMPLATE_AT + 1 :])  # type: ignore[call-arg]
 
 
 @dataclass
@@ -50,6 +69,7 @@ class JobReport:
 
 def _plan_chunk(
     rows: Sequence[Any],
+    templates: TemplateTexts,
     users: UserLookup,
     opted_out: dict[uuid.UUID, frozenset[str]],
     *,
@@ -58,7 +78,7 @@ def _plan_chunk(
 ) -> list[dict[str, Any]]:
     return [
         plan_delivery(
-            Candidate(*row),
+            _candidate(row, templates),
             users.found.get(row.user_id),
             opted_out=opted_out.get(row.user_id, frozenset()),
             now=now,
@@ -106,7 +126,10 @@ def run_digest(
             user_ids = {row.user_id for row in rows}
             users = auth.get_users(user_ids)
             opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
-            plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
+            templates = store.template_texts(
+                session=session, template_ids={row.template_id for row in rows}
+            )
+            plans = _plan_chunk(rows, templates, users, opted_out, now=now, settings=settings)
             counts: Counter[str] = Counter()
             for _notification_id, status in store.record_plans(
                 session=session, plans=plans, now=now
@@ -214,7 +237,10 @@ def plan_once(
         user_ids = {row.user_id for row in rows}
         users = auth.get_users(user_ids)
         opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
-        plans = _plan_chunk(rows, users, opted_out, now=now, settings=settings)
+        templates = store.template_texts(
+            session=session, template_ids={row.template_id for row in rows}
+        )
+        plans = _plan_chunk(rows, templates, users, opted_out, now=now, settings=settings)
         return dict(store.record_plans(session=session, plans=plans, now=now))
 
 
