@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from app.contracts import validate
 from app.domain.bounds import address_problem, clip, storable_text
 
@@ -57,6 +59,13 @@ def parse_answer(content: bytes) -> Any:
     and UnreadableAnswer when it is JSON that Python cannot hold (nesting deeper than the
     parser's recursion limit, an integer over its digit limit, NaN): one record may cause that.
     """
+    try:
+        # orjson reads a well-formed answer several times faster; whatever it refuses (NaN, an
+        # integer past 64 bits, nesting past 1,024, bytes that are not UTF-8) is read again
+        # below, which tells a broken answer from a broken record.
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(content, parse_constant=_refuse_constant)
     except json.JSONDecodeError:

@@ -241,9 +241,12 @@ _RECORD_PLANS = text(
 
 
 def record_plans(
-    *, session: Session, plans: Sequence[dict[str, Any]], now: datetime
+    *, session: Session, plans: Sequence[object], now: datetime
 ) -> list[tuple[uuid.UUID, str]]:
     """Insert one delivery per notification and period; return (notification_id, status) recorded.
+
+    Each plan is a mapping or a dataclass with the fields of planning's DeliveryPlan (orjson
+    writes either).
 
     A period that already has a delivery is left alone unless that delivery failed, in which
     case it is planned again (its mail rewritten, skipped and failed plans with their NULLs, so a

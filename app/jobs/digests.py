@@ -23,7 +23,7 @@ from app.db import jobs as store
 from app.db import planning_shards as shard_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
-from app.jobs.planning import Candidate, plan_delivery
+from app.jobs.planning import Candidate, DeliveryPlan, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _plan_chunk(
     *,
     now: datetime,
     settings: Settings,
-) -> list[dict[str, Any]]:
+) -> list[DeliveryPlan]:
     return [
         plan_delivery(
             _candidate(row, templates),
@@ -84,7 +84,7 @@ def _plan_chunk(
             now=now,
             settings=settings,
             user_problem=users.invalid.get(row.user_id),
-        ).as_row()
+        )
         for row in rows
     ]
 
