@@ -401,6 +401,7 @@ def plaintext_transports(settings: Settings) -> list[str]:
     return problems
 
 
+@lru_cache(maxsize=32)  # planning asks for every row it plans
 def parse_quiet_hours(value: str) -> tuple[time, time] | None:
     """Parse "HH:MM-HH:MM" (may span midnight); an empty string means no quiet hours."""
     value = value.strip()
