@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from app.jobs import digests, dispatch  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import CeleryEmailPublisher  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
+from bench import profiles  # noqa: E402
 from harness.rows import Spec, insert_notifications  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
 
@@ -140,17 +142,25 @@ def purge_emails(broker: str, expect: int = 0) -> int:
         return count
 
 
-def pipeline_run(rows: int, users: list[dict], auth: AuthClient) -> dict[str, float]:
+def pipeline_run(
+    rows: int, users: list[dict], auth: AuthClient, profile: Path | None = None
+) -> dict[str, float]:
     settings = get_settings()
     reset(rows, users)
     purge_emails(settings.celery_broker_url)
     t0 = time.perf_counter()
     report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
     t1 = time.perf_counter()
+    # The dispatch alone, sampled in this process (its sampler is stopped as dispatch returns).
+    spy = profiles.start(os.getpid(), 600, profile) if profile else None
     sent = dispatch.dispatch_due(
         publisher=CeleryEmailPublisher(celery_app), now=AFTER_ALL_SEND_TIMES
     )
     t2 = time.perf_counter()
+    if spy is not None and profile is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        spy.wait(30)
+        print(profiles.summarize(profile, top=30))
     # One message per chunk of at most EMAIL_CHUNK_SIZE mails due in the same second.
     fewest = -(-sent // settings.email_chunk_size)
     queued = purge_emails(settings.celery_broker_url, expect=fewest)
@@ -191,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the dispatch of one extra run")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -207,6 +218,8 @@ def main() -> None:
     }
     results, baselines = [], []
     try:
+        if args.profile:  # a run of its own: the sampler's CPU must not count in measured runs
+            pipeline_run(args.rows, users, auth, args.profile)
         for run in range(1, args.runs + 1):
             result = pipeline_run(args.rows, users, auth)
             base = baseline_run(int(result["enqueued"]), sample)

@@ -41,8 +41,8 @@ from app.db.session import session_scope  # noqa: E402
 from app.jobs import digests  # noqa: E402
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, celery_app  # noqa: E402
 from app.jobs.handoff import request_plan_shards  # noqa: E402
-from bench.digest import prepare, reset  # noqa: E402
 from bench import profiles  # noqa: E402
+from bench.digest import prepare, reset  # noqa: E402
 from bench.profiles import cpu_seconds  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
 
