@@ -187,12 +187,6 @@ def opted_out_kinds(
 
 # The rendered mail: in `delivery_contents`, written once per plan, never by a state change.
 _CONTENT_COLUMNS = ("subject", "body_html", "body_text", "headers")
-_NOTIFICATION_STATUS_OF_DELIVERY = {"scheduled": "queued", "skipped": "skipped", "failed": "failed"}
-_NOTIFICATION_STATUS_SQL = " ".join(
-    f"WHEN '{delivery}' THEN '{notification}'"
-    for delivery, notification in _NOTIFICATION_STATUS_OF_DELIVERY.items()
-)
-
 # A batch of plans in one statement, one round trip: the deliveries (a period that already has
 # one is left alone unless it failed: then it is planned again), their mail in
 # `delivery_contents` (written once per plan, never by a state change), and the notifications'
@@ -201,7 +195,7 @@ _NOTIFICATION_STATUS_SQL = " ".join(
 # as much as planning them. Foreign keys to the rows of a sibling CTE hold: they are checked at
 # the end of the statement.
 _RECORD_PLANS = text(
-    f"""
+    """
     WITH plan AS (
         SELECT gen_random_uuid() AS delivery_id, p.*
           FROM json_to_recordset(CAST(:plans AS json)) AS p(
@@ -224,14 +218,16 @@ _RECORD_PLANS = text(
     ), contents AS (
         INSERT INTO delivery_contents AS c (delivery_id, subject, body_html, body_text, headers)
         SELECT r.delivery_id, p.subject, p.body_html, p.body_text,
-               coalesce(p.headers, '{{}}')
+               coalesce(p.headers, '{}')
           FROM recorded r JOIN plan p USING (notification_id, period_key)
         ON CONFLICT (delivery_id) DO UPDATE
            SET subject = excluded.subject, body_html = excluded.body_html,
                body_text = excluded.body_text, headers = excluded.headers
     ), marked AS (
+        -- A scheduled delivery queues its notification; skipped and failed carry over.
         UPDATE notifications n
-           SET status = CASE r.status {_NOTIFICATION_STATUS_SQL} END, last_update = :now
+           SET status = CASE r.status WHEN 'scheduled' THEN 'queued' ELSE r.status END,
+               last_update = :now
           FROM recorded r
          WHERE n.notification_id = r.notification_id
     )
