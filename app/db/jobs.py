@@ -24,7 +24,6 @@ from app.db.models import (
     Notification,
     OptOut,
     Preference,
-    Template,
 )
 from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
 from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
@@ -43,8 +42,8 @@ _CANDIDATE_COLUMNS = (
     Notification.like_count,
     Message.content_id,
     Message.content_value,
-    # The template's texts come apart, once per batch (template_texts): a row each would carry
-    # the same kilobytes of source from PostgreSQL hundreds of times over.
+    # The template's texts come apart, once per batch (db/templates.template_texts): a row
+    # each would carry the same kilobytes of source from PostgreSQL hundreds of times over.
     Message.template_id,
     _SCHEDULE.send_at.label("campaign_send_at"),
     _SCHEDULE.local_send_date.label("campaign_local_date"),
@@ -137,18 +136,6 @@ def lock_once_candidates(
         .with_for_update(skip_locked=True, of=Notification)
     )
     return session.connection().execute(query).all()
-
-
-def template_texts(
-    *, session: Session, template_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, tuple[str, str, str]]:
-    """Subject, HTML body and text body of each template, by id."""
-    rows = session.connection().execute(
-        select(
-            Template.template_id, Template.subject, Template.body_html, Template.body_text
-        ).where(Template.template_id.in_(list(set(template_ids))))
-    )
-    return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
 def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> list[uuid.UUID]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -27,3 +30,16 @@ def get_template_by_name(*, session: Session, name: str) -> Template:
     if template is None:
         raise LookupError(f"no template named {name!r}; run `notify templates load`")
     return template
+
+
+def template_texts(
+    *, session: Session, template_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str, str]]:
+    """Subject, HTML body and text body of each template, by id."""
+    # On the Core connection: plain rows, read for every batch that planning plans.
+    rows = session.connection().execute(
+        select(
+            Template.template_id, Template.subject, Template.body_html, Template.body_text
+        ).where(Template.template_id.in_(list(set(template_ids))))
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}

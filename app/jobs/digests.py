@@ -15,15 +15,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.auth.client import AuthClient, UserLookup
+from app.auth.client import AuthClient
 from app.config import Settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.core.clock import utcnow
 from app.db import jobs as store
 from app.db import planning_shards as shard_store
+from app.db import templates as template_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
-from app.jobs.planning import Candidate, DeliveryPlan, plan_delivery
+from app.jobs.planning import Candidate, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,22 @@ class JobReport:
         return asdict(self)
 
 
-def _plan_chunk(
+def _plan_rows(
+    session: Session,
     rows: Sequence[Any],
-    templates: TemplateTexts,
-    users: UserLookup,
-    opted_out: dict[uuid.UUID, frozenset[str]],
     *,
-    now: datetime,
+    auth: AuthClient,
     settings: Settings,
-) -> list[DeliveryPlan]:
-    return [
+    now: datetime,
+) -> list[tuple[uuid.UUID, str]]:
+    """Plan and record a batch of locked candidate rows (one Auth call); (id, status) recorded."""
+    user_ids = {row.user_id for row in rows}
+    users = auth.get_users(user_ids)
+    opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
+    templates = template_store.template_texts(
+        session=session, template_ids={row.template_id for row in rows}
+    )
+    plans = [
         plan_delivery(
             _candidate(row, templates),
             users.found.get(row.user_id),
@@ -87,6 +94,7 @@ def _plan_chunk(
         )
         for row in rows
     ]
+    return store.record_plans(session=session, plans=plans, now=now)
 
 
 # Called in each chunk's transaction with the chunk's size and counts (a shard's progress).
@@ -123,16 +131,9 @@ def run_digest(
             if not rows:
                 break
             after_id = rows[-1].notification_id
-            user_ids = {row.user_id for row in rows}
-            users = auth.get_users(user_ids)
-            opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
-            templates = store.template_texts(
-                session=session, template_ids={row.template_id for row in rows}
-            )
-            plans = _plan_chunk(rows, templates, users, opted_out, now=now, settings=settings)
             counts: Counter[str] = Counter()
-            for _notification_id, status in store.record_plans(
-                session=session, plans=plans, now=now
+            for _notification_id, status in _plan_rows(
+                session, rows, auth=auth, settings=settings, now=now
             ):
                 report.count(status)
                 counts[status] += 1
@@ -234,14 +235,7 @@ def plan_once(
         rows = store.lock_once_candidates(session=session, notification_ids=notification_ids)
         if not rows:
             return {}
-        user_ids = {row.user_id for row in rows}
-        users = auth.get_users(user_ids)
-        opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
-        templates = store.template_texts(
-            session=session, template_ids={row.template_id for row in rows}
-        )
-        plans = _plan_chunk(rows, templates, users, opted_out, now=now, settings=settings)
-        return dict(store.record_plans(session=session, plans=plans, now=now))
+        return dict(_plan_rows(session, rows, auth=auth, settings=settings, now=now))
 
 
 PRUNE_CHUNK = 10_000

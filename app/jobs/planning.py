@@ -1,7 +1,7 @@
 """Plan one delivery: who, when, and what it says. Pure: the jobs do the I/O around it.
 
-One module for now, over 300 lines: every reason a delivery is skipped or failed is decided
-here, side by side; the skip reasons move to a vocabulary of their own with the next round.
+Every reason a delivery is skipped or failed is decided here, side by side; when it goes out,
+and why then, is app/jobs/timing.py.
 """
 
 from __future__ import annotations
@@ -9,19 +9,18 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from functools import lru_cache
-from typing import Any, NamedTuple, TypedDict
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
+from typing import Any, TypedDict
 
 from app.auth.client import AuthUser
 from app.config import Settings
 from app.contracts import ContractError, unstorable_text, validate
-from app.domain import periods, policy, sendtime
+from app.domain import policy, sendtime
 from app.domain.preferences import PREFERENCES_TOKEN_KIND
 from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.tokens import make_unsubscribe_token
 from app.domain.vocabulary import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS
+from app.jobs.timing import Schedule, delivery_time
 
 log = logging.getLogger(__name__)
 
@@ -146,110 +145,14 @@ def preferences_url(settings: Settings, user_id: uuid.UUID, now: datetime) -> st
     return _signed_link(settings, "/preferences", user_id, PREFERENCES_TOKEN_KIND, now)
 
 
-class _Schedule(NamedTuple):
-    """What decides a delivery's time besides the zone: its kind of mail and campaign schedule."""
-
-    transactional: bool
-    periodicity: str
-    campaign_send_at: datetime | None
-    campaign_local_date: date | None
-    campaign_local_hour: int | None
-
-
-def _schedule(candidate: Candidate) -> _Schedule:
-    return _Schedule(
+def _schedule(candidate: Candidate) -> Schedule:
+    return Schedule(
         candidate.kind in TRANSACTIONAL_KINDS,
         candidate.periodicity,
         candidate.campaign_send_at,
         candidate.campaign_local_date,
         candidate.campaign_local_hour,
     )
-
-
-# A run plans thousands of users of a few hundred zones at one `now`: their timing repeats.
-@lru_cache(maxsize=4096)
-def _timing(
-    schedule: _Schedule,
-    tz: ZoneInfo,
-    quiet: tuple[time, time] | None,
-    send_hour: int,
-    now: datetime,
-) -> tuple[datetime, str, str]:
-    """When a delivery goes out, why then (the user's timeline shows it), and its period's key."""
-    send_at, reason = _send_at(schedule, tz, quiet, send_hour, now)
-    return (
-        send_at,
-        reason,
-        periods.period_key(schedule.periodicity, sendtime.local_day(send_at, tz)),
-    )
-
-
-def _send_at(
-    schedule: _Schedule,
-    tz: ZoneInfo,
-    quiet: tuple[time, time] | None,
-    hour: int,
-    now: datetime,
-) -> tuple[datetime, str]:
-    if schedule.transactional:
-        return sendtime.transactional_send_time(now), "transactional: at once, whatever the hour"
-    if schedule.periodicity == "once" and _campaign_time(schedule, tz) is not None:
-        return _scheduled_campaign_at(schedule, tz, quiet, now)
-    if schedule.periodicity == "once":
-        at = sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
-        if quiet is None or not sendtime.in_quiet_hours(now.astimezone(tz).time(), quiet):
-            return at, f"at once: {local_time(now, tz)} is outside quiet hours"
-        return at, (
-            f"held for quiet hours: {local_time(now, tz)} is inside "
-            f"{quiet_text(quiet)}, so at {local_time(at, tz)}"
-        )
-    at = sendtime.send_time(now_utc=now, tz=tz, send_hour=hour, quiet=quiet)
-    reason = f"{schedule.periodicity} digest at the send hour {hour:02d}:00 in {tz.key}"
-    if quiet is not None and at != sendtime.send_time(
-        now_utc=now, tz=tz, send_hour=hour, quiet=None
-    ):
-        reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
-    return at, reason
-
-
-def _campaign_time(schedule: _Schedule, tz: ZoneInfo) -> datetime | None:
-    """The instant a scheduled campaign names for this recipient, or None (not scheduled)."""
-    if schedule.campaign_send_at is not None:
-        return schedule.campaign_send_at
-    if schedule.campaign_local_date is not None and schedule.campaign_local_hour is not None:
-        return sendtime.local_instant(
-            schedule.campaign_local_date, time(schedule.campaign_local_hour), tz
-        )
-    return None
-
-
-def _scheduled_campaign_at(
-    schedule: _Schedule, tz: ZoneInfo, quiet: tuple[time, time] | None, now: datetime
-) -> tuple[datetime, str]:
-    """A scheduled campaign's mail: at its time (out of quiet hours), or at once once past."""
-    target = _campaign_time(schedule, tz)
-    assert target is not None
-    if schedule.campaign_local_hour is not None:
-        asked = f"the campaign's {schedule.campaign_local_hour:02d}:00 local time"
-    else:
-        asked = "the campaign's send time"
-    if target <= now:
-        at = sendtime.earliest_send_time(now_utc=now, tz=tz, quiet=quiet)
-        return at, f"{asked} ({local_time(target, tz)}) had passed when planned: as soon as allowed"
-    at = sendtime.earliest_send_time(now_utc=target, tz=tz, quiet=quiet)
-    reason = f"{asked}: {local_time(target, tz)}"
-    if quiet is not None and at != target:
-        reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
-    return at, reason
-
-
-def local_time(instant: datetime, tz: ZoneInfo) -> str:
-    """An instant as the user's wall clock shows it, with the zone's name."""
-    return f"{instant.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
-
-
-def quiet_text(quiet: tuple[time, time]) -> str:
-    return f"{quiet[0]:%H:%M}-{quiet[1]:%H:%M}"
 
 
 def plan_delivery(
@@ -272,7 +175,7 @@ def plan_delivery(
     )
     if user and fell_back:
         log.warning("unknown time zone %r for user %s; using %s", user.timezone, user.user_id, tz)
-    send_at, send_reason, key = _timing(
+    send_at, send_reason, key = delivery_time(
         _schedule(candidate), tz, settings.quiet_hours_window, settings.send_hour_local, now
     )
     if user and fell_back:
