@@ -138,11 +138,20 @@ class Settings(BaseSettings):
     smtp_url: str = Field(default="smtp://127.0.0.1:1025", repr=False)
     outbox_dir: Path = REPO_ROOT / "var" / "outbox"
 
+    # Outages: one circuit per dependency and process (app/core/circuits.py). It opens after
+    # this many outages in a row; while open, work is parked and one probe goes every interval.
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_probe_interval_s: float = Field(default=2.0, gt=0, le=60)
+    # No retry of one unit (an address, a record, a task) waits longer than this, so none waits
+    # long behind an outage that has ended.
+    retry_max_wait_s: float = Field(default=30.0, gt=0, le=900)
+
     # E-mail worker: retries, timeouts, and when a claimed send counts as abandoned.
     email_max_attempts: int = Field(default=8, ge=1)
     email_retry_base_s: float = Field(default=2.0, gt=0)
-    # Countdowns stay well under RabbitMQ's 30 min consumer_timeout (ETA tasks are held unacked).
-    email_retry_max_s: float = Field(default=300.0, gt=0, le=900)
+    # Capped by RETRY_MAX_WAIT_S; countdowns stay well under RabbitMQ's 30 min consumer_timeout
+    # (ETA tasks are held unacked).
+    email_retry_max_s: float = Field(default=30.0, gt=0, le=900)
     email_timeout_s: float = Field(default=10.0, gt=0)
     # The `emails` queue carries chunks of up to this many e-mails: one task, one claim and one
     # record per wave of a chunk instead of per e-mail.

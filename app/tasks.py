@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from app.auth.client import AuthClient, AuthUnavailable
 from app.config import get_settings
 from app.contracts import ContractError
-from app.core import faults, metrics
+from app.core import circuits, faults, metrics
 from app.core.clock import utcnow
 from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
@@ -62,15 +62,19 @@ def weekly_digest() -> dict[str, Any]:
     return _digest("weekly")
 
 
-@celery_app.task(
-    bind=True,
-    name=PLAN_SHARD,
-    autoretry_for=(AuthUnavailable, OperationalError),  # outages delay planning, never drop it
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,
-)
+def _outage_countdown(task: Task, exc: Exception) -> float:
+    """When a task an outage stopped runs again: at the next probe of an open circuit (parked),
+    else after its own backoff, never longer than RETRY_MAX_WAIT_S."""
+    if isinstance(exc, AuthUnavailable):
+        circuit = _auth().circuit
+        if circuit.state != "closed":
+            circuits.parked(circuit.name)
+            return circuit.park_countdown()
+    wait_s = get_settings().retry_max_wait_s
+    return sending.retry_delay(task.request.retries + 1, base_s=1.0, max_s=wait_s)
+
+
+@celery_app.task(bind=True, name=PLAN_SHARD, max_retries=None)  # outages delay, never drop
 def plan_shard(
     self: Task, periodicity: str, run_id: str, shard: int, shards: int
 ) -> dict[str, Any]:
@@ -85,8 +89,8 @@ def plan_shard(
             settings=get_settings(),
             now=utcnow(),
         )
-    except (AuthUnavailable, OperationalError):
-        raise
+    except (AuthUnavailable, OperationalError) as exc:
+        raise self.retry(countdown=_outage_countdown(self, exc)) from exc
     except Exception as exc:
         digests.fail_shard(uuid.UUID(run_id), shard, error=faults.describe(exc, 500))
         raise
@@ -97,20 +101,16 @@ def plan_shard(
     return report.as_dict()
 
 
-@celery_app.task(
-    name=SEND_NOW,
-    autoretry_for=(AuthUnavailable,),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,  # an Auth outage delays mail, it never drops it
-)
-def send_now(notification_ids: list[str] | str) -> dict[str, int]:
+@celery_app.task(bind=True, name=SEND_NOW, max_retries=None)  # an outage delays, never drops
+def send_now(self: Task, notification_ids: list[str] | str) -> dict[str, int]:
     """Plan and enqueue `once` notifications (the stream agents hand over one batch per task)."""
     ids = [notification_ids] if isinstance(notification_ids, str) else notification_ids
-    statuses = digests.plan_once(
-        [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
-    )
+    try:
+        statuses = digests.plan_once(
+            [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()
+        )
+    except (AuthUnavailable, OperationalError) as exc:
+        raise self.retry(countdown=_outage_countdown(self, exc)) from exc
     for decision in statuses.values():
         metrics.PLANNED.labels("once", decision).inc()
     if "scheduled" in statuses.values():
@@ -141,10 +141,6 @@ def _backend() -> EmailBackend:
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,  # attempts are counted in deliveries.attempts (EMAIL_MAX_ATTEMPTS)
-    autoretry_for=(OperationalError,),  # database trouble delays mail, it never drops it
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
 )
 def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None = None) -> str:
     """Send one e-mail task from the `emails` queue; retry later when the outcome says so.
@@ -160,12 +156,14 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
             retries=self.request.retries,
             accepted=accepted,
         )
+    except OperationalError as exc:  # database trouble delays mail, it never drops it
+        raise self.retry(countdown=_outage_countdown(self, exc)) from exc
     except ContractError as exc:
         metrics.DELIVERIES.labels("invalid").inc()
         log.error("emails: dropping an invalid task: %s", exc)
         return "invalid"
     metrics.DELIVERIES.labels(outcome.result).inc()
-    if outcome.result == "retry":
+    if outcome.result in ("retry", "parked"):
         raise self.retry(countdown=outcome.countdown)
     if outcome.result == "record":
         raise self.retry(
@@ -182,10 +180,6 @@ def send_email(self: Task, task: dict[str, Any], accepted: dict[str, Any] | None
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,
-    autoretry_for=(OperationalError,),  # database trouble delays mail, it never drops it
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
 )
 def send_emails(
     self: Task, items: list[dict[str, Any]], accepted: dict[str, dict[str, Any]] | None = None
@@ -200,9 +194,12 @@ def send_emails(
         metrics.DELIVERIES.labels("invalid").inc()
         log.error("emails: dropping a chunk that is not a list: %.200r", items)
         return {"invalid": 1}
-    report = chunks.deliver_chunk(
-        items, backend=_backend(), settings=get_settings(), now=utcnow(), accepted=accepted
-    )
+    try:
+        report = chunks.deliver_chunk(
+            items, backend=_backend(), settings=get_settings(), now=utcnow(), accepted=accepted
+        )
+    except OperationalError as exc:  # database trouble delays mail, it never drops it
+        raise self.retry(countdown=_outage_countdown(self, exc)) from exc
     publisher = CeleryEmailPublisher(celery_app)
     if report.retry:
         publisher.publish_chunks(chunks.retry_chunks(report.retry, publisher.chunk_size))

@@ -5,6 +5,8 @@
 #   bash scripts/services.sh [start]   install what is missing, start what is not running, wait until ready
 #   bash scripts/services.sh stop      stop them all
 #   bash scripts/services.sh restart postgres|rabbitmq|kafka|schema-registry   restart one, keeping its data
+#   bash scripts/services.sh crash kafka           kill the broker (SIGKILL), start it again, wait until ready
+#   bash scripts/services.sh pause rabbitmq SECONDS  stop RabbitMQ's application that long, then start it
 #   bash scripts/services.sh status    show what runs and where it listens (exit 1 if something is down)
 #
 # Written for Debian as root without systemd or Docker (CI runs it on a fresh clone, maybe on a bare
@@ -795,6 +797,41 @@ cmd_stop() {
   log "stopped"
 }
 
+# Faults for drills and the chaos tests: the broker killed without warning and started again,
+# RabbitMQ's application stopped for a while (the node and its port stay, as in a partition).
+cmd_crash() {
+  need_root
+  [[ ${1:-} == kafka ]] || die "crash which service? kafka"
+  find_java || die "no Java 17+ runtime"
+  if kafka_running; then
+    local pid
+    pid="$(cat "$KAFKA_PID")"
+    log "killing Kafka (pid $pid) with SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    # An exiting process loses its command line before its sockets: wait for both to go.
+    while kill -0 "$pid" 2>/dev/null || port_open "$HOST" "$KAFKA_PORT" ||
+      port_open "$HOST" "$KAFKA_CONTROLLER_PORT"; do
+      sleep 0.1
+    done
+  fi
+  kafka_write_config
+  kafka_launch
+  kafka_wait
+  log "Kafka crashed and started again"
+}
+
+cmd_pause() {
+  need_root
+  [[ ${1:-} == rabbitmq && ${2:-} =~ ^[0-9]+$ ]] || die "usage: pause rabbitmq SECONDS"
+  rabbit_env
+  log "stopping the RabbitMQ application for ${2} s"
+  rmqctl stop_app >/dev/null
+  sleep "$2"
+  rmqctl start_app >/dev/null
+  wait_for "RabbitMQ on $HOST:$RABBIT_PORT" "$RABBIT_LOG" -- port_open "$HOST" "$RABBIT_PORT"
+  log "RabbitMQ application started again"
+}
+
 # Restart one service in place (data kept): what an operator, a crash or an upgrade does to it.
 cmd_restart() {
   need_root
@@ -853,7 +890,7 @@ cmd_status() {
 main() {
   local cmd="${1:-start}"
   case "$cmd" in
-    start | stop | restart)
+    start | stop | restart | crash | pause)
       mkdir -p "$LOGDIR"
       # one start/stop at a time (two CI steps or a developer racing CI would fight over the same daemons)
       exec 9>"$VAR/services.lock"
@@ -862,7 +899,7 @@ main() {
       ;;
     status) cmd_status ;;
     -h | --help | help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$cmd' (use start, stop, restart SERVICE or status)" ;;
+    *) die "unknown command '$cmd' (use start, stop, restart SERVICE, crash kafka, pause rabbitmq SECONDS or status)" ;;
   esac
 }
 

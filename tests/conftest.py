@@ -54,3 +54,13 @@ def default_table_stores_untouched() -> Iterator[None]:
 @pytest.fixture
 def settings() -> Settings:
     return get_settings()
+
+
+@pytest.fixture(autouse=True)
+def fresh_circuits() -> Iterator[None]:
+    """Each test starts with the circuits of a new process: none open from an earlier test."""
+    from app.core import circuits
+
+    circuits.forget_all()
+    yield
+    circuits.forget_all()

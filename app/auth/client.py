@@ -1,10 +1,10 @@
-"""Client of the Auth service internal API: timeouts, retries with backoff, a circuit breaker.
+"""Client of the Auth service internal API: timeouts, retries with backoff, behind a circuit.
 
-The breaker lives here with the client it guards: it raises the client's AuthUnavailable, which
-the jobs treat as an outage to retry.
+The circuit is the process's one circuit for Auth (app/core/circuits.py): while it is open a
+call fails fast with AuthUnavailable, which the jobs treat as an outage to park behind.
 
-One module on purpose, over 300 lines: the batching, retries, breaker and halving of an
-unreadable answer are one contract with Auth and are read together.
+The batching, retries, circuit and halving of an unreadable answer are one contract with Auth
+and are read together.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -24,7 +23,8 @@ from requests.exceptions import ChunkedEncodingError
 from app.auth.records import AuthUser as AuthUser
 from app.auth.records import UnreadableAnswer, UnusableRecord, parse_answer, read_user
 from app.contracts import AUTH_BATCH_LIMIT
-from app.core import metrics
+from app.core import circuits, metrics
+from app.core.circuits import Circuit, CircuitOpen
 from app.domain.bounds import bounded_seconds
 
 log = logging.getLogger(__name__)
@@ -60,61 +60,6 @@ def _uuid_of(raw: Any) -> uuid.UUID | None:
         return None
 
 
-class CircuitBreaker:
-    """Fail fast after repeated outages; let one trial call through after `reset_timeout_s`."""
-
-    def __init__(
-        self,
-        failure_threshold: int = 5,
-        reset_timeout_s: float = 30.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failure_threshold = failure_threshold
-        self.reset_timeout_s = reset_timeout_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
-
-    @property
-    def state(self) -> str:
-        """One of closed, open or half_open (reset timeout over: one trial call may run)."""
-        with self._lock:
-            if self._opened_at is None:
-                return "closed"
-            if self._trial_running or self._clock() - self._opened_at >= self.reset_timeout_s:
-                return "half_open"
-            return "open"
-
-    def before_call(self) -> None:
-        """Raise AuthUnavailable while open or while the single half-open trial runs."""
-        with self._lock:
-            if self._opened_at is None:
-                return
-            if self._trial_running or self._clock() - self._opened_at < self.reset_timeout_s:
-                raise AuthUnavailable("circuit open")
-            self._trial_running = True
-
-    def record_success(self) -> None:
-        """Close the circuit and forget past failures."""
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_running = False
-
-    def record_failure(self) -> None:
-        """Count one failed call; open at the threshold, or re-open after a failed trial."""
-        with self._lock:
-            self._failures += 1
-            closed = self._opened_at is None
-            if self._trial_running or (closed and self._failures >= self.failure_threshold):
-                self._opened_at = self._clock()
-                log.warning("auth circuit open after %d failed calls", self._failures)
-            self._trial_running = False
-
-
 class AuthClient:
     """The Auth internal API over one pooled `requests.Session`."""
 
@@ -127,7 +72,7 @@ class AuthClient:
         retries: int = 3,
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 5.0,
-        breaker: CircuitBreaker | None = None,
+        circuit: Circuit | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -136,7 +81,7 @@ class AuthClient:
         self.retries = retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.breaker = breaker or CircuitBreaker()
+        self.circuit = circuit or Circuit("auth")
         self.session = session or requests.Session()
         self._sleep = sleep
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -148,6 +93,11 @@ class AuthClient:
             settings.auth_api_url,
             settings.auth_api_token.get_secret_value(),
             timeout_s=settings.auth_api_timeout_s,
+            circuit=circuits.shared(
+                "auth",
+                failure_threshold=settings.circuit_failure_threshold,
+                probe_interval_s=settings.circuit_probe_interval_s,
+            ),
         )
 
     def close(self) -> None:
@@ -240,29 +190,28 @@ class AuthClient:
             lookup.invalid[user_id] = "Auth answered neither a record nor `missing` for this id"
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One call through the breaker: 200 or 404, else AuthContractError/AuthUnavailable."""
+        """One call through the circuit: 200 or 404, else AuthContractError/AuthUnavailable."""
         try:
-            self.breaker.before_call()
-        except AuthUnavailable:
+            self.circuit.before_call()
+        except CircuitOpen as exc:
             self._observe("circuit_open")
-            raise
+            raise AuthUnavailable(str(exc)) from exc
         try:
             response = self._send(method, path, **kwargs)
         except AuthContractError:
-            self.breaker.record_success()  # Auth answered: not an outage
+            self.circuit.record_success()  # Auth answered: not an outage
             self._observe("contract_error")
             raise
         except BaseException:
-            self.breaker.record_failure()
+            self.circuit.record_failure()
             self._observe("unavailable")
             raise
-        self.breaker.record_success()
+        self.circuit.record_success()
         self._observe("ok" if response.status_code == 200 else "not_found")
         return response
 
     def _observe(self, result: str) -> None:
         metrics.AUTH_CALLS.labels(result).inc()
-        metrics.AUTH_CIRCUIT_OPEN.set(0 if self.breaker.state == "closed" else 1)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send with retries on outages; return a 200 or 404 answer."""

@@ -115,8 +115,21 @@ AUTH_CALLS = Counter(
     "circuit_open).",
     ["result"],
 )
-AUTH_CIRCUIT_OPEN = Gauge(
-    "notify_auth_circuit_open", "1 while the Auth circuit breaker is open or half-open, else 0."
+
+# Circuits (app/core/circuits.py): one per dependency and process.
+CIRCUIT_STATE = Gauge(
+    "notify_circuit_state",
+    "State of this process's circuit for a dependency: 0 closed, 1 half-open (a probe is out), "
+    "2 open (work that needs it is parked).",
+    ["dependency"],
+)
+CIRCUIT_OPENED = Counter(
+    "notify_circuit_opened_total", "Times a dependency's circuit opened.", ["dependency"]
+)
+CIRCUIT_PARKED = Counter(
+    "notify_circuit_parked_total",
+    "Tasks or e-mails parked behind an open circuit (handed back, no attempt spent).",
+    ["dependency"],
 )
 
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from app.config import Settings
 from app.contracts import ContractError, validate
-from app.core import faults
+from app.core import circuits, faults
+from app.core.circuits import Circuit
 from app.db import chunk_sends, sends
 from app.db.chunk_sends import Record, RecordedStatus
 from app.db.session import connection_scope
@@ -122,26 +123,63 @@ def _send_in_waves(
     the whole chunk would find them claimed and, once the claims are stale, send them again.
     """
     capacity = send_capacity(settings.email_send_concurrency)
+    circuit = sending.mail_circuit(backend, settings)
     waves: deque[_Wave] = deque()
+
+    def finish_oldest() -> None:
+        _finish_wave(waves.popleft(), report, backend, settings, now, capacity, circuit)
+
     try:
         while pending or waves:
-            wanted = min(len(pending), capacity.threads)
-            taken = capacity.slots.take(wanted, wait=not waves) if wanted else 0
+            turn = circuit.turn() if pending else "call"
+            if turn == "park":
+                if waves:  # what is in flight may close the circuit, or confirm the outage
+                    finish_oldest()
+                    continue
+                _park(pending, circuit, report)
+                pending = []
+                continue
+            wanted = min(len(pending), 1 if turn == "probe" else capacity.threads)
+            taken = capacity.slots.take(wanted, wait=not waves)
             if not taken:
-                _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
+                if turn == "probe":
+                    circuit.release_probe()
+                finish_oldest()
                 continue
             wave, pending = pending[:taken], pending[taken:]
             try:
-                waves.append(_start_wave(wave, report, backend, settings, capacity))
+                started = _start_wave(wave, report, backend, settings, capacity)
             except Exception as exc:
+                if turn == "probe":
+                    circuit.release_probe()
                 if not faults.is_transient(exc):
                     raise
                 _hand_back_unclaimed([*wave, *pending], exc, report)
                 pending = []
+                continue
+            if turn == "probe" and not started.claimed:
+                circuit.release_probe()  # nothing of it to send: the next wave probes
+            waves.append(started)
     except BaseException:
         while waves:
-            _finish_wave(waves.popleft(), report, backend, settings, now, capacity)
+            finish_oldest()
         raise
+
+
+def _park(
+    pending: Sequence[tuple[uuid.UUID, dict[str, Any]]], circuit: Circuit, report: ChunkReport
+) -> None:
+    """Items behind an open circuit: back at the next probe, unclaimed (no attempt spent)."""
+    for _delivery_id, item in pending:
+        report.retry.append((item, circuit.park_countdown()))
+    report.counts["parked"] += len(pending)
+    circuits.parked(circuit.name, len(pending))
+    log.info(
+        "%s is out: %d e-mails parked until the next probe in %.1f s",
+        circuit.name,
+        len(pending),
+        circuit.wait_s(),
+    )
 
 
 def _hand_back_unclaimed(
@@ -234,14 +272,17 @@ def _finish_wave(
     settings: Settings,
     now: datetime,
     capacity: SendCapacity,
+    circuit: Circuit,
 ) -> None:
     """Wait for a wave's sends and record every outcome in one statement; free its slots."""
     try:
         results = [send.result() for send in wave.sends]
+        for result in results:
+            sending.observe(circuit, result)
         records: list[Record] = []
         verdicts: dict[uuid.UUID, sending.FailureVerdict] = {}
         for done, result in zip(wave.claimed, results, strict=True):
-            records.append(_record_of(done, result, backend, settings, verdicts))
+            records.append(_record_of(done, result, backend, settings, verdicts, circuit))
         recorded = _record(records, now)
         if recorded is None:  # PostgreSQL out of reach for longer than the record's tries
             _hand_back_unrecorded(wave.claimed, records, report)
@@ -321,6 +362,7 @@ def _record_of(
     backend: EmailBackend,
     settings: Settings,
     verdicts: dict[uuid.UUID, sending.FailureVerdict],
+    circuit: Circuit,
 ) -> Record:
     attempt = done.claim.attempt
     if isinstance(result, SendResult):
@@ -329,7 +371,7 @@ def _record_of(
     if isinstance(result, UnconfirmedSendError):
         error = clip_text(f"unconfirmed, waiting for the provider's event: {result}")
         return Record(done.delivery_id, attempt, "sending", error)
-    verdict = sending.judge_failure(result, done.claim, settings)
+    verdict = sending.judge_failure(result, done.claim, settings, circuit)
     verdicts[done.delivery_id] = verdict
     status: RecordedStatus = "enqueued" if verdict.retry else "failed"
     return Record(done.delivery_id, attempt, status, verdict.error, outage=verdict.outage)

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from app.config import Settings
 from app.contracts import validate
-from app.core import faults, metrics
+from app.core import circuits, faults, metrics
+from app.core.circuits import Circuit
 from app.db import sends
 from app.db.session import connection_scope
 from app.delivery.mail.base import (
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 # Celery holds countdown tasks unacked in worker memory; RabbitMQ's consumer_timeout is 30 min.
 MAX_COUNTDOWN_S = 900.0
 
-Result = Literal["sent", "retry", "record", "failed", "done", "missing", "skipped", "unconfirmed"]
+Result = Literal[
+    "sent", "retry", "parked", "record", "failed", "done", "missing", "skipped", "unconfirmed"
+]
 # What a claim we did not get means for the task.
 UNCLAIMED: dict[sends.ClaimState, Result] = {
     "done": "done",
@@ -96,6 +99,31 @@ def retry_delay(
     return min(delay / 2 + rng.uniform(0, delay / 2), MAX_COUNTDOWN_S)
 
 
+def mail_circuit(backend: EmailBackend, settings: Settings) -> Circuit:
+    """The process's circuit for this mail backend, shared by every task and chunk."""
+    return circuits.shared(
+        f"mail:{getattr(backend, 'name', type(backend).__name__)}",
+        failure_threshold=settings.circuit_failure_threshold,
+        probe_interval_s=settings.circuit_probe_interval_s,
+    )
+
+
+def observe(circuit: Circuit, result: SendResult | BaseException) -> None:
+    """Tell the circuit what a send said about the provider: only an outage counts against it.
+
+    A refusal of one e-mail (a 4xx, a bad address) is the provider answering: it closes.
+    """
+    if isinstance(result, TransientSendError) and result.outage:
+        circuit.record_failure()
+    elif isinstance(result, (SendResult, SendError)):
+        circuit.record_success()
+
+
+def longest_wait_s(settings: Settings) -> float:
+    """The longest backoff of one delivery: EMAIL_RETRY_MAX_S within RETRY_MAX_WAIT_S."""
+    return min(settings.email_retry_max_s, settings.retry_max_wait_s)
+
+
 def outgoing(task: dict[str, Any]) -> OutgoingEmail:
     """The e-mail a task describes (schemas/email_task.json)."""
     return OutgoingEmail(
@@ -143,7 +171,19 @@ def deliver(
     delivery_id = uuid.UUID(email.delivery_id)
     if accepted is not None:
         return _record_sent(delivery_id, accepted, now)
-    claim = claim_for_sending(delivery_id, notification_id, settings)
+    circuit = mail_circuit(backend, settings)
+    turn = circuit.turn()
+    if turn == "park":  # not claimed, so no attempt spent: it comes back at the next probe
+        circuits.parked(circuit.name)
+        return Outcome("parked", countdown=circuit.park_countdown())
+    try:
+        claim = claim_for_sending(delivery_id, notification_id, settings)
+    except BaseException:
+        if turn == "probe":
+            circuit.release_probe()
+        raise
+    if turn == "probe" and claim.state != "claimed":
+        circuit.release_probe()  # nothing to send: the next caller probes
     if claim.state == "busy":
         # Another worker is in the provider call (or died there): look again once it is stale.
         return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
@@ -166,12 +206,18 @@ def deliver(
     try:
         result = timed_send(backend, email)
     except UnconfirmedSendError as exc:
+        observe(circuit, exc)
         return _leave_unconfirmed(delivery_id, claim, exc)
     except SendError as exc:
-        return _record_failure(delivery_id, claim, exc, settings, now)
+        observe(circuit, exc)
+        return _record_failure(delivery_id, claim, exc, settings, now, circuit)
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
         log.exception("delivery %s: backend crashed", delivery_id, extra=ids_of(delivery_id))
-        return _record_failure(delivery_id, claim, TransientSendError(repr(exc)), settings, now)
+        if turn == "probe":
+            circuit.release_probe()
+        crash = TransientSendError(repr(exc))
+        return _record_failure(delivery_id, claim, crash, settings, now, circuit)
+    observe(circuit, result)
     accepted = {
         "attempt": claim.attempt,
         "provider_message_id": result.provider_message_id,
@@ -290,18 +336,25 @@ class FailureVerdict:
     countdown: float | None = None
 
 
-def judge_failure(exc: SendError, claim: sends.Claim, settings: Settings) -> FailureVerdict:
-    """Retry a transient failure while attempts are left (outages never use them up), else fail."""
+def judge_failure(
+    exc: SendError, claim: sends.Claim, settings: Settings, circuit: Circuit | None = None
+) -> FailureVerdict:
+    """Retry a transient failure while attempts are left (outages never use them up), else fail.
+
+    An outage behind an open circuit waits for the next probe instead of its own backoff.
+    """
     # The provider's text, bounded and storable (a NUL in a body must not fail the record).
     error = clip_text(str(exc))
     outage = isinstance(exc, TransientSendError) and exc.outage
     # Throttling and provider outages delay a delivery without using up its attempts.
     counted = claim.attempt - claim.deferrals
     if isinstance(exc, TransientSendError) and (outage or counted < settings.email_max_attempts):
+        if outage and circuit is not None and circuit.state != "closed":
+            return FailureVerdict(True, error, outage, circuit.park_countdown())
         countdown = retry_delay(
             claim.attempt,
             base_s=settings.email_retry_base_s,
-            max_s=settings.email_retry_max_s,
+            max_s=longest_wait_s(settings),
             retry_at=getattr(exc, "retry_at", None),
         )
         return FailureVerdict(True, error, outage, countdown)
@@ -329,9 +382,14 @@ def log_failure(delivery_id: uuid.UUID, attempt: int, verdict: FailureVerdict) -
 
 
 def _record_failure(
-    delivery_id: uuid.UUID, claim: sends.Claim, exc: SendError, settings: Settings, now: datetime
+    delivery_id: uuid.UUID,
+    claim: sends.Claim,
+    exc: SendError,
+    settings: Settings,
+    now: datetime,
+    circuit: Circuit | None = None,
 ) -> Outcome:
-    verdict = judge_failure(exc, claim, settings)
+    verdict = judge_failure(exc, claim, settings, circuit)
     with connection_scope() as connection:
         if verdict.retry:
             sends.release_for_retry(
@@ -374,7 +432,7 @@ def _deliver_untracked(
             countdown = retry_delay(
                 attempt,
                 base_s=settings.email_retry_base_s,
-                max_s=settings.email_retry_max_s,
+                max_s=longest_wait_s(settings),
                 retry_at=exc.retry_at,
             )
             return Outcome("retry", countdown=countdown, error=str(exc))

@@ -3,9 +3,9 @@
 `GET /admin/api/dashboard` gathers it: mails sent / failed / skipped per hour over the last 24 h
 and dead letters by reason (PostgreSQL); the stream's lag per partition (Kafka's end offsets
 against the offsets applied to PostgreSQL); the depth of the `emails` and `jobs` queues
-(RabbitMQ); the Auth circuit and the provider failover (the workers' /metrics); the next beat
-runs (the schedule in PostgreSQL); the latest planning runs with their shards' progress
-(PostgreSQL). The home page draws it with Chart.js, served from the portal itself
+(RabbitMQ); every dependency's circuit and the provider failover (the workers' /metrics); the
+next beat runs (the schedule in PostgreSQL); the latest planning runs with their shards'
+progress (PostgreSQL). The home page draws it with Chart.js, served from the portal itself
 (`/admin/assets/`), and fetches it again every few seconds.
 
 Whatever a probe cannot reach is reported as such ("unknown", with the error), never as zero:
@@ -96,10 +96,16 @@ def read_end_offsets(settings: Settings) -> dict[str, int]:
     return {f"{topic}:{partition}": end for (topic, partition), end in ends.items()}
 
 
+# notify_circuit_state's values (app/core/circuits.py) and how the dashboard names them.
+CIRCUIT_STATES = {0: "closed", 1: "half-open", 2: "open"}
+
+
 def read_circuits(settings: Settings) -> dict[str, Any]:
-    """The Auth circuit (jobs worker) and the provider failover (e-mail workers), as their
-    /metrics report them; each process that does not answer is listed."""
-    auth: list[float] = []
+    """Each dependency's circuit (the worst state over the processes that have one) and the
+    provider failover, as the workers' /metrics report them; each process that does not answer
+    is listed."""
+    states: dict[str, int] = {}
+    parked: dict[str, float] = {}
     failover: list[float] = []
     unreachable = []
     for url in filter(None, (u.strip() for u in settings.dashboard_metrics_urls.split(","))):
@@ -113,13 +119,19 @@ def read_circuits(settings: Settings) -> dict[str, Any]:
             unreachable.append(f"{url}: {exc}")
             continue
         for family in text_string_to_metric_families(body):
-            values = [sample.value for sample in family.samples]
-            if family.name == "notify_auth_circuit_open":
-                auth += values
-            elif family.name == "notify_email_failover":
-                failover += values
+            for sample in family.samples:
+                name = sample.labels.get("dependency", "")
+                if sample.name == "notify_circuit_state" and sample.value in CIRCUIT_STATES:
+                    states[name] = max(states.get(name, 0), int(sample.value))
+                elif sample.name == "notify_circuit_parked_total":
+                    parked[name] = parked.get(name, 0.0) + sample.value
+            if family.name == "notify_email_failover":
+                failover += [sample.value for sample in family.samples]
     return {
-        "auth": "unknown" if not auth else ("open" if max(auth) else "closed"),
+        "dependencies": [
+            {"name": name, "state": CIRCUIT_STATES[state], "parked": int(parked.get(name, 0))}
+            for name, state in sorted(states.items())
+        ],
         "provider": "unknown" if not failover else ("fallback" if max(failover) else "primary"),
         "unreachable": unreachable,
     }

@@ -70,10 +70,18 @@ def mailing_topic(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def portal_url(browser_db: str, mailing_topic: str, tmp_path: Path) -> Iterator[str]:
+def portal_env() -> dict[str, str]:
+    """Settings of the portal process on top of the environment (a module may override it)."""
+    return {}
+
+
+@pytest.fixture
+def portal_url(
+    browser_db: str, mailing_topic: str, tmp_path: Path, portal_env: dict[str, str]
+) -> Iterator[str]:
     """The portal served by uvicorn in a subprocess on a free port; stopped at teardown."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": browser_db, "TOPIC_MAILING": mailing_topic}
+    env = {**os.environ, "DATABASE_URL": browser_db, "TOPIC_MAILING": mailing_topic, **portal_env}
     log = (tmp_path / "portal.log").open("wb")
     process = subprocess.Popen(
         [

@@ -124,7 +124,7 @@ def test_every_process_serves_metrics_and_logs_json_lines(
     jobs = scrape(f"http://127.0.0.1:{ports['jobs']}/metrics")
     assert _sample(jobs, "notify_planned_total", periodicity="once", decision="scheduled") >= 1
     assert _sample(jobs, "notify_auth_calls_total", result="ok") >= 1
-    assert _sample(jobs, "notify_auth_circuit_open") == 0
+    assert _sample(jobs, "notify_circuit_state", dependency="auth") == 0
     assert _sample(jobs, "notify_emails_enqueued_total") >= 1
     # Sent, and recorded: wait for the counter rather than racing the worker's bookkeeping.
     emails_url = f"http://127.0.0.1:{ports['emails']}/metrics"

@@ -100,7 +100,7 @@ def test_one_hostile_field_costs_only_its_own_user(
     server.raw_fields = {str(victim_id): {field: raw}}
     server.answers = 0
     ids = [uuid.UUID(u["user_id"]) for u in users]
-    client.breaker.record_success()
+    client.circuit.record_success()
 
     lookup = client.get_users(ids)
 
@@ -122,7 +122,7 @@ def test_a_hostile_envelope_is_an_auth_error_never_anything_else(
     server.raw_fields = {}
     server.raw_envelope = envelope.encode("utf-8", "surrogatepass")
     server.answers = 0
-    client.breaker.record_success()
+    client.circuit.record_success()
     ids = [uuid.UUID(u["user_id"]) for u in users]
     try:
         lookup = client.get_users(ids)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from app.auth.client import AuthClient, AuthContractError, AuthUnavailable, AuthUser, CircuitBreaker
+from app.auth.client import AuthClient, AuthContractError, AuthUnavailable, AuthUser
 from app.auth.dev_server import DevAuthHandler, DevAuthServer, generate_users, make_server
+from app.core.circuits import Circuit
 
 TOKEN = "test-token"
 
@@ -129,7 +130,7 @@ def test_get_user_found(dev_auth: tuple[DevAuthServer, str], make_client, users)
 def test_get_user_unknown_is_none(dev_auth: tuple[DevAuthServer, str], make_client) -> None:
     client = make_client(dev_auth[1])
     assert client.get_user(uuid.uuid4()) is None
-    assert client.breaker.state == "closed"
+    assert client.circuit.state == "closed"
 
 
 def test_get_users_chunks_by_500(dev_auth: tuple[DevAuthServer, str], make_client, users) -> None:
@@ -167,14 +168,14 @@ def test_wrong_token_is_a_contract_error_without_retries(
         client.get_users([uuid.uuid4()])
     assert dev_auth[0].request_count == 2
     assert sleeps == []
-    assert client.breaker.state == "closed"  # Auth answered: a configuration problem
+    assert client.circuit.state == "closed"  # Auth answered: a configuration problem
 
 
 def test_outage_retries_then_opens_the_breaker_and_fails_fast(users, make_client, sleeps) -> None:
     server, url = start(make_server(users, token=TOKEN))
     stop(server)  # nothing listens there any more: connection refused
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=60)
-    client = make_client(url, retries=2, breaker=breaker)
+    breaker = Circuit("auth", failure_threshold=2, probe_interval_s=60)
+    client = make_client(url, retries=2, circuit=breaker)
 
     for _ in range(2):
         with pytest.raises(AuthUnavailable, match="ConnectionError"):
@@ -223,7 +224,7 @@ def test_5xx_then_ok_succeeds_after_backoff(
     # Full jitter: uniform(0, min(max, base * 2**attempt)); exponential, then capped.
     assert bounds == [(0.0, 0.2), (0.0, 0.4), (0.0, 0.5)]
     assert sleeps == [0.2, 0.4, 0.5]
-    assert client.breaker.state == "closed"
+    assert client.circuit.state == "closed"
 
 
 def test_backoff_is_jittered_within_bounds(fake_auth, make_client, sleeps) -> None:
@@ -244,8 +245,8 @@ def test_429_honours_retry_after_capped(fake_auth, make_client, sleeps) -> None:
 
 def test_5xx_past_the_retries_is_one_breaker_failure(fake_auth, make_client, sleeps) -> None:
     url = fake_auth([(503, {}, None)] * 4)
-    breaker = CircuitBreaker(failure_threshold=2)
-    client = make_client(url, retries=3, breaker=breaker)
+    breaker = Circuit("auth", failure_threshold=2)
+    client = make_client(url, retries=3, circuit=breaker)
     with pytest.raises(AuthUnavailable, match="HTTP 503 after 4 tries"):
         client.get_user(uuid.uuid4())
     assert len(sleeps) == 3
@@ -265,7 +266,7 @@ def test_schema_violating_user_is_a_contract_error(fake_auth, make_client, sleep
     with pytest.raises(AuthContractError, match="auth_user"):
         client.get_user(uuid.uuid4())
     assert sleeps == []
-    assert client.breaker.state == "closed"
+    assert client.circuit.state == "closed"
 
 
 def test_a_record_out_of_contract_costs_only_its_user(fake_auth, make_client, users) -> None:
@@ -281,7 +282,7 @@ def test_a_record_out_of_contract_costs_only_its_user(fake_auth, make_client, us
     assert list(found) == [ids[2]] and missing == set()
     assert set(invalid) == {ids[0], ids[1]}
     assert "notification_policy" in invalid[ids[0]] and "email must be email" in invalid[ids[1]]
-    assert client.breaker.state == "closed"
+    assert client.circuit.state == "closed"
 
 
 def test_a_batch_answer_that_is_not_two_lists_is_a_contract_error(fake_auth, make_client) -> None:

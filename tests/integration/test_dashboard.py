@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from fastapi.testclient import TestClient
 from kombu import Connection
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from sqlalchemy import text
 
 from app.config import Settings
@@ -46,9 +46,13 @@ def topics(settings: Settings) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def jobs_metrics() -> Iterator[str]:
-    """A jobs worker's /metrics whose Auth circuit is open (the real exporter, on a free port)."""
+    """A worker's /metrics: Auth's circuit open, the provider's half-open (the real exporter)."""
     registry = CollectorRegistry()
-    Gauge("notify_auth_circuit_open", "circuit", registry=registry).set(1)
+    state = Gauge("notify_circuit_state", "circuit", ["dependency"], registry=registry)
+    state.labels("auth").set(2)
+    state.labels("mail:sendgrid").set(1)
+    parked = Counter("notify_circuit_parked", "parked", ["dependency"], registry=registry)
+    parked.labels("auth").inc(7)
     Gauge("notify_email_failover", "failover", registry=registry).set(0)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
@@ -162,7 +166,11 @@ def test_the_dashboard_shows_what_the_stack_says(
     ]
     assert figures["queues"]["ok"] and figures["queues"]["value"]["emails"] == 3
     circuits = figures["circuits"]["value"]
-    assert (circuits["auth"], circuits["provider"]) == ("open", "primary")
+    assert circuits["dependencies"] == [
+        {"name": "auth", "state": "open", "parked": 7},
+        {"name": "mail:sendgrid", "state": "half-open", "parked": 0},
+    ]
+    assert circuits["provider"] == "primary"
     assert len(circuits["unreachable"]) == 2
     assert circuits["unreachable"][0].startswith("http://127.0.0.1:1/metrics: ")
     assert circuits["unreachable"][1] == "file:///etc/passwd: not an http(s) URL"  # never read

@@ -91,8 +91,12 @@ def test_rate_limit_storm_then_everything_sent_once_after_the_reset(sendgrid) ->
     assert sendgrid.accepted_counts() == {str(i): 1 for i in ids}
     assert min(r.at for r in sendgrid.accepted()) >= reset
     limited = [r for r in sendgrid.received if r.status == 429]
-    assert {r.delivery_id for r in limited} == {str(i) for i in ids}
-    assert all(found[i].attempts >= 2 for i in ids)
+    assert {r.delivery_id for r in limited} <= {str(i) for i in ids}
+    # A throttling provider is not asked again for each e-mail: once the sends in flight (two
+    # waves of the 8 threads) were refused, the worker's circuit parks the rest until a probe
+    # (one per 2 s interval) gets through.
+    assert len(limited) <= 2 * 8 + 2, len(limited)
+    assert all(found[i].attempts - found[i].deferrals == 1 for i in ids)  # none spent
 
 
 def test_server_error_twice_then_sent_once(sendgrid) -> None:

@@ -60,6 +60,8 @@
     }
   }
 
+  var CIRCUIT_BADGES = {"closed": "bg-green-lt", "half-open": "bg-yellow-lt", "open": "bg-red-lt"};
+
   function row(cells) {
     var tr = document.createElement("tr");
     cells.forEach(function (value) {
@@ -75,7 +77,18 @@
     ["sent", "failed", "skipped"].forEach(function (name) {
       text("total-" + name, String(sum(data.hourly[name])));
     });
-    text("dash-auth", data.circuits.ok ? data.circuits.value.auth : "unknown");
+    var circuits = document.querySelector("#dash-circuits tbody");
+    if (circuits && data.circuits.ok) {
+      circuits.replaceChildren.apply(circuits, data.circuits.value.dependencies.map(function (c) {
+        var tr = row([c.name, "", String(c.parked)]);
+        var badge = document.createElement("span");
+        badge.className = "badge " + CIRCUIT_BADGES[c.state];
+        badge.dataset.state = c.state;
+        badge.textContent = c.state;
+        tr.children[1].appendChild(badge);
+        return tr;
+      }));
+    }
     text("dash-provider", data.circuits.ok ? data.circuits.value.provider : "unknown");
     text("dash-queue-emails", data.queues.ok ? String(data.queues.value.emails) : "unknown");
     text("dash-queue-jobs", data.queues.ok ? String(data.queues.value.jobs) : "unknown");
