@@ -52,11 +52,22 @@ def _is_kafka_outage(error: BaseException) -> bool:
     module = type(error).__module__
     if module.startswith("confluent_kafka") or module == "cimpl":
         kafka_error = error.args[0] if error.args else None
+        code = getattr(kafka_error, "code", None)
+        if callable(code) and code() in _local_kafka_outages():
+            return True
         retriable = getattr(kafka_error, "retriable", None)
         return bool(retriable()) if callable(retriable) else True
     if module.startswith("aiokafka"):
         return bool(getattr(error, "retriable", True))
     return False
+
+
+def _local_kafka_outages() -> frozenset[int]:
+    """librdkafka's own errors for a broker it cannot reach: not flagged retriable, yet the
+    broker being down (a restart, a crash) is all they say."""
+    from confluent_kafka import KafkaError
+
+    return frozenset((KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN))
 
 
 def describe(error: BaseException, limit: int = 2000) -> str:
