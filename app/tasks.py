@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -36,9 +37,30 @@ from app.jobs.handoff import CeleryEmailPublisher, request_plan_shards, request_
 log = logging.getLogger(__name__)
 
 
+# Notifications planned at once when Auth is back (in tasks of AUTH_BATCH_LIMIT).
+RELEASED_AT_ONCE = 50_000
+
+
 @cache
 def _auth() -> AuthClient:
-    return AuthClient.from_settings(get_settings())
+    client = AuthClient.from_settings(get_settings())
+    client.circuit.when_closed(_plan_what_waited_for_auth)
+    return client
+
+
+def _plan_what_waited_for_auth() -> None:
+    """Auth is back: what waited for it goes now, in full batches of one Auth lookup each.
+
+    The parked `send_now` tasks would each plan their own few rows when they come back; asked
+    again in batches, the backlog is planned at the full rate, and a parked task that comes
+    back later finds its rows planned already (planning is idempotent).
+    """
+    waiting = dispatcher.lost_once_handoffs(
+        now=utcnow(), limit=RELEASED_AT_ONCE, grace=timedelta(0)
+    )
+    if waiting:
+        log.warning("Auth is back: planning the %d notifications that waited for it", len(waiting))
+        request_send_now(celery_app, waiting)
 
 
 def _digest(periodicity: str) -> dict[str, Any]:

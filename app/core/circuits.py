@@ -64,9 +64,11 @@ class Circuit:
         self.probe_lease_s = probe_lease_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when it closes or opens
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_started: float | None = None
+        self._on_close: list[Callable[[], None]] = []
         self._publish("closed")
 
     @property
@@ -98,13 +100,37 @@ class Circuit:
     def turn(self) -> Turn:
         """What the caller may do now: call (closed), be the probe, or park."""
         with self._lock:
-            if self._opened_at is None:
-                return "call"
-            if self._probing() or self._wait_s() > 0:
-                return "park"
-            self._probe_started = self._clock()
-            self._publish("half_open")
-            return "probe"
+            return self._turn()
+
+    def _turn(self) -> Turn:
+        if self._opened_at is None:
+            return "call"
+        if self._probing() or self._wait_s() > 0:
+            return "park"
+        self._probe_started = self._clock()
+        self._publish("half_open")
+        return "probe"
+
+    def wait_for_turn(self, timeout_s: float) -> Turn:
+        """Park here until the caller may call or probe; "park" if `timeout_s` passed first.
+
+        A waiter is woken the moment the circuit closes, and when a probe is due: so work
+        parked in a thread goes on at once when the dependency is back.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                turn = self._turn()
+                left = deadline - time.monotonic()
+                if turn != "park" or left <= 0:
+                    return turn
+                # While another probe is out, look again a few times per interval.
+                self._changed.wait(min(left, self._wait_s() or self.probe_interval_s / 4))
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the thread whose call closed it) each time the circuit closes."""
+        with self._lock:
+            self._on_close.append(callback)
 
     def before_call(self) -> None:
         """Raise CircuitOpen unless the call may go (closed, or as the probe)."""
@@ -118,12 +144,20 @@ class Circuit:
     def record_success(self) -> None:
         """The dependency answered: close the circuit and forget past failures."""
         with self._lock:
-            was = self._state()
+            was_open = self._opened_at is not None
             self._failures = 0
             self._opened_at = self._probe_started = None
-            if was != "closed":
-                log.warning("%s is back: circuit closed", self.name)
-                self._publish("closed")
+            if not was_open:
+                return
+            log.warning("%s is back: circuit closed", self.name)
+            self._publish("closed")
+            self._changed.notify_all()
+            listeners = list(self._on_close)
+        for callback in listeners:
+            try:
+                callback()
+            except Exception:  # a listener must not fail the call that closed the circuit
+                log.exception("%s: a listener of the circuit's closing failed", self.name)
 
     def record_failure(self) -> None:
         """Count one outage; open at the threshold, or again after a failed probe."""
@@ -139,6 +173,7 @@ class Circuit:
                 self._opened_at = self._clock()
                 self._probe_started = None
                 self._publish("open")
+                self._changed.notify_all()
 
     def release_probe(self) -> None:
         """The probe made no call after all (nothing to send): the next caller probes now."""
@@ -149,6 +184,7 @@ class Circuit:
             if self._opened_at is not None:
                 self._opened_at = self._clock() - self.probe_interval_s
                 self._publish("open")
+                self._changed.notify_all()
 
     def _publish(self, state: State) -> None:
         metrics.CIRCUIT_STATE.labels(self.name).set(STATE_VALUES[state])

@@ -39,7 +39,7 @@ from typing import Any
 from app.config import Settings
 from app.contracts import ContractError, validate
 from app.core import circuits, faults
-from app.core.circuits import Circuit
+from app.core.circuits import Circuit, Turn
 from app.db import chunk_sends, sends
 from app.db.chunk_sends import Record, RecordedStatus
 from app.db.session import connection_scope
@@ -55,6 +55,10 @@ from app.domain.bounds import clip_text
 
 log = logging.getLogger(__name__)
 
+# How long a chunk's thread holds parked e-mails before handing them back to the queue: well
+# under RabbitMQ's consumer_timeout, and long enough that a short outage costs no round trip.
+PARK_MAX_S = 60.0
+
 
 @dataclass(slots=True)
 class ChunkReport:
@@ -66,6 +70,9 @@ class ChunkReport:
 
     counts: Counter[str] = field(default_factory=Counter)
     retry: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    # Sends an outage refused while the provider's circuit is open: they rejoin the chunk's
+    # parked e-mails instead of going back to the queue on a countdown of their own.
+    rejoin: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
     record: dict[str, dict[str, Any]] = field(default_factory=dict)
     record_items: list[dict[str, Any]] = field(default_factory=list)
 
@@ -127,7 +134,10 @@ def _send_in_waves(
     waves: deque[_Wave] = deque()
 
     def finish_oldest() -> None:
+        nonlocal pending
         _finish_wave(waves.popleft(), report, backend, settings, now, capacity, circuit)
+        pending += report.rejoin
+        report.rejoin.clear()
 
     try:
         while pending or waves:
@@ -136,9 +146,11 @@ def _send_in_waves(
                 if waves:  # what is in flight may close the circuit, or confirm the outage
                     finish_oldest()
                     continue
-                _park(pending, circuit, report)
-                pending = []
-                continue
+                turn = _park(pending, circuit)
+                if turn == "park":  # a long outage: back to the queue, and the thread is free
+                    _hand_back_parked(pending, circuit, report)
+                    pending = []
+                    continue
             wanted = min(len(pending), 1 if turn == "probe" else capacity.threads)
             taken = capacity.slots.take(wanted, wait=not waves)
             if not taken:
@@ -166,20 +178,26 @@ def _send_in_waves(
         raise
 
 
-def _park(
+def _park(pending: Sequence[tuple[uuid.UUID, dict[str, Any]]], circuit: Circuit) -> Turn:
+    """Hold the rest of the chunk, unclaimed (no attempt spent), until the provider is back.
+
+    The thread waits on the circuit: it goes on the moment a probe closes it, or makes the
+    probe itself when one is due. Chunks behind it wait in RabbitMQ meanwhile, so the release
+    is the queue drained at the workers' full rate, not thousands of countdowns.
+    """
+    circuits.parked(circuit.name, len(pending))
+    log.info("%s is out: %d e-mails of a chunk wait for it", circuit.name, len(pending))
+    return circuit.wait_for_turn(PARK_MAX_S)
+
+
+def _hand_back_parked(
     pending: Sequence[tuple[uuid.UUID, dict[str, Any]]], circuit: Circuit, report: ChunkReport
 ) -> None:
-    """Items behind an open circuit: back at the next probe, unclaimed (no attempt spent)."""
+    """Items parked for PARK_MAX_S: back to the queue for the next probe, still unclaimed."""
+    countdown = circuit.park_countdown()
     for _delivery_id, item in pending:
-        report.retry.append((item, circuit.park_countdown()))
+        report.retry.append((item, countdown))
     report.counts["parked"] += len(pending)
-    circuits.parked(circuit.name, len(pending))
-    log.info(
-        "%s is out: %d e-mails parked until the next probe in %.1f s",
-        circuit.name,
-        len(pending),
-        circuit.wait_s(),
-    )
 
 
 def _hand_back_unclaimed(
@@ -288,7 +306,7 @@ def _finish_wave(
             _hand_back_unrecorded(wave.claimed, records, report)
             return
         for done, record in zip(wave.claimed, records, strict=True):
-            _settle(done, record, record.delivery_id in recorded, verdicts, report)
+            _settle(done, record, record.delivery_id in recorded, verdicts, report, circuit)
     finally:
         capacity.slots.give(len(wave.claimed))
 
@@ -430,6 +448,7 @@ def _settle(
     recorded: bool,
     verdicts: dict[uuid.UUID, sending.FailureVerdict],
     report: ChunkReport,
+    circuit: Circuit,
 ) -> None:
     delivery_id = done.delivery_id
     extra = sending.ids_of(delivery_id)
@@ -453,6 +472,8 @@ def _settle(
     sending.log_failure(delivery_id, record.attempt, verdict)
     if not verdict.retry:
         report.counts["failed"] += 1
+    elif recorded and verdict.outage and circuit.state != "closed":
+        report.rejoin.append((delivery_id, done.item))  # waits with the chunk's parked ones
     elif recorded:  # handed back by us: ours to send again
         report.counts["retry"] += 1
         report.retry.append((done.item, verdict.countdown or 0.0))

@@ -121,9 +121,13 @@ def _tasks_of(
     return tasks, broken
 
 
-def lost_once_handoffs(*, now: datetime, limit: int = 1000) -> list[uuid.UUID]:
-    """`once` notifications whose immediate hand-off never ran: the dispatcher plans them."""
+def lost_once_handoffs(
+    *, now: datetime, limit: int = 1000, grace: timedelta = ONCE_HANDOFF_GRACE
+) -> list[uuid.UUID]:
+    """`once` notifications whose immediate hand-off never ran: the dispatcher plans them.
+
+    With no grace: every `once` notification still waiting to be planned, e.g. behind an
+    outage of Auth that has just ended.
+    """
     with session_scope() as session:
-        return store.pending_once_ids(
-            session=session, older_than=now - ONCE_HANDOFF_GRACE, limit=limit
-        )
+        return store.pending_once_ids(session=session, older_than=now - grace, limit=limit)

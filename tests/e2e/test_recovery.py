@@ -45,7 +45,7 @@ RECOVERY_S = 5.0
 DRAIN_RATIO = 0.8
 # A backlog smaller than this drains in a second or two: too short to measure a rate on.
 DRAIN_MEASURED_FROM = 1500
-SECONDS = 330
+SECONDS = 420  # registrations produced at most (the flow lasts about 350 s)
 USERS = [
     {**u, "timezone": "UTC", "notification_policy": {"email": True, "likes": True, "mailing": True}}
     for u in generate_users(BURST + RATE * SECONDS, seed=26)
