@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from celery import Task
@@ -20,7 +19,7 @@ from app.core import circuits, faults, metrics
 from app.core.clock import utcnow
 from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
-from app.jobs import digests
+from app.jobs import auth_outage, digests
 from app.jobs import dispatch as dispatcher
 from app.jobs.celery_app import (
     DAILY_DIGEST,
@@ -37,30 +36,13 @@ from app.jobs.handoff import CeleryEmailPublisher, request_plan_shards, request_
 log = logging.getLogger(__name__)
 
 
-# Notifications planned at once when Auth is back (in tasks of AUTH_BATCH_LIMIT).
-RELEASED_AT_ONCE = 50_000
-
-
 @cache
 def _auth() -> AuthClient:
     client = AuthClient.from_settings(get_settings())
-    client.circuit.when_closed(_plan_what_waited_for_auth)
-    return client
-
-
-def _plan_what_waited_for_auth() -> None:
-    """Auth is back: what waited for it goes now, in full batches of one Auth lookup each.
-
-    The parked `send_now` tasks would each plan their own few rows when they come back; asked
-    again in batches, the backlog is planned at the full rate, and a parked task that comes
-    back later finds its rows planned already (planning is idempotent).
-    """
-    waiting = dispatcher.lost_once_handoffs(
-        now=utcnow(), limit=RELEASED_AT_ONCE, grace=timedelta(0)
+    client.circuit.when_closed(
+        lambda: auth_outage.release_waiting(utcnow(), partial(request_send_now, celery_app))
     )
-    if waiting:
-        log.warning("Auth is back: planning the %d notifications that waited for it", len(waiting))
-        request_send_now(celery_app, waiting)
+    return client
 
 
 def _digest(periodicity: str) -> dict[str, Any]:
@@ -127,6 +109,8 @@ def plan_shard(
 def send_now(self: Task, notification_ids: list[str] | str) -> dict[str, int]:
     """Plan and enqueue `once` notifications (the stream agents hand over one batch per task)."""
     ids = [notification_ids] if isinstance(notification_ids, str) else notification_ids
+    if self.request.retries and auth_outage.already_released(ids):
+        return {"released": len(ids)}  # parked behind Auth, and asked for in a full batch since
     try:
         statuses = digests.plan_once(
             [uuid.UUID(i) for i in ids], auth=_auth(), settings=get_settings(), now=utcnow()

@@ -68,7 +68,7 @@ class Circuit:
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_started: float | None = None
-        self._on_close: list[Callable[[], None]] = []
+        self._on_close: list[Callable[[], object]] = []
         self._publish("closed")
 
     @property
@@ -127,7 +127,7 @@ class Circuit:
                 # While another probe is out, look again a few times per interval.
                 self._changed.wait(min(left, self._wait_s() or self.probe_interval_s / 4))
 
-    def when_closed(self, callback: Callable[[], None]) -> None:
+    def when_closed(self, callback: Callable[[], object]) -> None:
         """Call `callback` (in the thread whose call closed it) each time the circuit closes."""
         with self._lock:
             self._on_close.append(callback)
