@@ -24,10 +24,7 @@ from faust.types import TP, EventT
 
 from app.core import faults, metrics
 from app.domain.vocabulary import EventKind
-from app.jobs.celery_app import celery_app
-from app.jobs.dispatch import ONCE_HANDOFF_GRACE
-from app.jobs.handoff import request_send_now
-from app.stream import ingest, parking, table_mirror, topics
+from app.stream import handoffs, ingest, parking, table_mirror, topics
 from app.stream.faust_app import app, settings
 from app.stream.kafka_reads import end_offsets, headers_of, read_gap, topic_ids
 
@@ -35,10 +32,6 @@ log = logging.getLogger(__name__)
 
 # An outage is polled at most this far apart: its end is noticed within two seconds.
 MAX_RETRY_DELAY_S = 2.0
-# A hand-off RabbitMQ refused is tried again this often, for as long as the dispatcher's
-# re-sweep of lost `once` hand-offs would take to find its rows.
-HANDOFF_RETRY_S = 1.0
-HANDOFF_RETRY_FOR = ONCE_HANDOFF_GRACE
 # How often parked records of blocked partitions are tried again (an operator's reset).
 HOLD_POLL_S = 2.0
 
@@ -194,46 +187,6 @@ async def mirror_like_counts(
     )
 
 
-async def hand_off(notification_ids: Sequence[Any]) -> None:
-    """Ask Celery to send these now; if RabbitMQ is out, keep asking in the background.
-
-    The batch goes on either way: its rows are committed as pending, and the dispatcher
-    re-requests lost `once` hand-offs after ONCE_HANDOFF_GRACE (a worker that dies with a
-    hand-off still to make loses nothing). Asking again every second meanwhile is what gets
-    these registrations their mail within a second or two of RabbitMQ's return.
-    """
-    ids = list(notification_ids)
-    if not await _request_send_now(ids):
-        retry = asyncio.ensure_future(_hand_off_later(ids))
-        _handoffs_waiting.add(retry)
-        retry.add_done_callback(_handoffs_waiting.discard)
-
-
-# Hand-offs being tried again (referenced, so the event loop does not drop them).
-_handoffs_waiting: set[asyncio.Future[None]] = set()
-
-
-async def _request_send_now(ids: list[Any]) -> bool:
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(None, request_send_now, celery_app, ids)
-    except Exception as exc:  # noqa: BLE001 - the rows are pending: asked again below or swept
-        metrics.HANDOFF_FAILURES.inc()
-        log.warning("send_now hand-off of %d notifications failed: %r", len(ids), exc)
-        return False
-    return True
-
-
-async def _hand_off_later(ids: list[Any]) -> None:
-    deadline = time.monotonic() + HANDOFF_RETRY_FOR.total_seconds()
-    while time.monotonic() < deadline:
-        await asyncio.sleep(HANDOFF_RETRY_S)
-        if await _request_send_now(ids):
-            log.info("send_now hand-off of %d notifications made on a later try", len(ids))
-            return
-    log.warning("%d notifications left for the dispatcher's re-sweep of lost hand-offs", len(ids))
-
-
 # Blocked partitions of this worker, parked so their agent serves the other partitions.
 parked = parking.ParkingLot()
 
@@ -323,7 +276,7 @@ async def _after_commit(
     if result.like_counts:
         await mirror_like_counts(result, events, like_table)
     if result.send_now:
-        await hand_off(result.send_now)
+        await handoffs.hand_off(result.send_now)
 
 
 def _position(record: ingest.Record) -> dict[str, Any]:

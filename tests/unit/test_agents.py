@@ -7,6 +7,7 @@ Faust table is the real one on the memory store.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import tempfile
@@ -29,7 +30,7 @@ get_settings.cache_clear()
 
 from app import agents  # noqa: E402
 from app.core import metrics  # noqa: E402
-from app.stream import batches  # noqa: E402
+from app.stream import batches, handoffs  # noqa: E402
 from app.stream.ingest import BatchResult, DeadLetter, Record  # noqa: E402
 from app.tables import like_counts  # noqa: E402
 
@@ -72,7 +73,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Recorder]:
         rec = Recorder(make_result)
         monkeypatch.setattr(batches.ingest, "apply_batch", rec.apply_batch)
         monkeypatch.setattr(batches, "emit_dead_letters", rec.emit)
-        monkeypatch.setattr(batches, "request_send_now", rec.send_now)
+        monkeypatch.setattr(handoffs, "request_send_now", rec.send_now)
         monkeypatch.setattr(batches, "MAX_RETRY_DELAY_S", 0.05)
         return rec
 
@@ -154,29 +155,44 @@ async def test_a_failing_batch_is_retried_not_dropped(recorder: Callable[..., Re
     assert rec.failures_left == 0 and rec.batches[0][1][0].value == b"text"
 
 
-async def test_a_failed_hand_off_does_not_stop_the_agent(
+async def test_a_refused_hand_off_does_not_stop_the_agent_and_is_asked_for_again(
     recorder: Callable[..., Recorder],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rec = recorder(lambda kind, records: BatchResult(kind, send_now=[uuid.uuid4()]))
+    made: list[uuid.UUID] = []
 
-    def broken(_app: Any, _ids: Sequence[uuid.UUID]) -> None:
-        raise ConnectionError("rabbitmq down")
+    def result(kind: str, records: list[Record]) -> BatchResult:
+        ids = [uuid.uuid4() for _ in records]
+        made.extend(ids)
+        return BatchResult(kind, applied=len(records), send_now=ids)
 
-    monkeypatch.setattr(batches, "request_send_now", broken)
+    rec = recorder(result)
+    rabbitmq = {"down": True}
+
+    def flaky(app: Any, ids: Sequence[uuid.UUID]) -> None:
+        if rabbitmq["down"]:
+            raise ConnectionError("rabbitmq down")
+        rec.send_now(app, ids)
+
+    monkeypatch.setattr(handoffs, "request_send_now", flaky)
+    monkeypatch.setattr(handoffs, "HANDOFF_RETRY_S", 0.05)
+    caplog.set_level(logging.INFO, logger=handoffs.__name__)
     failures_before = metrics.HANDOFF_FAILURES._value.get()
     async with agents.ingest_registrations.test_context() as agent:
         await agent.put(b"a", key=b"u1")
         await agent.put(b"b", key=b"u2")
+        # The agent went on with both events while RabbitMQ refused the hand-off...
         await _until(lambda: sum(len(r) for _, r in rec.batches) == 2)
-        # One hand-off per batch; Faust may take both events in one batch or in two.
-        handoffs = len(rec.batches)
-        await _until(lambda: metrics.HANDOFF_FAILURES._value.get() - failures_before == handoffs)
-    message = "send_now hand-off of 1 notifications failed"
-    failed = [r for r in caplog.records if message in r.getMessage()]
-    assert len(failed) == handoffs
-    assert all(r.exc_info and "rabbitmq down" in str(r.exc_info[1]) for r in failed)
+        # ... which is asked for again in the background, and refused again.
+        await _until(lambda: metrics.HANDOFF_FAILURES._value.get() - failures_before >= 3)
+        assert rec.handed == []
+        rabbitmq["down"] = False
+        await _until(lambda: len(rec.handed) == 2)
+    assert sorted(rec.handed) == sorted(made)  # each once, asked for together
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("failed: ConnectionError('rabbitmq down')" in m for m in messages)
+    assert any("hand-off of 2 notifications made on a later try" in m for m in messages)
 
 
 def test_changelog_records_are_encoded_exactly_as_faust_encodes_them() -> None:
