@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 import urllib.request
+import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.core.clock import utcnow
+from app.db.models import Delivery
 from harness.delivery import Worker, deliveries, dispatch, purge_emails_queue, seed, wait_for
 from harness.fakes.sendgrid import FakeSendGrid
 from harness.waiting import free_port
@@ -39,6 +41,11 @@ def _sample(url: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+def _between_probes() -> dict[uuid.UUID, Delivery] | None:
+    rows = deliveries()
+    return rows if all(r.status != "sending" for r in rows.values()) else None
 
 
 def test_a_parked_email_spends_no_attempt_and_goes_within_one_probe_interval(
@@ -73,7 +80,8 @@ def test_a_parked_email_spends_no_attempt_and_goes_within_one_probe_interval(
         time.sleep(3 * PROBE_S)  # parked e-mails come back and park again; probes go and fail
         outage_calls = len(fake.received)
         parked = _sample(metrics, "notify_circuit_parked_total", dependency="mail:sendgrid")
-        rows = deliveries()
+        # Read between probes: a probe's e-mail is claimed ('sending') for its few milliseconds.
+        rows = wait_for(_between_probes, timeout=10, what="no probe out", every=0.05)
         # Not retried each on its own schedule: the outage saw the waves before the circuit
         # opened and one probe per interval, not one call per e-mail and retry.
         probes = (time.time() - opened) / PROBE_S + 2
