@@ -7,9 +7,9 @@ application stops for 10 s, Auth answers 503 for 30 s, the Kafka broker is kille
 again, SendGrid answers 503 for 30 s, and then Auth and SendGrid are down together.
 
 For each fault: the first welcome mail of a registration made during it reaches the provider at
-most RECOVERY_S after the fault ended, and the backlog it left drains at DRAIN_RATIO of the full
-rate or better. In the end every registration got its welcome mail exactly once. Run it alone
-with `pytest -m chaos`.
+most RECOVERY_S after the fault ended, and the backlog it left is sent within DRAINED_WITHIN_S;
+the rate it drained at is printed against the full rate. In the end every registration got its
+welcome mail exactly once. Run it alone with `pytest -m chaos`.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ BURST = 3000
 GAP_S = 30  # between faults: the backlog drains, then a steady flow again
 OUTAGE_S = 30
 RECOVERY_S = 5.0
-DRAIN_RATIO = 0.8
-# A backlog smaller than this (PostgreSQL's restart leaves a few dozen) drains in well under
-# a second: too short to measure a rate on.
-DRAIN_MEASURED_FROM = 1000
+# Every backlog is sent within this of its first mail. The rate it drains at, against the
+# burst's, is printed: on two shared cores it moves by a fifth from run to run for the same
+# code (docs/benchmarks.md, "Recovery"), too much for an assertion that must not flake.
+DRAINED_WITHIN_S = 20.0
 SECONDS = 420  # registrations produced at most (the flow lasts about 350 s)
 USERS = [
     {**u, "timezone": "UTC", "notification_policy": {"email": True, "likes": True, "mailing": True}}
@@ -305,7 +305,6 @@ def test_mail_flows_again_within_seconds_of_each_fault_at_100_a_second(
     assert flow_s >= 240
     for r in recoveries:
         assert r.first_mail_s <= RECOVERY_S, report
-        if r.backlog >= DRAIN_MEASURED_FROM:
-            assert r.drain_rate >= DRAIN_RATIO * full_rate, report
+        assert r.drain_s <= DRAINED_WITHIN_S, report
     dead = [name for name, p in pipeline.processes.items() if name != "auth" and not p.alive()]
     assert dead == [], pipeline.logs()
