@@ -36,6 +36,17 @@ pytest_plugins = ("tests.integration.portal_support", "tests.integration.stream_
 
 
 DEFAULT_FAUST_DIR = REPO_ROOT / "var" / "faust"
+# Tests under these folders start or talk to services: `integration`, whatever their module says,
+# so `pytest -m "not integration"` (make test-unit) runs with every service stopped.
+SERVICE_FOLDERS = ("integration", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = REPO_ROOT / "tests"
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+        if folder in SERVICE_FOLDERS:
+            item.add_marker(pytest.mark.integration)
 
 
 def _tree(root: Path) -> set[str]:

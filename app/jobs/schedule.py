@@ -29,8 +29,7 @@ from sqlalchemy_celery_beat.models import (
 from sqlalchemy_celery_beat.session import SessionManager
 from sqlalchemy_celery_beat.tzcrontab import TzAwareCrontab
 
-from app.config import get_settings
-from app.db.session import transaction
+from app.db.session import get_engine, transaction
 from app.jobs.celery_app import BEAT_SCHEMA, DAILY_DIGEST, DISPATCH, JOBS_QUEUE, WEEKLY_DIGEST
 
 CRON_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
@@ -84,17 +83,17 @@ DEFAULT_ENTRIES = (
 
 @contextmanager
 def beat_session(database_url: str | None = None) -> Iterator[Session]:
-    """A session on the scheduler's tables (created on first use, in their own schema)."""
-    manager = SessionManager()
-    engine, factory = manager.create_session(
-        database_url or get_settings().database_url, schema=BEAT_SCHEMA
+    """A session on the scheduler's tables (created on first use, in their own schema).
+
+    On the process's pooled engine; the tables are checked on each call, as a reset may have
+    dropped their schema and this path runs at an operator's pace.
+    """
+    engine = get_engine(database_url).execution_options(
+        schema_translate_map={"celery_schema": BEAT_SCHEMA}
     )
-    manager.prepare_models(engine, schema=BEAT_SCHEMA)
-    try:
-        with transaction(factory()) as session:
-            yield session
-    finally:
-        engine.dispose()
+    SessionManager().prepare_models(engine, schema=BEAT_SCHEMA)
+    with transaction(Session(bind=engine, expire_on_commit=False)) as session:
+        yield session
 
 
 def _schedule_model(session: Session, entry: DefaultEntry) -> CrontabSchedule | IntervalSchedule:

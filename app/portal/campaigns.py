@@ -24,7 +24,8 @@ from app.core.clock import utcnow
 from app.db import campaigns as store
 from app.db.models import Campaign
 from app.db.session import session_scope
-from app.delivery.mail.base import OutgoingEmail, get_backend
+from app.delivery.mail.base import OutgoingEmail
+from app.delivery.mail.factory import get_backend
 from app.domain.rendering import SAMPLE_VARIABLES, render
 from app.domain.vocabulary import PERIODICITIES
 from app.kafka.producer import PublishReport, publish_all

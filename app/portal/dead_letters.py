@@ -21,7 +21,6 @@ from app.stream.operations import replay_dead_letters
 
 router = APIRouter()
 REPLAY_PAGE = "/admin/dead-letters/replay"
-LIST_PAGE = "/admin/dead-letter/list"
 MAX_SELECTED = 1000
 
 

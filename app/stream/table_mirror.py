@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -157,9 +156,3 @@ def store_counts(
                 store[key] = count
             if partition in offsets:
                 store.set_persisted_offset(TP(topic, partition), offsets[partition])
-
-
-@contextmanager
-def no_partition(_partition: int) -> Iterator[None]:
-    """For stores that keep one map for every partition (the memory store)."""
-    yield

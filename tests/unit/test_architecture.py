@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from app.config import REPO_ROOT
@@ -85,3 +86,112 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     source.write_text("def f():\n    from app.portal.app import create_app\n")
     assert imports_of(source) == {"app.portal.app"}
     assert FLOORS[unit_of("app.portal.app")] > FLOORS[unit_of("app.db.models")]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of app/ it imports (at the top or inside a function)."""
+    paths = {module_of(path): path for path in APP.rglob("*.py")}
+    return {
+        module: {imported for imported in imports_of(path) if imported in paths} - {module}
+        for module, path in paths.items()
+    }
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or round a circle (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while (member := stack.pop()) != module:
+                group.append(member)
+            if group:
+                circles.append(sorted([module, *group]))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_modules_import_each_other() -> None:
+    assert import_circles(import_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_circles(graph) == [["a", "b", "c"]]
+
+
+def modules_off_the_map(doc: str, modules: list[Path]) -> list[str]:
+    """Modules of app/ that docs/architecture.md does not name in their package's entry."""
+    holds = doc.split("### What each package holds", 1)[1].split("\n## ", 1)[0]
+    entries = {
+        match.group(1): entry
+        for entry in holds.split("\n- ")
+        if (match := re.match(r"\*\*`(\w+)/`\*\*", entry.strip()))
+    }
+    missing = []
+    for path in modules:
+        parts = path.relative_to(APP).parts
+        if path.name == "__init__.py" or "migrations" in parts:
+            continue
+        if len(parts) == 1:  # the entry points and the settings: anywhere on the page
+            named = f"`{path.name}`" in doc or f"`app/{path.name}`" in doc
+        else:
+            named = f"`{path.name}`" in entries.get(parts[0], "")
+        if not named:
+            missing.append(str(path.relative_to(REPO_ROOT)))
+    return missing
+
+
+def test_every_module_is_on_the_map() -> None:
+    doc = (REPO_ROOT / "docs/architecture.md").read_text()
+    assert modules_off_the_map(doc, sorted(APP.rglob("*.py"))) == []
+
+
+def test_the_map_check_sees_a_module_left_out() -> None:
+    doc = (REPO_ROOT / "docs/architecture.md").read_text()
+    handoffs = APP / "stream" / "handoffs.py"
+    assert modules_off_the_map(doc, [handoffs]) == []
+    without = doc.replace("`handoffs.py`", "hand-offs")
+    assert modules_off_the_map(without, [handoffs]) == ["app/stream/handoffs.py"]
+    # Named under another package's entry does not count.
+    assert modules_off_the_map(doc, [APP / "stream" / "campaign_pages.py"]) != []
+
+
+def calls_of(path: Path, names: set[str]) -> set[str]:
+    """Which of these functions the file calls (by name or attribute)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name in names:
+                found.add(name)
+    return found
+
+
+def test_only_the_session_module_creates_engines() -> None:
+    # Alembic's env.py runs in migrations only, on a pool of its own. `create_session` is how
+    # sqlalchemy-celery-beat's SessionManager builds an engine of its own.
+    allowed = {APP / "db" / "session.py", APP / "db" / "migrations" / "env.py"}
+    creators = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted(APP.rglob("*.py"))
+        if path not in allowed
+        and calls_of(path, {"create_engine", "create_async_engine", "create_session"})
+    ]
+    assert creators == []

@@ -7,8 +7,8 @@ from app.delivery.mail.base import (
     SendError,
     SendResult,
     TransientSendError,
-    get_backend,
 )
+from app.delivery.mail.factory import get_backend
 
 __all__ = [
     "EmailBackend",

@@ -1,4 +1,4 @@
-"""The backend interface, the e-mail it sends, the errors it raises, and the backend factory."""
+"""The backend interface, the e-mail it sends and the errors it raises."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from app.config import Settings
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,32 +110,3 @@ def build_message(email: OutgoingEmail, sender: str, now: datetime | None = None
     else:
         message.set_content(email.html, subtype="html")
     return message
-
-
-def get_backend(settings: Settings) -> EmailBackend:
-    """The backend EMAIL_BACKEND names, behind failover when EMAIL_FALLBACK_BACKEND names one."""
-    primary = backend_named(settings.email_backend, settings)
-    fallback = settings.email_fallback_backend
-    if not fallback or fallback == settings.email_backend:
-        return primary
-    from app.delivery.mail.failover import FailoverBackend, ProviderCircuit
-
-    circuit = ProviderCircuit(
-        window_s=settings.email_failover_window_s, probe_s=settings.email_failover_probe_s
-    )
-    return FailoverBackend(primary, backend_named(fallback, settings), circuit)
-
-
-def backend_named(name: str, settings: Settings) -> EmailBackend:
-    """One backend: `sendgrid`, `smtp` or `outbox`."""
-    if name == "sendgrid":
-        from app.delivery.mail.sendgrid_backend import SendGridBackend
-
-        return SendGridBackend.from_settings(settings)
-    if name == "smtp":
-        from app.delivery.mail.smtp_backend import SmtpBackend
-
-        return SmtpBackend.from_settings(settings)
-    from app.delivery.mail.outbox_backend import OutboxBackend
-
-    return OutboxBackend.from_settings(settings)
