@@ -21,7 +21,7 @@ from app.config import REPO_ROOT
 # The text rules of every boundary, re-exported for the decoders and the jobs.
 from app.domain.bounds import storable_text as storable_text
 from app.domain.bounds import unstorable_text as unstorable_text
-from app.domain.vocabulary import EVENT_KINDS, EventKind
+from app.domain.vocabulary import EVENT_KINDS, EventKind, Periodicity
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
@@ -48,7 +48,7 @@ class Event:
     """One accepted input event."""
 
     user_id: uuid.UUID
-    periodicity: str
+    periodicity: Periodicity
     content_id: uuid.UUID | None
     content_value: str
 

@@ -19,6 +19,7 @@ from app.core import circuits, faults, metrics
 from app.core.clock import utcnow
 from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
+from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of
 from app.jobs import auth_outage, digests
 from app.jobs import dispatch as dispatcher
 from app.jobs.celery_app import (
@@ -45,7 +46,7 @@ def _auth() -> AuthClient:
     return client
 
 
-def _digest(periodicity: str) -> dict[str, Any]:
+def _digest(periodicity: Periodicity) -> dict[str, Any]:
     """Cut the run into shards and hand each to the jobs queue, where every jobs worker plans."""
     run_id, shards = digests.start_run(periodicity, settings=get_settings(), now=utcnow())
     request_plan_shards(celery_app, periodicity, run_id, shards)
@@ -85,7 +86,7 @@ def plan_shard(
     """Plan one shard of a daily or weekly run, then enqueue what is due right away."""
     try:
         report = digests.plan_shard(
-            periodicity,
+            one_of(periodicity, PERIODICITIES, "periodicity"),
             run_id=uuid.UUID(run_id),
             shard=shard,
             shards=shards,

@@ -52,7 +52,9 @@ def prepare() -> uuid.UUID:
     migrate.upgrade("heads")
     with session_scope() as session:
         load_default_templates(session=session)
-        return session.scalar(select(Template.template_id).where(Template.name == "mailing"))
+        template_id = session.scalar(select(Template.template_id).where(Template.name == "mailing"))
+        assert template_id is not None, "no `mailing` template after loading the defaults"
+        return template_id
 
 
 def warm_producer(topic: str):

@@ -40,6 +40,7 @@ from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.models import Delivery  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
+from app.domain.vocabulary import Kind  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
 from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
@@ -60,7 +61,7 @@ def reset(mails: int) -> None:
         session.execute(text("TRUNCATE deliveries, notifications, messages, opt_outs CASCADE"))
         load_default_templates(session=session)
     now = datetime.now(UTC)
-    kinds = ["likes" if i % 2 else "mailing" for i in range(mails)]
+    kinds: list[Kind] = ["likes" if i % 2 else "mailing" for i in range(mails)]
     seed(get_settings(), now, kinds)
 
 

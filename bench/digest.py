@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DB = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
@@ -30,7 +31,8 @@ os.environ.setdefault("DEV_MODE", "true")  # the local stack, on its placeholder
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", BENCH_DB)
 sys.path.insert(0, str(REPO))
 
-from kombu import Connection, Exchange, Queue  # noqa: E402
+from kombu.connection import Connection  # noqa: E402
+from kombu.entity import Exchange, Queue  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app.auth.client import AuthClient  # noqa: E402
@@ -59,7 +61,7 @@ def ensure_database(url: str) -> None:
     admin.dispose()
 
 
-def reset(rows: int, users: list[dict]) -> None:
+def reset(rows: int, users: list[dict[str, Any]]) -> None:
     with session_scope() as session:
         session.execute(text("TRUNCATE deliveries, notifications, messages, opt_outs CASCADE"))
         load_default_templates(session=session)
@@ -82,7 +84,7 @@ def reset(rows: int, users: list[dict]) -> None:
         session.execute(text("ANALYZE"))
 
 
-def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:
+def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -110,7 +112,7 @@ def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen:
     raise RuntimeError("dev Auth server did not start")
 
 
-def prepare(users: int) -> tuple[list[dict], subprocess.Popen, int]:
+def prepare(users: int) -> tuple[list[dict[str, Any]], subprocess.Popen[bytes], int]:
     """The bench database at head and a dev Auth server over `users` generated users."""
     settings = get_settings()
     ensure_database(settings.database_url)
@@ -134,6 +136,7 @@ def purge_emails(broker: str, expect: int = 0) -> int:
         bound.declare()
         deadline = time.monotonic() + 10
         # Unconfirmed publishes may still be on their way when the publisher returns.
+        count: int  # queue_declare answers (name, messages, consumers), untyped
         while (count := bound.queue_declare(passive=True)[1]) < expect:
             if time.monotonic() > deadline:
                 break
@@ -143,7 +146,7 @@ def purge_emails(broker: str, expect: int = 0) -> int:
 
 
 def pipeline_run(
-    rows: int, users: list[dict], auth: AuthClient, profile: Path | None = None
+    rows: int, users: list[dict[str, Any]], auth: AuthClient, profile: Path | None = None
 ) -> dict[str, float]:
     settings = get_settings()
     reset(rows, users)
@@ -175,7 +178,7 @@ def pipeline_run(
     }
 
 
-def baseline_run(count: int, payload: dict) -> float:
+def baseline_run(count: int, payload: dict[str, Any]) -> float:
     """Seconds to publish `count` messages of the e-mail task's size with kombu, no confirms."""
     settings = get_settings()
     exchange = Exchange("bench.raw", "direct", durable=True)

@@ -37,7 +37,7 @@ os.environ.setdefault("DEV_MODE", "true")  # the local stack, on its placeholder
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", BENCH_DB)
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import CursorResult, create_engine, func, select, text  # noqa: E402
 
 from app.config import get_settings  # noqa: E402
 from app.db.models import Delivery  # noqa: E402
@@ -84,9 +84,11 @@ def plan_phase(rows: int) -> float:
 def send_hour_arrives() -> int:
     """Make every scheduled delivery due now (untimed), as the send hour would."""
     with session_scope() as session:
-        moved = session.execute(
+        result = session.execute(
             text("UPDATE deliveries SET send_at = now() WHERE status = 'scheduled'")
-        ).rowcount
+        )
+        assert isinstance(result, CursorResult)  # what an UPDATE's result is: it has a rowcount
+        moved = result.rowcount
     engine = create_engine(get_settings().database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("VACUUM ANALYZE deliveries, delivery_contents"))

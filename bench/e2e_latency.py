@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +46,8 @@ from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from bench.profiles import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from harness.fakes.sendgrid import FakeSendGrid  # noqa: E402
-from harness.pipeline import Pipeline, wait_for  # noqa: E402
+from harness.pipeline import Pipeline  # noqa: E402
+from harness.waiting import wait_for  # noqa: E402
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -86,7 +88,9 @@ def kafka_round_trip(rate: float, seconds: float) -> list[float]:
         while len(latencies) < count and time.monotonic() < deadline:
             msg = consumer.poll(0.1)
             if msg is not None and not msg.error():
-                latencies.append(time.time() - sent[msg.value()])
+                value = msg.value()
+                assert value is not None  # each of the bench's messages has one
+                latencies.append(time.time() - sent[value])
 
     reader = threading.Thread(target=consume)
     reader.start()
@@ -208,8 +212,11 @@ def step_latencies(sent: dict[str, float], provider_at: dict[str, float]) -> dic
 PROFILED = ("stream", "jobs", "emails")
 
 
-def start_profiles(pipeline: Pipeline, seconds: float, into: Path) -> list[Path]:
-    """Sample each of our processes for `seconds` (the run, not its start or drain)."""
+def start_profiles(
+    pipeline: Pipeline, seconds: float, into: Path
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """Sample each of our processes for `seconds` (the run, not its start or drain): each
+    sampler with the file it writes."""
     spies = []
     for name in PROFILED:
         process = pipeline.processes.get(name)
@@ -267,9 +274,10 @@ def pipeline_latencies(
             spy.wait(60)
             print(profiles.summarize(path, top=25), "\n")
         cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-        provider_at = {
-            r.body["personalizations"][0]["to"][0]["email"]: r.at for r in sendgrid.accepted()
-        }
+        provider_at: dict[str, float] = {}
+        for r in sendgrid.accepted():
+            assert r.body is not None  # accepted: a JSON object, kept whole
+            provider_at[r.body["personalizations"][0]["to"][0]["email"]] = r.at
         latencies = [at - sent[email] for email, at in provider_at.items()]
         return latencies, step_latencies(sent, provider_at), cpu, wall
     finally:

@@ -43,10 +43,11 @@ from app.db import migrate  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.connection import client_config  # noqa: E402
-from app.stream.ingest import Record, apply_batch  # noqa: E402
+from app.stream.ingest import apply_batch  # noqa: E402
 from bench import profiles  # noqa: E402
 from bench.digest import ensure_database  # noqa: E402
 from bench.profiles import cpu_seconds  # noqa: E402
+from harness.kafka import record_of  # noqa: E402
 from harness.waiting import free_port  # noqa: E402
 
 
@@ -109,12 +110,11 @@ def baseline(topic: str, n: int, group: str) -> tuple[float, float]:
             continue
         if started is None:
             started, cpu_started = time.perf_counter(), own_cpu()
-        records = [
-            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in messages
-        ]
+        records = [record_of(m) for m in messages]
         apply_batch("comment_liked", records, group_id=group, max_bytes=65536)
         consumer.commit(asynchronous=True)
         done += len(messages)
+    assert started is not None  # n > 0: a batch was taken
     elapsed = time.perf_counter() - started
     cpu = own_cpu() - cpu_started
     consumer.close()

@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DB = "postgresql+psycopg2://notify:notify@127.0.0.1:5432/notify_bench"
@@ -31,7 +32,7 @@ os.environ.setdefault("DEV_MODE", "true")  # the local stack, on its placeholder
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", BENCH_DB)
 sys.path.insert(0, str(REPO))
 
-from kombu import Connection  # noqa: E402
+from kombu.connection import Connection  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from app.config import get_settings  # noqa: E402
@@ -115,10 +116,10 @@ def start_daily_run(*, timeout: float, every: float) -> tuple[int, int]:
 
 def run_once(
     rows: int,
-    users: list[dict],
+    users: list[dict[str, Any]],
     workers: list[subprocess.Popen[bytes]],
     profile: Path | None = None,
-) -> dict:
+) -> dict[str, float]:
     settings = get_settings()
     reset(rows, users)
     purge(settings.celery_broker_url)

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from sqlalchemy import Row, select
 
 from app.auth.client import AuthUser
@@ -22,7 +23,7 @@ from app.db import jobs as store
 from app.db.models import Delivery, DeliveryContent
 from app.db.session import session_scope
 from app.delivery.send_pool import CHUNKS_IN_FLIGHT
-from app.domain.vocabulary import TEMPLATE_OF_KIND
+from app.domain.vocabulary import TEMPLATE_OF_KIND, Kind
 from app.jobs.celery_app import EMAILS_QUEUE, celery_app
 from app.jobs.dispatch import dispatch_due
 from app.jobs.handoff import CeleryEmailPublisher
@@ -40,8 +41,8 @@ def user(i: int) -> AuthUser:
 
 
 def seed(
-    settings: Settings, now: datetime, kinds: list[str], *, like_count: int = 3
-) -> list[tuple[uuid.UUID, AuthUser, str]]:
+    settings: Settings, now: datetime, kinds: list[Kind], *, like_count: int = 3
+) -> list[tuple[uuid.UUID, AuthUser, Kind]]:
     """Plan one due delivery per kind with the real planner and templates; return their ids."""
     sources = {t.name: t for t in default_templates()}
     users = [user(i) for i in range(len(kinds))]
@@ -105,7 +106,7 @@ def deliveries() -> dict[uuid.UUID, Delivery]:
         return {d.delivery_id: d for d in session.scalars(select(Delivery))}
 
 
-def mail_rows() -> dict[uuid.UUID, Row[Any]]:
+def mail_rows() -> dict[uuid.UUID, Row[*tuple[Any, ...]]]:
     """Every delivery as the dispatcher claims it: what its e-mail task is built from."""
     query = select(
         Delivery.delivery_id,
@@ -121,7 +122,9 @@ def mail_rows() -> dict[uuid.UUID, Row[Any]]:
         return {row.delivery_id: row for row in session.execute(query)}
 
 
-def statuses_settled(ids: list[uuid.UUID], final: set[str]) -> Callable[[], dict | None]:
+def statuses_settled(
+    ids: list[uuid.UUID], final: set[str]
+) -> Callable[[], dict[uuid.UUID, Delivery] | None]:
     def check() -> dict[uuid.UUID, Delivery] | None:
         rows = deliveries()
         return rows if all(rows[i].status in final for i in ids) else None

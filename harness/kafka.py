@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, KafkaError, Message
 from app.config import Settings
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
+from app.stream.records import Record
 
 
 def produce(
@@ -64,8 +65,9 @@ def read_topic(
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            if message.error():
-                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+            error = message.error()
+            if error:
+                assert error.code() == KafkaError._PARTITION_EOF, error
                 continue
             got.append(message)
         extra = consumer.poll(1.0)
@@ -74,3 +76,29 @@ def read_topic(
         consumer.close()
     assert len(got) == expected, f"{topic}: {len(got)} messages, expected {expected}"
     return got
+
+
+def record_of(message: Message) -> Record:
+    """A consumed message as the stream worker's ingest takes it (topic, partition, offset, key,
+    value)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    # Typed optional for a message not yet produced; a consumed one has all three.
+    assert topic is not None and partition is not None and offset is not None, message
+    return Record(topic, partition, offset, message.key(), message.value())
+
+
+def value_of(message: Message) -> bytes:
+    """A consumed message's value (typed optional: a tombstone has none)."""
+    value = message.value()
+    assert value is not None, f"a message without a value at offset {message.offset()}"
+    return value
+
+
+def headers_of(message: Message) -> dict[str, bytes]:
+    """A consumed message's headers by name (none: empty); every header we write has a value."""
+    headers = message.headers() or []
+    found: dict[str, bytes] = {}
+    for name, value in headers.items() if isinstance(headers, dict) else headers:
+        assert isinstance(value, bytes), f"header {name!r}: {value!r}"
+        found[name] = value
+    return found

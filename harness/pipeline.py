@@ -303,7 +303,7 @@ class Pipeline:
 
 def reset_state(settings: Settings) -> None:
     """An empty database at head with the default templates and schedule, and empty queues."""
-    from kombu import Connection
+    from kombu.connection import Connection
     from sqlalchemy import text
 
     from app.db import migrate

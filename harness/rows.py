@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Message, Notification, Template
-from app.domain.vocabulary import TEMPLATE_OF_KIND
+from app.domain.vocabulary import TEMPLATE_OF_KIND, Kind, Periodicity
 
 
 @dataclass(frozen=True)
 class Spec:
     user_id: uuid.UUID
-    kind: str
-    periodicity: str
+    kind: Kind
+    periodicity: Periodicity
     content_id: uuid.UUID | None = None
     content_value: str = ""
     like_count: int = 0
@@ -26,7 +27,8 @@ class Spec:
 def insert_notifications(session: Session, specs: list[Spec]) -> list[uuid.UUID]:
     """Insert one message and one pending notification per spec; return the notification ids."""
     templates = dict(session.execute(select(Template.name, Template.template_id)).all())
-    messages, notifications = [], []
+    messages: list[dict[str, Any]] = []
+    notifications: list[dict[str, Any]] = []
     for spec in specs:
         message_id = uuid.uuid4()
         messages.append(

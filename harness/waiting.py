@@ -1,8 +1,9 @@
-"""Helpers every kind of test shares: polling for a condition, a free local port."""
+"""Helpers every kind of test shares: polling for a condition, a free local port, a server's URL."""
 
 from __future__ import annotations
 
 import socket
+import socketserver
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -10,8 +11,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll until `check()` is truthy and return it; fail naming `what` after `timeout` seconds."""
+def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll until `check()` is truthy and return it; fail naming `what` after `timeout` seconds.
+
+    A check may answer None for "not yet": what comes back is never None.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -28,4 +32,13 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_url(server: socketserver.TCPServer) -> str:
+    """`http://host:port` of a local HTTP server (the address a socket server is bound to)."""
+    host, port = server.server_address[:2]
+    if not isinstance(host, str):  # typed str | bytes; an IPv4 or IPv6 server's host is a str
+        host = bytes(host).decode()
+    return f"http://{host}:{port}"

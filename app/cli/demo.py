@@ -18,6 +18,7 @@ from app.db.models import Notification
 from app.db.session import session_scope
 from app.db.stats import delivery_counts, notification_counts
 from app.db.templates import get_template_by_name
+from app.domain.vocabulary import Periodicity
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 
@@ -63,7 +64,7 @@ def publish_burst(settings: Settings, plan: DemoPlan, *, seed: int | None = None
     likes = []
     for i in range(plan.likes):
         owner, comment = comments[i % len(comments)]
-        periodicity = "daily" if i % 3 else "weekly"
+        periodicity: Periodicity = "daily" if i % 3 else "weekly"
         event = Event(owner, periodicity, comment, f"My comment #{comment.hex[:6]}")
         likes.append((str(owner).encode(), encode_event(event)))
     sent = {

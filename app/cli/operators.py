@@ -10,7 +10,7 @@ from typing import cast
 import click
 
 from app.config import get_settings
-from app.domain.vocabulary import PORTAL_ROLES, PortalRole
+from app.domain.vocabulary import DEAD_LETTER_STATUSES, PORTAL_ROLES, PortalRole, one_of
 
 
 def _since(value: str | None) -> datetime | None:
@@ -53,7 +53,7 @@ def dead_letters_list(reason: str | None, since: str | None, status: str, limit:
     with session_scope() as session:
         letters = dead_letters.select(
             session=session,
-            status=None if status == "all" else status,
+            status=None if status == "all" else one_of(status, DEAD_LETTER_STATUSES, "status"),
             reason=reason,
             since=_since(since),
             limit=limit,

@@ -11,6 +11,7 @@ from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.models import Campaign, Template
+from app.domain.vocabulary import CampaignStatus, Periodicity
 
 # The notifications of a campaign: linked by the stream worker, or (older rows) by content id.
 _OF_CAMPAIGN = "(n.campaign_id = :cid OR (n.kind = 'mailing' AND n.content_id = :cid))"
@@ -22,7 +23,7 @@ def create(
     name: str,
     template_id: uuid.UUID,
     content_value: str,
-    periodicity: str,
+    periodicity: Periodicity,
     user_ids: Sequence[uuid.UUID],
     invalid_recipients: Sequence[str],
     created_by: str | None,
@@ -91,7 +92,7 @@ def recipient_ids(*, session: Session, campaign_id: uuid.UUID) -> list[str]:
     return [user_id for (user_id,) in rows]
 
 
-def set_status(*, session: Session, campaign_id: uuid.UUID, status: str) -> None:
+def set_status(*, session: Session, campaign_id: uuid.UUID, status: CampaignStatus) -> None:
     session.execute(
         update(Campaign).where(Campaign.campaign_id == campaign_id).values(status=status)
     )

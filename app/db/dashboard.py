@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db import stream_offsets
-from app.domain.dashboard import OUTCOME_OF_STATUS
+from app.domain.dashboard import CHARTED_STATUSES
 
 
 def deliveries_by_hour(
@@ -25,7 +25,7 @@ def deliveries_by_hour(
             " FROM deliveries WHERE status = ANY(CAST(:statuses AS text[]))"
             " AND send_at >= :since AND send_at < :until GROUP BY 1, 2"
         ),
-        {"statuses": list(OUTCOME_OF_STATUS), "since": since, "until": until},
+        {"statuses": list(CHARTED_STATUSES), "since": since, "until": until},
     )
     return [(row.hour.replace(tzinfo=UTC), row.status, row.n) for row in rows]
 

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.domain.vocabulary import DeadLetterStatus
+
 # Header that a replayed event carries: its dead letter's replay token.
 REPLAY_HEADER = "notify-replay-token"
 
@@ -47,7 +49,7 @@ class StoredDeadLetter:
     reason: str
     error: str
     replay_token: uuid.UUID
-    status: str
+    status: DeadLetterStatus
     replay_count: int
     created_at: datetime
     replayed_at: datetime | None
@@ -119,7 +121,7 @@ def select(
     *,
     session: Session,
     group_id: str | None = None,
-    status: str | None = "dead",
+    status: DeadLetterStatus | None = "dead",
     reason: str | None = None,
     since: datetime | None = None,
     ids: Sequence[int] | None = None,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db.templates import get_template_by_name
-from app.domain.vocabulary import TEMPLATE_OF_KIND
+from app.domain.vocabulary import TEMPLATE_OF_KIND, EventKind, Kind, NotificationStatus, Periodicity
 
 LikeKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -26,7 +26,7 @@ class LikeDelta:
     user_id: uuid.UUID
     content_id: uuid.UUID
     count: int
-    periodicity: str
+    periodicity: Periodicity
     content_value: str
 
 
@@ -36,7 +36,7 @@ class TextItem:
 
     user_id: uuid.UUID
     content_id: uuid.UUID | None
-    periodicity: str
+    periodicity: Periodicity
     content_value: str
 
 
@@ -47,8 +47,8 @@ class Upserted:
     notification_id: uuid.UUID
     user_id: uuid.UUID
     content_id: uuid.UUID | None
-    periodicity: str
-    status: str
+    periodicity: Periodicity
+    status: NotificationStatus
     created: bool
 
 
@@ -61,7 +61,7 @@ class Received:
     partition: int
     offset: int
     content_id: uuid.UUID | None
-    periodicity: str
+    periodicity: Periodicity
 
 
 def _ids(values: Iterable[uuid.UUID | None]) -> list[str | None]:
@@ -147,7 +147,7 @@ def get_like_counts(*, session: Session, keys: Iterable[LikeKey]) -> dict[LikeKe
 
 
 def upsert_texts(
-    *, session: Session, kind: str, template_name: str, items: Sequence[TextItem]
+    *, session: Session, kind: Kind, template_name: str, items: Sequence[TextItem]
 ) -> list[Upserted]:
     """Create each key's notification, or replace its text and periodicity; status is kept.
 
@@ -210,7 +210,7 @@ def upsert_texts(
 
 def _insert_texts(
     session: Session,
-    kind: str,
+    kind: Kind,
     template_name: str,
     created: Sequence[tuple[TextItem, uuid.UUID, uuid.UUID]],
 ) -> None:
@@ -250,7 +250,7 @@ def _insert_texts(
     )
 
 
-def record_received(*, session: Session, kind: str, events: Sequence[Received]) -> None:
+def record_received(*, session: Session, kind: EventKind, events: Sequence[Received]) -> None:
     """Log a batch's applied events of one kind (one statement: the timeline's first lines)."""
     if not events:
         return

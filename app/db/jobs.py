@@ -26,7 +26,14 @@ from app.db.models import (
     Preference,
 )
 from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
-from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
+from app.domain.vocabulary import (
+    PLANNED_STATUSES,
+    RETRYABLE_DELIVERY_STATUSES,
+    TRANSACTIONAL_KINDS,
+    Periodicity,
+    PlannedStatus,
+    one_of,
+)
 
 # A mailing's campaign, for its schedule (an alias: _of_cancelled_campaign's subquery correlates
 # on the Campaign entity itself).
@@ -86,7 +93,7 @@ def _of_cancelled_campaign() -> Exists:
 def lock_digest_candidates(
     *,
     session: Session,
-    periodicity: str,
+    periodicity: Periodicity,
     after_id: uuid.UUID | None,
     limit: int,
     below_id: uuid.UUID | None = None,
@@ -225,7 +232,7 @@ _RECORD_PLANS = text(
 
 def record_plans(
     *, session: Session, plans: Sequence[object], now: datetime
-) -> list[tuple[uuid.UUID, str]]:
+) -> list[tuple[uuid.UUID, PlannedStatus]]:
     """Insert one delivery per notification and period; return (notification_id, status) recorded.
 
     Each plan is a mapping or a dataclass with the fields of planning's DeliveryPlan (orjson
@@ -246,7 +253,7 @@ def record_plans(
             "now": now,
         },
     )
-    return [(row.notification_id, row.status) for row in rows]
+    return [(row.notification_id, one_of(row.status, PLANNED_STATUSES, "status")) for row in rows]
 
 
 _DISPATCH_COLUMNS = (

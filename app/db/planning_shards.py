@@ -11,12 +11,13 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Notification, PlanningShard
+from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of
 
 # What a shard counts: the planning statuses that a run's progress shows.
 COUNTED = ("scheduled", "skipped", "failed")
 
 
-def rows_of_periodicity(*, session: Session, periodicity: str) -> int:
+def rows_of_periodicity(*, session: Session, periodicity: Periodicity) -> int:
     """About how many rows a run of this periodicity looks at (its size, to cut it into shards).
 
     The rows' own periodicity: a preference that moves a row to the other digest is not counted.
@@ -29,7 +30,7 @@ def rows_of_periodicity(*, session: Session, periodicity: str) -> int:
 
 
 def create_run(
-    *, session: Session, run_id: uuid.UUID, periodicity: str, shards: int, expected: int
+    *, session: Session, run_id: uuid.UUID, periodicity: Periodicity, shards: int, expected: int
 ) -> None:
     per_shard = -(-expected // shards)
     session.execute(
@@ -86,7 +87,7 @@ class RunProgress:
     """A planning run as the dashboard shows it: its shards' counts added up, and each shard."""
 
     run_id: uuid.UUID
-    periodicity: str
+    periodicity: Periodicity
     started: datetime
     shards: int
     done: int
@@ -118,7 +119,7 @@ def latest_runs(*, session: Session, limit: int = 3) -> list[RunProgress]:
         runs.append(
             RunProgress(
                 run_id=run_id,
-                periodicity=shards[0].periodicity,
+                periodicity=one_of(shards[0].periodicity, PERIODICITIES, "periodicity"),
                 started=min(s.created_at for s in shards),
                 shards=shards[0].shards,
                 done=sum(s.status == "done" for s in shards),

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import OptOut, Preference, PreferenceChange
 from app.domain.preferences import CHOICES, PERIODIC_CHOICES, check_choice, current_choice
+from app.domain.vocabulary import PERIODICITIES, ChoosableKind, Periodicity, one_of
 
 SOURCE = "preferences"
 preferences = cast(Table, Preference.__table__)
@@ -27,12 +28,18 @@ def current(*, session: Session, user_id: uuid.UUID) -> dict[str, str]:
         ).all()
     )
     return {
-        kind: current_choice(kind, opted_out=kind in off, periodicity=chosen.get(kind))
+        kind: current_choice(
+            kind, opted_out=kind in off, periodicity=_periodicity(chosen.get(kind))
+        )
         for kind in CHOICES
     }
 
 
-def choose(*, session: Session, user_id: uuid.UUID, kind: str, choice: str) -> bool:
+def _periodicity(stored: str | None) -> Periodicity | None:
+    return one_of(stored, PERIODICITIES, "periodicity") if stored is not None else None
+
+
+def choose(*, session: Session, user_id: uuid.UUID, kind: ChoosableKind, choice: str) -> bool:
     """Record one choice; return whether it changed anything (a change is kept in history)."""
     check_choice(kind, choice)
     before = current(session=session, user_id=user_id)[kind]

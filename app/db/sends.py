@@ -36,7 +36,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db.models import Delivery, DeliveryEvent, Notification, OptOut
-from app.domain.vocabulary import CLAIMABLE_DELIVERY_STATUSES, TRANSACTIONAL_KINDS
+from app.domain.vocabulary import (
+    CLAIMABLE_DELIVERY_STATUSES,
+    TRANSACTIONAL_KINDS,
+    DeliveryStatus,
+    Kind,
+    NotificationStatus,
+    skip_text,
+)
 
 # Every query here is Core: the e-mail worker runs them on a plain connection (no ORM session
 # to set up per send), the webhook inside its session.
@@ -169,7 +176,9 @@ class Claim:
     """The answer to "may I send this delivery now?"."""
 
     state: ClaimState
-    status: str | None = None  # the delivery's status before the claim (None: it was waiting)
+    status: DeliveryStatus | None = (
+        None  # the delivery's status before the claim (None: it was waiting)
+    )
     attempt: int = 0  # the claim's number (deliveries.attempts after it)
     wait_s: float = 0.0  # busy: how long until another worker's claim counts as abandoned
     deferrals: int = 0  # earlier claims that ended in a provider outage (not real attempts)
@@ -235,7 +244,7 @@ def claim(
     if row.kind not in TRANSACTIONAL_KINDS and _opted_out(session, row.user_id, row.kind):
         session.execute(
             _delivery(delivery_id).values(
-                status="skipped", error="opted out", updated_at=func.now()
+                status="skipped", error=skip_text("opted out"), updated_at=func.now()
             )
         )
         _notification(session, notification_id, status="skipped")
@@ -245,7 +254,7 @@ def claim(
     return Claim("claimed", row.status, attempt, deferrals=row.deferrals)
 
 
-def _opted_out(session: Executor, user_id: uuid.UUID, kind: str) -> bool:
+def _opted_out(session: Executor, user_id: uuid.UUID, kind: Kind) -> bool:
     return session.execute(_OPTED_OUT, {"b_user": user_id, "b_kind": kind}).first() is not None
 
 
@@ -254,7 +263,11 @@ def _delivery(delivery_id: uuid.UUID) -> Update:
 
 
 def _notification(
-    session: Executor, notification_id: uuid.UUID, *, status: str, now: datetime | None = None
+    session: Executor,
+    notification_id: uuid.UUID,
+    *,
+    status: NotificationStatus,
+    now: datetime | None = None,
 ) -> None:
     values = {"status": status, "last_update": now if now is not None else func.now()}
     session.execute(
@@ -276,7 +289,7 @@ def mark_sent(
     attempt: int | None,
     provider_message_id: str | None,
     now: datetime,
-    status: str = "sent",
+    status: DeliveryStatus = "sent",
     backend: str | None = None,
 ) -> bool:
     """Record an accepted send, once: the notification is sent and its reported likes subtracted.
@@ -347,7 +360,7 @@ def mark_failed(
 
 
 def mark_notification(
-    *, session: Executor, notification_id: uuid.UUID, status: str, now: datetime
+    *, session: Executor, notification_id: uuid.UUID, status: NotificationStatus, now: datetime
 ) -> None:
     """Record the outcome of a task that names no delivery (the seed's minimal e-mail task)."""
     _notification(session, notification_id, status=status, now=now)
@@ -357,7 +370,7 @@ def apply_provider_event(
     *,
     session: Executor,
     delivery_id: uuid.UUID,
-    status: str | None,
+    status: DeliveryStatus | None,
     error: str | None,
     now: datetime,
 ) -> tuple[uuid.UUID | None, bool]:
@@ -385,7 +398,7 @@ def apply_provider_event(
             now=now,
             status=status,
         )
-    values = {"status": status, "updated_at": func.now()}
+    values: dict[str, Any] = {"status": status, "updated_at": func.now()}
     if error:
         values["error"] = error[:2000]
     session.execute(_delivery(delivery_id).values(**values))

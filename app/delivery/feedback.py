@@ -11,7 +11,7 @@ from datetime import datetime
 from app.db import sends
 from app.db.session import session_scope
 from app.delivery.mail.sendgrid_events import ProviderEvent
-from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
+from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS, Kind
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def apply_provider_events(events: Iterable[ProviderEvent], *, now: datetime) -> 
     return done
 
 
-def unsubscribe(*, user_id: uuid.UUID, kind: str, source: str = "link") -> bool:
+def unsubscribe(*, user_id: uuid.UUID, kind: Kind, source: str = "link") -> bool:
     """Turn one kind of mail off for a user; return whether it was on until now."""
     if kind not in UNSUBSCRIBABLE_KINDS:
         raise ValueError(f"{kind!r} mail cannot be unsubscribed from")

@@ -2,7 +2,7 @@
 
 Mails per hour are counted by the hour they were due (`send_at`): the one timestamp every
 delivery has and an index serves, so the chart costs the same on a large table. Sent means
-the provider accepted it, whatever it reported later (delivered, bounced, spam, ...).
+the provider accepted it and did not report it refused later (the vocabulary's outcome groups).
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.domain.vocabulary import DELIVERY_STATUSES
+from app.domain.vocabulary import DeliveryStatus, OutcomeGroup, outcome_of, statuses_in
 
 HOURS = 24
-OUTCOME_OF_STATUS: dict[str, str] = {
-    "sent": "sent",
-    "delivered": "sent",
-    "deferred": "sent",
-    "bounced": "sent",
-    "dropped": "sent",
-    "spam": "sent",
-    "failed": "failed",
-    "skipped": "skipped",
-}
-OUTCOMES = ("sent", "failed", "skipped")
-assert set(OUTCOME_OF_STATUS) <= set(DELIVERY_STATUSES)
+# The outcomes the chart draws (a cancelled campaign's mail is no traffic).
+OUTCOMES: tuple[OutcomeGroup, ...] = ("sent", "failed", "skipped")
+CHARTED_STATUSES: tuple[DeliveryStatus, ...] = tuple(
+    status for outcome in OUTCOMES for status in statuses_in(outcome)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +48,10 @@ def hourly_series(
     and rows outside the window, or of statuses that are no outcome yet, are left out."""
     first = window_start(now, hours)
     labels = [first + timedelta(hours=i) for i in range(hours)]
-    counts = {outcome: [0] * hours for outcome in OUTCOMES}
+    counts: dict[str, list[int]] = {outcome: [0] * hours for outcome in OUTCOMES}
     for hour, status, count in rows:
-        outcome = OUTCOME_OF_STATUS.get(status)
+        outcome = outcome_of(status)
         index = int((hour_floor(hour) - first).total_seconds() // 3600)
-        if outcome is not None and 0 <= index < hours:
+        if outcome in counts and 0 <= index < hours:
             counts[outcome][index] += count
     return HourlySeries(labels, counts)

@@ -12,6 +12,7 @@ from app.domain.vocabulary import (
     PERIODICITIES,
     DeliveryStatus,
     NotificationStatus,
+    Periodicity,
 )
 
 
@@ -21,7 +22,7 @@ def _require_aware(value: datetime, name: str) -> None:
         raise ValueError(f"{name} must be timezone-aware, got {value!r}")
 
 
-def period_key(periodicity: str, local_day: date) -> str:
+def period_key(periodicity: Periodicity, local_day: date) -> str:
     """Return the key of a local day's period: "once", "2026-11-25" or "2026-W48"."""
     if periodicity == "once":
         return "once"
@@ -34,7 +35,7 @@ def period_key(periodicity: str, local_day: date) -> str:
     raise ValueError(f"unknown periodicity {periodicity!r}")
 
 
-def delivery_period_key(periodicity: str, now_utc: datetime, tz: ZoneInfo) -> str:
+def delivery_period_key(periodicity: Periodicity, now_utc: datetime, tz: ZoneInfo) -> str:
     """Return the key of the period that contains an instant, as seen in the user's zone."""
     _require_aware(now_utc, "now_utc")
     return period_key(periodicity, now_utc.astimezone(tz).date())
@@ -53,8 +54,8 @@ REPLANNED_DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = ("failed",)
 
 def is_due(
     *,
-    periodicity: str,
-    status: str,
+    periodicity: Periodicity,
+    status: NotificationStatus,
     period_delivery: str | None,
 ) -> bool:
     """Say whether a row gets a delivery planned for a period.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from app.domain.vocabulary import KINDS, TRANSACTIONAL_KINDS
+from app.domain.vocabulary import KINDS, TRANSACTIONAL_KINDS, Kind, SkipReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,10 @@ class Decision:
     """Whether a kind of mail may go to a user, and why."""
 
     allowed: bool
-    reason: str
+    reason: SkipReason | Literal["transactional", "ok"]
 
 
-def decide(*, kind: str, policy: Policy, opted_out: frozenset[str] | set[str]) -> Decision:
+def decide(*, kind: Kind, policy: Policy, opted_out: AbstractSet[str]) -> Decision:
     """Decide whether mail of a kind may be sent under the Auth policy and our opt-outs."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")

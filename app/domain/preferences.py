@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Final
 
-CHOICES: Final[dict[str, tuple[str, ...]]] = {
+from app.domain.vocabulary import CHOOSABLE_KINDS, ChoosableKind, Periodicity, one_of
+
+CHOICES: Final[dict[ChoosableKind, tuple[str, ...]]] = {
     "likes": ("daily", "weekly", "off"),
     "mailing": ("on", "off"),
 }
-LABELS: Final[dict[str, str]] = {"likes": "Like digests", "mailing": "Mailings"}
+LABELS: Final[dict[ChoosableKind, str]] = {"likes": "Like digests", "mailing": "Mailings"}
 PERIODIC_CHOICES: Final = frozenset({"daily", "weekly"})
 # The token of a preference link names this instead of a kind of mail.
 PREFERENCES_TOKEN_KIND: Final = "preferences"
@@ -23,14 +25,18 @@ class ChoiceInvalid(ValueError):
     """A choice the page does not offer."""
 
 
-def check_choice(kind: str, choice: str) -> None:
-    if kind not in CHOICES:
-        raise ChoiceInvalid(f"{kind!r} is not a kind of mail one can choose")
-    if choice not in CHOICES[kind]:
-        raise ChoiceInvalid(f"{choice!r} is not a choice for {kind}: {', '.join(CHOICES[kind])}")
+def check_choice(kind: str, choice: str) -> ChoosableKind:
+    """The kind of a choice the page offers; ChoiceInvalid for any other."""
+    try:
+        chosen = one_of(kind, CHOOSABLE_KINDS, "kind")
+    except ValueError:
+        raise ChoiceInvalid(f"{kind!r} is not a kind of mail one can choose") from None
+    if choice not in CHOICES[chosen]:
+        raise ChoiceInvalid(f"{choice!r} is not a choice for {kind}: {', '.join(CHOICES[chosen])}")
+    return chosen
 
 
-def current_choice(kind: str, *, opted_out: bool, periodicity: str | None) -> str:
+def current_choice(kind: ChoosableKind, *, opted_out: bool, periodicity: Periodicity | None) -> str:
     """What the page shows as chosen: off when opted out, else the chosen periodicity (likes;
     None when the user never chose, which means the producer's: shown as daily) or on."""
     if opted_out:

@@ -9,11 +9,25 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# How the Auth policy's refusals read (app/domain/policy.py's reasons).
-_POLICY_REASONS = {
-    "email disabled": "the user turned e-mail off in Auth",
-    "likes disabled": "the user turned like notifications off in Auth",
-    "mailing disabled": "the user turned mailings off in Auth",
+from app.domain.vocabulary import (
+    ChoosableKind,
+    DeliveryStatus,
+    EventKind,
+    Kind,
+    NotificationStatus,
+    Periodicity,
+    SkipReason,
+    skip_reason_of,
+)
+
+# How each reason for a skip reads on the timeline ({mail}: what the mail is called).
+SKIP_WORDING: dict[SkipReason, str] = {
+    "email disabled": "skipped by the Auth policy: the user turned e-mail off in Auth",
+    "likes disabled": "skipped by the Auth policy: the user turned like notifications off in Auth",
+    "mailing disabled": "skipped by the Auth policy: the user turned mailings off in Auth",
+    "opted out": "skipped: the user turned {mail}s off here (unsubscribe link or preferences)",
+    "unknown user": "skipped: the Auth service does not know this user",
+    "unusable Auth record": "skipped: unusable Auth record",
 }
 MAX_DETAIL_CHARS = 300
 # What each kind of mail is called on the timeline.
@@ -23,11 +37,11 @@ MAIL_NAMES = {"welcome": "welcome mail", "likes": "like digest", "mailing": "mai
 @dataclass(frozen=True, slots=True)
 class EventRow:
     at: datetime
-    kind: str
+    kind: EventKind
     topic: str
     partition: int
     offset: int
-    periodicity: str
+    periodicity: Periodicity
     content_id: uuid.UUID | None
 
 
@@ -45,9 +59,9 @@ class RefusedRow:
 class NotificationRow:
     notification_id: uuid.UUID
     at: datetime
-    kind: str
-    periodicity: str
-    status: str
+    kind: Kind
+    periodicity: Periodicity
+    status: NotificationStatus
     content_value: str
     like_count: int
     campaign_name: str | None
@@ -57,12 +71,12 @@ class NotificationRow:
 class DeliveryRow:
     delivery_id: uuid.UUID
     notification_id: uuid.UUID
-    kind: str
+    kind: Kind
     period_key: str
     created_at: datetime
     send_at: datetime
     send_reason: str | None
-    status: str
+    status: DeliveryStatus
     email: str | None
     error: str | None
     backend: str | None
@@ -76,21 +90,21 @@ class DeliveryRow:
 class ProviderEventRow:
     delivery_id: uuid.UUID
     at: datetime
-    status: str
+    status: DeliveryStatus
     detail: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class OptOutRow:
     at: datetime
-    kind: str
+    kind: Kind
     source: str
 
 
 @dataclass(frozen=True, slots=True)
 class PreferenceRow:
     at: datetime
-    kind: str
+    kind: ChoosableKind
     choice: str
 
 
@@ -135,18 +149,13 @@ def clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def skip_reason(error: str | None, kind: str) -> str:
+def skip_reason(error: str | None, kind: Kind) -> str:
     """Why a delivery was skipped, in an operator's words."""
-    if error is None:
-        return "skipped"
-    if error in _POLICY_REASONS:
-        return f"skipped by the Auth policy: {_POLICY_REASONS[error]}"
-    if error == "opted out":
-        name = MAIL_NAMES.get(kind, kind)
-        return f"skipped: the user turned {name}s off here (unsubscribe link or preferences)"
-    if error == "unknown user":
-        return "skipped: the Auth service does not know this user"
-    return f"skipped: {error}"
+    reason, detail = skip_reason_of(error)
+    if reason is None:
+        return f"skipped: {detail}" if detail else "skipped"
+    wording = SKIP_WORDING[reason].format(mail=MAIL_NAMES.get(kind, kind))
+    return f"{wording}: {detail}" if detail else wording
 
 
 def _event_entries(record: UserRecord) -> list[Entry]:

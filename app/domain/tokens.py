@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.domain.vocabulary import TOKEN_KINDS, TokenKind, one_of
+
 
 class InvalidToken(ValueError):
     """A token that is malformed, forged or expired."""
@@ -18,7 +20,7 @@ class InvalidToken(ValueError):
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     user_id: uuid.UUID
-    kind: str
+    kind: TokenKind
 
 
 def _b64(data: bytes) -> str:
@@ -35,7 +37,7 @@ def _signature(secret: str, payload: str) -> str:
 
 
 def make_unsubscribe_token(
-    *, secret: str, user_id: uuid.UUID, kind: str, expires_at: datetime
+    *, secret: str, user_id: uuid.UUID, kind: TokenKind, expires_at: datetime
 ) -> str:
     """A token naming the user and the kind of mail, valid until `expires_at`."""
     payload = f"{user_id.hex}.{kind}.{int(expires_at.timestamp())}"
@@ -57,7 +59,9 @@ def read_unsubscribe_token(*, secret: str, token: str, now: datetime | None = No
         raise InvalidToken("bad signature")
     if (now or datetime.now(UTC)).timestamp() > expires_at:
         raise InvalidToken("expired")
-    return Unsubscribe(user_id=user_id, kind=kind)
+    if kind not in TOKEN_KINDS:
+        raise InvalidToken("unknown kind")
+    return Unsubscribe(user_id=user_id, kind=one_of(kind, TOKEN_KINDS, "link kind"))
 
 
 # The value of a `token=` parameter in a link (unsubscribe, preferences), wherever it stands.

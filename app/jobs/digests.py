@@ -24,6 +24,7 @@ from app.db import planning_shards as shard_store
 from app.db import templates as template_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
+from app.domain.vocabulary import Periodicity, PlannedStatus
 from app.jobs.planning import Candidate, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
@@ -56,12 +57,12 @@ def _candidate(row: Sequence[Any], templates: TemplateTexts) -> Candidate:
 
 @dataclass
 class JobReport:
-    periodicity: str
+    periodicity: Periodicity
     chunks: int = 0
     picked: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
-    def count(self, status: str) -> None:
+    def count(self, status: PlannedStatus) -> None:
         self.by_status[status] = self.by_status.get(status, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def _plan_rows(
     auth: AuthClient,
     settings: Settings,
     now: datetime,
-) -> list[tuple[uuid.UUID, str]]:
+) -> list[tuple[uuid.UUID, PlannedStatus]]:
     """Plan and record a batch of locked candidate rows (one Auth call); (id, status) recorded."""
     user_ids = {row.user_id for row in rows}
     users = auth.get_users(user_ids)
@@ -102,7 +103,7 @@ ChunkHook = Callable[[Session, int, Mapping[str, int]], None]
 
 
 def run_digest(
-    periodicity: str,
+    periodicity: Periodicity,
     *,
     auth: AuthClient,
     settings: Settings,
@@ -152,7 +153,9 @@ def _just_before(low: uuid.UUID | None) -> uuid.UUID | None:
     return uuid.UUID(int=low.int - 1)
 
 
-def start_run(periodicity: str, *, settings: Settings, now: datetime) -> tuple[uuid.UUID, int]:
+def start_run(
+    periodicity: Periodicity, *, settings: Settings, now: datetime
+) -> tuple[uuid.UUID, int]:
     """Cut this period's run into shards sized from the rows it looks at; return (run id, shards).
 
     The shards are recorded (queued) in the same transaction, so the run's progress shows from
@@ -172,7 +175,7 @@ def start_run(periodicity: str, *, settings: Settings, now: datetime) -> tuple[u
 
 
 def plan_shard(
-    periodicity: str,
+    periodicity: Periodicity,
     *,
     run_id: uuid.UUID,
     shard: int,

@@ -18,6 +18,7 @@ from kombu.utils.uuid import uuid as new_task_id
 from app.config import get_settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.core import metrics
+from app.domain.vocabulary import Periodicity
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, PLAN_SHARD, SEND_EMAILS, SEND_NOW
 
 
@@ -146,7 +147,9 @@ def request_send_now(app: Celery, notification_ids: Sequence[uuid.UUID]) -> None
             )
 
 
-def request_plan_shards(app: Celery, periodicity: str, run_id: uuid.UUID, shards: int) -> None:
+def request_plan_shards(
+    app: Celery, periodicity: Periodicity, run_id: uuid.UUID, shards: int
+) -> None:
     """One planning task per shard of a run, on the jobs queue: any jobs worker takes any shard."""
     with app.producer_or_acquire() as producer:
         for shard in range(shards):

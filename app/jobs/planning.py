@@ -19,7 +19,15 @@ from app.domain import policy, sendtime
 from app.domain.preferences import PREFERENCES_TOKEN_KIND
 from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.tokens import make_unsubscribe_token
-from app.domain.vocabulary import TRANSACTIONAL_KINDS, UNSUBSCRIBABLE_KINDS
+from app.domain.vocabulary import (
+    TRANSACTIONAL_KINDS,
+    UNSUBSCRIBABLE_KINDS,
+    Kind,
+    Periodicity,
+    PlannedStatus,
+    TokenKind,
+    skip_text,
+)
 from app.jobs.timing import Schedule, delivery_time
 
 log = logging.getLogger(__name__)
@@ -65,8 +73,8 @@ class Candidate:
 
     notification_id: uuid.UUID
     user_id: uuid.UUID
-    kind: str
-    periodicity: str
+    kind: Kind
+    periodicity: Periodicity
     like_count: int
     content_id: uuid.UUID | None
     content_value: str
@@ -96,7 +104,7 @@ class DeliveryPlan:
     period_key: str
     send_at: datetime
     send_reason: str  # why then: zone, send hour, quiet hours (the user's timeline shows it)
-    status: str  # "scheduled" | "skipped" | "failed"
+    status: PlannedStatus  # "scheduled" | "skipped" | "failed"
     email: str | None = None
     subject: str | None = None
     body_html: str | None = None
@@ -123,7 +131,7 @@ class DeliveryPlan:
 
 
 def _signed_link(
-    settings: Settings, path: str, user_id: uuid.UUID, kind: str, now: datetime
+    settings: Settings, path: str, user_id: uuid.UUID, kind: TokenKind, now: datetime
 ) -> str:
     token = make_unsubscribe_token(
         secret=settings.secret_key.get_secret_value(),
@@ -135,7 +143,7 @@ def _signed_link(
     return f"{settings.public_base_url.rstrip('/')}{path}?token={token}"
 
 
-def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: str, now: datetime) -> str:
+def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: Kind, now: datetime) -> str:
     """The one-click unsubscribe link for this user and kind of mail."""
     return _signed_link(settings, "/unsubscribe", user_id, kind, now)
 
@@ -189,10 +197,10 @@ def plan_delivery(
 
     if user_problem is not None:
         return DeliveryPlan(
-            **skipped, status="skipped", error=f"unusable Auth record: {user_problem}"
+            **skipped, status="skipped", error=skip_text("unusable Auth record", user_problem)
         )
     if user is None:
-        return DeliveryPlan(**skipped, status="skipped", error="unknown user")
+        return DeliveryPlan(**skipped, status="skipped", error=skip_text("unknown user"))
     decision = policy.decide(
         kind=candidate.kind, policy=policy.Policy.from_dict(user.policy), opted_out=opted_out
     )

@@ -12,13 +12,14 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from app.domain import periods, sendtime
+from app.domain.vocabulary import Periodicity
 
 
 class Schedule(NamedTuple):
     """What decides a delivery's time besides the zone: its kind of mail and campaign schedule."""
 
     transactional: bool
-    periodicity: str
+    periodicity: Periodicity
     campaign_send_at: datetime | None
     campaign_local_date: date | None
     campaign_local_hour: int | None

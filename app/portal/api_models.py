@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.domain.vocabulary import CampaignStatus
+
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
@@ -44,7 +46,7 @@ class ProgressPercent(BaseModel):
 
 
 class CampaignProgress(BaseModel):
-    status: str
+    status: CampaignStatus
     total: int
     published: int
     notified: int

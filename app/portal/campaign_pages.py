@@ -15,7 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.db import campaigns as campaign_store
 from app.db.session import session_scope
-from app.domain.vocabulary import PERIODICITIES
+from app.domain.vocabulary import PERIODICITIES, one_of
 from app.kafka.producer import make_producer
 from app.portal import campaigns
 from app.portal.api_models import CampaignProgress, Detail
@@ -90,7 +90,7 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
             name=values["name"],
             template_id=uuid.UUID(values["template_id"]),
             content_value=values["content_value"],
-            periodicity=values["periodicity"],
+            periodicity=one_of(values["periodicity"], PERIODICITIES, "periodicity"),
             schedule=campaigns.parse_schedule(*(values[key] for key in SCHEDULE_FIELDS)),
         )
         campaign = await run_in_threadpool(
@@ -98,7 +98,7 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
                 draft=draft, audience=audience, created_by=request.session.get("admin_username")
             )
         )
-    except ValueError as exc:  # CampaignInvalid, or a template id that is not a UUID
+    except ValueError as exc:  # CampaignInvalid, a template id that is not a UUID, a periodicity
         error = f"The campaign was not created: {exc}."
         return await _form_page(
             request, {**values, "error": error, "invalid": audience.invalid}, status_code=400

@@ -27,7 +27,7 @@ from app.db.session import session_scope
 from app.delivery.mail.base import OutgoingEmail
 from app.delivery.mail.factory import get_backend
 from app.domain.rendering import SAMPLE_VARIABLES, render
-from app.domain.vocabulary import PERIODICITIES
+from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of, statuses_in
 from app.kafka.producer import PublishReport, publish_all
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,12 @@ MAX_CONTENT_CHARS = 50_000  # schemas/mailing.json: content_value maxLength
 _SEPARATORS = re.compile(r"[\s,;]+")
 _ID_HEADERS = {"user_id", "userid", "user", "id", "uuid"}
 
-# Delivery (and notification-without-delivery) states folded into the progress buckets.
-SENT_STATES = frozenset({"sent", "delivered"})
-FAILED_STATES = frozenset({"failed", "bounced", "dropped", "spam"})
-SKIPPED_STATES = frozenset({"skipped", "notified:skipped"})
-CANCELLED_STATES = frozenset({"cancelled"})
+# Delivery states folded into the progress buckets by the vocabulary's outcome groups, and the
+# state of a notification that never got a delivery (skipped before planning).
+SENT_STATES = frozenset(statuses_in("sent"))
+FAILED_STATES = frozenset(statuses_in("failed"))
+SKIPPED_STATES = frozenset({*statuses_in("skipped"), "notified:skipped"})
+CANCELLED_STATES = frozenset(statuses_in("cancelled"))
 
 
 class CampaignError(ValueError):
@@ -140,7 +141,7 @@ class Draft:
     name: str
     template_id: uuid.UUID
     content_value: str
-    periodicity: str
+    periodicity: Periodicity
     schedule: Schedule | None = None
 
 
@@ -199,7 +200,7 @@ def create_campaign(*, draft: Draft, audience: Audience, created_by: str | None)
 
 def mailing_messages(
     campaign_id: uuid.UUID,
-    periodicity: str,
+    periodicity: Periodicity,
     content_value: str,
     user_ids: Iterable[uuid.UUID | str],
 ) -> Iterator[tuple[bytes, bytes]]:
@@ -230,7 +231,8 @@ def publish_campaign(*, campaign_id: uuid.UUID, producer: Producer, topic: str) 
             raise CampaignStateError(f"the campaign is {campaign.status}; it cannot be sent")
         store.set_status(session=session, campaign_id=campaign_id, status="publishing")
         user_ids = store.recipient_ids(session=session, campaign_id=campaign_id)
-        periodicity, content_value = campaign.periodicity, campaign.content_value
+        periodicity = one_of(campaign.periodicity, PERIODICITIES, "periodicity")
+        content_value = campaign.content_value
     messages = mailing_messages(campaign_id, periodicity, content_value, user_ids)
     report = publish_all(producer, topic, messages)
     with session_scope() as session:

@@ -47,10 +47,11 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-# The files /admin/assets/ serves, by name: our script and the chart library from npm.
+# The files /admin/assets/ serves, by name: our script and the chart library from npm (copied
+# to vendor/ by `make install`, so the package carries it).
 ASSETS = {
     "dashboard.js": ASSETS_DIR / "dashboard.js",
-    "chart.umd.min.js": ASSETS_DIR / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js",
+    "chart.umd.min.js": ASSETS_DIR / "vendor" / "chart.umd.min.js",
 }
 PROBE_TIMEOUT_S = 2.0
 

@@ -20,6 +20,7 @@ from app.db import preferences as store
 from app.db.session import session_scope
 from app.domain.preferences import CHOICES, LABELS, PREFERENCES_TOKEN_KIND, check_choice
 from app.domain.tokens import InvalidToken, read_unsubscribe_token
+from app.domain.vocabulary import ChoosableKind
 from app.portal.bodies import BodyTooLarge, read_body
 from app.portal.unsubscribe import public_page as _page
 
@@ -50,7 +51,7 @@ def _current(user_id: uuid.UUID) -> dict[str, str]:
         return store.current(session=session, user_id=user_id)
 
 
-def _save(user_id: uuid.UUID, chosen: dict[str, str]) -> list[str]:
+def _save(user_id: uuid.UUID, chosen: dict[ChoosableKind, str]) -> list[str]:
     with session_scope() as session:
         return [
             kind
@@ -104,9 +105,8 @@ async def save(request: Request) -> HTMLResponse:
     token = (fields.get("token") or [""])[0]
     try:
         user_id = _user_of(request, token)
-        chosen = {kind: (fields.get(kind) or [""])[0] for kind in CHOICES if kind in fields}
-        for kind, choice in chosen.items():
-            check_choice(kind, choice)
+        given = {kind: (fields.get(kind) or [""])[0] for kind in CHOICES if kind in fields}
+        chosen = {check_choice(kind, choice): choice for kind, choice in given.items()}
     except (InvalidToken, ValueError) as exc:
         return _invalid(str(exc))
     changed = await run_in_threadpool(_save, user_id, chosen)

@@ -48,7 +48,7 @@ def least_role(method: str, path: str) -> PortalRole:
     return "admin"
 
 
-def may(role: str, needed: PortalRole) -> bool:
+def may(role: PortalRole, needed: PortalRole) -> bool:
     """True if `role` includes `needed` (each role can do what the ones before it can)."""
     return _RANK.get(role, -1) >= _RANK[needed]
 

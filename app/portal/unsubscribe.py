@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.clock import utcnow
 from app.delivery import feedback
 from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
-from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS
+from app.domain.vocabulary import CHOOSABLE_KINDS, UNSUBSCRIBABLE_KINDS, one_of
 from app.portal.api_models import UNSUBSCRIBE_FORM_OPENAPI, html_page
 from app.portal.bodies import BodyTooLarge, read_body
 
@@ -103,8 +103,9 @@ async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
         found = _read(request, token)
     except InvalidToken as exc:
         return _invalid(str(exc))
-    await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=found.kind)
-    text = f"You will no longer receive {LABELS[found.kind]} from us."
+    kind = one_of(found.kind, CHOOSABLE_KINDS, "kind")  # _read refused the others
+    await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=kind)
+    text = f"You will no longer receive {LABELS[kind]} from us."
     return public_page("Unsubscribed", f"<p>{html.escape(text)}</p>")
 
 

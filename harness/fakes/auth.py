@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from app.auth.dev_server import DevAuthHandler, DevAuthServer
+from harness.waiting import server_url
 
 
 class HostileAuthServer(DevAuthServer):
@@ -25,8 +26,7 @@ class HostileAuthServer(DevAuthServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return server_url(self)
 
     def start(self) -> HostileAuthServer:
         threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True).start()

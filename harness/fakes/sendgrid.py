@@ -22,6 +22,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from harness.waiting import server_url
+
 HELP = "https://docs.sendgrid.com/api-reference/mail-send/errors"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_RECIPIENTS = 1000
@@ -230,8 +232,7 @@ class FakeSendGrid:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return server_url(self._server)
 
     def start(self) -> FakeSendGrid:
         self._thread.start()

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import text
 
@@ -24,9 +24,9 @@ from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.sending import deliver
 from app.jobs.digests import plan_once, run_digest
 from app.jobs.planning import preferences_url
-from app.stream.ingest import Record, apply_batch
+from app.stream.ingest import apply_batch
 from harness.delivery import dispatch, purge_emails_queue
-from harness.kafka import read_topic
+from harness.kafka import read_topic, record_of
 from harness.rows import Spec, insert_notifications
 from tests.browser.test_portal_browser import shot
 from tests.integration.conftest import serve_in_thread
@@ -146,10 +146,7 @@ def test_a_campaign_at_9_local_is_sent_at_each_recipients_own_9(
 
     # The stream worker's ingest of the published events, then planning: each one at 09:00
     # where its recipient lives.
-    records = [
-        Record(m.topic(), m.partition(), m.offset(), m.key(), m.value())
-        for m in read_topic(settings, mailing_topic, 3)
-    ]
+    records = [record_of(m) for m in read_topic(settings, mailing_topic, 3)]
     apply_batch("mailing", records, group_id="browser-campaign", max_bytes=65536)
     with session_scope() as session:
         ids = list(

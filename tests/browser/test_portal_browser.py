@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db.models import Campaign
 from app.db.session import session_scope
 from app.jobs.schedule import beat_session
-from harness.kafka import read_topic
+from harness.kafka import read_topic, value_of
 from tests.integration.campaign_support import simulate_deliveries, simulate_stream
 from tests.integration.portal_support import make_admin_user
 
@@ -70,7 +70,9 @@ def create_template(page: Page, url: str, folder: Path, pixel: str) -> str:
     return name
 
 
-def create_campaign(page: Page, url: str, folder: Path, template: str, users: list) -> str:
+def create_campaign(
+    page: Page, url: str, folder: Path, template: str, users: list[uuid.UUID]
+) -> str:
     page.goto(f"{url}/admin/mailings/new")
     page.fill("#name", "Winter campaign")
     page.select_option("#template_id", label=template)
@@ -129,7 +131,7 @@ def test_portal_end_to_end(
     expect(page.locator("body")).to_contain_text("2 events published to Kafka")
     expect(page.locator("[data-count=published]")).to_have_text("2")
     shot(page, screenshots, "06-campaign-sent", "Progress")
-    events = [json.loads(m.value()) for m in read_topic(settings, mailing_topic, 2)]
+    events = [json.loads(value_of(m)) for m in read_topic(settings, mailing_topic, 2)]
     assert sorted(e["user_id"] for e in events) == sorted(map(str, users))
     assert {e["content_id"] for e in events} == {str(campaign_id)}
 
@@ -144,7 +146,7 @@ def test_portal_end_to_end(
     expect(page.locator("[data-bar=sent]")).to_have_attribute("style", re.compile("width: 100.0%"))
     shot(page, screenshots, "08-progress-done", "2 of 2 recipients done")
     with session_scope() as session:
-        assert session.get(Campaign, campaign_id).status == "published"
+        assert session.get_one(Campaign, campaign_id).status == "published"
 
     page.goto(f"{portal_url}/admin/delivery/list?status=sent&user={users[0]}&user_op=equals")
     expect(page.locator("tbody tr")).to_have_count(1)
@@ -163,7 +165,7 @@ def test_portal_end_to_end(
         task = session.scalars(
             select(PeriodicTask).where(PeriodicTask.name == "daily-digest")
         ).one()
-        cron = session.get(CrontabSchedule, task.schedule_id)
+        cron = session.get_one(CrontabSchedule, task.schedule_id)
         assert (cron.minute, cron.hour) == ("45", "7")
 
     # Signing out: SQLAdmin's link leads to a page whose button posts the form.

@@ -27,7 +27,8 @@ from tests.integration.conftest import serve_in_thread
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except OSError:
         return False
 

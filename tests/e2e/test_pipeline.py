@@ -32,7 +32,8 @@ from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from harness.fakes.sendgrid import FakeSendGrid
-from harness.pipeline import BIN, Pipeline, http_json, reset_state, scrape, wait_for
+from harness.pipeline import BIN, Pipeline, http_json, reset_state, scrape
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,8 @@ def _mails_to(sendgrid: FakeSendGrid, address: str) -> list[dict[str, Any]]:
 
 
 def _content(mail: dict[str, Any], mime: str) -> str:
-    return next(c["value"] for c in mail["content"] if c["type"] == mime)
+    value: str = next(c["value"] for c in mail["content"] if c["type"] == mime)
+    return value
 
 
 def test_registration_becomes_a_welcome_email_with_the_link(
@@ -105,7 +107,9 @@ def test_registration_becomes_a_welcome_email_with_the_link(
     assert "List-Unsubscribe" not in (mail.get("headers") or {})  # transactional
 
 
-def _sample(samples: dict, name: str, **labels: str) -> float:
+def _sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -253,7 +257,7 @@ def test_a_campaign_reaches_exactly_the_users_whose_policy_allows_mailings(
     )
     assert report.delivered == 100
 
-    def campaign_settled() -> dict[str, int] | None:
+    def campaign_settled() -> dict[str | None, str] | None:
         with session_scope() as session:
             rows = session.execute(
                 select(Delivery.status, Delivery.email)
@@ -319,4 +323,5 @@ def test_25_likes_become_one_digest_at_the_local_send_hour(
             select(Delivery).where(Delivery.notification_id == row.notification_id)
         ).one()
     assert (row.status, row.like_count, delivery.reported_count) == ("sent", 0, 25)
+    assert delivery.sent_at is not None
     assert delivery.sent_at.astimezone(ZONE).strftime("%H:%M") == "09:00"

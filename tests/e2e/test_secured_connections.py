@@ -34,9 +34,10 @@ from app.kafka.admin import KafkaRefused, check_connection
 from app.kafka.producer import make_producer, publish_all
 from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from harness.fakes.sendgrid import FakeSendGrid
-from harness.kafka import read_topic
-from harness.pipeline import Pipeline, reset_state, wait_for
+from harness.kafka import read_topic, value_of
+from harness.pipeline import Pipeline, reset_state
 from harness.secured import kafka_env, secured
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def test_a_campaign_is_published_over_sasl_ssl(pipeline: Pipeline) -> None:
         campaign_id=campaign.campaign_id, producer=make_producer(pipeline.settings), topic=topic
     )
     assert report.delivered == 5
-    events = [json.loads(m.value()) for m in read_topic(pipeline.settings, topic, 5)]
+    events = [json.loads(value_of(m)) for m in read_topic(pipeline.settings, topic, 5)]
     assert sorted(e["user_id"] for e in events) == sorted(recipients)
 
 
@@ -175,7 +176,8 @@ def _auth_status(pipeline: Pipeline, token: str) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as error:
         return error.code
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, update
 
@@ -12,7 +13,9 @@ from app.db.session import session_scope
 from harness.rows import Spec, insert_notifications
 
 
-def simulate_stream(campaign_id: uuid.UUID, user_ids: list[uuid.UUID], *, link: bool) -> list:
+def simulate_stream(
+    campaign_id: uuid.UUID, user_ids: list[uuid.UUID], *, link: bool
+) -> list[uuid.UUID]:
     """Insert the mailing notifications the stream worker makes from the campaign's events."""
     specs = [
         Spec(
@@ -34,7 +37,7 @@ def simulate_stream(campaign_id: uuid.UUID, user_ids: list[uuid.UUID], *, link: 
 def simulate_deliveries(statuses: dict[uuid.UUID, str]) -> dict[uuid.UUID, uuid.UUID]:
     """Insert one delivery per notification with the given status; return their ids."""
     now = datetime.now(UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "delivery_id": uuid.uuid4(),
             "notification_id": nid,

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
 from app.portal.template_files import load_default_templates
-from harness.waiting import free_port
+from harness.waiting import free_port, server_url
 
 MUTABLE_TABLES = (
     "deliveries",
@@ -96,11 +96,8 @@ def auth_server(auth_users: list[dict[str, Any]], settings: Settings) -> Iterato
 
 
 def client_for(server: DevAuthServer, settings: Settings, **kwargs: Any) -> AuthClient:
-    host, port = server.server_address[:2]
     options: dict[str, Any] = {"retries": 1, "sleep": lambda _s: None, **kwargs}
-    return AuthClient(
-        f"http://{host}:{port}", settings.auth_api_token.get_secret_value(), **options
-    )
+    return AuthClient(server_url(server), settings.auth_api_token.get_secret_value(), **options)
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ def _postgres_answers(url: str) -> bool:
     engine = create_engine(url, pool_pre_ping=True)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT 1")).scalar_one() == 1
+            answer: int = conn.execute(text("SELECT 1")).scalar_one()
+            return answer == 1
     except Exception:  # noqa: BLE001 - not up yet
         return False
     finally:

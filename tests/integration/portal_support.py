@@ -10,6 +10,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db.admin_users import create_or_replace
+from app.db.models import AuditEntry
 from app.db.session import session_scope
 from app.domain.vocabulary import PortalRole
 from app.kafka.admin import ensure_topics
@@ -39,6 +41,21 @@ def make_admin_user(
             session=session, username=username, password_hash=hash_password(password), role=role
         )
     return username, password
+
+
+def served_settings(client: TestClient) -> Settings:
+    """The settings of the portal a test client talks to (its app is typed as any ASGI app)."""
+    assert isinstance(client.app, FastAPI)
+    settings: Settings = client.app.state.settings
+    return settings
+
+
+def audit_fields(entry: AuditEntry) -> dict[str, Any]:
+    """The form fields an audit entry recorded (its detail is typed as any JSON object)."""
+    assert entry.detail is not None, entry.target
+    fields = entry.detail["fields"]
+    assert isinstance(fields, dict), fields
+    return fields
 
 
 def form_token(client: TestClient, page: str = "/admin/mailings/new") -> str:

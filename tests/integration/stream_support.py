@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from sqlalchemy import text
 
 from app.auth.dev_server import DevAuthServer
@@ -33,7 +34,7 @@ from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE
 from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
 from app.stream.stall import STALL_EXIT_CODE
-from harness.waiting import free_port, wait_for
+from harness.waiting import free_port, server_url, wait_for
 
 BIN = Path(sys.executable).parent
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ class Worker:
         """The likes partitions this worker owns, or None while its web server is not up."""
         assert self.alive(), f"{self.name} exited:\n{self.log_text()[-3000:]}"
         try:
-            return self.get("/likes/?local=1")["partitions"]
+            partitions: list[int] = self.get("/likes/?local=1")["partitions"]
+            return partitions
         except OSError:
             return None
 
@@ -230,9 +232,10 @@ def like_counts_in_db() -> dict[tuple[uuid.UUID, uuid.UUID], int]:
 
 def total_likes_in_db() -> int:
     with session_scope() as session:
-        return session.execute(
+        total: int = session.execute(
             text("SELECT coalesce(sum(like_count), 0) FROM notifications WHERE kind = 'likes'")
         ).scalar_one()
+        return total
 
 
 def email_queue(name: str) -> Queue:
@@ -249,9 +252,8 @@ def jobs_worker(
         for name in (JOBS_QUEUE, EMAILS_QUEUE):
             email_queue(name)(conn.default_channel).declare()
             email_queue(name)(conn.default_channel).purge()
-    host, port = auth_server.server_address[:2]
     log = stream_env.tmp / "celery.log"
-    env = {**stream_env.env, "AUTH_API_URL": f"http://{host}:{port}"}
+    env = {**stream_env.env, "AUTH_API_URL": server_url(auth_server)}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [

@@ -15,6 +15,7 @@ import requests
 from app.auth.client import AuthClient, AuthContractError, AuthUnavailable, AuthUser
 from app.auth.dev_server import DevAuthHandler, DevAuthServer, generate_users, make_server
 from app.core.circuits import Circuit
+from harness.waiting import server_url
 
 TOKEN = "test-token"
 
@@ -26,15 +27,14 @@ class CountingSession(requests.Session):
         super().__init__()
         self.sent = 0
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         self.sent += 1
         return super().request(*args, **kwargs)
 
 
 def start(server: DevAuthServer) -> tuple[DevAuthServer, str]:
     threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    host, port = server.server_address[:2]
-    return server, f"http://{host}:{port}"
+    return server, server_url(server)
 
 
 def stop(server: DevAuthServer) -> None:

@@ -11,9 +11,11 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from sqlalchemy import select, text
 from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask
 from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
@@ -26,6 +28,7 @@ from app.jobs.celery_app import DAILY_DIGEST, DISPATCH, EMAILS_QUEUE, WEEKLY_DIG
 from app.jobs.handoff import request_send_now
 from app.jobs.schedule import beat_session, seed_schedule
 from harness.rows import Spec, insert_notifications
+from harness.waiting import server_url
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def test_seed_creates_the_three_entries_once_and_keeps_edits(fresh_schedule: str
         daily = session.scalars(
             select(PeriodicTask).where(PeriodicTask.name == "daily-digest")
         ).one()
-        session.get(CrontabSchedule, daily.schedule_id).minute = "30"
+        session.get_one(CrontabSchedule, daily.schedule_id).minute = "30"
     assert seed_schedule() == []  # present entries are not rewritten
 
     scheduler = DatabaseScheduler(app=celery_app, lazy=True)
@@ -62,16 +65,15 @@ def test_seed_creates_the_three_entries_once_and_keeps_edits(fresh_schedule: str
 @pytest.fixture
 def processes(
     fresh_schedule: str, tmp_path: Path, settings: Settings, auth_server: DevAuthServer
-) -> Iterator[list]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start one beat and one jobs worker as real processes; kill them at the end."""
     seed_schedule()
-    host, port = auth_server.server_address[:2]
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
-        "AUTH_API_URL": f"http://{host}:{port}",
+        "AUTH_API_URL": server_url(auth_server),
     }
-    started = []
+    started: list[subprocess.Popen[bytes]] = []
     commands = [
         ["beat", "--loglevel=INFO", "--pidfile=", f"--schedule={tmp_path / 'beat'}"],
         [
@@ -114,7 +116,7 @@ def processes(
 
 
 def test_beat_runs_the_dispatcher_from_the_database_schedule(
-    processes: list, settings: Settings, tmp_path: Path
+    processes: list[subprocess.Popen[bytes]], settings: Settings, tmp_path: Path
 ) -> None:
     queue = Queue(
         EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
@@ -150,11 +152,14 @@ def test_beat_runs_the_dispatcher_from_the_database_schedule(
         assert payload["delivery_id"] == str(delivery.delivery_id)
         bound.purge()
     with session_scope() as session:
-        assert session.get(Delivery, delivery.delivery_id).status == "enqueued"
+        assert session.get_one(Delivery, delivery.delivery_id).status == "enqueued"
 
 
 def test_send_now_through_a_real_worker_reaches_the_emails_queue(
-    processes: list, settings: Settings, auth_users: list, tmp_path: Path
+    processes: list[subprocess.Popen[bytes]],
+    settings: Settings,
+    auth_users: list[dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     queue = Queue(
         EMAILS_QUEUE, Exchange(EMAILS_QUEUE, "direct", durable=True), EMAILS_QUEUE, durable=True
@@ -185,4 +190,4 @@ def test_send_now_through_a_real_worker_reaches_the_emails_queue(
     assert link in payload["text"]
     assert "headers" not in payload or "List-Unsubscribe" not in payload["headers"]
     with session_scope() as session:
-        assert session.get(Notification, nid).status == "queued"
+        assert session.get_one(Notification, nid).status == "queued"

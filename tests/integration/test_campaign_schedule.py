@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from app.auth.client import AuthClient
@@ -23,9 +23,9 @@ from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.sending import deliver
 from app.jobs.digests import plan_once
 from app.portal.app import create_app
-from app.stream.ingest import Record, apply_batch
+from app.stream.ingest import apply_batch
 from harness.delivery import dispatch, purge_emails_queue
-from harness.kafka import read_topic
+from harness.kafka import read_topic, record_of
 from tests.integration.portal_support import form_token, log_in, make_admin_user
 from tests.integration.stream_support import next_emails
 
@@ -76,10 +76,8 @@ def _send_and_apply(client: TestClient, campaign_id: uuid.UUID, topic: str, sett
         f"/admin/mailings/{campaign_id}/send", data={"csrf_token": token}, follow_redirects=False
     )
     assert sent.status_code == 303
-    records = [
-        Record(m.topic(), m.partition(), m.offset(), m.key(), m.value())
-        for m in read_topic(settings, topic, 3)  # the test's own topic: this campaign's events
-    ]
+    # The test's own topic: this campaign's events.
+    records = [record_of(m) for m in read_topic(settings, topic, 3)]
     apply_batch("mailing", records, group_id=GROUP, max_bytes=65536)
     with session_scope() as session:
         return list(

@@ -71,7 +71,8 @@ def test_the_one_statement_claim_leaves_opted_out_and_busy_deliveries_to_the_loc
         }
     # A welcome mail is transactional: an opt-out does not hold it back.
     assert found[mailing] is None and found[sending] is None
-    assert found[welcome] is not None and found[welcome].attempt == 1
+    welcome_claim = found[welcome]
+    assert welcome_claim is not None and welcome_claim.attempt == 1
     assert [
         claim_for_sending(d, rows[d].notification_id, settings).state
         for d in (

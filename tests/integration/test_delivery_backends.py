@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import uuid
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,24 +13,21 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from app.auth.client import AuthUser
 from app.config import Settings
 from app.core.clock import utcnow
-from app.db.models import Notification
+from app.db.models import Delivery, Notification
 from app.db.session import session_scope
-from harness.delivery import (
-    dispatch,
-    purge_emails_queue,
-    running_worker,
-    seed,
-    statuses_settled,
-    wait_for,
-)
+from app.domain.vocabulary import Kind
+from harness.delivery import dispatch, purge_emails_queue, running_worker, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
-from harness.waiting import free_port
+from harness.waiting import free_port, wait_for
 
 from .conftest import SmtpSink
 
-KINDS = ["likes", "welcome", "mailing"]
+KINDS: list[Kind] = ["likes", "welcome", "mailing"]
+# What `seed` planned: (delivery id, recipient, kind) each.
+Planned = list[tuple[uuid.UUID, AuthUser, Kind]]
 
 
 class _BusyMailbox(SmtpSink):
@@ -42,7 +40,7 @@ class _BusyMailbox(SmtpSink):
 
 
 @pytest.fixture
-def planned(db: str, settings: Settings) -> list[tuple[Any, Any, str]]:
+def planned(db: str, settings: Settings) -> Planned:
     purge_emails_queue(settings)
     rows = seed(settings, utcnow(), KINDS)
     assert dispatch(utcnow()) == len(KINDS)
@@ -54,8 +52,10 @@ def _check_message(message: EmailMessage, user: Any, kind: str, delivery_id: str
     assert message["From"] == "Notifications <noreply@notify.local>"
     assert user.name in message["Subject"]
     assert message["Message-ID"] == f"<{delivery_id}@notify.local>"
-    plain = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    plain_part, html_part = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain_part is not None and html_part is not None
+    plain = plain_part.get_content()
+    html = html_part.get_content()
     assert message.get_content_type() == "multipart/alternative"
     if kind == "welcome":  # transactional: no unsubscribe at all
         assert message["List-Unsubscribe"] is None
@@ -69,7 +69,7 @@ def _check_message(message: EmailMessage, user: Any, kind: str, delivery_id: str
     assert "&lt;b&gt;" in html and "<b>" in plain
 
 
-def _sent(rows: list[tuple[Any, Any, str]]) -> dict:
+def _sent(rows: Planned) -> dict[uuid.UUID, Delivery]:
     ids = [d for d, _u, _k in rows]
     found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=30, what="the sends")
     assert {found[i].status for i in ids} == {"sent"}, [found[i].error for i in ids]
@@ -128,6 +128,7 @@ def test_sendgrid_posts_both_parts_headers_and_delivery_id(planned, settings, tm
     for delivery_id, user, kind in planned:
         request = accepted[str(delivery_id)]
         body = request.body
+        assert body is not None
         assert body["personalizations"] == [{"to": [{"email": user.email}]}]
         assert body["from"] == {"name": "Notifications", "email": "noreply@notify.local"}
         assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
@@ -166,5 +167,5 @@ def test_temporary_refusals_of_the_e_mail_give_up_after_max_attempts(
     assert {(found[i].status, found[i].attempts, found[i].deferrals) for i in ids} == {
         ("failed", 3, 0)
     }
-    assert all(found[i].error.startswith("450 ") for i in ids)
+    assert all((found[i].error or "").startswith("450 ") for i in ids)
     assert len(sink.messages) == 3 * len(ids)

@@ -4,8 +4,9 @@ a chunk keeps its own outcome, and a chunk never waits for its slowest mail."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,9 @@ from app.db.session import session_scope
 from app.jobs.celery_app import celery_app
 from app.jobs.dispatch import task_of_row as email_task
 from app.jobs.handoff import CeleryEmailPublisher
-from harness.delivery import (
-    Worker,
-    dispatch,
-    mail_rows,
-    purge_emails_queue,
-    seed,
-    statuses_settled,
-    wait_for,
-)
+from harness.delivery import Worker, dispatch, mail_rows, purge_emails_queue, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +64,12 @@ def sendgrid(db: str, fake: FakeSendGrid, worker: Worker) -> FakeSendGrid:
     return fake
 
 
-def _settle(ids: list, timeout: float = 30) -> dict:
+def _sent_at(delivery: Delivery) -> datetime:
+    assert delivery.sent_at is not None, delivery.status
+    return delivery.sent_at
+
+
+def _settle(ids: list[uuid.UUID], timeout: float = 30) -> dict[uuid.UUID, Delivery]:
     return wait_for(
         statuses_settled(ids, {"sent", "failed", "skipped"}),
         timeout=timeout,
@@ -117,8 +116,8 @@ def test_one_chunk_with_a_429_a_5xx_a_refusal_and_an_opt_out_among_successes(sen
     assert set(counts) == {str(i) for i in [throttled, unavailable, *successes]}
     assert set(counts.values()) == {1}
     # The successes were recorded before the throttled one's reset: it went back on its own.
-    assert max(found[i].sent_at for i in successes) < found[throttled].sent_at
-    assert max(found[i].sent_at for i in successes).timestamp() < reset
+    assert max(_sent_at(found[i]) for i in successes) < _sent_at(found[throttled])
+    assert max(_sent_at(found[i]) for i in successes).timestamp() < reset
 
 
 def test_a_redelivered_chunk_sends_only_what_was_not_sent(sendgrid, worker) -> None:

@@ -9,8 +9,9 @@ import time
 from app.config import Settings
 from app.core.clock import utcnow
 from app.delivery.send_pool import CLAIMS_PER_THREAD
-from harness.delivery import Worker, dispatch, purge_emails_queue, seed, statuses_settled, wait_for
+from harness.delivery import Worker, dispatch, purge_emails_queue, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,6 @@ def test_kill_9_mid_run_sends_each_delivery_once_but_the_window(
         at_kill,
         reclaimed,
         len(duplicates),
-        sorted(duplicates),
+        sorted(map(str, duplicates)),  # delivery ids (typed optional: none is missing)
         elapsed,
     )

@@ -7,6 +7,7 @@ a local SMTP server (aiosmtpd) is the fallback.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +15,15 @@ from aiosmtpd.controller import Controller
 
 from app.config import Settings
 from app.core.clock import utcnow
-from harness.delivery import (
-    dispatch,
-    purge_emails_queue,
-    running_worker,
-    seed,
-    statuses_settled,
-    wait_for,
-)
+from app.db.models import Delivery
+from harness.delivery import dispatch, purge_emails_queue, running_worker, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import wait_for
 
 from .conftest import SmtpSink
 
 
-def _sent(ids: list[Any]) -> dict:
+def _sent(ids: list[Any]) -> dict[uuid.UUID, Delivery]:
     found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=60, what="the sends")
     assert {found[i].status for i in ids} == {"sent"}, [found[i].error for i in ids]
     return found
@@ -119,8 +115,13 @@ def test_a_probe_that_times_out_is_not_sent_through_the_fallback_too(
             time.sleep(1.2)  # past the probe interval: the next e-mail probes SendGrid
             [probe] = [d for d, _u, _k in seed(settings, utcnow(), ["welcome"])]
             dispatch(utcnow())
+
+            def probe_waiting() -> Delivery | None:
+                row = deliveries()[probe]
+                return row if row.error and "unconfirmed" in row.error else None
+
             waiting = wait_for(
-                lambda: (row := deliveries()[probe]).error and "unconfirmed" in row.error and row,
+                probe_waiting,
                 timeout=30,
                 what="the probe waiting for confirmation",
             )

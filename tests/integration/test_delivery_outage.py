@@ -25,9 +25,9 @@ from harness.delivery import (
     purge_emails_queue,
     seed,
     statuses_settled,
-    wait_for,
 )
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.waiting import wait_for
 from tests.integration.outages import postgres_down
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.config import Settings
 from app.core.clock import utcnow
 from app.db.models import Delivery
-from harness.delivery import Worker, deliveries, dispatch, purge_emails_queue, seed, wait_for
+from harness.delivery import Worker, deliveries, dispatch, purge_emails_queue, seed
 from harness.fakes.sendgrid import FakeSendGrid
-from harness.waiting import free_port
+from harness.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

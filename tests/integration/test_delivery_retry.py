@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from app.auth.dev_server import DevAuthServer

@@ -9,7 +9,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -163,13 +164,17 @@ def test_daily_job_plans_exactly_the_due_rows(
         assert delivery.send_at == EXPECTED_SEND_AT[zone], zone
         assert delivery.period_key == ("2026-11-26" if zone in NEXT_DAY_ZONES else "2026-11-25")
         if status == "scheduled":
+            assert user is not None
             assert delivery.email == user["email"]
             assert delivery.content is not None
+            assert delivery.content.subject is not None
             assert user["name"] in delivery.content.subject
             assert delivery.content.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
             assert delivery.content.headers["List-Unsubscribe"].startswith("<http")
             assert delivery.reported_count == (spec.like_count if spec.kind == "likes" else 0)
             if spec.kind == "mailing":  # user text is escaped in HTML, literal in text
+                assert delivery.content.body_html is not None
+                assert delivery.content.body_text is not None
                 assert "Daily &lt;news&gt;" in delivery.content.body_html
                 assert "Daily <news>" in delivery.content.body_text
     assert report.by_status == expected_counts
@@ -207,6 +212,7 @@ def test_daily_job_plans_exactly_the_due_rows(
             schema.validate(payload)
             delivery = due_now[uuid.UUID(payload["delivery_id"])]
             assert payload["notification_id"] == str(delivery.notification_id)
+            assert delivery.content is not None
             assert (payload["email"], payload["subject"], payload["body"]) == (
                 delivery.email,
                 delivery.content.subject,
@@ -345,7 +351,7 @@ def test_once_rows_whose_hand_off_was_lost_are_found(db: str, auth_users) -> Non
                 Spec(user, "mailing", "once", uuid.uuid4(), "hi"),
             ],
         )
-        session.get(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        session.get_one(Notification, old).created_at = datetime(2026, 1, 1, tzinfo=UTC)
     assert dispatch.lost_once_handoffs(now=datetime.now(UTC)) == [old]
     assert fresh not in dispatch.lost_once_handoffs(now=datetime.now(UTC))
 
@@ -354,7 +360,7 @@ def test_failed_once_rows_are_not_swept_again(db: str, auth_users) -> None:
     user = uuid.UUID(auth_users[0]["user_id"])
     with session_scope() as session:
         (nid,) = insert_notifications(session, [Spec(user, "welcome", "once", None, "https://x")])
-        row = session.get(Notification, nid)
+        row = session.get_one(Notification, nid)
         row.created_at = datetime(2026, 1, 1, tzinfo=UTC)
         row.status, row.last_update = "failed", datetime(2026, 1, 1, tzinfo=UTC)
     assert dispatch.lost_once_handoffs(now=datetime.now(UTC)) == []

@@ -11,6 +11,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -21,7 +22,14 @@ from app.config import Settings
 from app.db.models import Delivery, Notification
 from app.db.session import session_scope
 from app.domain.periods import delivery_period_key, is_due
-from app.domain.vocabulary import DELIVERY_STATUSES, NOTIFICATION_STATUSES, PERIODICITIES
+from app.domain.vocabulary import (
+    DELIVERY_STATUSES,
+    NOTIFICATION_STATUSES,
+    PERIODICITIES,
+    DeliveryStatus,
+    NotificationStatus,
+    Periodicity,
+)
 from app.jobs import digests
 from harness.rows import Spec, insert_notifications
 
@@ -45,7 +53,9 @@ def auth_users() -> list[dict[str, Any]]:
     return users
 
 
-def _seed(users: list[dict[str, Any]]) -> dict[uuid.UUID, tuple[str, str, str | None]]:
+def _seed(
+    users: list[dict[str, Any]],
+) -> dict[uuid.UUID, tuple[Periodicity, NotificationStatus, DeliveryStatus | None]]:
     specs = [
         Spec(uuid.UUID(user["user_id"]), "mailing", periodicity, uuid.uuid4(), f"text {i}")
         for i, (user, (periodicity, _, _)) in enumerate(zip(users, COMBINATIONS, strict=True))
@@ -64,7 +74,7 @@ def _seed(users: list[dict[str, Any]]) -> dict[uuid.UUID, tuple[str, str, str | 
                     {
                         "delivery_id": uuid.uuid4(),
                         "notification_id": nid,
-                        "period_key": delivery_period_key(periodicity, SEND_AT, UTC),
+                        "period_key": delivery_period_key(periodicity, SEND_AT, ZoneInfo("UTC")),
                         "send_at": EARLIER,
                         "status": delivery,
                         "updated_at": EARLIER,

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from kombu import Connection, Queue
+from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.message import Message
 
 from app.config import Settings

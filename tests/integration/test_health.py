@@ -57,11 +57,16 @@ def test_a_process_that_keeps_crashing_reports_it_on_healthz() -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+    def reports_the_loop() -> tuple[int, dict[str, str]] | None:
+        health = _health(port)
+        return health if health and health[0] == 503 else None
+
     try:
         first = wait_for(lambda: _health(port), timeout=30, what="the first start's /healthz")
         assert first == (200, {"status": "ok"})
         status, body = wait_for(
-            lambda: (h := _health(port)) and h[0] == 503 and h,
+            reports_the_loop,
             timeout=60,
             what="/healthz to report the loop",
         )

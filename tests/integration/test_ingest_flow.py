@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db.session import session_scope
+from app.domain.vocabulary import EventKind
 from app.stream.ingest import DeadLetter, Record, apply_batch
 
 GROUP = "ingest-test"
@@ -26,7 +27,7 @@ def _value(user: uuid.UUID, content: uuid.UUID | None, body: str, periodicity: s
     ).encode()
 
 
-def _apply(kind: str, records: Sequence[Record], **kwargs):
+def _apply(kind: EventKind, records: Sequence[Record], **kwargs):
     return apply_batch(kind, records, group_id=GROUP, max_bytes=65536, **kwargs)
 
 

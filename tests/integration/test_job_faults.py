@@ -21,6 +21,7 @@ from app.auth.client import AuthClient
 from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
 from app.db.session import session_scope
+from app.domain.vocabulary import Kind, Periodicity
 from app.jobs import digests, dispatch
 from harness.fakes.auth import HostileAuthServer
 from harness.rows import Spec, insert_notifications
@@ -59,7 +60,9 @@ def auth(users: list[dict[str, Any]], settings: Settings) -> Iterator[AuthClient
     server.server_close()
 
 
-def _rows(kind: str, users: list[dict[str, Any]], periodicity: str = "once") -> list[uuid.UUID]:
+def _rows(
+    kind: Kind, users: list[dict[str, Any]], periodicity: Periodicity = "once"
+) -> list[uuid.UUID]:
     specs = [
         Spec(
             uuid.UUID(u["user_id"]),
@@ -229,7 +232,8 @@ def test_a_publish_that_fails_mid_backlog_leaves_its_batch_to_the_next_sweep(
 
 
 def test_a_delivery_stuck_in_sending_is_swept_by_the_dispatcher(db: str) -> None:
-    from kombu import Connection, Exchange, Queue
+    from kombu.connection import Connection
+    from kombu.entity import Exchange, Queue
     from sqlalchemy import func, update
 
     from app.config import get_settings

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from app.config import Settings
 from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
-from harness.kafka import read_topic
+from harness.kafka import read_topic, value_of
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def test_produce_and_consume_1000_in_a_group(settings: Settings, topic: str) -> 
     assert {value: key for _, key, value in got} == sent
     assert {partition for partition, _, _ in got} == {0, 1, 2, 3}
     # Same key, same partition: per-user order holds.
-    partition_of_key: dict[bytes, set[int]] = {}
-    for partition, key, _ in got:
-        partition_of_key.setdefault(key, set()).add(partition)
+    partition_of_key: dict[bytes | None, set[int | None]] = {}
+    for partition, got_key, _ in got:
+        partition_of_key.setdefault(got_key, set()).add(partition)
     assert all(len(parts) == 1 for parts in partition_of_key.values())
 
 
@@ -75,8 +75,10 @@ def test_transactions_commit_and_abort(settings: Settings, topic: str) -> None:
     producer.abort_transaction(30)
 
     # Exactly the committed ten: an aborted record read as committed would be one too many.
-    committed = [m.value() for m in read_topic(settings, topic, 10)]
+    committed = [value_of(m) for m in read_topic(settings, topic, 10)]
     assert sorted(committed) == sorted(f"committed-{i}".encode() for i in range(10))
 
-    everything = [m.value() for m in read_topic(settings, topic, 20, isolation="read_uncommitted")]
+    everything = [
+        value_of(m) for m in read_topic(settings, topic, 20, isolation="read_uncommitted")
+    ]
     assert sum(v.startswith(b"aborted-") for v in everything) == 10

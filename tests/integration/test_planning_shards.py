@@ -36,9 +36,8 @@ def _seed(users: list[dict[str, Any]], rows: int) -> list[uuid.UUID]:
 
 def _planned() -> list[tuple[uuid.UUID, str]]:
     with session_scope() as session:
-        return [
-            tuple(r) for r in session.execute(select(Delivery.notification_id, Delivery.period_key))
-        ]
+        rows = session.execute(select(Delivery.notification_id, Delivery.period_key))
+        return [(notification_id, period_key) for notification_id, period_key in rows]
 
 
 def _together(*calls: Callable[[], digests.JobReport]) -> list[digests.JobReport]:

@@ -26,6 +26,7 @@ from app.portal.app import create_app
 from app.portal.body_guard import MAX_CSV_BYTES, SMALL_FORM_BYTES
 
 from .portal_support import (
+    audit_fields,
     concurrent_wrong_passwords,
     form_token,
     log_in,
@@ -177,7 +178,7 @@ def test_a_long_first_field_cannot_hide_the_fields_after_it(client: TestClient) 
     form = {"pad": "p" * 64 * 1024, "username": peer_name, "role": "admin", "csrf_token": token}
     client.post(f"/admin/admin-user/edit/{peer}", data=form)
     [entry] = [e for e in _entries_after(before) if e.target.startswith("/admin/admin-user/edit")]
-    fields = (entry.detail or {})["fields"]
+    fields = audit_fields(entry)
     assert fields["role"] == "admin"
     assert len(fields["pad"]) == 300 and "csrf_token" not in fields
 

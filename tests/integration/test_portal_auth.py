@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +20,7 @@ from app.db.session import session_scope
 from app.portal.app import create_app
 from harness.rows import Spec, insert_notifications
 
-from .portal_support import form_token, log_in, make_admin_user
+from .portal_support import form_token, log_in, make_admin_user, served_settings
 
 PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}
 IDENTITIES = ("template", "notification", "delivery", "admin-user", "audit-entry")
@@ -36,6 +37,7 @@ def _our_routes(app) -> list[tuple[str, str]]:
     found = []
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path not in PUBLIC:
+            assert route.methods is not None  # typed optional; an APIRoute always has them
             found += [(method, _concrete(route.path)) for method in sorted(route.methods)]
     return found
 
@@ -72,6 +74,7 @@ def _assert_refused(response, method: str, path: str) -> None:
 
 def test_every_admin_page_and_api_refuses_anonymous_access(anonymous: TestClient) -> None:
     app = anonymous.app
+    assert isinstance(app, FastAPI)
     assert any(isinstance(r, Mount) and r.path == "/admin" for r in app.routes)
     routes = _our_routes(app) + _admin_routes()
     assert len(routes) > 40
@@ -164,13 +167,13 @@ def test_deactivated_user_is_refused(anonymous: TestClient) -> None:
         user = session.scalars(select(AdminUser).where(AdminUser.username == username)).one()
         user.is_active = False
     # A fresh app has no cached "active" answer (a running portal re-checks every few seconds).
-    with TestClient(create_app(anonymous.app.state.settings), cookies=anonymous.cookies) as other:
+    with TestClient(create_app(served_settings(anonymous)), cookies=anonymous.cookies) as other:
         _assert_refused(other.get("/admin/", follow_redirects=False), "GET", "/admin/")
 
 
 def _campaigns() -> int:
     with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(Campaign))
+        return session.execute(select(func.count()).select_from(Campaign)).scalar_one()
 
 
 def _campaign_form(template_id: str) -> dict[str, str]:

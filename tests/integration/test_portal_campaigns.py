@@ -6,6 +6,7 @@ import html
 import json
 import re
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
@@ -18,7 +19,7 @@ from app.db.session import session_scope
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
 from app.portal import campaigns
-from harness.kafka import read_topic
+from harness.kafka import read_topic, value_of
 
 from .campaign_support import simulate_deliveries, simulate_stream
 from .portal_support import form_token
@@ -26,7 +27,8 @@ from .portal_support import form_token
 
 def _template_id() -> uuid.UUID:
     with session_scope() as session:
-        return session.scalar(select(Template.template_id).where(Template.name == "mailing"))
+        query = select(Template.template_id).where(Template.name == "mailing")
+        return session.execute(query).scalar_one()
 
 
 def _create(client: TestClient, audience: str, csv: bytes | None = None, **fields: str):
@@ -50,7 +52,7 @@ def _campaign_id(response) -> uuid.UUID:
 
 def _campaign(campaign_id: uuid.UUID) -> Campaign:
     with session_scope() as session:
-        return session.get(Campaign, campaign_id)
+        return session.get_one(Campaign, campaign_id)
 
 
 def _send(client: TestClient, campaign_id: uuid.UUID):
@@ -90,10 +92,12 @@ def test_send_publishes_one_event_per_valid_recipient(
     page = _send(client, campaign_id)
     assert page.status_code == 200 and "2 events published to Kafka" in page.text
     messages = read_topic(portal_settings, portal_settings.topic_mailing, 2)
-    events = [json.loads(m.value()) for m in messages]
+    events = [json.loads(value_of(m)) for m in messages]
     for message, event in zip(messages, events, strict=True):
         validate("mailing", event)
-        assert message.key().decode() == event["user_id"]
+        key = message.key()
+        assert key is not None
+        assert key.decode() == event["user_id"]
     assert sorted(e["user_id"] for e in events) == sorted(map(str, users))
     assert {(e["content_id"], e["content_value"], e["periodicity"]) for e in events} == {
         (str(campaign_id), "Hello!", "once")
@@ -104,10 +108,11 @@ def test_send_publishes_one_event_per_valid_recipient(
     assert again.status_code == 409 and "cannot be sent" in again.text
 
 
-def _progress(client: TestClient, campaign_id: uuid.UUID) -> dict:
+def _progress(client: TestClient, campaign_id: uuid.UUID) -> dict[str, Any]:
     response = client.get(f"/admin/api/mailings/{campaign_id}/progress")
     assert response.status_code == 200
-    return response.json()
+    progress: dict[str, Any] = response.json()
+    return progress
 
 
 def test_progress_follows_notifications_and_deliveries(client: TestClient) -> None:
@@ -151,7 +156,7 @@ def test_cancel_stops_unsent_deliveries(client: TestClient) -> None:
             Delivery.delivery_id.in_(deliveries.values())
         )
         statuses = dict(session.execute(query).all())
-        pending = session.get(Notification, nids[3]).status
+        pending = session.get_one(Notification, nids[3]).status
     assert statuses == {nids[0]: "cancelled", nids[1]: "cancelled", nids[2]: "sent"}
     assert pending == "skipped"
     campaign = _campaign(campaign_id)

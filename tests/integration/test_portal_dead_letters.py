@@ -12,6 +12,7 @@ from app.db import dead_letters
 from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
 from app.kafka.connection import client_config
+from harness.kafka import headers_of
 
 from .portal_support import form_token
 
@@ -49,7 +50,9 @@ def _statuses() -> list[str]:
         return [d.status for d in dead_letters.select(session=session, status=None)]
 
 
-def _read(settings: Settings, topic: str, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
+def _read(
+    settings: Settings, topic: str, expected: int
+) -> list[tuple[bytes | None, dict[str, bytes]]]:
     group = f"read-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
         {
@@ -59,12 +62,12 @@ def _read(settings: Settings, topic: str, expected: int) -> list[tuple[bytes, di
         }
     )
     consumer.subscribe([topic])
-    got = []
+    got: list[tuple[bytes | None, dict[str, bytes]]] = []
     try:
         for _ in range(60):
             message = consumer.poll(0.5)
             if message is not None and not message.error():
-                got.append((message.value(), dict(message.headers() or [])))
+                got.append((message.value(), headers_of(message)))
             if len(got) == expected:
                 return got
     finally:

@@ -37,6 +37,12 @@ def test_security_headers_on_every_response(
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
 
 
+def _nonce(script_src: str) -> str:
+    match = re.search(r"'nonce-([^']+)'", script_src)
+    assert match is not None, script_src
+    return match.group(1)
+
+
 def _directives(policy: str) -> dict[str, str]:
     return dict(part.strip().split(" ", 1) for part in policy.split(";"))
 
@@ -53,7 +59,7 @@ def test_the_policy_allows_no_remote_content_and_inline_scripts_only_with_its_no
         assert policy["object-src"] == "'none'" and policy["base-uri"] == "'none'"
         assert "'unsafe-inline'" not in policy["script-src"]
         assert "http" not in " ".join(policy.values())
-    nonces = [re.search(r"'nonce-([^']+)'", p["script-src"]).group(1) for p in policies]
+    nonces = [_nonce(p["script-src"]) for p in policies]
     assert nonces[0] != nonces[1]  # a new nonce per response
 
 
@@ -71,7 +77,7 @@ def test_every_inline_script_of_a_page_carries_the_responses_nonce(client: TestC
         follow_redirects=False,
     )
     page = client.get(created.headers["location"])
-    nonce = re.search(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"]).group(1)
+    nonce = _nonce(page.headers["Content-Security-Policy"])
     scripts = re.findall(r"<script([^>]*)>", page.text)
     inline = [attrs for attrs in scripts if "src=" not in attrs]
     assert inline and all(f'nonce="{nonce}"' in attrs for attrs in inline)

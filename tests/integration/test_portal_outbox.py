@@ -19,6 +19,7 @@ from app.db.models import DeliveryContent
 from app.db.session import session_scope
 from app.delivery.mail import OutgoingEmail
 from app.delivery.mail.outbox_backend import OutboxBackend
+from app.domain.vocabulary import PortalRole
 from app.portal.app import create_app
 from app.portal.outbox import read_raw
 
@@ -54,14 +55,21 @@ def outbox_client_fixture(
         yield client
 
 
-def _send(directory: Path, delivery_id: str, *, mtime: float | None = None, **fields: str) -> Path:
+def _send(
+    directory: Path,
+    delivery_id: str,
+    *,
+    mtime: float | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: str,
+) -> Path:
     """One message written by the real backend; `mtime` pins the order the page sorts by."""
     email = OutgoingEmail(
         to=fields.get("to", f"{delivery_id}@example.com"),
         subject=fields.get("subject", f"Subject {delivery_id}"),
         html=fields.get("html", f"<p>{delivery_id}</p>"),
         text=fields.get("text", f"text of {delivery_id}"),
-        headers={k: v for k, v in fields.items() if k.startswith("List-")},
+        headers=headers or {},
         delivery_id=delivery_id,
     )
     OutboxBackend(directory, sender="Notify <noreply@notify.local>").send(email)
@@ -128,7 +136,7 @@ def test_a_message_shows_its_headers_text_and_html_in_an_empty_sandbox(
         subject="Your digest <b>today</b>",
         html=SCRIPT_HTML,
         text="Line one\nLine two & more",
-        **{"List-Unsubscribe": unsubscribe},
+        headers={"List-Unsubscribe": unsubscribe},
     )
 
     response = outbox_client.get("/admin/outbox/d-1.eml")
@@ -247,7 +255,7 @@ def test_a_viewer_reads_mail_without_its_recipients_tokens(
         "tokens",
         html=f'<p><a href="{link}&amp;x=1">Unsubscribe</a></p>',
         text=f"Unsubscribe: {link}",
-        **{"List-Unsubscribe": f"<{link}>"},
+        headers={"List-Unsubscribe": f"<{link}>"},
     )
     settings = portal_settings.model_copy(
         update={"email_backend": "outbox", "outbox_dir": outbox_dir}
@@ -263,7 +271,8 @@ def test_a_viewer_reads_mail_without_its_recipients_tokens(
             )
         )
     token = link.split("token=")[1]
-    for role, sees in (("viewer", False), ("editor", True)):
+    roles: tuple[tuple[PortalRole, bool], ...] = (("viewer", False), ("editor", True))
+    for role, sees in roles:
         with TestClient(create_app(settings)) as client:
             log_in(client, *make_admin_user(role=role))
             pages = [

@@ -6,10 +6,12 @@ import html
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from sqlalchemy import select, text
 from sqlalchemy_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTaskChanged
 from sqlalchemy_celery_beat.schedulers import DatabaseScheduler
@@ -30,10 +32,10 @@ def seeded(db: str) -> str:
     return db
 
 
-def _task(name: str) -> tuple[int, CrontabSchedule | None, bool, object]:
+def _task(name: str) -> tuple[int, CrontabSchedule, bool, datetime | None]:
     with beat_session() as session:
         task = session.scalars(select(PeriodicTask).where(PeriodicTask.name == name)).one()
-        cron = session.get(CrontabSchedule, task.schedule_id)
+        cron = session.get_one(CrontabSchedule, task.schedule_id)
         return task.id, cron, task.enabled, PeriodicTaskChanged.last_change(session)
 
 
@@ -76,6 +78,7 @@ def test_editing_the_daily_cron_reaches_beat_without_a_restart(
         "1-5",
         "Europe/Berlin",
     )
+    assert changed_before is not None and changed_after is not None
     assert changed_after > changed_before  # what a running beat polls to reload
     schedule = DatabaseScheduler(app=celery_app, lazy=True).all_as_schedule()
     daily = schedule["daily-digest"].schedule

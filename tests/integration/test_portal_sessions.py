@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import httpx2
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -16,12 +16,19 @@ from app.db.session import session_scope
 from app.portal.app import create_app
 from app.portal.auth import hash_password
 
-from .portal_support import concurrent_wrong_passwords, form_token, log_in, make_admin_user
+from .portal_support import (
+    concurrent_wrong_passwords,
+    form_token,
+    log_in,
+    make_admin_user,
+    served_settings,
+)
 
 ANY_PAGE = "/admin/mailings"
 
 
-def _try_login(client: TestClient, username: str, password: str) -> httpx.Response:
+# What starlette's TestClient answers with: an httpx2 response.
+def _try_login(client: TestClient, username: str, password: str) -> httpx2.Response:
     data = {"username": username, "password": password, "csrf_token": form_token(client, "/login")}
     return client.post("/login", data=data, follow_redirects=False)
 
@@ -106,7 +113,7 @@ def test_a_copied_cookie_is_dead_after_logout(client: TestClient) -> None:
         refused = thief.get(ANY_PAGE, follow_redirects=False)
         assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
     # A second portal process (no cached answer) refuses it too.
-    with TestClient(create_app(client.app.state.settings), cookies=copied) as elsewhere:
+    with TestClient(create_app(served_settings(client)), cookies=copied) as elsewhere:
         assert elsewhere.get(ANY_PAGE, follow_redirects=False).status_code == 303
 
 
@@ -119,7 +126,7 @@ def test_a_copied_cookie_is_dead_after_a_password_change(anonymous: TestClient) 
             session=session, username=username, password_hash=hash_password("n3w-pw!")
         )
     # The running portal re-checks within a few seconds; a fresh one at once.
-    with TestClient(create_app(anonymous.app.state.settings), cookies=copied) as other:
+    with TestClient(create_app(served_settings(anonymous)), cookies=copied) as other:
         assert other.get(ANY_PAGE, follow_redirects=False).status_code == 303
         log_in(other, username, "n3w-pw!")
         assert other.get(ANY_PAGE).status_code == 200

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.db.models import Template
 from app.db.session import session_scope
 from app.portal.app import create_app
+from harness.waiting import server_url
 
 from .portal_support import log_in, make_admin_user
 
@@ -68,7 +69,9 @@ def test_an_edit_that_breaks_the_template_is_refused(client: TestClient) -> None
     data = {"name": name, **GOOD, "body_html": "{{ ''.__class__ }}", "save": "Save"}
     response = client.post(f"/admin/template/edit/{template.template_id}", data=data)
     assert response.status_code == 400 and "unsafe" in html.unescape(response.text)
-    assert _stored(name).body_html == GOOD["body_html"]
+    stored = _stored(name)
+    assert stored is not None
+    assert stored.body_html == GOOD["body_html"]
 
 
 def test_a_saved_template_shows_its_preview_with_sample_variables(client: TestClient) -> None:
@@ -86,8 +89,7 @@ def test_a_saved_template_shows_its_preview_with_sample_variables(client: TestCl
 def preview_client(
     db: str, portal_settings: Settings, auth_server: DevAuthServer
 ) -> Iterator[TestClient]:
-    host, port = auth_server.server_address[:2]
-    settings = portal_settings.model_copy(update={"auth_api_url": f"http://{host}:{port}"})
+    settings = portal_settings.model_copy(update={"auth_api_url": server_url(auth_server)})
     with TestClient(create_app(settings)) as client:
         log_in(client, *make_admin_user())
         yield client

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from app.config import Settings
 

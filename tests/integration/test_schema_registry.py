@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from app.config import REPO_ROOT, Settings

@@ -17,13 +17,9 @@ from sqlalchemy import text
 from app.db.session import session_scope
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
-from tests.integration.stream_support import (
-    BIN,
-    StreamEnv,
-    event,
-    total_likes_in_db,
-    wait_for,
-)
+from harness.kafka import headers_of
+from harness.waiting import wait_for
+from tests.integration.stream_support import BIN, StreamEnv, event, total_likes_in_db
 from tests.integration.test_stream_worker import _metrics
 
 HUGE = 1_000_000
@@ -56,7 +52,7 @@ def _dead_letter_headers(s: StreamEnv, expected: int) -> list[dict[str, bytes]]:
             if message is None or message.error():
                 continue
             assert message.value() is None, "a dead letter over the limit carries no value"
-            got.append(dict(message.headers() or []))
+            got.append(headers_of(message))
     finally:
         consumer.close()
     return got

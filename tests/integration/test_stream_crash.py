@@ -12,32 +12,36 @@ import threading
 import time
 import uuid
 from collections import Counter
+from functools import partial
 
 from sqlalchemy import create_engine, text
 
 from harness.kafka import produce
+from harness.waiting import wait_for
 from tests.integration.stream_support import (
     StreamEnv,
     Worker,
     event,
     like_counts_in_db,
     total_likes_in_db,
-    wait_for,
 )
 
 log = logging.getLogger(__name__)
 
 Key = tuple[uuid.UUID, uuid.UUID]
+Item = tuple[str, str, bytes]  # (topic, key, value), as produce() takes them
 
 
-def _likes(s: StreamEnv, keys: list[Key], n: int, seed: int) -> tuple[list, Counter[Key]]:
+def _likes(s: StreamEnv, keys: list[Key], n: int, seed: int) -> tuple[list[Item], Counter[Key]]:
     rng = random.Random(seed)
     picked = [rng.choice(keys) for _ in range(n)]
     items = [(s.liked, str(u), event(u, c, "liked", "daily")) for u, c in picked]
     return items, Counter(picked)
 
 
-def _produce_slowly(s: StreamEnv, items: list, *, slices: int, pause: float) -> threading.Thread:
+def _produce_slowly(
+    s: StreamEnv, items: list[Item], *, slices: int, pause: float
+) -> threading.Thread:
     """Produce in slices with pauses from a thread, so kills land while events still arrive."""
 
     def run() -> None:
@@ -49,6 +53,10 @@ def _produce_slowly(s: StreamEnv, items: list, *, slices: int, pause: float) -> 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def _likes_reach(total: int) -> bool:
+    return total_likes_in_db() >= total
 
 
 def _table_matches(worker: Worker, expected: Counter[Key]) -> bool:
@@ -78,7 +86,7 @@ def test_kill_9_three_times_loses_nothing_and_counts_nothing_twice(stream_env: S
     kills = []
     rng = random.Random(4)
     for threshold in (10_000, 22_000, 34_000):
-        wait_for(lambda t=threshold: total_likes_in_db() >= t, timeout=90, what=f"{threshold}")
+        wait_for(partial(_likes_reach, threshold), timeout=90, what=f"{threshold}")
         # Anywhere in the cycle: mid-transaction, between commit and table, before Kafka's commit.
         time.sleep(rng.uniform(0, 0.6))
         worker.kill9()

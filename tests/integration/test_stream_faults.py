@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from app.contracts import ContractError, decode_event
@@ -24,6 +24,7 @@ from app.db.session import dispose_engines, session_scope
 from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
 from harness.kafka import produce, read_topic
+from harness.waiting import wait_for
 from tests.fuzzing import fuzzed_value, poison_events, valid_value
 from tests.integration.outages import postgres_down
 from tests.integration.stream_support import (
@@ -33,7 +34,6 @@ from tests.integration.stream_support import (
     like_counts_in_db,
     next_email,
     total_likes_in_db,
-    wait_for,
 )
 from tests.integration.test_stream_worker import _metrics
 
@@ -120,11 +120,11 @@ def test_poison_and_fuzzed_events_never_stop_a_topic(
         name = rng.choice(list(topic_of))
         add(name, fuzzed_value(rng, KIND_OF[name]))
         valid_name = ("registered", "liked", "mailing")[i % 3]
-        value = valid_value(KIND_OF[valid_name], body=f"v{i}")
+        valid = valid_value(KIND_OF[valid_name], body=f"v{i}")
         if valid_name == "liked":
             user, content = rng.choice(like_keys)
-            value = {**value, "user_id": str(user), "content_id": str(content)}
-        add_valid(valid_name, json.dumps(value).encode())
+            valid = {**valid, "user_id": str(user), "content_id": str(content)}
+        add_valid(valid_name, json.dumps(valid).encode())
     assert sum(bad.values()) >= 1000 + 3 * len(poison_events("mailing")) - 60
     rng.shuffle(items)  # poison anywhere among valid events (every valid key's text is unique)
 

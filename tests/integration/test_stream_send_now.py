@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from app.config import Settings

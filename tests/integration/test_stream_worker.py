@@ -10,8 +10,9 @@ import uuid
 from sqlalchemy import text
 
 from app.db.session import session_scope
-from harness.kafka import produce, read_topic
-from tests.integration.stream_support import StreamEnv, event, like_counts_in_db, wait_for
+from harness.kafka import headers_of, produce, read_topic, value_of
+from harness.waiting import wait_for
+from tests.integration.stream_support import StreamEnv, event, like_counts_in_db
 
 
 def _rows(kind: str) -> dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, str, str]]:
@@ -126,8 +127,8 @@ def test_malformed_events_go_to_the_dead_letter_topic(stream_env: StreamEnv) -> 
     dead = read_topic(s.settings, s.dead_letter, expected=1000)
     seen: dict[str, int] = {}
     for msg in dead:
-        headers = {k: v.decode() for k, v in msg.headers()}
-        assert headers["reason"] == bad[msg.value()], headers
+        headers = {k: v.decode() for k, v in headers_of(msg).items()}
+        assert headers["reason"] == bad[value_of(msg)], headers
         assert headers["error"] and headers["source_topic"] in topics
         assert int(headers["source_partition"]) in range(4) and int(headers["source_offset"]) >= 0
         seen[headers["reason"]] = seen.get(headers["reason"], 0) + 1

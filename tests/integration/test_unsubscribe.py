@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from app.config import Settings
 from app.core.clock import utcnow
 from app.db.models import Delivery, OptOut
 from app.db.session import session_scope
+from app.domain.vocabulary import Kind
 from app.jobs import digests
 from app.jobs.planning import unsubscribe_url
 from app.portal.app import create_app
@@ -31,12 +33,12 @@ def client(db: str, settings: Settings) -> TestClient:
     return TestClient(create_app(settings))
 
 
-def _path(settings: Settings, user_id: uuid.UUID, kind: str, now: datetime | None = None) -> str:
+def _path(settings: Settings, user_id: uuid.UUID, kind: Kind, now: datetime | None = None) -> str:
     parts = urlsplit(unsubscribe_url(settings, user_id, kind, now or utcnow()))
     return f"{parts.path}?{parts.query}"
 
 
-def _opt_outs() -> list:
+def _opt_outs() -> Sequence[Row[uuid.UUID, str, str]]:
     with session_scope() as session:
         return session.execute(select(OptOut.user_id, OptOut.kind, OptOut.source)).all()
 

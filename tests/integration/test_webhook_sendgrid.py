@@ -6,22 +6,27 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
+from starlette.types import Message
 
+from app.auth.client import AuthUser
 from app.config import Settings
 from app.core.clock import utcnow
 from app.db.models import Delivery, Notification, OptOut
 from app.db.session import session_scope
+from app.domain.vocabulary import Kind
 from app.portal.app import create_app
 from harness.delivery import deliveries, seed
 from harness.fakes.sendgrid import sign_webhook, webhook_keys
 
 
 @pytest.fixture
-def keys() -> tuple:
+def keys() -> tuple[ec.EllipticCurvePrivateKey, str]:
     return webhook_keys()
 
 
@@ -37,7 +42,7 @@ def _now() -> str:
     return str(int(time.time()))
 
 
-def _post(client: TestClient, private, events: list[dict], timestamp: str | None = None):
+def _post(client: TestClient, private, events: list[dict[str, Any]], timestamp: str | None = None):
     body = json.dumps(events).encode()
     timestamp = timestamp or _now()
     return client.post(
@@ -45,7 +50,7 @@ def _post(client: TestClient, private, events: list[dict], timestamp: str | None
     )
 
 
-def _state() -> tuple[list, list]:
+def _state() -> tuple[list[Row[uuid.UUID, str, str | None]], list[Row[uuid.UUID, str, str]]]:
     with session_scope() as session:
         rows = session.execute(select(Delivery.delivery_id, Delivery.status, Delivery.error))
         opt_outs = session.execute(select(OptOut.user_id, OptOut.kind, OptOut.source))
@@ -53,7 +58,7 @@ def _state() -> tuple[list, list]:
 
 
 @pytest.fixture
-def sent(client, settings: Settings) -> list:
+def sent(client, settings: Settings) -> list[tuple[uuid.UUID, AuthUser, Kind]]:
     """Five deliveries the provider accepted; the last one's worker died before recording it."""
     planned = seed(settings, utcnow(), ["mailing", "mailing", "likes", "mailing", "likes"])
     ids = [d for d, _u, _k in planned]
@@ -69,7 +74,7 @@ def sent(client, settings: Settings) -> list:
     return planned
 
 
-def _event(kind: str, delivery_id, **extra) -> dict:
+def _event(kind: str, delivery_id, **extra) -> dict[str, Any]:
     return {
         "event": kind,
         "email": "x@example.com",
@@ -105,7 +110,7 @@ def test_signed_events_map_onto_deliveries_and_opt_outs(client, keys, sent) -> N
     # so no redelivered task sends it again; its likes were reported and subtracted.
     assert rows[d5].status == "delivered" and rows[d5].sent_at is not None
     with session_scope() as session:
-        d5_note = session.get(Notification, rows[d5].notification_id)
+        d5_note = session.get_one(Notification, rows[d5].notification_id)
         assert (d5_note.status, d5_note.like_count) == ("sent", 0)
     _rows, opt_outs = _state()
     assert opt_outs == sorted(
@@ -178,15 +183,15 @@ def test_a_10_mib_body_is_refused_before_it_is_read(db, settings, keys) -> None:
     app = create_app(settings)
     size = 10 * 1024 * 1024
     chunks_read = 0
-    messages: list[dict] = []
+    messages: list[Message] = []
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal chunks_read
         chunks_read += 1
         more = chunks_read * 65536 < size  # the whole 10 MiB, if the app asks for it
         return {"type": "http.request", "body": b"[" * 65536, "more_body": more}
 
-    async def send(message: dict) -> None:
+    async def send(message: Message) -> None:
         messages.append(message)
 
     for path in ("/webhooks/sendgrid", "/unsubscribe"):
@@ -226,7 +231,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(db, settings, keys) -> None:
 def test_hostile_values_in_a_signed_batch_do_not_lose_the_batch(client, keys, sent) -> None:
     private, _public = keys
     bounced, delivered = sent[0][0], sent[1][0]
-    events = [
+    events: list[dict[str, Any]] = [
         {"event": ["bounce"], "delivery_id": str(delivered)},  # unhashable: not one of ours
         {"event": {"type": "bounce"}, "delivery_id": str(delivered)},
         _event("bounce", bounced, reason="550 no such user\x00 here"),  # NUL: not storable

@@ -19,6 +19,7 @@ from app.delivery import feedback
 from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.mail.sendgrid_events import ProviderEvent
 from app.delivery.sending import deliver
+from app.domain.vocabulary import EventKind
 from app.jobs.digests import plan_once, run_digest
 from app.jobs.dispatch import task_of_row
 from app.stream.ingest import Record, apply_batch
@@ -37,7 +38,7 @@ class Story:
         return str(self.user["user_id"])
 
 
-def _apply(kind: str, user_id: str, value: bytes, offset: int) -> None:
+def _apply(kind: EventKind, user_id: str, value: bytes, offset: int) -> None:
     # Topics of this user's story alone: offsets applied by an earlier story never hide these.
     record = Record(f"timeline-{user_id}.{kind}", 0, offset, user_id.encode(), value)
     apply_batch(kind, [record], group_id=GROUP, max_bytes=65536)

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from app.config import Settings
-from app.contracts import EVENT_KINDS, SCHEMAS_DIR, load_schema
+from app.contracts import SCHEMAS_DIR, load_schema
+from app.domain.vocabulary import EVENT_KINDS
 from app.stream.records import DeadLetter, Record
 
 DOCUMENT: dict[str, Any] = yaml.safe_load((SCHEMAS_DIR / "asyncapi.yaml").read_text("utf-8"))

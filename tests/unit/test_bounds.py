@@ -143,9 +143,9 @@ def test_any_provider_answer_is_a_bounded_result_or_a_classified_error(
 ) -> None:
     backend = SendGridBackend("SG.key", host="http://127.0.0.1:9", sender="n@x.test", timeout_s=1)
     if status < 300:
-        backend.mail_send = _Client(_Answer(status, headers))  # type: ignore[assignment]
+        backend.mail_send = _Client(_Answer(status, headers))
     else:
-        backend.mail_send = _Client(HTTPError(status, "reason", body, headers))  # type: ignore[assignment]
+        backend.mail_send = _Client(HTTPError(status, "reason", body, headers))
     email = OutgoingEmail("ann@example.com", "Hi", "<p>x</p>")
     try:
         result = backend.send(email)
@@ -166,7 +166,7 @@ def test_any_provider_answer_is_a_bounded_result_or_a_classified_error(
 
 def test_a_long_message_id_and_a_nul_in_an_error_body_are_bounded() -> None:
     backend = SendGridBackend("SG.key", host="http://127.0.0.1:9", sender="n@x.test", timeout_s=1)
-    backend.mail_send = _Client(_Answer(202, {"X-Message-Id": "m" * 5000}))  # type: ignore[assignment]
+    backend.mail_send = _Client(_Answer(202, {"X-Message-Id": "m" * 5000}))
     result = backend.send(OutgoingEmail("ann@example.com", "Hi", "<p>x</p>"))
     assert result.provider_message_id is not None and len(result.provider_message_id) == 200
     assert unstorable_text(error_text(b'{"errors": [{"message": "bad\\u0000"}]}')) is None

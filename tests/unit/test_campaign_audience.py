@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from app.portal.campaigns import (
 )
 
 A, B, C = (uuid.uuid4() for _ in range(3))
+HOURLY: Any = "hourly"  # not a periodicity: its refusal is under test
 
 
 def test_pasted_ids_with_any_separator_keep_order_and_drop_duplicates() -> None:
@@ -53,7 +55,7 @@ def test_very_long_garbage_is_truncated_for_display() -> None:
     ("draft", "audience", "problem"),
     [
         (Draft(" ", A, "t", "once"), Audience((A,), ()), "the name is empty"),
-        (Draft("n", A, "t", "hourly"), Audience((A,), ()), "periodicity must be one of"),
+        (Draft("n", A, "t", HOURLY), Audience((A,), ()), "periodicity must be one of"),
         (Draft("n", A, "t" * 50_001, "once"), Audience((A,), ()), "longer than 50000"),
         (Draft("n", A, "t", "once"), Audience((), ("bob",)), "no valid user id"),
     ],

@@ -12,7 +12,6 @@ import jsonschema
 import pytest
 
 from app.contracts import (
-    EVENT_KINDS,
     SCHEMA_NAMES,
     SCHEMAS_DIR,
     ContractError,
@@ -22,6 +21,7 @@ from app.contracts import (
     load_schema,
     validate,
 )
+from app.domain.vocabulary import EVENT_KINDS
 
 EXAMPLES_DIR = SCHEMAS_DIR / "examples"
 

@@ -19,15 +19,19 @@ def test_hourly_series_fills_24_hours_and_groups_statuses_into_outcomes() -> Non
         (datetime(2026, 11, 24, 11, 0, tzinfo=UTC), "skipped", 5),  # the first hour shown
         (datetime(2026, 11, 24, 10, 0, tzinfo=UTC), "sent", 99),  # before the window
         (datetime(2026, 11, 25, 10, 0, tzinfo=UTC), "scheduled", 7),  # no outcome yet
+        (datetime(2026, 11, 25, 10, 0, tzinfo=UTC), "cancelled", 8),  # not charted
     ]
     series = hourly_series(rows, NOW)
     assert series.hours[0] == window_start(NOW) == datetime(2026, 11, 24, 11, tzinfo=UTC)
     assert series.hours[-1] == datetime(2026, 11, 25, 10, tzinfo=UTC)
     assert len(series.hours) == 24
-    assert series.counts["sent"][-1] == 6 and sum(series.counts["sent"]) == 6
-    assert series.counts["failed"][-2] == 4 and sum(series.counts["failed"]) == 4
+    # Bounced counts as failed, as in campaign progress (the vocabulary's outcome groups).
+    assert series.counts["sent"][-1] == 5 and sum(series.counts["sent"]) == 5
+    assert series.counts["failed"][-2:] == [4, 1] and sum(series.counts["failed"]) == 5
     assert series.counts["skipped"][0] == 5 and sum(series.counts["skipped"]) == 5
-    assert series.as_json()["hours"][-1] == "2026-11-25T10:00:00+00:00"
+    hours = series.as_json()["hours"]
+    assert isinstance(hours, list)
+    assert hours[-1] == "2026-11-25T10:00:00+00:00"
 
 
 def _entry(cron: Cron | None = None, every_s: float | None = None, **extra: object) -> Entry:

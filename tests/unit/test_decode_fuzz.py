@@ -59,7 +59,7 @@ def test_near_valid_events_are_accepted_only_when_storable(data: st.DataObject, 
 
 @FUZZ
 @given(values=st.lists(st.one_of(hostile_bytes(), json_values.map(repr).map(str.encode))))
-def test_a_batch_splits_into_events_and_dead_letters_with_reasons(values: list) -> None:
+def test_a_batch_splits_into_events_and_dead_letters_with_reasons(values: list[bytes]) -> None:
     records = [Record("t", 0, offset, None, v) for offset, v in enumerate(values)]
     accepted, dead = decode_records("comment_liked", records, max_bytes=MAX_BYTES)
     assert len(accepted) + len(dead) == len(records)

@@ -1,6 +1,7 @@
 """Every Kafka client's connection, built from the settings: librdkafka's and Faust's."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
@@ -12,7 +13,7 @@ from app.kafka.connection import client_config, faust_broker, ssl_context
 CA = Path(__file__).parent / "data" / "kafka-ca.pem"
 
 
-def _settings(**values: object) -> Settings:
+def _settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 

@@ -50,7 +50,7 @@ def test_records_logged_inside_a_celery_task_name_the_task(captured: io.StringIO
     _configure("json", captured)
     app = Celery("logs-test")
 
-    @app.task(name="test.logs")
+    @app.task(name="test.logs")  # type: ignore[untyped-decorator]  # Celery is untyped
     def logs_something() -> None:
         logging.getLogger("app.delivery.sending").info(
             "delivery x sent", extra={"delivery_id": "x"}

@@ -39,8 +39,10 @@ def test_message_has_both_parts_headers_and_a_stable_message_id() -> None:
     raw = build_message(MAIL, SENDER).as_bytes(policy=policy.SMTP)
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
-    assert parsed.get_body(("plain",)).get_content().strip() == "Hi & bye"
-    assert parsed.get_body(("html",)).get_content().strip() == "<p>Hi &amp; bye</p>"
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().strip() == "Hi & bye"
+    assert html.get_content().strip() == "<p>Hi &amp; bye</p>"
     assert parsed["List-Unsubscribe"] == HEADERS["List-Unsubscribe"]
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["Message-ID"] == f"<{MAIL.delivery_id}@notify.local>"
@@ -143,7 +145,7 @@ def test_error_text_and_rate_limit_reset() -> None:
         ("smtps://mail.example", ("mail.example", 465, True, False, None)),
     ],
 )
-def test_smtp_url(url: str, expected: tuple) -> None:
+def test_smtp_url(url: str, expected: tuple[str, int, bool, bool, str | None]) -> None:
     t = parse_smtp_url(url)
     assert (t.host, t.port, t.implicit_tls, t.starttls, t.username) == expected
 

@@ -58,6 +58,7 @@ def test_like_digest_is_scheduled_at_the_local_send_hour(settings: Settings) -> 
     assert plan.send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 09:00 EST
     assert plan.period_key == "2026-11-25"
     assert plan.reported_count == 25
+    assert plan.subject is not None
     assert "25 new likes" in plan.subject
     token = plan.headers["List-Unsubscribe"].split("token=")[1].rstrip(">")
     assert (
@@ -67,6 +68,7 @@ def test_like_digest_is_scheduled_at_the_local_send_hour(settings: Settings) -> 
         == "likes"
     )
     assert plan.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert plan.body_html is not None
     assert "https://notify.example.com/unsubscribe?token=" in plan.body_html
 
 
@@ -94,6 +96,7 @@ def test_welcome_goes_now_without_unsubscribe_even_if_email_is_off(settings: Set
     )
     assert (plan.status, plan.send_at, plan.period_key) == ("scheduled", NOW, "once")
     assert plan.headers == {}
+    assert plan.body_text is not None
     assert "https://auth.example/confirm?t=x" in plan.body_text
 
 
@@ -150,6 +153,7 @@ def test_a_broken_template_fails_the_delivery_with_the_reason(settings: Settings
         settings=settings,
     )
     assert plan.status == "failed"
+    assert plan.error is not None
     assert "subject" in plan.error
 
 
@@ -287,6 +291,7 @@ def test_likes_and_mailings_link_to_the_preference_page(settings: Settings) -> N
         now=NOW,
         settings=settings,
     )
+    assert plan.body_html is not None
     assert "https://notify.example.com/preferences?token=" in plan.body_html
     token = plan.body_html.split("preferences?token=")[1].split('"')[0]
     found = read_unsubscribe_token(
@@ -296,4 +301,5 @@ def test_likes_and_mailings_link_to_the_preference_page(settings: Settings) -> N
     welcome = plan_delivery(
         _candidate("welcome", "once"), _user(), opted_out=frozenset(), now=NOW, settings=settings
     )
+    assert welcome.body_html is not None
     assert "preferences?token=" not in welcome.body_html

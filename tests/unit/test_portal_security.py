@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def _status(method: str, path: str, headers: dict[str, str]) -> int:
         if message["type"] == "http.response.start":
             sent.append(message["status"])
 
-    async def receive() -> dict:
+    async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
     middleware = OriginCheckMiddleware(

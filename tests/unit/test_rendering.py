@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ def _render(
     subject: str = "Hi {{ name }}",
     html: str = "<p>{{ content_value }}</p>",
     text: str = "{{ content_value }}",
-    variables: dict | None = None,
+    variables: dict[str, Any] | None = None,
 ):
     return render(subject=subject, body_html=html, body_text=text, variables=variables or VARS)
 

@@ -24,8 +24,10 @@ KATHMANDU = ZoneInfo("Asia/Kathmandu")  # UTC+05:45
 NIGHT = (time(22, 0), time(8, 0))
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # --- resolve_zone ----------------------------------------------------------------------------

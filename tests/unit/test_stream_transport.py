@@ -31,7 +31,9 @@ async def test_the_worker_consumer_fetches_with_the_configured_batching(
     monkeypatch.setenv("STREAM_FETCH_MAX_WAIT_MS", "77")
     get_settings.cache_clear()
     try:
-        thread = transport.ConsumerThread(app.consumer, loop=app.loop)
+        app_consumer = app.consumer  # typed ConsumerT; the thread takes our delegating one
+        assert isinstance(app_consumer, transport.Consumer)
+        thread = transport.ConsumerThread(app_consumer, loop=app.loop)
         consumer = thread._create_worker_consumer(app.transport)
     finally:
         get_settings.cache_clear()

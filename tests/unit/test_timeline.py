@@ -18,6 +18,7 @@ from app.domain.timeline import (
     build,
     skip_reason,
 )
+from app.domain.vocabulary import Kind
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 USER = uuid.UUID(int=7)
@@ -129,7 +130,7 @@ def test_a_welcome_mail_reads_from_event_to_delivery() -> None:
         ),
     ],
 )
-def test_each_skip_reads_as_its_cause(error: str, kind: str, expected: str) -> None:
+def test_each_skip_reads_as_its_cause(error: str, kind: Kind, expected: str) -> None:
     assert skip_reason(error, kind) == expected
 
 

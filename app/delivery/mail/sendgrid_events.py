@@ -13,13 +13,15 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from app.domain.vocabulary import DeliveryStatus
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 # SendGrid event -> delivery status (None: the status stays) and whether it turns mail off.
-_EVENTS: dict[str, tuple[str | None, bool]] = {
+_EVENTS: dict[str, tuple[DeliveryStatus | None, bool]] = {
     "delivered": ("delivered", False),
     "deferred": ("deferred", False),
     "bounce": ("bounced", False),
@@ -35,7 +37,7 @@ class ProviderEvent:
     """One event about one of our deliveries."""
 
     delivery_id: uuid.UUID
-    status: str | None
+    status: DeliveryStatus | None
     opt_out: bool
     error: str | None
 
