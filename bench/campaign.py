@@ -31,10 +31,11 @@ from app.config import get_settings  # noqa: E402
 from app.db import migrate  # noqa: E402
 from app.db.models import Template  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
+from app.domain import campaigns as rules  # noqa: E402
+from app.jobs import campaigns  # noqa: E402
 from app.kafka.admin import ensure_topics  # noqa: E402
 from app.kafka.connection import client_config  # noqa: E402
 from app.kafka.producer import make_producer  # noqa: E402
-from app.portal import campaigns  # noqa: E402
 from app.portal.template_files import load_default_templates  # noqa: E402
 
 
@@ -67,8 +68,8 @@ def warm_producer(topic: str):
 
 def ours(template_id: uuid.UUID, recipients: int, topic: str) -> tuple[float, uuid.UUID]:
     """Seconds to publish a fresh campaign through the portal's flow."""
-    audience = campaigns.Audience(tuple(uuid.uuid4() for _ in range(recipients)), ())
-    draft = campaigns.Draft("bench", template_id, "Benchmark news " * 10, "weekly")
+    audience = rules.Audience(tuple(uuid.uuid4() for _ in range(recipients)), ())
+    draft = rules.Draft("bench", template_id, "Benchmark news " * 10, "weekly")
     campaign = campaigns.create_campaign(draft=draft, audience=audience, created_by="bench")
     producer = warm_producer(topic)
     started = time.perf_counter()

@@ -18,9 +18,10 @@ from app.db.models import Notification
 from app.db.session import session_scope
 from app.db.stats import delivery_counts, notification_counts
 from app.db.templates import get_template_by_name
+from app.domain.campaigns import Draft, parse_audience
 from app.domain.vocabulary import Periodicity
+from app.jobs.campaigns import create_campaign, publish_campaign
 from app.kafka.producer import make_producer, publish_all
-from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,11 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.db import campaigns as campaign_store
 from app.db.session import session_scope
+from app.domain import campaigns as rules
 from app.domain.vocabulary import PERIODICITIES, one_of
+from app.jobs import campaigns
 from app.kafka.producer import make_producer
-from app.portal import campaigns
+from app.portal import campaign_test_mail
 from app.portal.api_models import CampaignProgress, Detail
 from app.portal.body_guard import MAX_CSV_BYTES
 from app.portal.csrf import verified_form
@@ -84,14 +86,14 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
         if len(csv_data) > MAX_CSV_BYTES:
             values["error"] = "The CSV file is larger than 20 MB."
             return await _form_page(request, values, status_code=400)
-    audience = campaigns.parse_audience(values["audience"], csv_data)
+    audience = rules.parse_audience(values["audience"], csv_data)
     try:
-        draft = campaigns.Draft(
+        draft = rules.Draft(
             name=values["name"],
             template_id=uuid.UUID(values["template_id"]),
             content_value=values["content_value"],
             periodicity=one_of(values["periodicity"], PERIODICITIES, "periodicity"),
-            schedule=campaigns.parse_schedule(*(values[key] for key in SCHEDULE_FIELDS)),
+            schedule=rules.parse_schedule(*(values[key] for key in SCHEDULE_FIELDS)),
         )
         campaign = await run_in_threadpool(
             lambda: campaigns.create_campaign(
@@ -106,10 +108,10 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
     return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
 
 
-async def _progress(campaign_id: uuid.UUID) -> tuple[Any, campaigns.Progress]:
+async def _progress(campaign_id: uuid.UUID) -> tuple[Any, rules.Progress]:
     try:
         return await run_in_threadpool(campaigns.campaign_progress, campaign_id=campaign_id)
-    except campaigns.CampaignInvalid as exc:
+    except rules.CampaignInvalid as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
@@ -156,10 +158,8 @@ async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
 
 
 def _schedule_of(campaign: Any) -> str | None:
-    schedule = campaigns.Schedule(
-        campaign.send_at, campaign.local_send_date, campaign.local_send_hour
-    )
-    return schedule.describe() if schedule != campaigns.Schedule() else None
+    schedule = rules.Schedule(campaign.send_at, campaign.local_send_date, campaign.local_send_hour)
+    return schedule.describe() if schedule != rules.Schedule() else None
 
 
 async def _refused(
@@ -189,7 +189,7 @@ async def send(
                 campaign_id=campaign_id, producer=producer, topic=settings.topic_mailing
             )
         )
-    except campaigns.CampaignError as exc:
+    except rules.CampaignError as exc:
         return await _refused(request, campaign_id, str(exc))
     target = f"/admin/mailings/{campaign_id}?published={report.delivered}&failed={report.failed}"
     return RedirectResponse(target, status_code=303)
@@ -213,9 +213,11 @@ async def send_test(
         return await _refused(request, campaign_id, message, status_code=429)
     try:
         message_id = await run_in_threadpool(
-            lambda: campaigns.send_test(campaign_id=campaign_id, address=address, settings=settings)
+            lambda: campaign_test_mail.send_test(
+                campaign_id=campaign_id, address=address, settings=settings
+            )
         )
-    except campaigns.CampaignError as exc:
+    except rules.CampaignError as exc:
         return await _refused(request, campaign_id, str(exc))
     except Exception as exc:  # noqa: BLE001 - the provider's refusal, shown to the sender
         return await _refused(request, campaign_id, f"the test mail was not sent: {exc}")
@@ -232,6 +234,6 @@ async def cancel(
     """Cancel the campaign and its deliveries that have not gone out."""
     try:
         await run_in_threadpool(lambda: campaigns.cancel_campaign(campaign_id=campaign_id))
-    except campaigns.CampaignError as exc:
+    except rules.CampaignError as exc:
         return await _refused(request, campaign_id, str(exc))
     return RedirectResponse(f"/admin/mailings/{campaign_id}", status_code=303)

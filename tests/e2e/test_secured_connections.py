@@ -30,9 +30,10 @@ from app.config import REPO_ROOT, Settings
 from app.contracts import Event, encode_event
 from app.db.session import dispose_engines, session_scope
 from app.db.templates import get_template_by_name
+from app.domain.campaigns import Draft, parse_audience
+from app.jobs.campaigns import create_campaign, publish_campaign
 from app.kafka.admin import KafkaRefused, check_connection
 from app.kafka.producer import make_producer, publish_all
-from app.portal.campaigns import Draft, create_campaign, parse_audience, publish_campaign
 from harness.fakes.sendgrid import FakeSendGrid
 from harness.kafka import read_topic, value_of
 from harness.pipeline import Pipeline, reset_state

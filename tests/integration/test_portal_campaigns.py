@@ -16,9 +16,10 @@ from app.config import Settings
 from app.contracts import validate
 from app.db.models import Campaign, CampaignRecipient, Delivery, Notification, Template
 from app.db.session import session_scope
+from app.domain import campaigns as rules
+from app.jobs import campaigns
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
-from app.portal import campaigns
 from harness.kafka import read_topic, value_of
 
 from .campaign_support import simulate_deliveries, simulate_stream
@@ -179,8 +180,8 @@ def _topic_size(settings: Settings, topic: str, partitions: int) -> int:
 def test_ten_thousand_recipients_are_each_published_once(
     db: str, portal_settings: Settings
 ) -> None:
-    audience = campaigns.Audience(valid=tuple(uuid.uuid4() for _ in range(10_000)), invalid=())
-    draft = campaigns.Draft("Big", _template_id(), "Big news " * 20, "weekly")
+    audience = rules.Audience(valid=tuple(uuid.uuid4() for _ in range(10_000)), invalid=())
+    draft = rules.Draft("Big", _template_id(), "Big news " * 20, "weekly")
     campaign = campaigns.create_campaign(draft=draft, audience=audience, created_by="test")
     producer = make_producer(portal_settings)
     # How fast: bench/campaign.py. Here: every event acknowledged, counted and on the topic.

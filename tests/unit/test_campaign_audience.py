@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from app.contracts import Event, encode_event, validate
-from app.portal.campaigns import (
+from app.domain.campaigns import (
     Audience,
     CampaignInvalid,
     Draft,
-    mailing_messages,
     parse_audience,
     validate_draft,
 )
+from app.jobs.campaigns import mailing_messages
 
 A, B, C = (uuid.uuid4() for _ in range(3))
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 HOURLY: Any = "hourly"  # not a periodicity: its refusal is under test
 
 
@@ -62,7 +64,7 @@ def test_very_long_garbage_is_truncated_for_display() -> None:
 )
 def test_validate_draft(draft: Draft, audience: Audience, problem: str) -> None:
     with pytest.raises(CampaignInvalid, match=problem):
-        validate_draft(draft, audience)
+        validate_draft(draft, audience, NOW)
 
 
 def test_events_follow_the_mailing_schema_with_the_campaign_as_content_id() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.portal.campaigns import Progress, progress_of
+from app.domain.campaigns import Progress, progress_of
 
 
 def test_states_fold_into_buckets() -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from app.domain.campaigns import CampaignInvalid, Schedule, parse_schedule
 from app.domain.preferences import ChoiceInvalid, check_choice, current_choice
 from app.domain.timeline import PreferenceRow, UserRecord, build
-from app.portal.campaigns import CampaignInvalid, Schedule, parse_schedule
 
 
 @pytest.mark.parametrize(
