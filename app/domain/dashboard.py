@@ -7,9 +7,10 @@ the provider accepted it and did not report it refused later (the vocabulary's o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from app.domain.vocabulary import DeliveryStatus, OutcomeGroup, outcome_of, statuses_in
 
@@ -55,3 +56,26 @@ def hourly_series(
         if outcome in counts and 0 <= index < hours:
             counts[outcome][index] += count
     return HourlySeries(labels, counts)
+
+
+def partition_lags(
+    ends: Mapping[str, int], stored: Mapping[tuple[str, int], tuple[int | None, str | None]]
+) -> list[dict[str, Any]]:
+    """Each partition's lag: Kafka's end offset ("topic:partition" -> end) against the offset
+    applied to PostgreSQL ((topic, partition) -> (offset or None, why it is blocked or None))."""
+    partitions = []
+    for key, end in sorted(ends.items()):
+        topic, partition = key.rsplit(":", 1)
+        offset, blocked = stored.get((topic, int(partition)), (None, None))
+        done = offset if offset is not None else -1
+        partitions.append(
+            {
+                "topic": topic,
+                "partition": int(partition),
+                "applied": None if done < 0 else done,
+                "end": end,
+                "lag": max(end - 1 - done, 0),
+                "blocked": blocked,
+            }
+        )
+    return partitions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.domain.dashboard import hourly_series, window_start
+from app.domain.dashboard import hourly_series, partition_lags, window_start
 from app.jobs.schedule import Cron, Entry, next_run
 
 NOW = datetime(2026, 11, 25, 10, 40, tzinfo=UTC)
@@ -73,3 +73,13 @@ def test_an_interval_entry_runs_after_its_last_run_and_a_disabled_one_never() ->
     )
     assert next_run(_entry(every_s=10), NOW) == NOW  # never ran
     assert next_run(_entry(Cron(minute="5", hour="0"), enabled=False), NOW) is None
+
+
+def test_partition_lags_count_from_the_applied_offset_to_the_end() -> None:
+    ends = {"t:0": 10, "t:1": 5, "t:2": 0}
+    stored = {("t", 0): (6, None), ("t", 1): (None, "held by hand")}
+    lags = {row["partition"]: row for row in partition_lags(ends, stored)}
+    assert (lags[0]["applied"], lags[0]["lag"], lags[0]["blocked"]) == (6, 3, None)
+    # Nothing applied yet: every record up to the end is lag.
+    assert (lags[1]["applied"], lags[1]["lag"], lags[1]["blocked"]) == (None, 5, "held by hand")
+    assert (lags[2]["applied"], lags[2]["lag"]) == (None, 0)
