@@ -19,7 +19,7 @@ from app.core import health
 from app.core.metrics import DeadLetterCollector, StatusCollector
 from app.db import dead_letters, stats
 from app.db.session import session_scope
-from app.portal import preferences, unsubscribe, webhooks
+from app.portal import preferences, recipient_pages, unsubscribe, webhooks
 from app.portal.admin import install_admin
 from app.portal.body_guard import BodyGuard
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)
+    app.include_router(recipient_pages.router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz(response: Response) -> dict[str, str]:

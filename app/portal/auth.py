@@ -39,7 +39,9 @@ SESSION_VERSION = "admin_session_version"
 SESSION_STARTED = "admin_session_started"  # epoch seconds of the sign-in
 # Routes anyone may reach: provider webhooks, unsubscribe links in mail, login, health, and the
 # Prometheus scrape (counts only, no personal data).
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/unsubscribe", "/preferences"})
+PUBLIC_PATHS = frozenset(
+    {"/login", "/healthz", "/metrics", "/unsubscribe", "/preferences", "/recipient.css"}
+)
 PUBLIC_PREFIXES = ("/webhooks/",)
 API_PREFIX = "/admin/api/"
 

@@ -7,7 +7,6 @@ token in the form, saves them. A change applies from the next period the jobs pl
 
 from __future__ import annotations
 
-import html
 import uuid
 from urllib.parse import parse_qs
 
@@ -22,7 +21,7 @@ from app.domain.preferences import CHOICES, LABELS, PREFERENCES_TOKEN_KIND, chec
 from app.domain.tokens import InvalidToken, read_unsubscribe_token
 from app.domain.vocabulary import ChoosableKind
 from app.portal.bodies import BodyTooLarge, read_body
-from app.portal.unsubscribe import public_page as _page
+from app.portal.recipient_pages import message_page, recipient_page
 
 router = APIRouter()
 PAGE_PATH = "/preferences"  # the links app.jobs.planning.preferences_url makes
@@ -42,8 +41,8 @@ def _user_of(request: Request, token: str | None) -> uuid.UUID:
 
 
 def _invalid(reason: str) -> HTMLResponse:
-    text = f"This preference link is not valid ({html.escape(reason)}). Nothing was changed."
-    return _page("Link not valid", f"<p>{text}</p>", status=400)
+    text = f"This preference link is not valid ({reason}). Nothing was changed."
+    return message_page("Link not valid", text, status=400, tone="bad")
 
 
 def _current(user_id: uuid.UUID) -> dict[str, str]:
@@ -60,25 +59,25 @@ def _save(user_id: uuid.UUID, chosen: dict[ChoosableKind, str]) -> list[str]:
         ]
 
 
-def _form(token: str, current: dict[str, str], notice: str = "") -> str:
-    groups = []
-    for kind, choices in CHOICES.items():
-        options = "".join(
-            f'<label style="margin-right: 16px;"><input type="radio" name="{kind}" '
-            f'value="{choice}"{" checked" if current[kind] == choice else ""}> '
-            f"{CHOICE_LABELS[choice]}</label>"
-            for choice in choices
-        )
-        groups.append(
-            f'<fieldset id="pref-{kind}" style="margin-bottom: 16px;">'
-            f"<legend>{LABELS[kind]}</legend>{options}</fieldset>"
-        )
-    return (
-        f"{notice}<p>Choose how often we write to you. Account e-mails (such as the"
-        " confirmation of your address) always come.</p>"
-        f'<form method="post" action="{PAGE_PATH}">'
-        f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
-        f'{"".join(groups)}<button type="submit">Save</button></form>'
+def _form(token: str, current: dict[str, str], saved: str = "") -> HTMLResponse:
+    groups = [
+        {
+            "kind": kind,
+            "label": LABELS[kind],
+            "choices": [
+                {"value": c, "label": CHOICE_LABELS[c], "checked": current[kind] == c}
+                for c in choices
+            ],
+        }
+        for kind, choices in CHOICES.items()
+    ]
+    return recipient_page(
+        "preferences.html",
+        title="Your e-mail preferences",
+        action=PAGE_PATH,
+        token=token,
+        groups=groups,
+        saved=saved,
     )
 
 
@@ -91,7 +90,7 @@ async def page(request: Request, token: str | None = None) -> HTMLResponse:
         return _invalid(str(exc))
     assert token is not None
     current = await run_in_threadpool(_current, user_id)
-    return _page("Your e-mail preferences", _form(token, current))
+    return _form(token, current)
 
 
 @router.post(PAGE_PATH, include_in_schema=False, response_class=HTMLResponse)
@@ -114,5 +113,4 @@ async def save(request: Request) -> HTMLResponse:
     saved = (
         "Saved: from the next mail on, we follow these choices." if changed else "Nothing changed."
     )
-    notice = f'<p id="pref-saved" style="color: #2fb344;">{saved}</p>'
-    return _page("Your e-mail preferences", _form(token, current, notice))
+    return _form(token, current, saved)

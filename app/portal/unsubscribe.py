@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -15,6 +14,7 @@ from app.domain.tokens import InvalidToken, Unsubscribe, read_unsubscribe_token
 from app.domain.vocabulary import CHOOSABLE_KINDS, UNSUBSCRIBABLE_KINDS, one_of
 from app.portal.api_models import UNSUBSCRIBE_FORM_OPENAPI, html_page
 from app.portal.bodies import BodyTooLarge, read_body
+from app.portal.recipient_pages import message_page, recipient_page
 
 router = APIRouter()
 
@@ -22,23 +22,10 @@ LABELS = {"likes": "like digests", "mailing": "mailings"}
 # A one-click form carries a token and a field or two: nothing near this.
 UNSUBSCRIBE_BODY_BYTES = 16 * 1024
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: Arial, Helvetica, sans-serif; max-width: 480px; margin: 48px auto;">
-<h1 style="font-size: 22px;">{title}</h1>
-{content}
-</body></html>"""
-
-
-def public_page(title: str, content: str, status: int = 200) -> HTMLResponse:
-    """A page of the public endpoints (unsubscribe, preferences): plain, no portal layout."""
-    return HTMLResponse(PAGE.format(title=html.escape(title), content=content), status_code=status)
-
 
 def _invalid(reason: str) -> HTMLResponse:
-    text = f"This unsubscribe link is not valid ({html.escape(reason)}). Nothing was changed."
-    return public_page("Link not valid", f"<p>{text}</p>", status=400)
+    text = f"This unsubscribe link is not valid ({reason}). Nothing was changed."
+    return message_page("Link not valid", text, status=400, tone="bad")
 
 
 def _read(request: Request, token: str | None) -> Unsubscribe:
@@ -67,14 +54,10 @@ def confirm_page(request: Request, token: str | None = None) -> HTMLResponse:
         found = _read(request, token)
     except InvalidToken as exc:
         return _invalid(str(exc))
-    action = html.escape(str(request.url.include_query_params(token=token)), quote=True)
-    form = (
-        f"<p>Stop receiving {LABELS[found.kind]} from us?</p>"
-        f'<form method="post" action="{action}">'
-        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        '<button type="submit">Unsubscribe</button></form>'
+    action = str(request.url.include_query_params(token=token))
+    return recipient_page(
+        "unsubscribe.html", title="Unsubscribe", label=LABELS[found.kind], action=action
     )
-    return public_page("Unsubscribe", form)
 
 
 @router.post(
@@ -106,7 +89,7 @@ async def one_click(request: Request, token: str | None = None) -> HTMLResponse:
     kind = one_of(found.kind, CHOOSABLE_KINDS, "kind")  # _read refused the others
     await run_in_threadpool(feedback.unsubscribe, user_id=found.user_id, kind=kind)
     text = f"You will no longer receive {LABELS[kind]} from us."
-    return public_page("Unsubscribed", f"<p>{html.escape(text)}</p>")
+    return message_page("Unsubscribed", text, tone="ok")
 
 
 # GET and POST are two routes, so a 405 from the router would name only the first in `Allow`.
