@@ -131,7 +131,12 @@ def test_a_campaign_at_9_local_is_sent_at_each_recipients_own_9(
     page.goto(f"{portal_url}/admin/mailings/new")
     page.fill("#name", "Morning news")
     page.fill("#content_value", "Good morning: our news.")
+    # Only the chosen mode's fields show: none for "now", the local day and hour for "local".
+    for field in ("#send_at", "#local_date", "#local_hour"):
+        expect(page.locator(field)).to_be_hidden()
     page.select_option("#when", "local")
+    expect(page.locator("#send_at")).to_be_hidden()
+    expect(page.locator("#local_hour")).to_be_visible()
     page.fill("#local_date", day.isoformat())
     page.fill("#local_hour", "9")
     page.fill("#audience", "\n".join(u["user_id"] for u in users))
