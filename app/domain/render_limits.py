@@ -1,11 +1,11 @@
 """Resource limits for rendering templates that admins write: sizes, loop work, and time.
 
 A template is code, and one slow or huge render must cost only its own delivery. Python code is
-stopped by a time budget (a watchdog thread raises `RenderTimeout` in the rendering thread once
-its deadline has passed), but a single C call is not: `"x".ljust(3*10**8)`, a `join` with a
-long separator or `str()` of a list holding one string a hundred thousand times allocate
-hundreds of megabytes in one step the watchdog cannot interrupt. So every step that builds a
-value in C is checked, before it runs, against the size it would produce:
+stopped by a time budget (app/domain/render_watchdog.py), but a single C call is not:
+`"x".ljust(3*10**8)`, a `join` with a long separator or `str()` of a list holding one string a
+hundred thousand times allocate hundreds of megabytes in one step the watchdog cannot interrupt.
+So every step that builds a value in C is checked, before it runs, against the size it would
+produce:
 
 - the operators `*`, `**`, `+`, `%` and `~` (the last through our own code generator);
 - every call (`call`): string methods that grow their receiver (`ljust`, `center`, `zfill`,
@@ -28,21 +28,17 @@ undoes the rest), and reading them side by side is how a gap is found.
 
 from __future__ import annotations
 
-import ctypes
 import re
 import string
 import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import Concat
 from jinja2.runtime import markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-T = TypeVar("T")
 
 MAX_OUTPUT_CHARS = 1_000_000  # per rendered part
 MAX_VALUE_LENGTH = 100_000  # a string or list that one operator may build
@@ -51,11 +47,6 @@ MAX_RANGE_ITERATIONS = 100_000  # all `range` loops of one render together
 MAX_WIDTH = 1_000  # width arguments of center, indent, wordwrap, truncate, slice, batch
 MAX_WRITTEN_CHARS = MAX_OUTPUT_CHARS  # what one value may come to when written out
 MAX_LIPSUM_PARAGRAPHS = 100
-RENDER_TIME_BUDGET_S = 1.0
-
-
-class RenderTimeout(Exception):
-    """A render ran past its time budget."""
 
 
 def _length(value: Any) -> int | None:
@@ -395,55 +386,3 @@ def capped(chunks: Iterator[str], limit: int = MAX_OUTPUT_CHARS) -> str:
             raise SecurityError(f"output over {limit:,} characters")
         out.append(chunk)
     return "".join(out)
-
-
-class _Watchdog:
-    """One daemon thread that interrupts renders past their deadline."""
-
-    def __init__(self, every_s: float = 0.02) -> None:
-        self._every_s = every_s
-        self._lock = threading.Lock()
-        self._deadlines: dict[int, float] = {}
-        self._thread: threading.Thread | None = None
-
-    def run_within(self, budget_s: float, work: Callable[[], T]) -> T:
-        """Run `work` in this thread; raise RenderTimeout in it once `budget_s` has passed."""
-        thread_id = threading.get_ident()
-        self._start()
-        with self._lock:
-            self._deadlines[thread_id] = time.monotonic() + budget_s
-        try:
-            return work()
-        finally:
-            with self._lock:  # after this, the watchdog no longer fires at this thread
-                fired = self._deadlines.pop(thread_id, None) is None
-            if fired:
-                _set_async_exc(thread_id, None)  # drop it if it was not delivered yet
-
-    def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._loop, name="render-watchdog", daemon=True
-                    )
-                    self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(self._every_s)
-            now = time.monotonic()
-            with self._lock:
-                for thread_id, deadline in list(self._deadlines.items()):
-                    if now >= deadline:
-                        del self._deadlines[thread_id]
-                        _set_async_exc(thread_id, RenderTimeout)
-
-
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
-
-
-WATCHDOG = _Watchdog()

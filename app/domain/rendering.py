@@ -9,13 +9,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
 
-from app.domain.render_limits import (
-    RENDER_TIME_BUDGET_S,
-    WATCHDOG,
-    LimitedSandbox,
-    RenderTimeout,
-    capped,
-)
+from app.domain.render_limits import LimitedSandbox, capped
+from app.domain.render_watchdog import RENDER_TIME_BUDGET_S, WATCHDOG, RenderTimeout
 
 # Variables a template may use; per-kind extras (e.g. `count`) come on top.
 SAMPLE_VARIABLES: Mapping[str, Any] = {

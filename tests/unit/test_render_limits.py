@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from app.domain.render_limits import RENDER_TIME_BUDGET_S
+from app.domain.render_watchdog import RENDER_TIME_BUDGET_S
 from app.domain.rendering import SAMPLE_VARIABLES, TemplateInvalid, check_template, render
 
 
