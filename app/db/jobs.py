@@ -1,7 +1,6 @@
-"""Queries of the periodic jobs and the dispatcher: candidates, planned deliveries, due sends.
+"""Queries of the periodic jobs: candidates by the due rule, planned deliveries recorded.
 
-One module for now, over 300 lines: the due rule's SQL and the dispatcher's claims share the
-candidate columns and filters; splitting planning from dispatch queries is the next step.
+The dispatcher's claims of due deliveries are app/db/dispatch.py.
 """
 
 from __future__ import annotations
@@ -10,16 +9,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Exists, Row, Select, Table, and_, exists, func, or_, select, text, update
+from sqlalchemy import Exists, Row, Select, and_, exists, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
     Campaign,
-    Delivery,
-    DeliveryContent,
     Message,
     Notification,
     OptOut,
@@ -28,7 +25,6 @@ from app.db.models import (
 from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
 from app.domain.vocabulary import (
     PLANNED_STATUSES,
-    RETRYABLE_DELIVERY_STATUSES,
     TRANSACTIONAL_KINDS,
     Periodicity,
     PlannedStatus,
@@ -180,7 +176,7 @@ def opted_out_kinds(
 
 
 # The rendered mail: in `delivery_contents`, written once per plan, never by a state change.
-_CONTENT_COLUMNS = ("subject", "body_html", "body_text", "headers")
+CONTENT_COLUMNS = ("subject", "body_html", "body_text", "headers")
 # A batch of plans in one statement, one round trip: the deliveries (a period that already has
 # one is left alone unless it failed: then it is planned again), their mail in
 # `delivery_contents` (written once per plan, never by a state change), and the notifications'
@@ -254,135 +250,3 @@ def record_plans(
         },
     )
     return [(row.notification_id, one_of(row.status, PLANNED_STATUSES, "status")) for row in rows]
-
-
-_DISPATCH_COLUMNS = (
-    Delivery.delivery_id,
-    Delivery.notification_id,
-    Delivery.email,
-    Delivery.send_at,
-)
-
-
-def claim_dispatchable(
-    *, session: Session, until: datetime, stale_before: datetime, now: datetime, limit: int
-) -> list[Row[*tuple[Any, ...]]]:
-    """Mark deliveries `enqueued` and return them: due soon, or enqueued long ago and not sent.
-
-    One `UPDATE … RETURNING` per kind, not a locking SELECT and then an UPDATE: the lock alone
-    writes every row once more, and the second statement is a second round trip and plan. The
-    caller publishes before it commits, so a crash in between leaves them `scheduled`.
-    Two kinds, not one query with an OR: under the OR PostgreSQL can no longer walk the
-    (status, send_at) index in order and stop at `limit`, so it fetched and sorted every due
-    row to return the first thousand, a cost that grows with the backlog on every sweep.
-    Core statements on the session's connection: the ORM's result machinery cost more than the
-    statements here.
-    """
-    due = (
-        select(Delivery.delivery_id)
-        .where(Delivery.status == "scheduled", Delivery.send_at <= until)
-        .order_by(Delivery.send_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = _claim(session, due, now)
-    if len(rows) < limit:
-        # Rare and in no hurry: their first task was lost, or outlived its worker.
-        stale = (
-            select(Delivery.delivery_id)
-            .where(Delivery.status == "enqueued", Delivery.enqueued_at < stale_before)
-            .limit(limit - len(rows))
-            .with_for_update(skip_locked=True)
-        )
-        rows += _claim(session, stale, now)
-    return rows
-
-
-def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tuple[Any, ...]]]:
-    """`UPDATE deliveries … FROM (picked LEFT JOIN delivery_contents) … RETURNING` both.
-
-    The mail is read, not written: the contents row keeps its one version. A LEFT JOIN, so a
-    delivery without one is still claimed, and then fails alone on the task contract.
-    """
-    picked = chosen.cte("picked")
-    table = cast(Table, Delivery.__table__)
-    contents = cast(Table, DeliveryContent.__table__)
-    mail = (
-        select(picked.c.delivery_id, *(contents.c[c] for c in _CONTENT_COLUMNS))
-        .select_from(picked.outerjoin(contents, contents.c.delivery_id == picked.c.delivery_id))
-        .subquery("mail")
-    )
-    claim = (
-        update(table)
-        .where(table.c.delivery_id == mail.c.delivery_id)
-        .values(status="enqueued", enqueued_at=now, updated_at=now)
-        .returning(
-            *(table.c[column.key] for column in _DISPATCH_COLUMNS),
-            *(mail.c[c] for c in _CONTENT_COLUMNS),
-        )
-    )
-    rows = list(session.connection().execute(claim).all())
-    rows.sort(key=lambda row: row.send_at)  # RETURNING keeps no order; chunks follow send_at
-    return rows
-
-
-def mark_unsendable(*, session: Session, errors: dict[uuid.UUID, str], now: datetime) -> None:
-    """Fail deliveries whose e-mail cannot go out, each with its reason (and its notification)."""
-    for delivery_id, error in errors.items():
-        notification_id = session.execute(
-            update(Delivery)
-            .where(Delivery.delivery_id == delivery_id)
-            .values(status="failed", error=error, updated_at=now)
-            .returning(Delivery.notification_id)
-        ).scalar_one()
-        session.execute(
-            update(Notification)
-            .where(Notification.notification_id == notification_id)
-            .values(status="failed", last_update=now)
-        )
-
-
-def reopen(
-    *,
-    session: Session,
-    delivery_ids: Sequence[uuid.UUID] | None = None,
-    statuses: Sequence[str] = ("failed",),
-    since: datetime | None = None,
-    error_contains: str | None = None,
-    limit: int = 10_000,
-) -> list[uuid.UUID]:
-    """Make finished-but-unsent deliveries plannable again; return their notification ids.
-
-    The delivery becomes `failed` (a planning run replaces a failed delivery of its period) and
-    its notification `pending`, so `send_now` plans it again with today's template and user.
-    """
-    if not set(statuses) <= set(RETRYABLE_DELIVERY_STATUSES):
-        raise ValueError(f"only {', '.join(RETRYABLE_DELIVERY_STATUSES)} deliveries can be retried")
-    query = select(Delivery.delivery_id).where(Delivery.status.in_(list(statuses)))
-    if delivery_ids is not None:
-        query = query.where(Delivery.delivery_id.in_(list(delivery_ids)))
-    if since is not None:
-        query = query.where(Delivery.updated_at >= since)
-    if error_contains:
-        query = query.where(Delivery.error.contains(error_contains, autoescape=True))
-    ids = list(session.scalars(query.order_by(Delivery.updated_at).limit(limit).with_for_update()))
-    if not ids:
-        return []
-    notification_ids = list(
-        session.scalars(
-            update(Delivery)
-            .where(Delivery.delivery_id.in_(ids))
-            .values(
-                status="failed",
-                error=func.concat("retry requested; was: ", Delivery.error),
-                updated_at=func.now(),
-            )
-            .returning(Delivery.notification_id)
-        )
-    )
-    session.execute(
-        update(Notification)
-        .where(Notification.notification_id.in_(notification_ids))
-        .values(status="pending")
-    )
-    return notification_ids

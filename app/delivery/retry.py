@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from app.db import jobs
+from app.db import dispatch
 from app.db.session import session_scope
 from app.jobs.celery_app import celery_app
 from app.jobs.handoff import request_send_now
@@ -29,7 +29,7 @@ def retry_deliveries(
 ) -> int:
     """Plan the selected deliveries' notifications again; return how many were reopened."""
     with session_scope() as session:
-        notification_ids = jobs.reopen(
+        notification_ids = dispatch.reopen(
             session=session,
             delivery_ids=delivery_ids,
             statuses=statuses,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.contracts import ContractError
+from app.db import dispatch as claims
 from app.db import jobs as store
 from app.db.session import session_scope
 from app.jobs import planning
@@ -83,7 +84,7 @@ def _dispatch_lane(publisher: EmailPublisher, now: datetime, limit: int) -> int:
 def _dispatch_batch(publisher: EmailPublisher, now: datetime, limit: int) -> int:
     """Claim up to `limit` deliveries, publish their tasks, then commit; return how many."""
     with session_scope() as session:
-        rows = store.claim_dispatchable(
+        rows = claims.claim_dispatchable(
             session=session,
             until=now + DISPATCH_LOOKAHEAD,
             stale_before=now - RESWEEP_AFTER,
@@ -94,7 +95,7 @@ def _dispatch_batch(publisher: EmailPublisher, now: datetime, limit: int) -> int
             return 0
         tasks, broken = _tasks_of(rows, now)
         publisher.publish(tasks)
-        store.mark_unsendable(session=session, errors=broken, now=now)
+        claims.mark_unsendable(session=session, errors=broken, now=now)
     return len(rows)
 
 
