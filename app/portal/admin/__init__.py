@@ -20,6 +20,7 @@ from app.portal import (
     delivery_retry,
     outbox,
     schedule_views,
+    session_guard,
     templates_views,
     user_pages,
 )
@@ -86,15 +87,15 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
     )
     app.state.admin = admin
     # Starlette runs the middleware added last first: origin check, session, login, audit, role.
-    app.state.session_check = auth.SessionCheck()
+    app.state.session_check = session_guard.SessionCheck()
     app.state.login_guard = auth.LoginGuard(settings)
     app.state.test_send_limit = ActionLimit(
         "test_send", settings.portal_test_send_limits, settings.portal_login_limits_storage
     )
-    app.add_middleware(auth.RoleRequiredMiddleware)
+    app.add_middleware(session_guard.RoleRequiredMiddleware)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(
-        auth.LoginRequiredMiddleware,
+        session_guard.LoginRequiredMiddleware,
         check=app.state.session_check,
         lifetime_s=settings.portal_session_max_age_s,
     )

@@ -6,7 +6,7 @@ from sqladmin.authentication import AuthenticationBackend
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.portal.auth import SESSION_USER
+from app.portal.session_guard import SESSION_USER
 
 
 class PortalAuthBackend(AuthenticationBackend):
