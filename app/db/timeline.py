@@ -57,7 +57,33 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
     """The newest `limit` rows of each kind stored about `user_id`."""
     p = {"user": user_id, "key": str(user_id).encode(), "limit": limit}
     record = UserRecord(user_id)
-    record.events = [
+    record.events = _events(session, p)
+    record.refused = _refused(session, p)
+    record.notifications = _notifications(session, p)
+    record.deliveries = _deliveries(session, p)
+    record.provider_events = _provider_events(
+        session, [d.delivery_id for d in record.deliveries], limit
+    )
+    record.opt_outs = [
+        OptOutRow(r.created_at, r.kind, r.source)
+        for r in _rows(
+            session, "SELECT created_at, kind, source FROM opt_outs WHERE user_id = :user", p
+        )
+    ]
+    record.preferences = [
+        PreferenceRow(r.at, r.kind, r.choice)
+        for r in _rows(
+            session,
+            "SELECT at, kind, choice FROM preference_changes WHERE user_id = :user"
+            " ORDER BY at DESC LIMIT :limit",
+            p,
+        )
+    ]
+    return record
+
+
+def _events(session: Session, p: dict[str, Any]) -> list[EventRow]:
+    return [
         EventRow(r.received_at, r.kind, r.topic, r.partition, r.offset, r.periodicity, r.content_id)
         for r in _rows(
             session,
@@ -67,7 +93,10 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
             p,
         )
     ]
-    record.refused = [
+
+
+def _refused(session: Session, p: dict[str, Any]) -> list[RefusedRow]:
+    return [
         RefusedRow(
             r.created_at, r.source_topic, r.source_partition, r.source_offset, r.reason, r.error
         )
@@ -78,7 +107,10 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
             p,
         )
     ]
-    record.notifications = [
+
+
+def _notifications(session: Session, p: dict[str, Any]) -> list[NotificationRow]:
+    return [
         NotificationRow(
             r.notification_id,
             r.created_at,
@@ -99,7 +131,10 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
             p,
         )
     ]
-    record.deliveries = [
+
+
+def _deliveries(session: Session, p: dict[str, Any]) -> list[DeliveryRow]:
+    return [
         DeliveryRow(**r._mapping)
         for r in _rows(
             session,
@@ -111,35 +146,22 @@ def load_user(*, session: Session, user_id: uuid.UUID, limit: int = DEFAULT_LIMI
             p,
         )
     ]
-    ids = [d.delivery_id for d in record.deliveries]
-    if ids:
-        record.provider_events = [
-            ProviderEventRow(r.delivery_id, r.at, r.status, r.detail)
-            for r in _rows(
-                session,
-                "SELECT delivery_id, at, status, detail FROM delivery_events"
-                " WHERE delivery_id = ANY(CAST(:ids AS uuid[])) ORDER BY at DESC LIMIT :limit",
-                {"ids": [str(i) for i in ids], "limit": limit},
-            )
-        ]
-    record.opt_outs = [
-        OptOutRow(r.created_at, r.kind, r.source)
+
+
+def _provider_events(
+    session: Session, delivery_ids: list[uuid.UUID], limit: int
+) -> list[ProviderEventRow]:
+    if not delivery_ids:
+        return []
+    return [
+        ProviderEventRow(r.delivery_id, r.at, r.status, r.detail)
         for r in _rows(
             session,
-            "SELECT created_at, kind, source FROM opt_outs WHERE user_id = :user",
-            p,
+            "SELECT delivery_id, at, status, detail FROM delivery_events"
+            " WHERE delivery_id = ANY(CAST(:ids AS uuid[])) ORDER BY at DESC LIMIT :limit",
+            {"ids": [str(i) for i in delivery_ids], "limit": limit},
         )
     ]
-    record.preferences = [
-        PreferenceRow(r.at, r.kind, r.choice)
-        for r in _rows(
-            session,
-            "SELECT at, kind, choice FROM preference_changes WHERE user_id = :user"
-            " ORDER BY at DESC LIMIT :limit",
-            p,
-        )
-    ]
-    return record
 
 
 def prune_received_events(*, session: Session, before: datetime, limit: int) -> int:

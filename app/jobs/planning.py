@@ -178,22 +178,7 @@ def plan_delivery(
     skipped, and a template that fails, or an e-mail that would break the task contract, is
     failed, each with the reason stored.
     """
-    tz, fell_back = sendtime.resolve_zone(
-        user.timezone if user else None, settings.default_timezone
-    )
-    if user and fell_back:
-        log.warning("unknown time zone %r for user %s; using %s", user.timezone, user.user_id, tz)
-    send_at, send_reason, key = delivery_time(
-        _schedule(candidate), tz, settings.quiet_hours_window, settings.send_hour_local, now
-    )
-    if user and fell_back:
-        send_reason += f" (time zone {user.timezone!r} unknown: {tz.key} used)"
-    skipped: _PlanBase = {
-        "notification_id": candidate.notification_id,
-        "period_key": key,
-        "send_at": send_at,
-        "send_reason": send_reason,
-    }
+    skipped = _timed(candidate, user, now, settings)
 
     if user_problem is not None:
         return DeliveryPlan(
@@ -207,16 +192,11 @@ def plan_delivery(
     if not decision.allowed:
         return DeliveryPlan(**skipped, status="skipped", email=user.email, error=decision.reason)
 
-    headers: dict[str, str] = {}
     link = preferences = ""
     if candidate.kind in UNSUBSCRIBABLE_KINDS:
         link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
         preferences = preferences_url(settings, user.user_id, now)
-        # RFC 8058 one-click unsubscribe, required by large mailbox providers for bulk mail.
-        headers = {
-            "List-Unsubscribe": f"<{link}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
+    headers = _unsubscribe_headers(link)
     variables = {
         "name": clip_name(user.name),
         "email": user.email,
@@ -250,6 +230,36 @@ def plan_delivery(
         headers=headers,
         reported_count=candidate.like_count if candidate.kind == "likes" else 0,
     )
+
+
+def _timed(
+    candidate: Candidate, user: AuthUser | None, now: datetime, settings: Settings
+) -> _PlanBase:
+    """When the delivery goes, in the user's zone (the default one, said so, if theirs is not
+    known), and the period it counts for."""
+    tz, fell_back = sendtime.resolve_zone(
+        user.timezone if user else None, settings.default_timezone
+    )
+    if user and fell_back:
+        log.warning("unknown time zone %r for user %s; using %s", user.timezone, user.user_id, tz)
+    send_at, send_reason, key = delivery_time(
+        _schedule(candidate), tz, settings.quiet_hours_window, settings.send_hour_local, now
+    )
+    if user and fell_back:
+        send_reason += f" (time zone {user.timezone!r} unknown: {tz.key} used)"
+    return {
+        "notification_id": candidate.notification_id,
+        "period_key": key,
+        "send_at": send_at,
+        "send_reason": send_reason,
+    }
+
+
+def _unsubscribe_headers(link: str) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe, required by large mailbox providers for bulk mail."""
+    if not link:
+        return {}
+    return {"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def _unsendable(

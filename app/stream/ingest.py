@@ -25,7 +25,7 @@ be read together, or a record could be applied twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,8 @@ from app.stream.records import (
     dead_letter,
     decode_records,
     reason_of,
+    split_fresh,
+    top_offsets,
 )
 
 __all__ = [
@@ -99,7 +101,7 @@ def apply_batch(
         result.blocked = _check_partitions(session, group_id, states, ids, end_offsets)
         result.held = [r for r in records if (r.topic, r.partition) in result.blocked]
         open_states = {tp: s for tp, s in states.items() if tp not in result.blocked}
-        fresh, replayed = _split_fresh(records, open_states)
+        fresh, replayed = split_fresh(records, open_states)
         if fill_gaps is not None:
             known = {tp: s.offset for tp, s in open_states.items()}
             result.recovered = gaps.fill(fresh, known, fill_gaps)
@@ -111,20 +113,13 @@ def apply_batch(
         result.dead_letters += [dead_letter(r.record, r.error, r.reason) for r in refused]
         result.applied, result.replayed = len(applied), len(replayed)
         _take_effects(result, effects)
-        dead_letters.claim_tokens(
-            session=session,
-            applied=[
-                (token, r.topic, r.partition, r.offset)
-                for r, _ in applied
-                if r.headers and (token := r.replay_token()) is not None
-            ],
-        )
+        _claim_replay_tokens(session, applied)
         if kind == "comment_liked" and replayed:
             old = decode_records(kind, replayed, max_bytes=max_bytes)[0]
             for key, value in mirror_replayed_likes(session, old).items():
                 result.like_counts.setdefault(key, value)
         stream_offsets.save_offsets(
-            session=session, group_id=group_id, offsets=_top_offsets(fresh), topic_ids=ids
+            session=session, group_id=group_id, offsets=top_offsets(fresh), topic_ids=ids
         )
         _record_dead_letters(session, group_id, result.dead_letters)
         if result.dead_letters and before_commit is not None:
@@ -134,27 +129,16 @@ def apply_batch(
     return result
 
 
-def _split_fresh(
-    records: Sequence[Record], states: Mapping[TopicPartition, PartitionState]
-) -> tuple[dict[tuple[str, int, int], Record], list[Record]]:
-    fresh: dict[tuple[str, int, int], Record] = {}
-    replayed: list[Record] = []
-    for record in records:
-        state = states.get((record.topic, record.partition))
-        if state is None:
-            continue  # blocked: held for later
-        if state.offset is None or record.offset > state.offset:
-            fresh.setdefault((record.topic, record.partition, record.offset), record)
-        else:
-            replayed.append(record)
-    return fresh, replayed
-
-
-def _top_offsets(fresh: Iterable[tuple[str, int, int]]) -> dict[TopicPartition, int]:
-    top: dict[TopicPartition, int] = {}
-    for topic, partition, offset in fresh:
-        top[(topic, partition)] = max(offset, top.get((topic, partition), -1))
-    return top
+def _claim_replay_tokens(session: Session, applied: Sequence[Accepted]) -> None:
+    """Replayed dead letters that were applied now: their tokens are used up."""
+    dead_letters.claim_tokens(
+        session=session,
+        applied=[
+            (token, r.topic, r.partition, r.offset)
+            for r, _ in applied
+            if r.headers and (token := r.replay_token()) is not None
+        ],
+    )
 
 
 def _record_received(session: Session, kind: EventKind, applied: Sequence[Accepted]) -> None:

@@ -27,6 +27,7 @@ from app.config import Settings
 from app.db import dead_letters, stream_offsets
 from app.db.dead_letters import REPLAY_HEADER, StoredDeadLetter
 from app.db.session import session_scope
+from app.db.stream_offsets import OffsetRow
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
 
@@ -170,16 +171,10 @@ def reset_offsets(
         }
         for partition in chosen:
             mine = rows.get((group_id, partition))
-            low, high = watermarks[partition]
-            if to == "start":
-                offset = low - 1
-            elif to == "end":
-                offset = high - 1
-            else:
-                source = rows.get((from_group or group_id, partition))
-                if source is None or source.offset is None:
-                    continue  # never applied there: it has no blocked history to keep
-                offset = source.offset
+            source = rows.get((from_group or group_id, partition))
+            offset = _target_offset(to, watermarks[partition], source)
+            if offset is None:
+                continue  # never applied there: it has no blocked history to keep
             stream_offsets.reset_partition(
                 session=session,
                 group_id=group_id,
@@ -207,6 +202,18 @@ def reset_offsets(
         [(r.partition, r.before, r.after) for r in resets],
     )
     return resets
+
+
+def _target_offset(
+    to: ResetTarget, watermarks: tuple[int, int], stored: OffsetRow | None
+) -> int | None:
+    """The offset a reset stores: before the log's first record, at its last, or as stored."""
+    low, high = watermarks
+    if to == "start":
+        return low - 1
+    if to == "end":
+        return high - 1
+    return stored.offset if stored is not None else None
 
 
 def _watermarks(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from app.contracts import ContractError, Event, decode_event, storable_text
 from app.db.dead_letters import REPLAY_HEADER
-from app.db.stream_offsets import TopicPartition
+from app.db.stream_offsets import PartitionState, TopicPartition
 from app.domain.vocabulary import EventKind
 
 log = logging.getLogger(__name__)
@@ -127,3 +127,29 @@ def decode_records(
 def dead_letter(record: Record, error: str, reason: str) -> DeadLetter:
     # A replay that fails again keeps its event's token: one token per event across replays.
     return DeadLetter(record, error, reason, record.replay_token() or uuid.uuid4())
+
+
+def split_fresh(
+    records: Sequence[Record], states: Mapping[TopicPartition, PartitionState]
+) -> tuple[dict[tuple[str, int, int], Record], list[Record]]:
+    """The records past their partition's stored offset (by position), and those at or below
+    it (replayed); records of a partition without a state (blocked) are in neither."""
+    fresh: dict[tuple[str, int, int], Record] = {}
+    replayed: list[Record] = []
+    for record in records:
+        state = states.get((record.topic, record.partition))
+        if state is None:
+            continue  # blocked: held for later
+        if state.offset is None or record.offset > state.offset:
+            fresh.setdefault((record.topic, record.partition, record.offset), record)
+        else:
+            replayed.append(record)
+    return fresh, replayed
+
+
+def top_offsets(fresh: Iterable[tuple[str, int, int]]) -> dict[TopicPartition, int]:
+    """The highest offset of each partition among these positions."""
+    top: dict[TopicPartition, int] = {}
+    for topic, partition, offset in fresh:
+        top[(topic, partition)] = max(offset, top.get((topic, partition), -1))
+    return top

@@ -69,6 +69,14 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         templates_dir=str(TEMPLATES_DIR),
         authentication_backend=PortalAuthBackend(),
     )
+    _add_views(admin, settings)
+    app.state.admin = admin
+    _add_middleware(app, settings)
+    return admin
+
+
+def _add_views(admin: Admin, settings: Settings) -> None:
+    """SQLAdmin's views and our own pages, in the sidebar's order."""
     admin._menu.add(LinkMenu("Users", "/admin/users", "fa-solid fa-user"))
     admin._menu.add(LinkMenu("Mailings", "/admin/mailings", "fa-solid fa-envelopes-bulk"))
     for view in (TemplateAdmin, NotificationAdmin, DeliveryAdmin, DeadLetterAdmin):
@@ -85,7 +93,10 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
             LinkMenu("Faust web view", settings.faust_web_url),
         )
     )
-    app.state.admin = admin
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The guards every request passes (and the limits they keep), one set per portal app."""
     # Starlette runs the middleware added last first: origin check, session, login, audit, role.
     app.state.session_check = session_guard.SessionCheck()
     app.state.login_guard = auth.LoginGuard(settings)
@@ -112,4 +123,3 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         trusted_origins=frozenset({origin_of(settings.public_base_url)}),
         exempt=CSRF_EXEMPT,
     )
-    return admin
