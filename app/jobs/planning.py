@@ -197,21 +197,12 @@ def plan_delivery(
         link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
         preferences = preferences_url(settings, user.user_id, now)
     headers = _unsubscribe_headers(link)
-    variables = {
-        "name": clip_name(user.name),
-        "email": user.email,
-        "content_value": candidate.content_value,
-        "content_id": str(candidate.content_id) if candidate.content_id else "",
-        "unsubscribe_url": link,
-        "preferences_url": preferences,
-        "count": candidate.like_count,
-    }
     try:
         email = render(
             subject=candidate.subject,
             body_html=candidate.body_html,
             body_text=candidate.body_text,
-            variables=variables,
+            variables=_variables(candidate, user, link, preferences),
         )
     except TemplateInvalid as exc:
         log.error("cannot render notification %s: %s", candidate.notification_id, exc)
@@ -252,6 +243,21 @@ def _timed(
         "period_key": key,
         "send_at": send_at,
         "send_reason": send_reason,
+    }
+
+
+def _variables(
+    candidate: Candidate, user: AuthUser, unsubscribe: str, preferences: str
+) -> dict[str, Any]:
+    """What the template of `candidate` may use (app.domain.rendering.SAMPLE_VARIABLES' names)."""
+    return {
+        "name": clip_name(user.name),
+        "email": user.email,
+        "content_value": candidate.content_value,
+        "content_id": str(candidate.content_id) if candidate.content_id else "",
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": preferences,
+        "count": candidate.like_count,
     }
 
 

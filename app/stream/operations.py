@@ -194,13 +194,8 @@ def reset_offsets(
             )
     if not resets:
         raise LookupError(f"group {from_group or group_id} has no stored offset for {topic}")
-    log.warning(
-        "offsets of %s reset to %s for group %s: %s",
-        topic,
-        to,
-        group_id,
-        [(r.partition, r.before, r.after) for r in resets],
-    )
+    moved = [(r.partition, r.before, r.after) for r in resets]
+    log.warning("offsets of %s reset to %s for group %s: %s", topic, to, group_id, moved)
     return resets
 
 
