@@ -27,8 +27,9 @@ from app.core.clock import utcnow
 from app.db import admin_users
 from app.db.session import session_scope
 from app.db.templates import get_template_by_name
+from app.domain.campaigns import Draft, parse_audience
 from app.domain.tokens import make_unsubscribe_token
-from app.portal.campaigns import Draft, create_campaign, parse_audience
+from app.jobs.campaigns import create_campaign
 
 
 def user_id(username: str) -> str:

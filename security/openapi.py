@@ -21,9 +21,9 @@ from fastapi.openapi.utils import get_openapi
 
 from app.portal.admin import SESSION_COOKIE
 from app.portal.app import create_app
-from app.portal.auth import API_PREFIX
+from app.portal.session_guard import API_PREFIX
 
-# Every route under API_PREFIX needs a live portal session (auth.LoginRequiredMiddleware).
+# Every route under API_PREFIX needs a live portal session (session_guard.LoginRequiredMiddleware).
 SESSION_SCHEME = "portalSession"
 # What the schema must describe, no more and no less: the public and the JSON endpoints.
 EXPECTED = {
