@@ -32,7 +32,7 @@ def _use_test_database() -> None:
 _use_test_database()
 
 # Fixtures that live next to their helpers, registered for every test that asks for them.
-pytest_plugins = ("tests.integration.portal_support", "tests.integration.stream_support")
+pytest_plugins = ("harness.portal", "harness.stream")
 
 
 DEFAULT_FAUST_DIR = REPO_ROOT / "var" / "faust"

@@ -23,18 +23,8 @@ from app.jobs.schedule import seed_schedule
 from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
 from app.portal.template_files import load_default_templates
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 from harness.waiting import free_port
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

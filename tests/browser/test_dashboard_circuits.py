@@ -20,8 +20,8 @@ from app.config import Settings
 from app.core.clock import utcnow
 from harness.delivery import Worker, dispatch, purge_emails_queue, seed
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.portal import make_admin_user
 from harness.waiting import free_port, wait_for
-from tests.integration.portal_support import make_admin_user
 
 MAILS = 30
 SLOW_PROBE_S = 6.0  # under EMAIL_TIMEOUT_S: the probe is answered, just late

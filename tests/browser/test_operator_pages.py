@@ -25,14 +25,14 @@ from app.delivery.sending import deliver
 from app.jobs.digests import plan_once, run_digest
 from app.jobs.planning import preferences_url
 from app.stream.ingest import apply_batch
+from harness.auth import serve_in_thread
+from harness.browser import shot
 from harness.delivery import dispatch, purge_emails_queue
 from harness.kafka import read_topic, record_of
+from harness.portal import make_admin_user
 from harness.rows import Spec, insert_notifications
-from tests.browser.test_portal_browser import shot
-from tests.integration.conftest import serve_in_thread
-from tests.integration.portal_support import make_admin_user
-from tests.integration.stream_support import next_emails
-from tests.integration.timeline_support import tell_a_story
+from harness.stream import next_emails
+from harness.timeline import tell_a_story
 
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo")
 

@@ -20,19 +20,10 @@ from app.config import Settings
 from app.db.models import Campaign
 from app.db.session import session_scope
 from app.jobs.schedule import beat_session
+from harness.browser import shot
+from harness.campaigns import simulate_deliveries, simulate_stream
 from harness.kafka import read_topic, value_of
-from tests.integration.campaign_support import simulate_deliveries, simulate_stream
-from tests.integration.portal_support import make_admin_user
-
-MIN_SCREENSHOT_BYTES = 8_000  # a blank page renders to ~3 KB at this size
-
-
-def shot(page: Page, folder: Path, name: str, heading: str) -> None:
-    """Save a full-page screenshot and check the page shows `heading` and is not blank."""
-    expect(page.locator("body")).to_contain_text(heading)
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > MIN_SCREENSHOT_BYTES, f"{path} looks blank"
+from harness.portal import make_admin_user
 
 
 def log_in(page: Page, url: str, folder: Path) -> None:

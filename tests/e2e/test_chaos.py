@@ -158,7 +158,7 @@ def _services(command: str, service: str) -> None:
 
 def _postgres_down_during_sends(pipeline: Pipeline, sendgrid: FakeSendGrid) -> None:
     """PostgreSQL stopped for LONG_OUTAGE_S while sends are in the provider call."""
-    from tests.integration.outages import postgres_down
+    from harness.outages import postgres_down
 
     sendgrid.delay_s = 3.0  # the fake records a request, then answers 3 s later
 

@@ -18,12 +18,11 @@ from sqlalchemy import text
 from app.config import REPO_ROOT, Settings
 from app.db.session import session_scope
 from app.domain.vocabulary import outcome_of
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, shot
 from harness.pipeline import BIN
+from harness.portal import make_admin_user
 from harness.procfile import private_env, procfile
 from harness.waiting import wait_for
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
-from tests.browser.test_portal_browser import shot
-from tests.integration.portal_support import make_admin_user
 
 PORTAL = "http://127.0.0.1:8000"
 

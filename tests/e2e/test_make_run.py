@@ -19,9 +19,9 @@ import pytest
 
 from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
+from harness.auth import serve_in_thread
 from harness.procfile import private_env, procfile
 from harness.waiting import wait_for
-from tests.integration.conftest import serve_in_thread
 
 
 def _answers(url: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,9 @@ from app.config import Settings
 from app.db import migrate
 from app.db.session import dispose_engines, session_scope
 from app.portal.template_files import load_default_templates
-from harness.waiting import free_port, server_url
+from harness.auth import client_for, serve_in_thread
+from harness.smtp import SmtpSink
+from harness.waiting import free_port
 
 MUTABLE_TABLES = (
     "deliveries",
@@ -51,19 +52,6 @@ def db(settings: Settings) -> Iterator[str]:
     dispose_engines()
 
 
-class SmtpSink:
-    """An SMTP server's side (aiosmtpd handler): keep every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Controller, SmtpSink]]:
     """A real SMTP server (aiosmtpd) on a free local port."""
@@ -72,12 +60,6 @@ def smtp_server() -> Iterator[tuple[Controller, SmtpSink]]:
     controller.start()
     yield controller, sink
     controller.stop()
-
-
-def serve_in_thread(server: DevAuthServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture
@@ -93,11 +75,6 @@ def auth_server(auth_users: list[dict[str, Any]], settings: Settings) -> Iterato
     yield server
     server.shutdown()
     server.server_close()
-
-
-def client_for(server: DevAuthServer, settings: Settings, **kwargs: Any) -> AuthClient:
-    options: dict[str, Any] = {"retries": 1, "sleep": lambda _s: None, **kwargs}
-    return AuthClient(server_url(server), settings.auth_api_token.get_secret_value(), **options)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from app.auth.client import AuthClient, AuthError
 from app.auth.dev_server import generate_users
 from app.domain.bounds import address_problem, unstorable_text
 from harness.fakes.auth import HostileAuthServer
-from tests.fuzzing import any_text, json_values
+from harness.fuzzing import any_text, json_values
 
 TOKEN = "test-token"
 BATCH = 24

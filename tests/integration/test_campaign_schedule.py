@@ -26,8 +26,8 @@ from app.portal.app import create_app
 from app.stream.ingest import apply_batch
 from harness.delivery import dispatch, purge_emails_queue
 from harness.kafka import read_topic, record_of
-from tests.integration.portal_support import form_token, log_in, make_admin_user
-from tests.integration.stream_support import next_emails
+from harness.portal import form_token, log_in, make_admin_user
+from harness.stream import next_emails
 
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo")
 GROUP = "campaign-schedule-test"

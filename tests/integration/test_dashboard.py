@@ -24,10 +24,10 @@ from app.kafka.admin import end_offsets, ensure_topics
 from app.kafka.connection import client_config
 from app.portal.app import create_app
 from harness.kafka import produce
+from harness.portal import log_in, make_admin_user
 from harness.rows import Spec, insert_notifications
+from harness.stream import email_queue
 from harness.waiting import free_port
-from tests.integration.portal_support import log_in, make_admin_user
-from tests.integration.stream_support import email_queue
 
 
 @pytest.fixture

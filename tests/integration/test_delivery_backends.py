@@ -21,9 +21,8 @@ from app.db.session import session_scope
 from app.domain.vocabulary import Kind
 from harness.delivery import dispatch, purge_emails_queue, running_worker, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.smtp import SmtpSink
 from harness.waiting import free_port, wait_for
-
-from .conftest import SmtpSink
 
 KINDS: list[Kind] = ["likes", "welcome", "mailing"]
 # What `seed` planned: (delivery id, recipient, kind) each.

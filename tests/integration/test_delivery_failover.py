@@ -18,9 +18,8 @@ from app.core.clock import utcnow
 from app.db.models import Delivery
 from harness.delivery import dispatch, purge_emails_queue, running_worker, seed, statuses_settled
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.smtp import SmtpSink
 from harness.waiting import wait_for
-
-from .conftest import SmtpSink
 
 
 def _sent(ids: list[Any]) -> dict[uuid.UUID, Delivery]:

@@ -27,8 +27,8 @@ from harness.delivery import (
     statuses_settled,
 )
 from harness.fakes.sendgrid import FakeSendGrid
+from harness.outages import postgres_down
 from harness.waiting import wait_for
-from tests.integration.outages import postgres_down
 
 log = logging.getLogger(__name__)
 

@@ -214,7 +214,7 @@ def test_recording_fails_after_the_provider_accepted_and_the_send_is_not_repeate
     sendgrid, worker
 ) -> None:
     from app.db.session import dispose_engines
-    from tests.integration.outages import postgres_down
+    from harness.outages import postgres_down
 
     # The provider answers after 1.5 s (within the worker's 2 s timeout); meanwhile PostgreSQL
     # goes away, so the worker cannot record the accepted send at first.

@@ -16,11 +16,10 @@ from app.auth.dev_server import DevAuthServer
 from app.db.session import session_scope
 from app.jobs import digests
 from app.portal.template_files import load_default_templates
+from harness.auth import client_for
+from harness.portal import form_token
 from harness.rows import Spec, insert_notifications
-from tests.integration.stream_support import BIN, StreamEnv, next_emails
-
-from .conftest import client_for
-from .portal_support import form_token
+from harness.stream import BIN, StreamEnv, next_emails
 
 BROKEN = "<p>{{ 1 // 0 }}</p>"
 

@@ -23,9 +23,8 @@ from app.db.session import session_scope
 from app.jobs import digests, dispatch
 from app.jobs.celery_app import EMAILS_QUEUE, SEND_EMAILS, celery_app
 from app.jobs.handoff import CeleryEmailPublisher
+from harness.auth import client_for, serve_in_thread
 from harness.rows import Spec, insert_notifications
-
-from .conftest import client_for, serve_in_thread
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)  # the daily job's usual moment
 

@@ -21,7 +21,7 @@ from app.db.dead_letters import REPLAY_HEADER
 from app.db.session import session_scope
 from app.portal.template_files import load_default_templates
 from app.stream.ingest import BatchResult, Record, apply_batch
-from tests.fuzzing import KINDS, hostile_bytes, valid_value
+from harness.fuzzing import KINDS, hostile_bytes, valid_value
 
 GROUP = "faults-test"
 REFUSED_LINK = "https://refused.example/"

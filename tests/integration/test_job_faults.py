@@ -23,10 +23,9 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.domain.vocabulary import Kind, Periodicity
 from app.jobs import digests, dispatch
+from harness.auth import client_for, serve_in_thread
 from harness.fakes.auth import HostileAuthServer
 from harness.rows import Spec, insert_notifications
-
-from .conftest import client_for, serve_in_thread
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
 

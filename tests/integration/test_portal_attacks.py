@@ -24,8 +24,7 @@ from app.db.models import AdminUser, AuditEntry
 from app.db.session import session_scope
 from app.portal.app import create_app
 from app.portal.body_guard import MAX_CSV_BYTES, SMALL_FORM_BYTES
-
-from .portal_support import (
+from harness.portal import (
     audit_fields,
     concurrent_wrong_passwords,
     form_token,

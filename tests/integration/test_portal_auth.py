@@ -18,9 +18,14 @@ from app.config import Settings
 from app.db.models import AdminUser, Campaign, Template
 from app.db.session import session_scope
 from app.portal.app import create_app
+from harness.portal import (
+    form_token,
+    log_in,
+    mailing_template_id,
+    make_admin_user,
+    served_settings,
+)
 from harness.rows import Spec, insert_notifications
-
-from .portal_support import form_token, log_in, make_admin_user, served_settings
 
 PUBLIC = {"/login", "/healthz", "/metrics", "/unsubscribe", "/webhooks/sendgrid"}
 IDENTITIES = ("template", "notification", "delivery", "admin-user", "audit-entry")
@@ -186,14 +191,9 @@ def _campaign_form(template_id: str) -> dict[str, str]:
     }
 
 
-def _mailing_template_id() -> str:
-    with session_scope() as session:
-        return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
-
-
 def test_our_forms_need_their_token(client: TestClient) -> None:
     before = _campaigns()
-    data = _campaign_form(_mailing_template_id())
+    data = _campaign_form(mailing_template_id())
     missing = client.post("/admin/mailings/new", data=data)
     assert missing.status_code == 403 and "security token" in missing.json()["detail"]
     wrong = client.post("/admin/mailings/new", data={**data, "csrf_token": "forged"})
@@ -227,7 +227,7 @@ def test_cross_site_posts_are_refused_even_with_a_token(
     ours = client.post(
         "/admin/mailings/new",
         headers=headers,
-        data={**_campaign_form(_mailing_template_id()), "csrf_token": form_token(client)},
+        data={**_campaign_form(mailing_template_id()), "csrf_token": form_token(client)},
     )
     assert ours.status_code == 403
     with session_scope() as session:

@@ -20,10 +20,9 @@ from app.domain import campaigns as rules
 from app.jobs import campaigns
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
+from harness.campaigns import simulate_deliveries, simulate_stream
 from harness.kafka import read_topic, value_of
-
-from .campaign_support import simulate_deliveries, simulate_stream
-from .portal_support import form_token
+from harness.portal import form_token
 
 
 def _template_id() -> uuid.UUID:

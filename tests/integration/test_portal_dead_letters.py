@@ -13,8 +13,7 @@ from app.db.dead_letters import REPLAY_HEADER, NewDeadLetter
 from app.db.session import session_scope
 from app.kafka.connection import client_config
 from harness.kafka import headers_of
-
-from .portal_support import form_token
+from harness.portal import form_token
 
 
 def _letters(settings: Settings, topic: str, n: int) -> list[uuid.UUID]:

@@ -9,9 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.portal.app import SECURITY_HEADERS, create_app
-
-from .portal_support import form_token, log_in, make_admin_user
-from .test_portal_auth import _mailing_template_id
+from harness.portal import form_token, log_in, mailing_template_id, make_admin_user
 
 
 @pytest.mark.parametrize(
@@ -68,7 +66,7 @@ def test_every_inline_script_of_a_page_carries_the_responses_nonce(client: TestC
         "/admin/mailings/new",
         data={
             "name": "csp",
-            "template_id": _mailing_template_id(),
+            "template_id": mailing_template_id(),
             "content_value": "x",
             "periodicity": "once",
             "audience": "8c1b5d4e-0d6f-4a53-9d55-4a0f8d3b1e11",

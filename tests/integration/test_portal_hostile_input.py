@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from .portal_support import form_token
+from harness.portal import form_token
 
 
 @pytest.mark.parametrize(

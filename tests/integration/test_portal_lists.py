@@ -7,9 +7,8 @@ import uuid
 from fastapi.testclient import TestClient
 
 from app.db.session import session_scope
+from harness.campaigns import simulate_deliveries
 from harness.rows import Spec, insert_notifications
-
-from .campaign_support import simulate_deliveries
 
 
 def _rows(client: TestClient, path: str, **params: str) -> str:

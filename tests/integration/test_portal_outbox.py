@@ -22,9 +22,8 @@ from app.delivery.mail.outbox_backend import OutboxBackend
 from app.domain.vocabulary import PortalRole
 from app.portal.app import create_app
 from app.portal.outbox import read_raw
-
-from .campaign_support import simulate_deliveries, simulate_stream
-from .portal_support import log_in, make_admin_user
+from harness.campaigns import simulate_deliveries, simulate_stream
+from harness.portal import log_in, make_admin_user
 
 SCRIPT_HTML = '<p>Hi &amp; welcome</p><script>alert("pwned")</script>'
 _ROW_LINK = re.compile(r'href="/admin/outbox/([A-Za-z0-9_-]+\.eml)"')

@@ -14,8 +14,7 @@ from app.db.models import AdminUser, AuditEntry, Campaign, Template
 from app.db.session import session_scope
 from app.domain.vocabulary import PortalRole
 from app.portal.app import create_app
-
-from .portal_support import audit_fields, form_token, log_in, make_admin_user
+from harness.portal import audit_fields, form_token, log_in, make_admin_user
 
 
 def _signed_in(settings: Settings, role: PortalRole) -> tuple[TestClient, str]:

@@ -20,8 +20,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.jobs.schedule import beat_session, seed_schedule
-
-from .portal_support import form_token
+from harness.portal import form_token
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from app.db.models import AdminUser, AuditEntry
 from app.db.session import session_scope
 from app.portal.app import create_app
 from app.portal.auth import hash_password
-
-from .portal_support import (
+from harness.portal import (
     concurrent_wrong_passwords,
     form_token,
     log_in,

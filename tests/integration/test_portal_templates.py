@@ -16,9 +16,8 @@ from app.config import Settings
 from app.db.models import Template
 from app.db.session import session_scope
 from app.portal.app import create_app
+from harness.portal import log_in, make_admin_user
 from harness.waiting import server_url
-
-from .portal_support import log_in, make_admin_user
 
 GOOD = {
     "subject": "Hello {{ name }}",

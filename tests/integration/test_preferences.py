@@ -22,8 +22,8 @@ from app.db.session import session_scope
 from app.domain import timeline
 from app.jobs.digests import run_digest
 from app.jobs.planning import preferences_url
+from harness.fuzzing import any_text
 from harness.rows import Spec, insert_notifications
-from tests.fuzzing import any_text
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)  # the daily job's usual moment
 CHECKED = re.compile(r'name="(\w+)" value="(\w+)" checked')

@@ -22,7 +22,7 @@ from app.contracts import REGISTRY_MAGIC, schema_path
 from app.db.session import session_scope
 from app.kafka.schema_registry import registry_client, value_subjects
 from harness.kafka import produce
-from tests.integration.stream_support import BIN, StreamEnv, event, next_emails
+from harness.stream import BIN, StreamEnv, event, next_emails
 
 
 def _register(env: dict[str, str]) -> list[str]:

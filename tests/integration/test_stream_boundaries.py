@@ -18,9 +18,8 @@ from app.db.session import session_scope
 from app.kafka.connection import client_config
 from app.kafka.producer import make_producer
 from harness.kafka import headers_of
+from harness.stream import BIN, StreamEnv, event, metrics_of, total_likes_in_db
 from harness.waiting import wait_for
-from tests.integration.stream_support import BIN, StreamEnv, event, total_likes_in_db
-from tests.integration.test_stream_worker import _metrics
 
 HUGE = 1_000_000
 
@@ -139,7 +138,7 @@ def test_a_store_ahead_of_a_recreated_changelog_is_set_aside_and_refilled_from_p
     wait_for(lambda: counts() == [5] * 6, timeout=60, what="counts refilled from PostgreSQL")
     set_aside = {
         k: v
-        for k, v in _metrics(again).items()
+        for k, v in metrics_of(again).items()
         if k.startswith("notify_stream_table_stores_set_aside_total{")
     }
     assert sum(set_aside.values()) >= 1, "the set-aside is counted"

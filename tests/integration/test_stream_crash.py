@@ -17,14 +17,14 @@ from functools import partial
 from sqlalchemy import create_engine, text
 
 from harness.kafka import produce
-from harness.waiting import wait_for
-from tests.integration.stream_support import (
+from harness.stream import (
     StreamEnv,
     Worker,
     event,
     like_counts_in_db,
     total_likes_in_db,
 )
+from harness.waiting import wait_for
 
 log = logging.getLogger(__name__)
 

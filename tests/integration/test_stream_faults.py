@@ -23,19 +23,19 @@ from app.contracts import ContractError, decode_event
 from app.db.session import dispose_engines, session_scope
 from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
+from harness.fuzzing import fuzzed_value, poison_events, valid_value
 from harness.kafka import produce, read_topic
-from harness.waiting import wait_for
-from tests.fuzzing import fuzzed_value, poison_events, valid_value
-from tests.integration.outages import postgres_down
-from tests.integration.stream_support import (
+from harness.outages import postgres_down
+from harness.stream import (
     BIN,
     StreamEnv,
     event,
     like_counts_in_db,
+    metrics_of,
     next_email,
     total_likes_in_db,
 )
-from tests.integration.test_stream_worker import _metrics
+from harness.waiting import wait_for
 
 log = logging.getLogger(__name__)
 KIND_OF = {"registered": "user_registered", "liked": "comment_liked", "mailing": "mailing"}
@@ -157,7 +157,7 @@ def test_poison_and_fuzzed_events_never_stop_a_topic(
     assert stored == bad
     assert all(d.reason and d.error and d.status == "dead" for d in letters)
     assert len(read_topic(s.settings, s.dead_letter, expected=len(letters))) == len(letters)
-    metrics = _metrics(worker)
+    metrics = metrics_of(worker)
     counted = sum(v for k, v in metrics.items() if k.startswith("notify_stream_dead_letters_total"))
     assert counted == len(letters)
     assert worker.alive() and worker.starts == 1 and worker.stall_restarts == 0
@@ -223,14 +223,14 @@ def test_dead_letters_replay_once_after_the_cause_is_fixed(stream_env: StreamEnv
         session.execute(text("UPDATE messages SET content_value = 'edited'"))
     assert "replayed 30 of 30" in _notify(s, "dead-letters", "replay")
     metric = f'notify_stream_duplicate_replays_total{{topic="{s.mailing}"}}'
-    wait_for(lambda: _metrics(worker).get(metric) == 30, timeout=60, what="duplicates skipped")
+    wait_for(lambda: metrics_of(worker).get(metric) == 30, timeout=60, what="duplicates skipped")
     assert set(_mailing_texts().values()) == {"edited"} and len(_mailing_texts()) == 30
     assert len(_dead_letters([s.mailing])) == 30
 
 
 def _blocked(worker: Any, topic: str) -> float:
     """The blocked-partition gauges of `topic` added up (the exposition sorts labels by name)."""
-    gauges = _metrics(worker).items()
+    gauges = metrics_of(worker).items()
     name, label = "notify_stream_partition_blocked{", f'topic="{topic}"'
     return sum(v for k, v in gauges if k.startswith(name) and label in k)
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.db.session import session_scope
 from harness.kafka import produce
-from tests.integration.stream_support import StreamEnv, event, next_email
+from harness.stream import StreamEnv, event, next_email
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from app.db.session import session_scope
 from harness.kafka import headers_of, produce, read_topic, value_of
+from harness.stream import StreamEnv, event, like_counts_in_db, metrics_of
 from harness.waiting import wait_for
-from tests.integration.stream_support import StreamEnv, event, like_counts_in_db
 
 
 def _rows(kind: str) -> dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, str, str]]:
@@ -133,7 +133,7 @@ def test_malformed_events_go_to_the_dead_letter_topic(stream_env: StreamEnv) -> 
         assert int(headers["source_partition"]) in range(4) and int(headers["source_offset"]) >= 0
         seen[headers["reason"]] = seen.get(headers["reason"], 0) + 1
     assert seen == dict.fromkeys(MALFORMED_KINDS, 200)
-    metrics = _metrics(worker)
+    metrics = metrics_of(worker)
     assert (
         sum(v for k, v in metrics.items() if k.startswith("notify_stream_dead_letters_total"))
         == 1000
@@ -142,18 +142,6 @@ def test_malformed_events_go_to_the_dead_letter_topic(stream_env: StreamEnv) -> 
     assert worker.alive() and worker.starts == 1
     log = worker.log_text()
     assert "Traceback" not in log and "crashed" not in log.lower(), log[-3000:]
-
-
-def _metrics(worker) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line and not line.startswith("#")
-    }
 
 
 def test_a_worker_with_an_empty_store_recovers_the_like_table_from_its_changelog(

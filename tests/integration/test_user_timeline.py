@@ -22,7 +22,7 @@ from app.db import timeline as store
 from app.db.session import session_scope
 from app.domain import timeline
 from app.jobs import digests
-from tests.integration.timeline_support import tell_a_story
+from harness.timeline import tell_a_story
 
 ROW = re.compile(
     r'<tr class="timeline-entry" data-outcome="([^"]*)">\s*<td[^>]*>([^<]*)</td>\s*'

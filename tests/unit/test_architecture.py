@@ -248,3 +248,30 @@ def test_vocabulary_words_are_typed_by_their_literal() -> None:
 def test_the_word_check_sees_a_status_typed_str() -> None:
     source = "class Row:\n    status: str\n\ndef f(*, kind: str | None, name: str) -> None: ...\n"
     assert words_typed_str(source, "x.py") == ["x.py:Row.status", "x.py:f(kind)"]
+
+
+def imports_of_other_tests(source: str) -> list[str]:
+    """Imports of a test module or conftest: tests share helpers through harness/ and fixtures."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (
+            node.level or (node.module or "").startswith("tests")
+        ):
+            found.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("tests")]
+    return found
+
+
+def test_tests_share_helpers_only_through_the_harness() -> None:
+    offenders = {
+        str(path.relative_to(REPO_ROOT)): imports_of_other_tests(path.read_text())
+        for path in (REPO_ROOT / "tests").rglob("*.py")
+    }
+    assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_sharing_check_sees_a_test_importing_a_test() -> None:
+    source = "from .conftest import SmtpSink\nfrom tests.integration.test_a import helper\n"
+    assert imports_of_other_tests(source) == [".conftest", "tests.integration.test_a"]
+    assert imports_of_other_tests("from harness.stream import event\n") == []

@@ -27,7 +27,7 @@ from app.domain.bounds import (
     clip_text,
     unstorable_text,
 )
-from tests.fuzzing import any_text
+from harness.fuzzing import any_text
 
 # What a header or a JSON number may hold: any text, and numbers of every kind.
 header_texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)

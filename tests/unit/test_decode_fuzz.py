@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app.contracts import ContractError, Event, decode_event, unstorable_text
 from app.stream.ingest import Record, decode_records, reason_of
-from tests.fuzzing import (
+from harness.fuzzing import (
     KINDS,
     hostile_bytes,
     json_values,
@@ -80,7 +80,7 @@ def test_every_known_poison_event_is_refused_with_a_reason(kind: str, name: str)
 def test_registrations_are_once_whatever_their_periodicity_says() -> None:
     import json
 
-    from tests.fuzzing import valid_value
+    from harness.fuzzing import valid_value
 
     for periodicity in ("once", "daily", "weekly"):
         raw = json.dumps({**valid_value("user_registered"), "periodicity": periodicity}).encode()

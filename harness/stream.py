@@ -309,3 +309,14 @@ def next_emails(conn: Connection, count: int, timeout: float) -> list[dict[str, 
             message.ack()
             tasks.extend(message.payload[0][0])  # Celery protocol 2: [[chunk], kwargs, embed]
     return tasks
+
+
+def metrics_of(worker: Any) -> dict[str, float]:
+    """A worker's `/metrics` page as {sample with labels: value}."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    }

@@ -23,7 +23,7 @@ from app.domain.vocabulary import EventKind
 from app.jobs.digests import plan_once, run_digest
 from app.jobs.dispatch import task_of_row
 from app.stream.ingest import Record, apply_batch
-from tests.integration.stream_support import event
+from harness.stream import event
 
 GROUP = "timeline-test"
 

@@ -17,10 +17,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from app.config import Settings
 from app.db.admin_users import create_or_replace
-from app.db.models import AuditEntry
+from app.db.models import AuditEntry, Template
 from app.db.session import session_scope
 from app.domain.vocabulary import PortalRole
 from app.kafka.admin import ensure_topics
@@ -124,3 +125,9 @@ def client_fixture(anonymous: TestClient) -> TestClient:
     """A client signed in as a fresh admin user."""
     log_in(anonymous, *make_admin_user())
     return anonymous
+
+
+def mailing_template_id() -> str:
+    """The id of the default `mailing` template."""
+    with session_scope() as session:
+        return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
