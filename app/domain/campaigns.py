@@ -185,6 +185,28 @@ class Progress:
         """Recipients with a final outcome."""
         return self.sent + self.failed + self.skipped + self.cancelled
 
+    def counts(self) -> dict[str, int]:
+        """Every bucket by name, `waiting` included: what the progress API answers."""
+        return {bucket: getattr(self, bucket) for bucket in PROGRESS_COUNTS}
+
+    def percents(self) -> dict[str, float]:
+        """The buckets the page draws, each as a percentage of the total."""
+        return {bucket: self.percent(getattr(self, bucket)) for bucket in PROGRESS_PERCENTS}
+
+
+# The progress API's fields, defined once: its response model is built from these.
+PROGRESS_COUNTS = (
+    "total",
+    "published",
+    "notified",
+    "sent",
+    "failed",
+    "skipped",
+    "cancelled",
+    "waiting",
+)
+PROGRESS_PERCENTS = ("sent", "failed", "skipped", "cancelled", "waiting", "published", "notified")
+
 
 def progress_of(total: int, published: int, states: Mapping[str, int]) -> Progress:
     """Fold per-state notification counts into the progress buckets."""

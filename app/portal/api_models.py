@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from app.domain.campaigns import PROGRESS_COUNTS, PROGRESS_PERCENTS
 from app.domain.vocabulary import CampaignStatus
 
 
@@ -35,27 +36,15 @@ class WebhookReceipt(BaseModel):
     applied: dict[str, int] = Field(description="What was done, by outcome.")
 
 
-class ProgressPercent(BaseModel):
-    sent: float
-    failed: float
-    skipped: float
-    cancelled: float
-    waiting: float
-    published: float
-    notified: float
-
-
-class CampaignProgress(BaseModel):
-    status: CampaignStatus
-    total: int
-    published: int
-    notified: int
-    sent: int
-    failed: int
-    skipped: int
-    cancelled: int
-    waiting: int
-    percent: ProgressPercent
+# Built from the domain's buckets, so the API's description cannot drift from what it answers.
+_PERCENT_FIELDS: dict[str, Any] = {bucket: (float, ...) for bucket in PROGRESS_PERCENTS}
+ProgressPercent = create_model("ProgressPercent", **_PERCENT_FIELDS)
+_PROGRESS_FIELDS: dict[str, Any] = {
+    "status": (CampaignStatus, ...),
+    **{bucket: (int, ...) for bucket in PROGRESS_COUNTS},
+    "percent": (ProgressPercent, ...),
+}
+CampaignProgress = create_model("CampaignProgress", **_PROGRESS_FIELDS)
 
 
 def html_page(description: str) -> dict[str, Any]:

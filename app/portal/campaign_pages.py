@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
 from typing import Any
@@ -149,11 +148,7 @@ async def campaign_page(
 async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
     """The campaign's status and progress counts (the page polls this)."""
     campaign, progress = await _progress(campaign_id)
-    body = {"status": campaign.status, **dataclasses.asdict(progress), "waiting": progress.waiting}
-    body["percent"] = {
-        key: progress.percent(body[key])
-        for key in ("sent", "failed", "skipped", "cancelled", "waiting", "published", "notified")
-    }
+    body = {"status": campaign.status, **progress.counts(), "percent": progress.percents()}
     return JSONResponse(body)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.domain.campaigns import Progress, progress_of
+from app.portal.api_models import CampaignProgress
 
 
 def test_states_fold_into_buckets() -> None:
@@ -29,3 +30,12 @@ def test_states_fold_into_buckets() -> None:
 def test_empty_campaign_has_zero_percent() -> None:
     progress = progress_of(0, 0, {})
     assert (progress.percent(0), progress.waiting, progress.done) == (0.0, 0, 0)
+
+
+def test_the_api_model_describes_exactly_what_the_progress_answers() -> None:
+    progress = progress_of(25, 24, {"sent": 5, "failed": 2, "notified:pending": 9})
+    body = {"status": "published", **progress.counts(), "percent": progress.percents()}
+    answered = CampaignProgress.model_validate(body).model_dump()
+    assert answered == body
+    assert answered["waiting"] == 9 and answered["percent"]["sent"] == 20.0
+    assert set(CampaignProgress.model_fields) == {"status", "percent", *progress.counts()}
