@@ -36,6 +36,11 @@ from app.domain.vocabulary import (
 _SCHEDULE = aliased(Campaign)
 # A recipient's chosen periodicity comes ahead of the producer's (the preference center).
 _periodicity = func.coalesce(Preference.periodicity, Notification.periodicity)
+# The join of a notification to its recipient's choice for its kind (an outer join: most chose
+# nothing).
+_CHOICE_OF_ROW = and_(
+    Preference.user_id == Notification.user_id, Preference.kind == Notification.kind
+)
 
 _CANDIDATE_COLUMNS = (
     Notification.notification_id,
@@ -62,10 +67,7 @@ def _candidates() -> Select[*tuple[Any, ...]]:
     return (
         select(*_CANDIDATE_COLUMNS)
         .join(Message, Message.message_id == Notification.message_id)
-        .outerjoin(
-            Preference,
-            and_(Preference.user_id == Notification.user_id, Preference.kind == Notification.kind),
-        )
+        .outerjoin(Preference, _CHOICE_OF_ROW)
         .outerjoin(
             _SCHEDULE,
             and_(
@@ -149,8 +151,9 @@ def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> l
     """
     query = (
         select(Notification.notification_id)
+        .outerjoin(Preference, _CHOICE_OF_ROW)
         .where(
-            Notification.periodicity == "once",
+            _periodicity == "once",
             Notification.status == "pending",
             ~_of_cancelled_campaign(),
             Notification.created_at < older_than,

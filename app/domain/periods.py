@@ -41,8 +41,9 @@ def delivery_period_key(periodicity: Periodicity, now_utc: datetime, tz: ZoneInf
     return period_key(periodicity, now_utc.astimezone(tz).date())
 
 
-# The due rule. The jobs' queries (app/db/jobs.py) apply it with these same constants, in SQL:
-# a row's delivery for a period is unique (notification, period key), so concurrent runs agree.
+# The due rule. The jobs' queries (app/db/jobs.py) apply it with these same constants, in SQL, on
+# the planned periodicity (a COALESCE of the preference and the row's): a row's delivery for a
+# period is unique (notification, period key), so concurrent runs agree.
 #
 # A notification whose delivery is under way is never picked; the dispatcher re-sweeps it.
 IN_FLIGHT_STATUSES: Final[tuple[NotificationStatus, ...]] = ("queued",)
@@ -52,17 +53,28 @@ ONCE_DUE_STATUSES: Final[tuple[NotificationStatus, ...]] = ("pending", "failed")
 REPLANNED_DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = ("failed",)
 
 
+def planned_periodicity(producer: Periodicity, chosen: Periodicity | None) -> Periodicity:
+    """The periodicity a row is planned by: the recipient's choice on the preference page comes
+    ahead of the producer's."""
+    return chosen if chosen is not None else producer
+
+
 def is_due(
     *,
     periodicity: Periodicity,
     status: NotificationStatus,
     period_delivery: str | None,
+    chosen: Periodicity | None = None,
 ) -> bool:
-    """Say whether a row gets a delivery planned for a period.
+    """Say whether a row gets a delivery planned for a period of its planned periodicity.
 
-    `period_delivery` is the status of the row's delivery for that period (the period of the
-    planned send time, in the user's zone: `delivery_period_key`), or None when it has none.
+    `periodicity` is the producer's, `chosen` the recipient's (None when they never chose): the
+    row belongs to the run of `planned_periodicity(periodicity, chosen)`. `period_delivery` is
+    the status of the row's delivery for that period (the period of the planned send time, in
+    the user's zone: `delivery_period_key`), or None when it has none.
     """
+    if chosen is not None and chosen not in PERIODICITIES:
+        raise ValueError(f"unknown chosen periodicity {chosen!r}")
     if periodicity not in PERIODICITIES:
         raise ValueError(f"unknown periodicity {periodicity!r}")
     if status not in NOTIFICATION_STATUSES:
@@ -71,6 +83,6 @@ def is_due(
         raise ValueError(f"unknown delivery status {period_delivery!r}")
     if status in IN_FLIGHT_STATUSES:
         return False
-    if periodicity == "once" and status not in ONCE_DUE_STATUSES:
+    if planned_periodicity(periodicity, chosen) == "once" and status not in ONCE_DUE_STATUSES:
         return False
     return period_delivery is None or period_delivery in REPLANNED_DELIVERY_STATUSES

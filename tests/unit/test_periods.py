@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.periods import delivery_period_key, is_due, period_key
+from app.domain.periods import delivery_period_key, is_due, period_key, planned_periodicity
 from app.domain.vocabulary import NotificationStatus, Periodicity
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -237,3 +237,24 @@ def test_a_row_sent_now_is_not_due_now(
 ) -> None:
     deliveries = {delivery_period_key(periodicity, sent_at, tz): "sent"}
     assert not due_at(sent_at, periodicity=periodicity, status="sent", deliveries=deliveries, tz=tz)
+
+
+@pytest.mark.parametrize("producer", ["once", "daily", "weekly"])
+@pytest.mark.parametrize("chosen", [None, "daily", "weekly"])
+def test_the_recipients_choice_comes_ahead_of_the_producers(
+    producer: Periodicity, chosen: Periodicity | None
+) -> None:
+    assert planned_periodicity(producer, chosen) == (chosen or producer)
+
+
+def test_a_chosen_digest_follows_the_digest_rule_whatever_the_producer_said() -> None:
+    # A `once` like whose mail went out, then the recipient chose daily: a daily row now.
+    assert not is_due(periodicity="once", status="sent", period_delivery=None)
+    assert is_due(periodicity="once", chosen="daily", status="sent", period_delivery=None)
+    assert not is_due(periodicity="once", chosen="daily", status="sent", period_delivery="sent")
+    assert not is_due(periodicity="weekly", chosen="daily", status="queued", period_delivery=None)
+
+
+def test_an_unknown_choice_is_refused() -> None:
+    with pytest.raises(ValueError, match="chosen"):
+        is_due(periodicity="daily", chosen="hourly", status="pending", period_delivery=None)  # type: ignore[arg-type]
