@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from app.config import REPO_ROOT
@@ -27,3 +28,11 @@ def shot(page: Page, folder: Path, name: str, heading: str) -> None:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > MIN_SCREENSHOT_BYTES, f"{path} looks blank"
+
+
+def sidebar_column_luma(path: Path, *, x: int = 20) -> tuple[int, int]:
+    """The page's height in a full-page screenshot, and the brightness (0-255) of the sidebar's
+    column at its last row."""
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        return gray.height, int(gray.getpixel((x, gray.height - 2)))  # type: ignore[arg-type]

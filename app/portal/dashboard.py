@@ -24,12 +24,14 @@ from app.portal.pages import render_page
 router = APIRouter()
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-# The files /admin/assets/ serves, by name: our script and the chart library from npm (copied
-# to vendor/ by `make install`, so the package carries it).
+# The files /admin/assets/ serves, by name: the portal's stylesheet, the dashboard's script and
+# the chart library from npm (copied to vendor/ by `make install`, so the package carries it).
 ASSETS = {
+    "portal.css": ASSETS_DIR / "portal.css",
     "dashboard.js": ASSETS_DIR / "dashboard.js",
     "chart.umd.min.js": ASSETS_DIR / "vendor" / "chart.umd.min.js",
 }
+MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript"}
 
 
 def dashboard_of(request: Request) -> Dashboard:
@@ -61,10 +63,10 @@ async def dashboard_api(request: Request) -> JSONResponse:
 
 @router.get("/admin/assets/{name}", include_in_schema=False)
 async def asset(name: str) -> FileResponse:
-    """The dashboard's script and the chart library (installed by `make install` with npm)."""
+    """The portal's stylesheet, the dashboard's script and the chart library."""
     path = ASSETS.get(name)
     if path is None or not path.is_file():
         raise HTTPException(status_code=404, detail="no such asset")
     return FileResponse(
-        path, media_type="text/javascript", headers={"Cache-Control": "max-age=3600"}
+        path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "max-age=3600"}
     )

@@ -26,7 +26,7 @@ from app.jobs.digests import plan_once, run_digest
 from app.jobs.planning import preferences_url
 from app.stream.ingest import apply_batch
 from harness.auth import serve_in_thread
-from harness.browser import shot
+from harness.browser import shot, sidebar_column_luma
 from harness.delivery import dispatch, purge_emails_queue
 from harness.kafka import read_topic, record_of
 from harness.portal import make_admin_user
@@ -110,6 +110,11 @@ def test_the_timeline_shows_why_each_mail_went_or_did_not(
     expect(sent).to_have_count(2)  # the welcome mail and the like digest
     expect(sent.nth(1)).to_contain_text("like digest (2026-11-25) via outbox")
     shot(page, screenshots, "10-user-timeline", "notify explain")
+    # The dark sidebar's column runs the page's length, however far past the window it goes.
+    height, luma = sidebar_column_luma(screenshots / "10-user-timeline.png")
+    viewport = page.viewport_size
+    assert viewport is not None and height > viewport["height"] + 200  # longer than the window
+    assert luma < 80, f"the sidebar's column is light ({luma}) at the bottom of the page"
 
 
 def _nine(day: Any, zone: str) -> datetime:
