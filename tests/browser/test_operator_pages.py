@@ -235,3 +235,24 @@ def test_a_recipient_switches_likes_to_weekly_and_the_next_daily_run_skips_them(
     )
     expect(page.locator("#timeline")).to_contain_text("like digest (2026-W48)")
     shot(page, screenshots, "15-preference-on-timeline", "like digests set to weekly")
+
+
+def test_the_dashboard_refreshes_in_place(page: Page) -> None:
+    """A dead letter stored after the page was drawn shows up on it, with no reload."""
+    page.evaluate("window.notReloaded = true")  # gone if the page were loaded again
+    generated = page.locator("#dash-generated").inner_text()
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO dead_letters (group_id, source_topic, source_partition,"
+                " source_offset, reason, error, replay_token)"
+                " VALUES ('refresh-test', 'refresh-test', 0, 0, 'schema', 'late', :token)"
+            ),
+            {"token": uuid.uuid4()},
+        )
+        stored = session.scalar(
+            text("SELECT count(*) FROM dead_letters WHERE status = 'dead' AND reason = 'schema'")
+        )
+    expect(page.locator("#dash-dead-letters")).to_contain_text(f"schema: {stored}", timeout=30_000)
+    expect(page.locator("#dash-generated")).not_to_have_text(generated)
+    assert page.evaluate("window.notReloaded") is True
