@@ -23,6 +23,11 @@ _DISPATCH_COLUMNS = (
 )
 
 
+def deliveries_by_id(*, session: Session, delivery_ids: Sequence[uuid.UUID]) -> list[Delivery]:
+    """The deliveries of these ids that exist (an operator's selection)."""
+    return list(session.scalars(select(Delivery).where(Delivery.delivery_id.in_(delivery_ids))))
+
+
 def claim_dispatchable(
     *, session: Session, until: datetime, stale_before: datetime, now: datetime, limit: int
 ) -> list[Row[*tuple[Any, ...]]]:

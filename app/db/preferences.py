@@ -39,6 +39,17 @@ def _periodicity(stored: str | None) -> Periodicity | None:
     return one_of(stored, PERIODICITIES, "periodicity") if stored is not None else None
 
 
+def choose_all(
+    *, session: Session, user_id: uuid.UUID, chosen: dict[ChoosableKind, str]
+) -> list[ChoosableKind]:
+    """Record each choice of a form; return the kinds whose choice changed."""
+    return [
+        kind
+        for kind, choice in chosen.items()
+        if choose(session=session, user_id=user_id, kind=kind, choice=choice)
+    ]
+
+
 def choose(*, session: Session, user_id: uuid.UUID, kind: ChoosableKind, choice: str) -> bool:
     """Record one choice; return whether it changed anything (a change is kept in history)."""
     check_choice(kind, choice)

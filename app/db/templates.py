@@ -25,6 +25,10 @@ def upsert_template(
     return get_template_by_name(session=session, name=name)
 
 
+def get_template(*, session: Session, template_id: uuid.UUID) -> Template | None:
+    return session.get(Template, template_id)
+
+
 def get_template_by_name(*, session: Session, name: str) -> Template:
     template = session.scalars(select(Template).where(Template.name == name)).one_or_none()
     if template is None:

@@ -15,17 +15,17 @@ import time
 import uuid
 from typing import NamedTuple
 
-from anyio import CapacityLimiter, to_thread
+from anyio import CapacityLimiter
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.db import admin_users
-from app.db.session import session_scope
 from app.portal.audit import record
 from app.portal.csrf import rotate_token, verified_form
+from app.portal.database import DatabaseDep
 from app.portal.login_throttle import LoginThrottle
 from app.portal.pages import render_page
 from app.portal.session_guard import SESSION_NAME, SESSION_STARTED, SESSION_USER, SESSION_VERSION
@@ -81,15 +81,14 @@ class SignIn(NamedTuple):
     known_user: bool
 
 
-def authenticate(username: str, password: str) -> SignIn:
+def authenticate(*, session: Session, username: str, password: str) -> SignIn:
     """The active user with these credentials, if any, and whether `username` names a user."""
-    with session_scope() as session:
-        user = admin_users.get_by_username(session=session, username=username)
-        stored = user.password_hash if user else _DUMMY_HASH
-        ok = verify_password(password, stored) and user is not None and user.is_active
-        if not ok or user is None:
-            return SignIn(None, user is not None)
-        return SignIn(Credentials(user.admin_user_id, user.username, user.session_version), True)
+    user = admin_users.get_by_username(session=session, username=username)
+    stored = user.password_hash if user else _DUMMY_HASH
+    ok = verify_password(password, stored) and user is not None and user.is_active
+    if not ok or user is None:
+        return SignIn(None, user is not None)
+    return SignIn(Credentials(user.admin_user_id, user.username, user.session_version), True)
 
 
 def _safe_next(target: str | None) -> str:
@@ -114,7 +113,9 @@ async def login_page(request: Request, next: str = "/admin/") -> Response:
 
 
 @router.post("/login", include_in_schema=False)
-async def login(request: Request, form: FormData = Depends(verified_form)) -> Response:
+async def login(
+    request: Request, db: DatabaseDep, form: FormData = Depends(verified_form)
+) -> Response:
     """Check the credentials, unless this name or address is locked; start a fresh session."""
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
@@ -124,7 +125,7 @@ async def login(request: Request, form: FormData = Depends(verified_form)) -> Re
 
     wait = guard.throttle.attempt(username, client)
     if wait > 0:
-        known = await run_in_threadpool(_is_user, username)
+        known = await db.run(admin_users.get_by_username, username=username) is not None
         await record(request, "login_locked", "/login", 429, actor=username if known else None)
         minutes = max(1, math.ceil(wait / 60))
         context["error"] = f"Too many failed sign-ins. Try again in {minutes} min."
@@ -137,7 +138,9 @@ async def login(request: Request, form: FormData = Depends(verified_form)) -> Re
         response.headers["Retry-After"] = "5"
         return response
     try:
-        sign_in = await to_thread.run_sync(authenticate, username, password, limiter=guard.hashing)
+        sign_in = await db.run(
+            authenticate, username=username, password=password, limiter=guard.hashing
+        )
     finally:
         guard.release()
     found = sign_in.credentials
@@ -168,11 +171,13 @@ async def logout_page(request: Request) -> Response:
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout(request: Request, _form: FormData = Depends(verified_form)) -> Response:
+async def logout(
+    request: Request, db: DatabaseDep, _form: FormData = Depends(verified_form)
+) -> Response:
     """End every session of this user, the copies of this cookie included."""
     user_id = request.session.get(SESSION_USER)
     if user_id:
-        await run_in_threadpool(_end_sessions, uuid.UUID(user_id))
+        await db.run(admin_users.end_sessions, admin_user_id=uuid.UUID(user_id))
         request.state.session_check.forget(user_id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
@@ -203,13 +208,3 @@ class LoginGuard:
 
     def release(self) -> None:
         self._admitted -= 1
-
-
-def _is_user(username: str) -> bool:
-    with session_scope() as session:
-        return admin_users.get_by_username(session=session, username=username) is not None
-
-
-def _end_sessions(admin_user_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        admin_users.end_sessions(session=session, admin_user_id=admin_user_id)

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from app.db import campaigns as campaign_store
-from app.db.session import session_scope
 from app.domain import campaigns as rules
 from app.domain.vocabulary import PERIODICITIES, one_of
 from app.jobs import campaigns
@@ -22,6 +21,7 @@ from app.portal import campaign_test_mail
 from app.portal.api_models import CampaignProgress, Detail
 from app.portal.body_guard import MAX_CSV_BYTES
 from app.portal.csrf import verified_form
+from app.portal.database import Database, DatabaseDep
 from app.portal.pages import render_page
 
 router = APIRouter()
@@ -29,27 +29,19 @@ router = APIRouter()
 SCHEDULE_FIELDS = ("when", "send_at", "local_date", "local_hour")
 
 
-def _recent() -> list[Any]:
-    with session_scope() as session:
-        return campaign_store.list_recent(session=session)
-
-
-def _templates() -> list[tuple[uuid.UUID, str]]:
-    with session_scope() as session:
-        return campaign_store.list_templates(session=session)
-
-
 @router.get("/admin/mailings", include_in_schema=False)
-async def list_page(request: Request) -> Response:
+async def list_page(request: Request, db: DatabaseDep) -> Response:
     """List campaigns, newest first."""
-    rows = await run_in_threadpool(_recent)
+    rows = await db.run(campaign_store.list_recent)
     return await render_page(request, "portal/campaigns.html", {"title": "Mailings", "rows": rows})
 
 
-async def _form_page(request: Request, values: dict[str, Any], status_code: int = 200) -> Response:
+async def _form_page(
+    request: Request, db: Database, values: dict[str, Any], status_code: int = 200
+) -> Response:
     context = {
         "title": "New mailing",
-        "templates": await run_in_threadpool(_templates),
+        "templates": await db.run(campaign_store.list_templates),
         "periodicities": PERIODICITIES,
         "values": values,
     }
@@ -57,15 +49,17 @@ async def _form_page(request: Request, values: dict[str, Any], status_code: int 
 
 
 @router.get("/admin/mailings/new", include_in_schema=False)
-async def new_page(request: Request) -> Response:
+async def new_page(request: Request, db: DatabaseDep) -> Response:
     """Show the form of a new campaign."""
     return await _form_page(
-        request, {"periodicity": "once", "template_name": "mailing", "when": "now"}
+        request, db, {"periodicity": "once", "template_name": "mailing", "when": "now"}
     )
 
 
 @router.post("/admin/mailings/new", include_in_schema=False)
-async def create(request: Request, form: FormData = Depends(verified_form)) -> Response:
+async def create(
+    request: Request, db: DatabaseDep, form: FormData = Depends(verified_form)
+) -> Response:
     """Create a draft campaign; invalid audience entries are kept and listed back."""
     values = {
         key: str(form.get(key, ""))
@@ -84,7 +78,7 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
         csv_data = await upload.read(MAX_CSV_BYTES + 1)
         if len(csv_data) > MAX_CSV_BYTES:
             values["error"] = "The CSV file is larger than 20 MB."
-            return await _form_page(request, values, status_code=400)
+            return await _form_page(request, db, values, status_code=400)
     audience = rules.parse_audience(values["audience"], csv_data)
     try:
         draft = rules.Draft(
@@ -102,7 +96,7 @@ async def create(request: Request, form: FormData = Depends(verified_form)) -> R
     except ValueError as exc:  # CampaignInvalid, a template id that is not a UUID, a periodicity
         error = f"The campaign was not created: {exc}."
         return await _form_page(
-            request, {**values, "error": error, "invalid": audience.invalid}, status_code=400
+            request, db, {**values, "error": error, "invalid": audience.invalid}, status_code=400
         )
     return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
 

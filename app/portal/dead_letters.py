@@ -6,16 +6,14 @@ SQLAdmin runs list actions as GET requests, which a cross-site link could trigge
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from app.db import dead_letters
-from app.db.session import session_scope
 from app.portal.csrf import verified_form
+from app.portal.database import DatabaseDep
 from app.portal.pages import render_page
 from app.stream.operations import replay_dead_letters
 
@@ -30,15 +28,10 @@ def parse_ids(raw: str) -> list[int]:
     return sorted(set(ids))[:MAX_SELECTED]
 
 
-def _selected(ids: list[int]) -> list[Any]:
-    with session_scope() as session:
-        return dead_letters.select(session=session, status=None, ids=ids, limit=MAX_SELECTED)
-
-
 @router.get(REPLAY_PAGE, include_in_schema=False)
-async def confirm_page(request: Request, ids: str = "") -> Response:
+async def confirm_page(request: Request, db: DatabaseDep, ids: str = "") -> Response:
     """Show the selected dead letters and ask before replaying them."""
-    rows = await run_in_threadpool(_selected, parse_ids(ids))
+    rows = await db.run(dead_letters.select, status=None, ids=parse_ids(ids), limit=MAX_SELECTED)
     context = {
         "title": "Replay dead letters",
         "rows": rows,

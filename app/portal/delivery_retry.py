@@ -6,19 +6,17 @@ As for dead letters, SQLAdmin's list action (a GET) only leads here.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from app.db.models import Delivery
-from app.db.session import session_scope
+from app.db import dispatch
 from app.delivery.retry import retry_deliveries
 from app.domain.vocabulary import RETRYABLE_DELIVERY_STATUSES
 from app.portal.csrf import verified_form
+from app.portal.database import DatabaseDep
 from app.portal.pages import render_page
 
 router = APIRouter()
@@ -37,15 +35,10 @@ def parse_ids(raw: str) -> list[uuid.UUID]:
     return sorted(set(found))[:MAX_SELECTED]
 
 
-def _selected(ids: list[uuid.UUID]) -> list[Any]:
-    with session_scope() as session:
-        return list(session.scalars(select(Delivery).where(Delivery.delivery_id.in_(ids))))
-
-
 @router.get(RETRY_PAGE, include_in_schema=False)
-async def confirm_page(request: Request, ids: str = "") -> Response:
+async def confirm_page(request: Request, db: DatabaseDep, ids: str = "") -> Response:
     """Show the selected deliveries and ask before planning them again."""
-    rows = await run_in_threadpool(_selected, parse_ids(ids))
+    rows = await db.run(dispatch.deliveries_by_id, delivery_ids=parse_ids(ids))
     retryable = [r for r in rows if r.status in RETRYABLE_DELIVERY_STATUSES]
     context = {
         "title": "Retry deliveries",

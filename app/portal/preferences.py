@@ -12,15 +12,13 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.core.clock import utcnow
 from app.db import preferences as store
-from app.db.session import session_scope
 from app.domain.preferences import CHOICES, LABELS, PREFERENCES_TOKEN_KIND, check_choice
 from app.domain.tokens import InvalidToken, read_unsubscribe_token
-from app.domain.vocabulary import ChoosableKind
 from app.portal.bodies import BodyTooLarge, read_body
+from app.portal.database import DatabaseDep
 from app.portal.recipient_pages import message_page, recipient_page
 
 router = APIRouter()
@@ -43,20 +41,6 @@ def _user_of(request: Request, token: str | None) -> uuid.UUID:
 def _invalid(reason: str) -> HTMLResponse:
     text = f"This preference link is not valid ({reason}). Nothing was changed."
     return message_page("Link not valid", text, status=400, tone="bad")
-
-
-def _current(user_id: uuid.UUID) -> dict[str, str]:
-    with session_scope() as session:
-        return store.current(session=session, user_id=user_id)
-
-
-def _save(user_id: uuid.UUID, chosen: dict[ChoosableKind, str]) -> list[str]:
-    with session_scope() as session:
-        return [
-            kind
-            for kind, choice in chosen.items()
-            if store.choose(session=session, user_id=user_id, kind=kind, choice=choice)
-        ]
 
 
 def _form(token: str, current: dict[str, str], saved: str = "") -> HTMLResponse:
@@ -82,19 +66,19 @@ def _form(token: str, current: dict[str, str], saved: str = "") -> HTMLResponse:
 
 
 @router.get(PAGE_PATH, include_in_schema=False, response_class=HTMLResponse)
-async def page(request: Request, token: str | None = None) -> HTMLResponse:
+async def page(request: Request, db: DatabaseDep, token: str | None = None) -> HTMLResponse:
     """The recipient's current choices, in a form."""
     try:
         user_id = _user_of(request, token)
     except InvalidToken as exc:
         return _invalid(str(exc))
     assert token is not None
-    current = await run_in_threadpool(_current, user_id)
+    current = await db.run(store.current, user_id=user_id)
     return _form(token, current)
 
 
 @router.post(PAGE_PATH, include_in_schema=False, response_class=HTMLResponse)
-async def save(request: Request) -> HTMLResponse:
+async def save(request: Request, db: DatabaseDep) -> HTMLResponse:
     """Save the choices of the form (the token in it says whose)."""
     try:
         body = await read_body(request, FORM_BYTES)
@@ -108,8 +92,8 @@ async def save(request: Request) -> HTMLResponse:
         chosen = {check_choice(kind, choice): choice for kind, choice in given.items()}
     except (InvalidToken, ValueError) as exc:
         return _invalid(str(exc))
-    changed = await run_in_threadpool(_save, user_id, chosen)
-    current = await run_in_threadpool(_current, user_id)
+    changed = await db.run(store.choose_all, user_id=user_id, chosen=chosen)
+    current = await db.run(store.current, user_id=user_id)
     saved = (
         "Saved: from the next mail on, we follow these choices." if changed else "Nothing changed."
     )

@@ -10,17 +10,12 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.client import AuthClient, AuthError
-from app.db.models import Template
-from app.db.session import session_scope
+from app.db import templates as template_store
 from app.domain.rendering import SAMPLE_VARIABLES, TemplateInvalid, render
+from app.portal.database import DatabaseDep
 from app.portal.pages import render_page
 
 router = APIRouter()
-
-
-def _load(template_id: uuid.UUID) -> Template | None:
-    with session_scope() as session:
-        return session.get(Template, template_id)
 
 
 def _user_variables(settings: Any, raw_user_id: str) -> dict[str, Any]:
@@ -42,9 +37,11 @@ def _user_variables(settings: Any, raw_user_id: str) -> dict[str, Any]:
 
 
 @router.get("/admin/template-preview/{template_id}", include_in_schema=False)
-async def preview(request: Request, template_id: uuid.UUID, user_id: str = "") -> Response:
+async def preview(
+    request: Request, db: DatabaseDep, template_id: uuid.UUID, user_id: str = ""
+) -> Response:
     """Show the template rendered with sample variables, or with the given user's."""
-    template = await run_in_threadpool(_load, template_id)
+    template = await db.run(template_store.get_template, template_id=template_id)
     if template is None:
         raise HTTPException(status_code=404, detail="no such template")
     variables, error, email = dict(SAMPLE_VARIABLES), None, None

@@ -197,6 +197,25 @@ def test_only_the_session_module_creates_engines() -> None:
     assert creators == []
 
 
+def route_modules_opening_sessions() -> list[str]:
+    """Portal modules that declare routes and open a session themselves."""
+    return [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted((APP / "portal").glob("*.py"))
+        if "APIRouter(" in path.read_text() and calls_of(path, {"session_scope"})
+    ]
+
+
+def test_routes_reach_the_database_through_the_dependency() -> None:
+    # A route takes `db: DatabaseDep` and calls `await db.run(store_function, ...)`; a flow that
+    # owns its transactions (app/jobs) is called as a whole, in the thread pool.
+    assert route_modules_opening_sessions() == []
+    database = (APP / "portal" / "database.py").read_text()
+    assert "APIRouter(" not in database and calls_of(
+        APP / "portal" / "database.py", {"session_scope"}
+    )
+
+
 # A word of the vocabulary is typed by its Literal wherever it is used; plain `str` only where
 # it comes in from outside and is read with `one_of` (a CLI option, a form field, a message).
 WORD_NAME = re.compile(r"(^|_)(status|kind|periodicity|role)$")
