@@ -158,24 +158,42 @@ def _send_in_waves(
                     circuit.release_probe()
                 finish_oldest()
                 continue
-            wave, pending = pending[:taken], pending[taken:]
-            try:
-                started = _start_wave(wave, report, backend, settings, capacity)
-            except Exception as exc:
-                if turn == "probe":
-                    circuit.release_probe()
-                if not faults.is_transient(exc):
-                    raise
-                _hand_back_unclaimed([*wave, *pending], exc, report)
-                pending = []
-                continue
-            if turn == "probe" and not started.claimed:
-                circuit.release_probe()  # nothing of it to send: the next wave probes
-            waves.append(started)
+            started, pending = _start_next(
+                pending, taken, turn, report, backend, settings, capacity, circuit
+            )
+            if started is not None:
+                waves.append(started)
     except BaseException:
         while waves:
             finish_oldest()
         raise
+
+
+def _start_next(
+    pending: list[tuple[uuid.UUID, dict[str, Any]]],
+    taken: int,
+    turn: Turn,
+    report: ChunkReport,
+    backend: EmailBackend,
+    settings: Settings,
+    capacity: SendCapacity,
+    circuit: Circuit,
+) -> tuple[_Wave | None, list[tuple[uuid.UUID, dict[str, Any]]]]:
+    """Claim and start the next `taken` e-mails; the wave (None if its claim met an outage,
+    which hands the rest back as a retry) and what is still pending."""
+    wave, rest = pending[:taken], pending[taken:]
+    try:
+        started = _start_wave(wave, report, backend, settings, capacity)
+    except Exception as exc:
+        if turn == "probe":
+            circuit.release_probe()
+        if not faults.is_transient(exc):
+            raise
+        _hand_back_unclaimed([*wave, *rest], exc, report)
+        return None, []
+    if turn == "probe" and not started.claimed:
+        circuit.release_probe()  # nothing of it to send: the next wave probes
+    return started, rest
 
 
 def _park(pending: Sequence[tuple[uuid.UUID, dict[str, Any]]], circuit: Circuit) -> Turn:

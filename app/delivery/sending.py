@@ -26,7 +26,7 @@ from typing import Any, Literal
 from app.config import Settings
 from app.contracts import validate
 from app.core import circuits, faults, metrics
-from app.core.circuits import Circuit
+from app.core.circuits import Circuit, Turn
 from app.db import sends
 from app.db.session import connection_scope
 from app.delivery.mail.base import (
@@ -184,6 +184,14 @@ def deliver(
         raise
     if turn == "probe" and claim.state != "claimed":
         circuit.release_probe()  # nothing to send: the next caller probes
+    waiting = _unclaimed(claim, delivery_id)
+    if waiting is not None:
+        return waiting
+    return _send_claimed(email, delivery_id, claim, backend, settings, now, circuit, turn)
+
+
+def _unclaimed(claim: sends.Claim, delivery_id: uuid.UUID) -> Outcome | None:
+    """What to do when the claim is not ours to send (None: it is, go on)."""
     if claim.state == "busy":
         # Another worker is in the provider call (or died there): look again once it is stale.
         return Outcome("retry", countdown=min(claim.wait_s + random.uniform(0, 1), MAX_COUNTDOWN_S))
@@ -203,6 +211,20 @@ def deliver(
             claim.attempt,
             extra=ids_of(delivery_id),
         )
+    return None
+
+
+def _send_claimed(
+    email: OutgoingEmail,
+    delivery_id: uuid.UUID,
+    claim: sends.Claim,
+    backend: EmailBackend,
+    settings: Settings,
+    now: datetime,
+    circuit: Circuit,
+    turn: Turn,
+) -> Outcome:
+    """The provider call of a claimed delivery, and its outcome recorded."""
     try:
         result = timed_send(backend, email)
     except UnconfirmedSendError as exc:

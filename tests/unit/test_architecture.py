@@ -294,3 +294,45 @@ def test_the_sharing_check_sees_a_test_importing_a_test() -> None:
     source = "from .conftest import SmtpSink\nfrom tests.integration.test_a import helper\n"
     assert imports_of_other_tests(source) == [".conftest", "tests.integration.test_a"]
     assert imports_of_other_tests("from harness.stream import event\n") == []
+
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 300
+
+
+def long_functions(source: str, where: str) -> list[str]:
+    """Functions of `source` longer than MAX_FUNCTION_LINES, as `where:name (lines)`."""
+    return [
+        f"{where}:{node.name} ({node.end_lineno - node.lineno + 1})"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_functions_are_short() -> None:
+    # Alembic's migrations are a record of the schema as it was, not code one reads to change.
+    found = [
+        problem
+        for path in sorted(APP.rglob("*.py"))
+        if "migrations" not in path.parts
+        for problem in long_functions(path.read_text(), str(path.relative_to(REPO_ROOT)))
+    ]
+    assert found == []
+
+
+def test_the_length_check_sees_a_long_function() -> None:
+    source = "def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
+    assert long_functions(source, "m.py") == [f"m.py:f ({MAX_FUNCTION_LINES + 1})"]
+
+
+def test_a_long_module_says_why_it_is_one_piece() -> None:
+    unexplained = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted(APP.rglob("*.py"))
+        if "migrations" not in path.parts
+        and len(path.read_text().splitlines()) > MAX_MODULE_LINES
+        and "one module" not in (ast.get_docstring(ast.parse(path.read_text())) or "").lower()
+    ]
+    assert unexplained == []
