@@ -174,6 +174,15 @@ class Settings(BaseSettings):
     send_hour_local: int = Field(default=9, ge=0, le=23)
     quiet_hours: str = "22:00-08:00"
     default_timezone: str = "UTC"
+
+    # Deliverability (docs/delivery-semantics.md "Suppressed addresses"): an address gets no more
+    # mail after a hard bounce, a spam report, an invalid-address refusal, a provider's block, or
+    # this many soft bounces within the window.
+    suppress_after_soft_bounces: int = Field(default=3, ge=1)
+    soft_bounce_window_days: int = Field(default=30, ge=1)
+    # Welcome mail (a confirmation link) is suppressed too: a dead address is dead. False lets it
+    # through to suppressed addresses.
+    suppress_transactional: bool = True
     # Shifts the service's clock (seconds); lets end-to-end tests reach a send hour without waiting.
     clock_offset_s: float = 0.0
 

@@ -316,7 +316,8 @@ def reset_state(settings: Settings) -> None:
     with session_scope() as session:
         tables = (
             "deliveries, notifications, messages, campaign_recipients, campaigns, opt_outs,"
-            " stream_offsets, dead_letters, received_events, preferences, preference_changes"
+            " stream_offsets, dead_letters, received_events, preferences, preference_changes,"
+            " suppressions, soft_bounces"
         )
         session.execute(text(f"TRUNCATE {tables} CASCADE"))
         load_default_templates(session=session)

@@ -91,7 +91,9 @@ def tell_a_story(
     plan_once([welcome], auth=auth_client, settings=settings, now=datetime.now(UTC))
     delivery = _send(welcome, settings, outbox)
     feedback.apply_provider_events(
-        [ProviderEvent(delivery, "delivered", False, None)], now=datetime.now(UTC)
+        [ProviderEvent(delivery, "delivered", False, None)],
+        now=datetime.now(UTC),
+        settings=settings,
     )
     content = uuid.uuid4()
     for offset in (0, 1):

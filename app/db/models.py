@@ -37,6 +37,7 @@ from app.domain.vocabulary import (
     NOTIFICATION_STATUSES,
     PERIODICITIES,
     PORTAL_ROLES,
+    SUPPRESSION_REASONS,
 )
 
 # Stable constraint names so migrations can refer to them.
@@ -399,6 +400,39 @@ class OptOut(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     source: Mapped[str] = mapped_column(String(40), nullable=False)
     created_at: Mapped[datetime] = _created()
+
+
+class SuppressedAddress(Base):
+    """An address that gets no more mail, why, and since when (app/domain/suppression.py).
+
+    Keyed by the normalised address, whoever's it is: a dead mailbox is dead for every user
+    Auth ever gives it to. Removing the row lifts the suppression.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),)
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(20), nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+    # Who said so: the provider (sendgrid, smtp) or the operator's tool (portal, cli, import).
+    source: Mapped[str] = mapped_column(String(40), nullable=False)
+    first_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class SoftBounce(Base):
+    """One delivery refused for a while (SendGrid's `blocked` bounce): enough of them within
+    SOFT_BOUNCE_WINDOW_DAYS suppress the address. One row per delivery: a webhook's redelivery
+    of the same event counts once."""
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (Index("ix_soft_bounces_address_at", "address", "at"),)
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Preference(Base):

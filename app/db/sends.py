@@ -366,6 +366,16 @@ def mark_notification(
     _notification(session, notification_id, status=status, now=now)
 
 
+@dataclass(frozen=True, slots=True)
+class EventTarget:
+    """The delivery a provider event is about: whose, to which address, and whether the event
+    changed its status."""
+
+    user_id: uuid.UUID
+    email: str | None
+    changed: bool
+
+
 def apply_provider_event(
     *,
     session: Executor,
@@ -373,22 +383,23 @@ def apply_provider_event(
     status: DeliveryStatus | None,
     error: str | None,
     now: datetime,
-) -> tuple[uuid.UUID | None, bool]:
-    """Apply one provider event to its delivery; return (the user's id, whether status changed).
+) -> EventTarget | None:
+    """Apply one provider event to its delivery; return whose and to which address it was, and
+    whether its status changed (None: no delivery of ours).
 
     An event for a delivery still in 'sending' proves the provider accepted it (the worker died
     before recording that): it is recorded as sent first, so no redelivered task sends it again.
     """
     row = session.execute(
-        select(deliveries.c.status, notifications.c.user_id)
+        select(deliveries.c.status, deliveries.c.email, notifications.c.user_id)
         .join(notifications, notifications.c.notification_id == deliveries.c.notification_id)
         .where(deliveries.c.delivery_id == delivery_id)
         .with_for_update(of=deliveries)
     ).one_or_none()
     if row is None:
-        return None, False
+        return None
     if status is None or row.status not in EVENT_SOURCES[status]:
-        return row.user_id, False
+        return EventTarget(row.user_id, row.email, changed=False)
     if row.status == "sending":
         mark_sent(
             session=session,
@@ -407,7 +418,7 @@ def apply_provider_event(
             delivery_id=delivery_id, status=status, detail=error[:2000] if error else None
         )
     )
-    return row.user_id, True
+    return EventTarget(row.user_id, row.email, changed=True)
 
 
 def add_opt_outs(

@@ -6,44 +6,82 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from app.db import sends
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import sends, suppressions
 from app.db.session import session_scope
 from app.delivery.mail.sendgrid_events import ProviderEvent
+from app.domain.suppression import AddressInvalid
 from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS, Kind
 
 log = logging.getLogger(__name__)
 
 
-def apply_provider_events(events: Iterable[ProviderEvent], *, now: datetime) -> Counter[str]:
+def apply_provider_events(
+    events: Iterable[ProviderEvent], *, now: datetime, settings: Settings
+) -> Counter[str]:
     """Record a batch of provider events in one transaction; count what was done.
 
-    An unsubscribe or spam report turns off all non-transactional mail of that user.
+    An unsubscribe or spam report turns off all non-transactional mail of that user; a hard
+    bounce, spam report or block suppresses the address, and soft bounces do once they add up.
     """
     done: Counter[str] = Counter()
     with session_scope() as session:
         for event in events:
-            user_id, changed = sends.apply_provider_event(
+            target = sends.apply_provider_event(
                 session=session,
                 delivery_id=event.delivery_id,
                 status=event.status,
                 error=event.error,
                 now=now,
             )
-            if user_id is None:
+            if target is None:
                 done["unknown"] += 1
                 continue
-            done[event.status or "none"] += changed
+            done[event.status or "none"] += target.changed
             if event.opt_out:
                 done["opted_out"] += sends.add_opt_outs(
                     session=session,
-                    user_id=user_id,
+                    user_id=target.user_id,
                     kinds=sorted(UNSUBSCRIBABLE_KINDS),
                     source="sendgrid",
                 )
+            if target.email:
+                done["suppressed"] += _suppress_for(session, event, target.email, now, settings)
     log.info("provider events applied: %s", dict(done))
     return done
+
+
+def _suppress_for(
+    session: Session, event: ProviderEvent, address: str, now: datetime, settings: Settings
+) -> bool:
+    """What the event says about the address, recorded; whether it suppressed it just now."""
+    try:
+        if event.suppression is not None:
+            return suppressions.suppress(
+                session=session,
+                address=address,
+                reason=event.suppression,
+                at=now,
+                source="sendgrid",
+                detail=event.error,
+            )
+        if event.soft_bounce:
+            return suppressions.record_soft_bounce(
+                session=session,
+                address=address,
+                delivery_id=event.delivery_id,
+                at=now,
+                detail=event.error,
+                threshold=settings.suppress_after_soft_bounces,
+                window=timedelta(days=settings.soft_bounce_window_days),
+            )
+    except AddressInvalid:  # a delivery's address that is none: nothing to suppress under it
+        log.warning("delivery %s: its address cannot be suppressed", event.delivery_id)
+    return False
 
 
 def unsubscribe(*, user_id: uuid.UUID, kind: Kind, source: str = "link") -> bool:

@@ -28,6 +28,7 @@ SKIP_WORDING: dict[SkipReason, str] = {
     "opted out": "skipped: the user turned {mail}s off here (unsubscribe link or preferences)",
     "unknown user": "skipped: the Auth service does not know this user",
     "unusable Auth record": "skipped: unusable Auth record",
+    "address suppressed": "skipped: the address gets no more mail",
 }
 MAX_DETAIL_CHARS = 300
 # What each kind of mail is called on the timeline.

@@ -113,6 +113,7 @@ SkipReason = Literal[
     "opted out",  # our own opt-out: an unsubscribe link or the preference page
     "unknown user",  # Auth does not know the user
     "unusable Auth record",  # Auth's record of the user cannot be used (the detail says why)
+    "address suppressed",  # the address bounced, reported spam, ... (the detail says what, when)
 ]
 SKIP_REASONS: Final[tuple[SkipReason, ...]] = get_args(SkipReason)
 
@@ -133,6 +134,18 @@ def skip_reason_of(text: str | None) -> tuple[SkipReason | None, str | None]:
             return reason, text[len(reason) + 2 :]
     return None, text
 
+
+# Why an address gets no more mail (the `suppressions` table): what the provider or the
+# recipient's server said about it, or an operator's entry.
+SuppressionReason = Literal[
+    "hard bounce",  # the recipient's server refused the address for good
+    "soft bounces",  # refused for a while, SUPPRESS_AFTER_SOFT_BOUNCES times in its window
+    "spam report",  # the recipient reported one of our mails as spam
+    "invalid address",  # the provider or the SMTP server refused the address itself
+    "blocked",  # the provider would not send to it (SendGrid's `dropped`)
+    "manual",  # an operator's entry (portal, CLI, CSV import)
+]
+SUPPRESSION_REASONS: Final[tuple[SuppressionReason, ...]] = get_args(SuppressionReason)
 
 CampaignStatus = Literal["draft", "publishing", "published", "cancelled"]
 CAMPAIGN_STATUSES: Final[tuple[CampaignStatus, ...]] = get_args(CampaignStatus)

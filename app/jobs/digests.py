@@ -15,15 +15,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.auth.client import AuthClient
+from app.auth.client import AuthClient, AuthUser
 from app.config import Settings
 from app.contracts import AUTH_BATCH_LIMIT
 from app.core.clock import utcnow
 from app.db import jobs as store
 from app.db import planning_shards as shard_store
+from app.db import suppressions
 from app.db import templates as template_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
+from app.domain.suppression import Suppression, normalised_or_none
 from app.domain.vocabulary import Periodicity, PlannedStatus
 from app.jobs.planning import Candidate, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
@@ -81,6 +83,9 @@ def _plan_rows(
     user_ids = {row.user_id for row in rows}
     users = auth.get_users(user_ids)
     opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
+    suppressed = suppressions.suppressed_among(
+        session=session, addresses=[user.email for user in users.found.values()]
+    )
     templates = template_store.template_texts(
         session=session, template_ids={row.template_id for row in rows}
     )
@@ -92,10 +97,20 @@ def _plan_rows(
             now=now,
             settings=settings,
             user_problem=users.invalid.get(row.user_id),
+            suppression=_suppression_of(users.found.get(row.user_id), suppressed),
         )
         for row in rows
     ]
     return store.record_plans(session=session, plans=plans, now=now)
+
+
+def _suppression_of(
+    user: AuthUser | None, suppressed: Mapping[str, Suppression]
+) -> Suppression | None:
+    if user is None or not suppressed:  # nearly always: no lookup at all
+        return None
+    address = normalised_or_none(user.email)
+    return suppressed.get(address) if address else None
 
 
 # Called in each chunk's transaction with the chunk's size and counts (a shard's progress).

@@ -9,30 +9,28 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, TypedDict
 
 from app.auth.client import AuthUser
 from app.config import Settings
 from app.contracts import ContractError, unstorable_text, validate
 from app.domain import policy, sendtime
-from app.domain.preferences import PREFERENCES_TOKEN_KIND
 from app.domain.rendering import Email, TemplateInvalid, render
-from app.domain.tokens import make_unsubscribe_token
+from app.domain.suppression import Suppression, skip_detail
 from app.domain.vocabulary import (
     TRANSACTIONAL_KINDS,
     UNSUBSCRIBABLE_KINDS,
     Kind,
     Periodicity,
     PlannedStatus,
-    TokenKind,
     skip_text,
 )
+from app.jobs.links import preferences_url, unsubscribe_headers, unsubscribe_url
 from app.jobs.timing import Schedule, delivery_time
 
 log = logging.getLogger(__name__)
 
-UNSUBSCRIBE_TOKEN_TTL = timedelta(days=60)
 # A display name from Auth goes into subjects: clip it, so one absurd name cannot break the
 # 998-character line limit of a mail header for its user (or anyone's chunk).
 MAX_NAME_CHARS = 100
@@ -130,29 +128,6 @@ class DeliveryPlan:
         }
 
 
-def _signed_link(
-    settings: Settings, path: str, user_id: uuid.UUID, kind: TokenKind, now: datetime
-) -> str:
-    token = make_unsubscribe_token(
-        secret=settings.secret_key.get_secret_value(),
-        user_id=user_id,
-        kind=kind,
-        expires_at=now + UNSUBSCRIBE_TOKEN_TTL,
-    )
-    # The token's alphabet (URL-safe base64 and ".") needs no escaping in a query string.
-    return f"{settings.public_base_url.rstrip('/')}{path}?token={token}"
-
-
-def unsubscribe_url(settings: Settings, user_id: uuid.UUID, kind: Kind, now: datetime) -> str:
-    """The one-click unsubscribe link for this user and kind of mail."""
-    return _signed_link(settings, "/unsubscribe", user_id, kind, now)
-
-
-def preferences_url(settings: Settings, user_id: uuid.UUID, now: datetime) -> str:
-    """The signed link to this user's preference page (how often, per kind of mail)."""
-    return _signed_link(settings, "/preferences", user_id, PREFERENCES_TOKEN_KIND, now)
-
-
 def _schedule(candidate: Candidate) -> Schedule:
     return Schedule(
         candidate.kind in TRANSACTIONAL_KINDS,
@@ -171,12 +146,13 @@ def plan_delivery(
     now: datetime,
     settings: Settings,
     user_problem: str | None = None,
+    suppression: Suppression | None = None,
 ) -> DeliveryPlan:
     """Decide, time and render one delivery of `candidate` to `user` (None: unknown user).
 
     Whatever goes wrong is this delivery's alone: an unusable Auth record (`user_problem`) is
     skipped, and a template that fails, or an e-mail that would break the task contract, is
-    failed, each with the reason stored.
+    failed, each with the reason stored. `suppression`: the user's address gets no more mail.
     """
     skipped = _timed(candidate, user, now, settings)
 
@@ -186,17 +162,15 @@ def plan_delivery(
         )
     if user is None:
         return DeliveryPlan(**skipped, status="skipped", error=skip_text("unknown user"))
-    decision = policy.decide(
-        kind=candidate.kind, policy=policy.Policy.from_dict(user.policy), opted_out=opted_out
-    )
-    if not decision.allowed:
-        return DeliveryPlan(**skipped, status="skipped", email=user.email, error=decision.reason)
+    refused = _refused(candidate, user, opted_out, suppression, settings)
+    if refused is not None:
+        return DeliveryPlan(**skipped, status="skipped", email=user.email, error=refused)
 
     link = preferences = ""
     if candidate.kind in UNSUBSCRIBABLE_KINDS:
         link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
         preferences = preferences_url(settings, user.user_id, now)
-    headers = _unsubscribe_headers(link)
+    headers = unsubscribe_headers(link)
     try:
         email = render(
             subject=candidate.subject,
@@ -221,6 +195,26 @@ def plan_delivery(
         headers=headers,
         reported_count=candidate.like_count if candidate.kind == "likes" else 0,
     )
+
+
+def _refused(
+    candidate: Candidate,
+    user: AuthUser,
+    opted_out: frozenset[str],
+    suppression: Suppression | None,
+    settings: Settings,
+) -> str | None:
+    """Why this mail may not go to this user (the Auth policy, our opt-outs, a suppressed
+    address), or None."""
+    decision = policy.decide(
+        kind=candidate.kind, policy=policy.Policy.from_dict(user.policy), opted_out=opted_out
+    )
+    if not decision.allowed:
+        return decision.reason
+    transactional = candidate.kind in TRANSACTIONAL_KINDS
+    if suppression is not None and (settings.suppress_transactional or not transactional):
+        return skip_text("address suppressed", skip_detail(suppression))
+    return None
 
 
 def _timed(
@@ -259,13 +253,6 @@ def _variables(
         "preferences_url": preferences,
         "count": candidate.like_count,
     }
-
-
-def _unsubscribe_headers(link: str) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe, required by large mailbox providers for bulk mail."""
-    if not link:
-        return {}
-    return {"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def _unsendable(

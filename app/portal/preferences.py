@@ -22,7 +22,7 @@ from app.portal.database import DatabaseDep
 from app.portal.recipient_pages import message_page, recipient_page
 
 router = APIRouter()
-PAGE_PATH = "/preferences"  # the links app.jobs.planning.preferences_url makes
+PAGE_PATH = "/preferences"  # the links app.jobs.links.preferences_url makes
 FORM_BYTES = 16 * 1024
 CHOICE_LABELS = {"daily": "Daily", "weekly": "Weekly", "off": "Off", "on": "On"}
 

@@ -60,5 +60,8 @@ async def sendgrid_events_webhook(request: Request) -> JSONResponse:
     except ValueError as exc:
         return JSONResponse({"error": f"bad body: {exc}"}, status_code=400)
     # Blocking database work runs off the event loop.
-    done = await run_in_threadpool(feedback.apply_provider_events, events, now=utcnow())
+    settings = request.app.state.settings
+    done = await run_in_threadpool(
+        lambda: feedback.apply_provider_events(events, now=utcnow(), settings=settings)
+    )
     return JSONResponse({"received": len(events), "applied": dict(done)})

@@ -41,7 +41,8 @@ def browser_db(settings: Settings) -> Iterator[str]:
         session.execute(
             text(
                 "TRUNCATE deliveries, notifications, messages, campaigns, opt_outs, dead_letters,"
-                " received_events, stream_offsets, preferences, preference_changes CASCADE"
+                " received_events, stream_offsets, preferences, preference_changes, suppressions,"
+                " soft_bounces CASCADE"
             )
         )
         session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))

@@ -23,7 +23,7 @@ from app.db.session import session_scope
 from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.sending import deliver
 from app.jobs.digests import plan_once, run_digest
-from app.jobs.planning import preferences_url
+from app.jobs.links import preferences_url
 from app.stream.ingest import apply_batch
 from harness.auth import serve_in_thread
 from harness.browser import shot, sidebar_column_luma

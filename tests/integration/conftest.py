@@ -32,6 +32,8 @@ MUTABLE_TABLES = (
     "preferences",
     "preference_changes",
     "planning_shards",
+    "suppressions",
+    "soft_bounces",
 )
 
 

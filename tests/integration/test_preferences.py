@@ -21,7 +21,7 @@ from app.db import timeline as store
 from app.db.session import session_scope
 from app.domain import timeline
 from app.jobs.digests import run_digest
-from app.jobs.planning import preferences_url
+from app.jobs.links import preferences_url
 from harness.fuzzing import any_text
 from harness.rows import Spec, insert_notifications
 

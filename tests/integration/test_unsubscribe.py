@@ -18,7 +18,7 @@ from app.db.models import Delivery, OptOut
 from app.db.session import session_scope
 from app.domain.vocabulary import Kind
 from app.jobs import digests
-from app.jobs.planning import unsubscribe_url
+from app.jobs.links import unsubscribe_url
 from app.portal.app import create_app
 from harness.rows import Spec, insert_notifications
 

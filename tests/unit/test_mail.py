@@ -209,6 +209,31 @@ def test_webhook_events_map_to_statuses_and_opt_outs() -> None:
         parse_events(b'{"event": "delivered"}')
 
 
+def test_what_an_event_says_about_its_address() -> None:
+    did = "0b7c0e4e-6c8e-4a55-9e53-3f1c2d1e0a11"
+    items = [
+        {"event": "bounce", "type": "bounce", "reason": "550 5.1.1 no such user"},
+        {"event": "bounce", "type": "blocked", "reason": "452 mailbox full"},
+        {"event": "bounce", "reason": "550 gone"},  # no type: a bounce is hard
+        {"event": "dropped", "reason": "Invalid"},
+        {"event": "dropped", "reason": "Bounced Address"},
+        {"event": "spamreport"},
+        {"event": "deferred", "response": "421 later"},
+        {"event": "delivered"},
+    ]
+    body = json.dumps([{**item, "delivery_id": did} for item in items]).encode()
+    assert [(e.suppression, e.soft_bounce) for e in parse_events(body)] == [
+        ("hard bounce", False),
+        (None, True),
+        ("hard bounce", False),
+        ("invalid address", False),
+        ("blocked", False),
+        ("spam report", False),
+        (None, False),
+        (None, False),
+    ]
+
+
 def test_webhook_signature_is_checked_with_the_librarys_helper() -> None:
     private, public = webhook_keys()
     body = b'[{"event":"delivered"}]'

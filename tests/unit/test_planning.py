@@ -9,6 +9,7 @@ import pytest
 
 from app.auth.client import AuthUser
 from app.config import Settings
+from app.domain.suppression import Suppression
 from app.domain.tokens import read_unsubscribe_token
 from app.jobs.planning import Candidate, plan_delivery
 from app.portal.template_files import default_templates
@@ -303,3 +304,56 @@ def test_likes_and_mailings_link_to_the_preference_page(settings: Settings) -> N
     )
     assert welcome.body_html is not None
     assert "preferences?token=" not in welcome.body_html
+
+
+BOUNCED = Suppression(
+    "ann@example.com", "hard bounce", NOW, NOW, "550 5.1.1 user unknown", "sendgrid"
+)
+
+
+@pytest.mark.parametrize("kind", ["likes", "mailing", "welcome"])
+def test_a_suppressed_address_is_skipped_with_what_happened_to_it(
+    settings: Settings, kind: str
+) -> None:
+    plan = plan_delivery(
+        _candidate(kind, "once" if kind == "welcome" else "daily", like_count=1),
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+        suppression=BOUNCED,
+    )
+    assert (plan.status, plan.subject, plan.body_html) == ("skipped", None, None)
+    assert plan.error == ("address suppressed: it bounced on 2026-11-25 (550 5.1.1 user unknown)")
+
+
+def test_welcome_mail_may_be_let_through_to_suppressed_addresses(settings: Settings) -> None:
+    lenient = settings.model_copy(update={"suppress_transactional": False})
+    welcome = _candidate("welcome", "once")
+    plan = plan_delivery(
+        welcome, _user(), opted_out=frozenset(), now=NOW, settings=lenient, suppression=BOUNCED
+    )
+    assert plan.status == "scheduled"
+    digest = plan_delivery(
+        _candidate("likes", "daily", like_count=1),
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=lenient,
+        suppression=BOUNCED,
+    )
+    assert digest.status == "skipped"  # only transactional mail is let through
+
+
+def test_the_users_own_choice_is_the_reason_shown_before_a_suppression(
+    settings: Settings,
+) -> None:
+    plan = plan_delivery(
+        _candidate("mailing", "daily"),
+        _user(),
+        opted_out=frozenset({"mailing"}),
+        now=NOW,
+        settings=settings,
+        suppression=BOUNCED,
+    )
+    assert (plan.status, plan.error) == ("skipped", "opted out")

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from app.domain.vocabulary import DeliveryStatus
+from app.domain.vocabulary import DeliveryStatus, SuppressionReason
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 # SendGrid event -> delivery status (None: the status stays) and whether it turns mail off.
+# What an event says about the address itself is `_suppression`'s.
 _EVENTS: dict[str, tuple[DeliveryStatus | None, bool]] = {
     "delivered": ("delivered", False),
     "deferred": ("deferred", False),
@@ -40,6 +41,9 @@ class ProviderEvent:
     status: DeliveryStatus | None
     opt_out: bool
     error: str | None
+    # What it says about the address: no more mail to it, or one soft bounce to count.
+    suppression: SuppressionReason | None = None
+    soft_bounce: bool = False
 
 
 def verify(public_key_b64: str, body: bytes, signature: str | None, timestamp: str | None) -> bool:
@@ -90,4 +94,23 @@ def _event(item: Any) -> ProviderEvent | None:
     error = item.get("reason") or item.get("response") if status != "delivered" else None
     # PostgreSQL text holds no NUL character: it would fail the whole batch's transaction.
     text = str(error).replace("\x00", "") if error else None
-    return ProviderEvent(delivery_id, status, opt_out, text or None)
+    suppression, soft = _suppression(item)
+    return ProviderEvent(delivery_id, status, opt_out, text or None, suppression, soft)
+
+
+def _suppression(item: dict[str, Any]) -> tuple[SuppressionReason | None, bool]:
+    """What an event says about its address: (a reason to suppress it, a soft bounce).
+
+    A `bounce` is hard unless its `type` is `blocked` (the receiving server refused it for now,
+    e.g. a full mailbox or a reputation block); SendGrid `dropped` a mail to an address on its own
+    lists, which names an invalid address as such; `deferred` is the provider still trying.
+    """
+    event = item["event"]
+    if event == "bounce":
+        return (None, True) if item.get("type") == "blocked" else ("hard bounce", False)
+    if event == "dropped":
+        invalid = "invalid" in str(item.get("reason") or "").lower()
+        return ("invalid address" if invalid else "blocked"), False
+    if event == "spamreport":
+        return "spam report", False
+    return None, False
