@@ -23,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from app.domain.frequency import Cap, parse_caps
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Defaults that make a development machine work out of the box, refused outside DEV_MODE.
@@ -183,6 +185,9 @@ class Settings(BaseSettings):
     # Welcome mail (a confirmation link) is suppressed too: a dead address is dead. False lets it
     # through to suppressed addresses.
     suppress_transactional: bool = True
+    # At most N non-transactional mails per user in any window: "3/1d,10/7d" (m, h, d); empty:
+    # no cap. A mail over it waits for the next free slot, or is skipped if its campaign says so.
+    frequency_cap: str = ""
     # Shifts the service's clock (seconds); lets end-to-end tests reach a send hour without waiting.
     clock_offset_s: float = 0.0
 
@@ -277,6 +282,12 @@ class Settings(BaseSettings):
         parse_quiet_hours(value)
         return value
 
+    @field_validator("frequency_cap")
+    @classmethod
+    def _frequency_cap_parse(cls, value: str) -> str:
+        parse_caps(value)
+        return value
+
     @model_validator(mode="after")
     def _sending_timeout_covers_provider_call(self) -> Settings:
         # A claimed e-mail may wait for one provider call of its thread before its own starts
@@ -366,6 +377,11 @@ class Settings(BaseSettings):
         if self.portal_secure_cookies is None:
             return not self.dev_mode
         return self.portal_secure_cookies
+
+    @property
+    def frequency_caps(self) -> tuple[Cap, ...]:
+        """FREQUENCY_CAP as caps (empty: none)."""
+        return parse_caps(self.frequency_cap)
 
     @property
     def quiet_hours_window(self) -> tuple[time, time] | None:

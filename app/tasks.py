@@ -102,7 +102,7 @@ def plan_shard(
     for decision, count in report.by_status.items():
         metrics.PLANNED.labels(periodicity, decision).inc(count)
     # Whatever is due right away need not wait for the next dispatch tick.
-    dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    _dispatch_due()
     return report.as_dict()
 
 
@@ -121,7 +121,7 @@ def send_now(self: Task, notification_ids: list[str] | str) -> dict[str, int]:
     for decision in statuses.values():
         metrics.PLANNED.labels("once", decision).inc()
     if "scheduled" in statuses.values():
-        dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+        _dispatch_due()
     return dict(Counter(statuses.values()))
 
 
@@ -133,7 +133,16 @@ def dispatch() -> int:
     if lost:
         log.warning("re-requesting %d once notifications left pending", len(lost))
         request_send_now(celery_app, lost)
-    return dispatcher.dispatch_due(publisher=CeleryEmailPublisher(celery_app), now=utcnow())
+    return _dispatch_due()
+
+
+def _dispatch_due() -> int:
+    """Enqueue what is due now (suppressed addresses held, as settings say)."""
+    return dispatcher.dispatch_due(
+        publisher=CeleryEmailPublisher(celery_app),
+        now=utcnow(),
+        hold_transactional=get_settings().suppress_transactional,
+    )
 
 
 @cache

@@ -7,7 +7,7 @@ import sys
 import click
 from pydantic import ValidationError
 
-from app.cli import demo, operators, processes, setup
+from app.cli import demo, operators, processes, setup, suppressions
 from app.config import get_settings
 from app.core import logs
 
@@ -27,7 +27,7 @@ def main(log_level: str) -> None:
     logs.configure(settings.log_format, log_level)
 
 
-for module in (setup, processes, operators, demo):
+for module in (setup, processes, operators, suppressions, demo):
     for command in module.COMMANDS:
         main.add_command(command)
 

@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.models import Campaign, Template
-from app.domain.vocabulary import CampaignStatus, Periodicity
+from app.domain.vocabulary import CampaignStatus, CapPolicy, Periodicity
 
 # The notifications of a campaign: linked by the stream worker, or (older rows) by content id.
 _OF_CAMPAIGN = "(n.campaign_id = :cid OR (n.kind = 'mailing' AND n.content_id = :cid))"
@@ -30,6 +30,7 @@ def create(
     send_at: datetime | None = None,
     local_send_date: date | None = None,
     local_send_hour: int | None = None,
+    cap_policy: CapPolicy = "hold",
 ) -> Campaign:
     """Insert a draft campaign and its audience; a schedule is `send_at`, or a local date and
     hour in each recipient's zone."""
@@ -46,6 +47,7 @@ def create(
         send_at=send_at,
         local_send_date=local_send_date,
         local_send_hour=local_send_hour,
+        cap_policy=cap_policy,
     )
     session.add(campaign)
     session.flush()

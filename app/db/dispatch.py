@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Row, Select, Table, func, select, update
 from sqlalchemy.orm import Session
@@ -92,17 +92,32 @@ def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tu
 
 def mark_unsendable(*, session: Session, errors: dict[uuid.UUID, str], now: datetime) -> None:
     """Fail deliveries whose e-mail cannot go out, each with its reason (and its notification)."""
-    for delivery_id, error in errors.items():
+    _finish(session, errors, now, "failed")
+
+
+def mark_skipped(*, session: Session, reasons: dict[uuid.UUID, str], now: datetime) -> None:
+    """Skip claimed deliveries that may no longer go (their address was suppressed since they
+    were planned), each with its reason, as planning would have."""
+    _finish(session, reasons, now, "skipped")
+
+
+def _finish(
+    session: Session,
+    reasons: dict[uuid.UUID, str],
+    now: datetime,
+    status: Literal["failed", "skipped"],
+) -> None:
+    for delivery_id, reason in reasons.items():
         notification_id = session.execute(
             update(Delivery)
             .where(Delivery.delivery_id == delivery_id)
-            .values(status="failed", error=error, updated_at=now)
+            .values(status=status, error=reason, updated_at=now)
             .returning(Delivery.notification_id)
         ).scalar_one()
         session.execute(
             update(Notification)
             .where(Notification.notification_id == notification_id)
-            .values(status="failed", last_update=now)
+            .values(status=status, last_update=now)
         )
 
 

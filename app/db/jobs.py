@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
     Campaign,
+    Delivery,
     Message,
     Notification,
     OptOut,
@@ -56,6 +57,7 @@ _CANDIDATE_COLUMNS = (
     _SCHEDULE.send_at.label("campaign_send_at"),
     _SCHEDULE.local_send_date.label("campaign_local_date"),
     _SCHEDULE.local_send_hour.label("campaign_local_hour"),
+    _SCHEDULE.cap_policy.label("campaign_cap_policy"),
 )
 
 
@@ -163,6 +165,31 @@ def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> l
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+# What counts against a frequency cap: mail that went, or is planned to go, to the user.
+_NOT_HEARD = ("skipped", "failed", "cancelled")
+
+
+def capped_send_times(
+    *, session: Session, user_ids: Iterable[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, list[datetime]]:
+    """The send times since `since` (past and planned) of each user's non-transactional mail:
+    what frequency caps count, for a whole chunk in one query."""
+    found: dict[uuid.UUID, list[datetime]] = defaultdict(list)
+    rows = session.connection().execute(
+        select(Notification.user_id, Delivery.send_at)
+        .join(Notification, Notification.notification_id == Delivery.notification_id)
+        .where(
+            Notification.user_id.in_(list(set(user_ids))),
+            Notification.kind.notin_(TRANSACTIONAL_KINDS),
+            Delivery.status.notin_(_NOT_HEARD),
+            Delivery.send_at > since,
+        )
+    )
+    for user_id, send_at in rows:
+        found[user_id].append(send_at)
+    return dict(found)
 
 
 def opted_out_kinds(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from app.domain.vocabulary import (
     CAMPAIGN_STATUSES,
+    CAP_POLICIES,
     DEAD_LETTER_STATUSES,
     DELIVERY_STATUSES,
     KINDS,
@@ -111,6 +112,7 @@ class Campaign(Base):
             "(local_send_date IS NULL) = (local_send_hour IS NULL)", name="local_send_pair"
         ),
         CheckConstraint("send_at IS NULL OR local_send_hour IS NULL", name="one_schedule"),
+        CheckConstraint(_in("cap_policy", CAP_POLICIES), name="cap_policy"),
     )
 
     campaign_id: Mapped[uuid.UUID] = _uuid_pk()
@@ -136,6 +138,10 @@ class Campaign(Base):
     send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     local_send_date: Mapped[date | None] = mapped_column(Date)
     local_send_hour: Mapped[int | None] = mapped_column(Integer)
+    # Over a recipient's frequency cap: hold the mail, skip it, or send it regardless.
+    cap_policy: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="hold", server_default="hold"
+    )
 
     template: Mapped[Template] = relationship()
 

@@ -43,12 +43,13 @@ from app.core.circuits import Circuit, Turn
 from app.db import chunk_sends, sends
 from app.db.chunk_sends import Record, RecordedStatus
 from app.db.session import connection_scope
-from app.delivery import sending
+from app.delivery import feedback, sending
 from app.delivery.mail.base import (
     EmailBackend,
     SendError,
     SendResult,
     UnconfirmedSendError,
+    backend_name,
 )
 from app.delivery.send_pool import SendCapacity, send_capacity, sender
 from app.domain.bounds import clip_text
@@ -325,6 +326,12 @@ def _finish_wave(
             return
         for done, record in zip(wave.claimed, records, strict=True):
             _settle(done, record, record.delivery_id in recorded, verdicts, report, circuit)
+        refusals = [
+            (done.item.get("email"), result)
+            for done, result in zip(wave.claimed, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        feedback.suppress_refused_addresses(refusals, now=now, source=backend_name(backend))
     finally:
         capacity.slots.give(len(wave.claimed))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import sends, suppressions
 from app.db.session import session_scope
+from app.delivery.mail.base import PermanentSendError
 from app.delivery.mail.sendgrid_events import ProviderEvent
 from app.domain.suppression import AddressInvalid
 from app.domain.vocabulary import UNSUBSCRIBABLE_KINDS, Kind
@@ -82,6 +83,44 @@ def _suppress_for(
     except AddressInvalid:  # a delivery's address that is none: nothing to suppress under it
         log.warning("delivery %s: its address cannot be suppressed", event.delivery_id)
     return False
+
+
+def suppress_refused_addresses(
+    refusals: Sequence[tuple[str | None, BaseException]], *, now: datetime, source: str
+) -> int:
+    """Suppress each address the provider refused as such (`invalid address`), after its
+    delivery was recorded failed; return how many were new.
+
+    A database outage here costs only the suppression: the next mail to the address is refused
+    the same way and suppresses it then.
+    """
+    refused = [
+        (address, str(exc))
+        for address, exc in refusals
+        if address and isinstance(exc, PermanentSendError) and exc.address_refused
+    ]
+    if not refused:
+        return 0
+    added = 0
+    try:
+        with session_scope() as session:
+            for address, error in refused:
+                try:
+                    added += suppressions.suppress(
+                        session=session,
+                        address=address,
+                        reason="invalid address",
+                        at=now,
+                        source=source,
+                        detail=error,
+                    )
+                except AddressInvalid:
+                    continue
+    except Exception as exc:  # noqa: BLE001 - the deliveries are recorded; this only follows
+        log.warning("could not suppress %d refused addresses: %r", len(refused), exc)
+        return 0
+    log.info("addresses refused by the provider suppressed: %d new of %d", added, len(refused))
+    return added
 
 
 def unsubscribe(*, user_id: uuid.UUID, kind: Kind, source: str = "link") -> bool:

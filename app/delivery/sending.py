@@ -29,6 +29,7 @@ from app.core import circuits, faults, metrics
 from app.core.circuits import Circuit, Turn
 from app.db import sends
 from app.db.session import connection_scope
+from app.delivery import feedback
 from app.delivery.mail.base import (
     EmailBackend,
     OutgoingEmail,
@@ -37,6 +38,7 @@ from app.delivery.mail.base import (
     SendResult,
     TransientSendError,
     UnconfirmedSendError,
+    backend_name,
 )
 from app.domain.bounds import clip_text
 from app.jobs.dispatch import RESWEEP_AFTER
@@ -232,7 +234,11 @@ def _send_claimed(
         return _leave_unconfirmed(delivery_id, claim, exc)
     except SendError as exc:
         observe(circuit, exc)
-        return _record_failure(delivery_id, claim, exc, settings, now, circuit)
+        outcome = _record_failure(delivery_id, claim, exc, settings, now, circuit)
+        feedback.suppress_refused_addresses(
+            [(email.to, exc)], now=now, source=backend_name(backend)
+        )
+        return outcome
     except Exception as exc:  # a bug must not leave the delivery claimed until it goes stale
         log.exception("delivery %s: backend crashed", delivery_id, extra=ids_of(delivery_id))
         if turn == "probe":

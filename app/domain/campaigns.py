@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from app.domain.vocabulary import PERIODICITIES, Periodicity, statuses_in
+from app.domain.vocabulary import PERIODICITIES, CapPolicy, Periodicity, statuses_in
 
 MAX_CONTENT_CHARS = 50_000  # schemas/mailing.json: content_value maxLength
 _SEPARATORS = re.compile(r"[\s,;]+")
@@ -125,6 +125,7 @@ class Draft:
     content_value: str
     periodicity: Periodicity
     schedule: Schedule | None = None
+    cap_policy: CapPolicy = "hold"  # over a recipient's frequency cap
 
 
 def validate_draft(draft: Draft, audience: Audience, now: datetime) -> None:

@@ -29,6 +29,7 @@ SKIP_WORDING: dict[SkipReason, str] = {
     "unknown user": "skipped: the Auth service does not know this user",
     "unusable Auth record": "skipped: unusable Auth record",
     "address suppressed": "skipped: the address gets no more mail",
+    "frequency capped": "skipped: the user had as many mails as the frequency cap allows",
 }
 MAX_DETAIL_CHARS = 300
 # What each kind of mail is called on the timeline.

@@ -114,6 +114,7 @@ SkipReason = Literal[
     "unknown user",  # Auth does not know the user
     "unusable Auth record",  # Auth's record of the user cannot be used (the detail says why)
     "address suppressed",  # the address bounced, reported spam, ... (the detail says what, when)
+    "frequency capped",  # the user had as many mails as FREQUENCY_CAP allows (the detail: which)
 ]
 SKIP_REASONS: Final[tuple[SkipReason, ...]] = get_args(SkipReason)
 
@@ -146,6 +147,11 @@ SuppressionReason = Literal[
     "manual",  # an operator's entry (portal, CLI, CSV import)
 ]
 SUPPRESSION_REASONS: Final[tuple[SuppressionReason, ...]] = get_args(SuppressionReason)
+
+# What a campaign's mail does when it would break a user's frequency cap: wait for the next
+# free slot, be skipped, or go regardless (a security notice).
+CapPolicy = Literal["hold", "skip", "exempt"]
+CAP_POLICIES: Final[tuple[CapPolicy, ...]] = get_args(CapPolicy)
 
 CampaignStatus = Literal["draft", "publishing", "published", "cancelled"]
 CAMPAIGN_STATUSES: Final[tuple[CampaignStatus, ...]] = get_args(CampaignStatus)

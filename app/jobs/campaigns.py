@@ -50,6 +50,7 @@ def create_campaign(*, draft: Draft, audience: Audience, created_by: str | None)
             send_at=draft.schedule.send_at if draft.schedule else None,
             local_send_date=draft.schedule.local_date if draft.schedule else None,
             local_send_hour=draft.schedule.local_hour if draft.schedule else None,
+            cap_policy=draft.cap_policy,
         )
 
 

@@ -25,8 +25,9 @@ from app.db import suppressions
 from app.db import templates as template_store
 from app.db import timeline as timeline_store
 from app.db.session import session_scope
+from app.domain.frequency import Cap
 from app.domain.suppression import Suppression, normalised_or_none
-from app.domain.vocabulary import Periodicity, PlannedStatus
+from app.domain.vocabulary import TRANSACTIONAL_KINDS, Periodicity, PlannedStatus
 from app.jobs.planning import Candidate, plan_delivery
 from app.jobs.shards import EVERY_ID, KeyRange, shard_count, shard_range
 
@@ -83,25 +84,42 @@ def _plan_rows(
     user_ids = {row.user_id for row in rows}
     users = auth.get_users(user_ids)
     opted_out = store.opted_out_kinds(session=session, user_ids=user_ids)
-    suppressed = suppressions.suppressed_among(
-        session=session, addresses=[user.email for user in users.found.values()]
-    )
     templates = template_store.template_texts(
         session=session, template_ids={row.template_id for row in rows}
     )
-    plans = [
-        plan_delivery(
+    suppressed = suppressions.suppressed_among(
+        session=session, addresses=[user.email for user in users.found.values()]
+    )
+    caps = settings.frequency_caps
+    sent = _send_times(session, user_ids, caps, now)
+    plans = []
+    for row in rows:
+        user = users.found.get(row.user_id)
+        plan = plan_delivery(
             _candidate(row, templates),
-            users.found.get(row.user_id),
+            user,
             opted_out=opted_out.get(row.user_id, frozenset()),
             now=now,
             settings=settings,
             user_problem=users.invalid.get(row.user_id),
-            suppression=_suppression_of(users.found.get(row.user_id), suppressed),
+            suppression=_suppression_of(user, suppressed),
+            caps=caps,
+            others=sent.get(row.user_id, ()),
         )
-        for row in rows
-    ]
+        if caps and plan.status == "scheduled" and row.kind not in TRANSACTIONAL_KINDS:
+            sent.setdefault(row.user_id, []).append(plan.send_at)  # the next row's cap sees it
+        plans.append(plan)
     return store.record_plans(session=session, plans=plans, now=now)
+
+
+def _send_times(
+    session: Session, user_ids: set[uuid.UUID], caps: Sequence[Cap], now: datetime
+) -> dict[uuid.UUID, list[datetime]]:
+    """What the chunk's users had and have planned, as far back as the longest cap looks."""
+    if not caps:
+        return {}
+    since = now - max(cap.window for cap in caps)
+    return store.capped_send_times(session=session, user_ids=user_ids, since=since)
 
 
 def _suppression_of(

@@ -9,10 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
+
 from app.contracts import ContractError
 from app.db import dispatch as claims
 from app.db import jobs as store
+from app.db import suppressions
 from app.db.session import session_scope
+from app.domain.suppression import normalised_or_none, skip_detail
+from app.domain.vocabulary import skip_text
 from app.jobs import planning
 
 log = logging.getLogger(__name__)
@@ -49,7 +54,9 @@ def _delay_s(send_at: datetime, now: datetime) -> float | None:
     return delay if delay > 0 else None
 
 
-def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000) -> int:
+def dispatch_due(
+    *, publisher: EmailPublisher, now: datetime, limit: int = 1000, hold_transactional: bool = True
+) -> int:
     """Enqueue deliveries whose send time is near (ETA at most a minute ahead); return how many.
 
     Publishing happens before the commit: a crash in between re-publishes on the next sweep and the
@@ -59,11 +66,12 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
     so one batch's claim in PostgreSQL overlaps another's publishing; `SKIP LOCKED` keeps them
     apart.
     """
-    total = _dispatch_batch(publisher, now, limit)
+    total = _dispatch_batch(publisher, now, limit, hold_transactional)
     if total == limit:
         with ThreadPoolExecutor(DISPATCH_LANES, thread_name_prefix="dispatch") as lanes:
             running = [
-                lanes.submit(_dispatch_lane, publisher, now, limit) for _ in range(DISPATCH_LANES)
+                lanes.submit(_dispatch_lane, publisher, now, limit, hold_transactional)
+                for _ in range(DISPATCH_LANES)
             ]
             total += sum(lane.result() for lane in running)
     if total:
@@ -71,17 +79,21 @@ def dispatch_due(*, publisher: EmailPublisher, now: datetime, limit: int = 1000)
     return total
 
 
-def _dispatch_lane(publisher: EmailPublisher, now: datetime, limit: int) -> int:
+def _dispatch_lane(
+    publisher: EmailPublisher, now: datetime, limit: int, hold_transactional: bool
+) -> int:
     """Dispatch batch after batch until one comes back short."""
     total = 0
     while True:
-        count = _dispatch_batch(publisher, now, limit)
+        count = _dispatch_batch(publisher, now, limit, hold_transactional)
         total += count
         if count < limit:
             return total
 
 
-def _dispatch_batch(publisher: EmailPublisher, now: datetime, limit: int) -> int:
+def _dispatch_batch(
+    publisher: EmailPublisher, now: datetime, limit: int, hold_transactional: bool
+) -> int:
     """Claim up to `limit` deliveries, publish their tasks, then commit; return how many."""
     with session_scope() as session:
         rows = claims.claim_dispatchable(
@@ -93,10 +105,32 @@ def _dispatch_batch(publisher: EmailPublisher, now: datetime, limit: int) -> int
         )
         if not rows:
             return 0
-        tasks, broken = _tasks_of(rows, now)
+        sendable, held = _without_suppressed(session, rows, hold_transactional)
+        tasks, broken = _tasks_of(sendable, now)
         publisher.publish(tasks)
         claims.mark_unsendable(session=session, errors=broken, now=now)
+        claims.mark_skipped(session=session, reasons=held, now=now)
     return len(rows)
+
+
+def _without_suppressed(
+    session: Session, rows: Sequence[Any], hold_transactional: bool
+) -> tuple[list[Any], dict[uuid.UUID, str]]:
+    """The rows still to send, and those whose address was suppressed after they were planned
+    (a bounce between planning and the send time), each with its skip reason."""
+    found = suppressions.suppressed_among(session=session, addresses=[r.email for r in rows])
+    if not found:
+        return list(rows), {}
+    sendable, held = [], {}
+    for row in rows:
+        suppression = found.get(normalised_or_none(row.email) or "")
+        # Planning gives bulk mail a List-Unsubscribe header and transactional mail none.
+        exempt = not hold_transactional and "List-Unsubscribe" not in (row.headers or {})
+        if suppression is None or exempt:
+            sendable.append(row)
+        else:
+            held[row.delivery_id] = skip_text("address suppressed", skip_detail(suppression))
+    return sendable, held
 
 
 def _tasks_of(

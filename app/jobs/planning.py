@@ -8,26 +8,30 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict
+from zoneinfo import ZoneInfo
 
 from app.auth.client import AuthUser
 from app.config import Settings
 from app.contracts import ContractError, unstorable_text, validate
 from app.domain import policy, sendtime
+from app.domain.frequency import Cap
 from app.domain.rendering import Email, TemplateInvalid, render
 from app.domain.suppression import Suppression, skip_detail
 from app.domain.vocabulary import (
     TRANSACTIONAL_KINDS,
     UNSUBSCRIBABLE_KINDS,
+    CapPolicy,
     Kind,
     Periodicity,
     PlannedStatus,
     skip_text,
 )
 from app.jobs.links import preferences_url, unsubscribe_headers, unsubscribe_url
-from app.jobs.timing import Schedule, delivery_time
+from app.jobs.timing import Schedule, cap_hold, delivery_time
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,8 @@ class Candidate:
     campaign_send_at: datetime | None = None
     campaign_local_date: date | None = None
     campaign_local_hour: int | None = None
+    # A campaign's mail over a frequency cap: held (None too), skipped, or exempt.
+    campaign_cap_policy: CapPolicy | None = None
 
 
 class _PlanBase(TypedDict):
@@ -147,14 +153,17 @@ def plan_delivery(
     settings: Settings,
     user_problem: str | None = None,
     suppression: Suppression | None = None,
+    caps: Sequence[Cap] = (),
+    others: Sequence[datetime] = (),
 ) -> DeliveryPlan:
     """Decide, time and render one delivery of `candidate` to `user` (None: unknown user).
 
     Whatever goes wrong is this delivery's alone: an unusable Auth record (`user_problem`) is
     skipped, and a template that fails, or an e-mail that would break the task contract, is
-    failed, each with the reason stored. `suppression`: the user's address gets no more mail.
+    failed, each with the reason stored. `suppression`: the user's address gets no more mail;
+    `caps` (FREQUENCY_CAP) against `others`, the send times of the user's other mail.
     """
-    skipped = _timed(candidate, user, now, settings)
+    skipped, tz = _timed(candidate, user, now, settings)
 
     if user_problem is not None:
         return DeliveryPlan(
@@ -165,6 +174,9 @@ def plan_delivery(
     refused = _refused(candidate, user, opted_out, suppression, settings)
     if refused is not None:
         return DeliveryPlan(**skipped, status="skipped", email=user.email, error=refused)
+    timed = _within_caps(candidate, skipped, tz, caps, others, settings)
+    if isinstance(timed, str):
+        return DeliveryPlan(**skipped, status="skipped", email=user.email, error=timed)
 
     link = preferences = ""
     if candidate.kind in UNSUBSCRIBABLE_KINDS:
@@ -186,7 +198,7 @@ def plan_delivery(
         log.error("notification %s cannot be sent: %s", candidate.notification_id, problem)
         return DeliveryPlan(**skipped, status="failed", email=None, error=problem)
     return DeliveryPlan(
-        **skipped,
+        **timed,
         status="scheduled",
         email=user.email,
         subject=email.subject,
@@ -217,11 +229,40 @@ def _refused(
     return None
 
 
+def _within_caps(
+    candidate: Candidate,
+    timed: _PlanBase,
+    tz: ZoneInfo,
+    caps: Sequence[Cap],
+    others: Sequence[datetime],
+    settings: Settings,
+) -> _PlanBase | str:
+    """The delivery's time within the user's frequency caps: as planned, held to the next free
+    slot, or why it is skipped instead (its campaign says so, or no slot is free)."""
+    policy = candidate.campaign_cap_policy or "hold"
+    if not caps or candidate.kind in TRANSACTIONAL_KINDS or policy == "exempt":
+        return timed
+    quiet = settings.quiet_hours_window
+    hold = cap_hold(timed["send_at"], others, caps, tz, quiet, candidate.periodicity)
+    if hold is None:
+        return timed
+    if isinstance(hold, Cap):
+        return skip_text("frequency capped", f"{hold}, and no time within 60 days is free")
+    if policy == "skip":
+        return skip_text("frequency capped", f"{hold.cap}; its campaign skips rather than waits")
+    return {
+        "notification_id": timed["notification_id"],
+        "period_key": hold.period_key,
+        "send_at": hold.send_at,
+        "send_reason": f"{timed['send_reason']}; {hold.reason}",
+    }
+
+
 def _timed(
     candidate: Candidate, user: AuthUser | None, now: datetime, settings: Settings
-) -> _PlanBase:
+) -> tuple[_PlanBase, ZoneInfo]:
     """When the delivery goes, in the user's zone (the default one, said so, if theirs is not
-    known), and the period it counts for."""
+    known), the period it counts for, and the zone."""
     tz, fell_back = sendtime.resolve_zone(
         user.timezone if user else None, settings.default_timezone
     )
@@ -237,7 +278,7 @@ def _timed(
         "period_key": key,
         "send_at": send_at,
         "send_reason": send_reason,
-    }
+    }, tz
 
 
 def _variables(

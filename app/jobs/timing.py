@@ -6,12 +6,14 @@ Europe/Berlin, moved out of quiet hours ..."); planning stores it with the deliv
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from app.domain import periods, sendtime
+from app.domain.frequency import Cap, breaks_a_cap, next_free_slot
 from app.domain.vocabulary import Periodicity
 
 
@@ -100,6 +102,46 @@ def _scheduled_campaign_at(
     if quiet is not None and at != target:
         reason += f", moved out of quiet hours {quiet_text(quiet)} to {local_time(at, tz)}"
     return at, reason
+
+
+class CapHold(NamedTuple):
+    """When a mail over a frequency cap goes instead, why, and the key of that time's period."""
+
+    send_at: datetime
+    reason: str
+    period_key: str
+    cap: Cap  # the one the planned time would have broken
+
+
+def cap_hold(
+    at: datetime,
+    others: Sequence[datetime],
+    caps: Sequence[Cap],
+    tz: ZoneInfo,
+    quiet: tuple[time, time] | None,
+    periodicity: Periodicity,
+) -> CapHold | Cap | None:
+    """None if a mail at `at` breaks no cap; else when it may go (out of quiet hours too), or
+    the cap it breaks when no time within frequency.MAX_HOLD is free."""
+    broken = breaks_a_cap(at, others, caps)
+    if broken is None:
+        return None
+    slot = at
+    for _ in range(_SETTLING_ROUNDS):
+        free = next_free_slot(slot, others, caps)
+        if free is None:
+            return broken
+        allowed = sendtime.earliest_send_time(now_utc=free, tz=tz, quiet=quiet)
+        if allowed - free < timedelta(seconds=1):  # outside quiet hours (to the whole second)
+            reason = f"held by the frequency cap {broken}: at {local_time(allowed, tz)}"
+            key = periods.period_key(periodicity, sendtime.local_day(allowed, tz))
+            return CapHold(allowed, reason, key, broken)
+        slot = allowed  # the free time was in quiet hours: look again from their end
+    return broken
+
+
+# Each round moves the slot past a quiet night or a full window; real schedules settle in two.
+_SETTLING_ROUNDS = 8
 
 
 def local_time(instant: datetime, tz: ZoneInfo) -> str:

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.db import campaigns as campaign_store
 from app.domain import campaigns as rules
-from app.domain.vocabulary import PERIODICITIES, one_of
+from app.domain.vocabulary import CAP_POLICIES, PERIODICITIES, one_of
 from app.jobs import campaigns
 from app.kafka.producer import make_producer
 from app.portal import campaign_test_mail
@@ -43,6 +43,7 @@ async def _form_page(
         "title": "New mailing",
         "templates": await db.run(campaign_store.list_templates),
         "periodicities": PERIODICITIES,
+        "cap_policies": CAP_POLICIES,
         "values": values,
     }
     return await render_page(request, "portal/campaign_new.html", context, status_code=status_code)
@@ -69,6 +70,7 @@ async def create(
             "content_value",
             "periodicity",
             "audience",
+            "cap_policy",
             *SCHEDULE_FIELDS,
         )
     }
@@ -87,6 +89,7 @@ async def create(
             content_value=values["content_value"],
             periodicity=one_of(values["periodicity"], PERIODICITIES, "periodicity"),
             schedule=rules.parse_schedule(*(values[key] for key in SCHEDULE_FIELDS)),
+            cap_policy=one_of(values["cap_policy"] or "hold", CAP_POLICIES, "cap policy"),
         )
         campaign = await run_in_threadpool(
             lambda: campaigns.create_campaign(

@@ -23,6 +23,8 @@ WRITE_RULES: Final[tuple[tuple[str, str, PortalRole], ...]] = (
     (r"POST", r"/admin/mailings/new", "editor"),
     # A test mail goes to one address and counts nowhere: editors check their drafts with it.
     (r"POST", r"/admin/mailings/[^/]+/test", "editor"),
+    # Suppressed addresses: editors add, lift and import them (each is audited).
+    (r"POST", r"/admin/suppressions/(add|remove|import)", "editor"),
 )
 _COMPILED = tuple(
     (re.compile(method), re.compile(path), role) for method, path, role in WRITE_RULES

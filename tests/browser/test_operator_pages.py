@@ -19,6 +19,7 @@ from sqlalchemy import text
 from app.auth.client import AuthClient
 from app.auth.dev_server import DevAuthServer, generate_users
 from app.config import Settings
+from app.db import suppressions
 from app.db.session import session_scope
 from app.delivery.mail.outbox_backend import OutboxBackend
 from app.delivery.sending import deliver
@@ -256,3 +257,36 @@ def test_the_dashboard_refreshes_in_place(page: Page) -> None:
     expect(page.locator("#dash-dead-letters")).to_contain_text(f"schema: {stored}", timeout=30_000)
     expect(page.locator("#dash-generated")).not_to_have_text(generated)
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_the_suppression_page_lists_searches_and_lifts(page: Page, screenshots: Path) -> None:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        for i, (reason, detail) in enumerate(
+            [
+                ("hard bounce", "550 5.1.1 <gone@example.com>: user unknown"),
+                ("soft bounces", "3 soft bounces in 30 days; last: 452 4.2.2 mailbox full"),
+                ("spam report", None),
+                ("invalid address", "400 personalizations.0.to.0.email: invalid"),
+                ("manual", "asked by phone"),
+            ]
+        ):
+            suppressions.suppress(
+                session=session,
+                address=f"person{i}@example.com",
+                reason=reason,  # type: ignore[arg-type]
+                at=now - timedelta(days=i),
+                source="sendgrid" if reason != "manual" else "portal",
+                detail=detail,
+            )
+    page.click("text=Suppressions")
+    rows = page.locator("#suppressions tr.suppression")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#suppression-total")).to_have_text("5 addresses")
+    shot(page, screenshots, "50-suppressions", "Suppressed addresses")
+    page.fill("#suppression-search input[name=q]", "person2")
+    page.click("#suppression-search button[type=submit]")
+    expect(rows).to_have_count(1)
+    rows.first.locator("button", has_text="Lift").click()
+    expect(page.locator("#suppression-notice")).to_contain_text("person2@example.com: lifted")
+    expect(page.locator("#suppression-total")).to_have_text("4 addresses")

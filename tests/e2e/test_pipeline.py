@@ -11,8 +11,9 @@ import email
 import email.policy
 import json
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.auth.dev_server import generate_users
@@ -28,11 +30,14 @@ from app.contracts import Event, encode_event
 from app.db.models import Delivery, Notification
 from app.db.session import dispose_engines, session_scope
 from app.db.templates import get_template_by_name
+from app.db.timeline import load_user
+from app.domain import timeline
 from app.domain.campaigns import Draft, parse_audience
 from app.jobs.campaigns import create_campaign, publish_campaign
 from app.jobs.celery_app import DAILY_DIGEST, JOBS_QUEUE, celery_app
 from app.kafka.producer import make_producer, publish_all
-from harness.fakes.sendgrid import FakeSendGrid
+from app.portal.app import create_app
+from harness.fakes.sendgrid import FakeSendGrid, sign_webhook, webhook_keys
 from harness.pipeline import BIN, Pipeline, http_json, reset_state, scrape
 from harness.waiting import wait_for
 
@@ -43,6 +48,12 @@ USERS = [{**user, "timezone": ZONE.key} for user in generate_users(120, seed=11)
 UNKNOWN = uuid.UUID("00000000-0000-4000-8000-00000000dead")
 # The users `make run`'s dev Auth server serves, for `notify demo` (different ids from USERS).
 DEMO_USERS = generate_users(DEV_AUTH_USERS)
+# Users of the deliverability test who take every kind of mail (ids apart from USERS').
+BOUNCING = [
+    {**u, "timezone": ZONE.key}
+    for u in generate_users(20, seed=12)
+    if all(u["notification_policy"].values())
+][:2]
 
 
 def _user_id(i: int) -> uuid.UUID:
@@ -59,7 +70,7 @@ def pipeline(
     reset_state(settings)
     tmp = tmp_path_factory.mktemp("pipeline")
     users_file = tmp / "users.json"
-    users_file.write_text(json.dumps(USERS + DEMO_USERS))
+    users_file.write_text(json.dumps(USERS + DEMO_USERS + BOUNCING))
     pipeline = Pipeline(settings, tmp, users_file, sendgrid.url, sendgrid.api_key)
     try:
         pipeline.start()
@@ -326,3 +337,94 @@ def test_25_likes_become_one_digest_at_the_local_send_hour(
     assert (row.status, row.like_count, delivery.reported_count) == ("sent", 0, 25)
     assert delivery.sent_at is not None
     assert delivery.sent_at.astimezone(ZONE).strftime("%H:%M") == "09:00"
+
+
+def _delivery_of(user_id: uuid.UUID, kind: str) -> Delivery | None:
+    with session_scope() as session:
+        return session.scalars(
+            select(Delivery)
+            .join(Notification)
+            .where(Notification.user_id == user_id, Notification.kind == kind)
+        ).first()
+
+
+def _settled(user_id: uuid.UUID, kind: str) -> Callable[[], Delivery | None]:
+    def check() -> Delivery | None:
+        found = _delivery_of(user_id, kind)
+        return found if found is not None and found.status in ("sent", "skipped") else None
+
+    return check
+
+
+def test_a_hard_bounce_stops_the_digest_and_the_campaign_to_that_address(
+    pipeline: Pipeline, sendgrid: FakeSendGrid
+) -> None:
+    bouncing, other = BOUNCING
+    uid, other_id = uuid.UUID(bouncing["user_id"]), uuid.UUID(other["user_id"])
+    link = "https://auth.example.com/confirm?token=bounce"
+    _produce(pipeline, "user_registered", [Event(uid, "once", None, link)])
+    wait_for(lambda: _mails_to(sendgrid, bouncing["email"]), timeout=60, what="the welcome mail")
+    welcome = _delivery_of(uid, "welcome")
+    assert welcome is not None
+
+    # The recipient's server refuses the address for good: SendGrid reports it on the webhook.
+    private, public = webhook_keys()
+    portal = TestClient(
+        create_app(pipeline.settings.model_copy(update={"sendgrid_webhook_public_key": public}))
+    )
+    events = [
+        {
+            "event": "bounce",
+            "type": "bounce",
+            "email": bouncing["email"],
+            "reason": "550 5.1.1 user unknown",
+            "delivery_id": str(welcome.delivery_id),
+        }
+    ]
+    body = json.dumps(events).encode()
+    signed = sign_webhook(private, body, str(int(time.time())))
+    answer = portal.post("/webhooks/sendgrid", content=body, headers=signed)
+    assert answer.status_code == 200 and answer.json()["applied"]["suppressed"] == 1
+
+    # A like digest at the send hour, then a campaign to both users.
+    _produce(pipeline, "comment_liked", [Event(uid, "daily", uuid.uuid4(), "Nice photo")] * 3)
+    wait_for(lambda: _delivery_of(uid, "likes") is None and _liked(uid), timeout=60, what="likes")
+    pipeline.set_local_clock(dtime(8, 59, 20), ZONE, "jobs", "emails", "beat")
+    celery_app.send_task(DAILY_DIGEST, queue=JOBS_QUEUE)
+    digest = wait_for(_settled(uid, "likes"), timeout=120, what="the digest's delivery")
+    with session_scope() as session:
+        template_id = get_template_by_name(session=session, name="mailing").template_id
+    campaign = create_campaign(
+        draft=Draft("Bounce check", template_id, "Hello again", "once"),
+        audience=parse_audience(f"{uid}\n{other_id}"),
+        created_by="e2e",
+    )
+    published = publish_campaign(
+        campaign_id=campaign.campaign_id,
+        producer=make_producer(pipeline.settings),
+        topic=pipeline.topics["mailing"],
+    )
+    assert published.delivered == 2
+    mailing = wait_for(_settled(uid, "mailing"), timeout=90, what="the campaign's delivery")
+    wait_for(lambda: _mails_to(sendgrid, other["email"]), timeout=90, what="the other's mail")
+
+    reason = "address suppressed: it bounced on "
+    for held in (digest, mailing):
+        assert held.status == "skipped" and (held.error or "").startswith(reason), held.error
+        assert "550 5.1.1 user unknown" in (held.error or "")
+    assert len(_mails_to(sendgrid, bouncing["email"])) == 1  # the welcome mail, and no more
+    with session_scope() as session:
+        story = timeline.build(load_user(session=session, user_id=uid))
+    said = [e.detail for e in story if e.outcome == "skipped"]
+    assert len(said) == 2
+    assert all(d.startswith("skipped: the address gets no more mail: it bounced on") for d in said)
+
+
+def _liked(user_id: uuid.UUID) -> bool:
+    with session_scope() as session:
+        count = session.scalar(
+            select(Notification.like_count).where(
+                Notification.user_id == user_id, Notification.kind == "likes"
+            )
+        )
+    return count == 3

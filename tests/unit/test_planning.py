@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from app.auth.client import AuthUser
 from app.config import Settings
+from app.domain.frequency import Cap
 from app.domain.suppression import Suppression
 from app.domain.tokens import read_unsubscribe_token
 from app.jobs.planning import Candidate, plan_delivery
@@ -357,3 +358,75 @@ def test_the_users_own_choice_is_the_reason_shown_before_a_suppression(
         suppression=BOUNCED,
     )
     assert (plan.status, plan.error) == ("skipped", "opted out")
+
+
+THREE_A_DAY = (Cap(3, timedelta(days=1)),)
+
+
+def test_a_fourth_mail_in_a_day_is_held_to_the_next_free_slot(settings: Settings) -> None:
+    # Three mails went out in Berlin's morning; the campaign's once mail would be the fourth.
+    went = [datetime(2026, 11, 25, h, 0, tzinfo=UTC) for h in (8, 9, 10)]
+    now = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
+    plan = plan_delivery(
+        _candidate("mailing", "once"),
+        _user(),
+        opted_out=frozenset(),
+        now=now,
+        settings=settings,
+        caps=THREE_A_DAY,
+        others=went,
+    )
+    assert plan.status == "scheduled"
+    assert plan.send_at == datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # when the first leaves
+    assert plan.send_reason.endswith(
+        "; held by the frequency cap 3/1d: at 2026-11-26 09:00 Europe/Berlin"
+    )
+
+
+def test_a_held_digest_counts_for_the_day_it_goes_and_stays_out_of_quiet_hours(
+    settings: Settings,
+) -> None:
+    # Berlin's 09:00 digest; three mails since 22:30 the evening before, the first at 22:30 UTC
+    # (23:30 in Berlin): the free slot, 22:30 UTC the next day, is in quiet hours (until 08:00).
+    went = [datetime(2026, 11, 24, 22, 30, tzinfo=UTC), *[NOW.replace(hour=h) for h in (5, 6)]]
+    plan = plan_delivery(
+        _candidate("likes", "daily", like_count=2),
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+        caps=THREE_A_DAY,
+        others=went,
+    )
+    assert plan.status == "scheduled"
+    assert plan.send_at == datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # 08:00 Berlin, quiet ends
+    assert plan.period_key == "2026-11-26"
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind", "status"),
+    [
+        ("skip", "mailing", "skipped"),
+        ("exempt", "mailing", "scheduled"),
+        (None, "welcome", "scheduled"),
+    ],
+)
+def test_a_campaign_may_skip_or_be_exempt_and_welcome_mail_is_never_capped(
+    settings: Settings, policy: str | None, kind: str, status: str
+) -> None:
+    went = [NOW.replace(hour=h) for h in (1, 2, 3)]
+    candidate = _candidate(kind, "once", campaign_cap_policy=policy)
+    plan = plan_delivery(
+        candidate,
+        _user(),
+        opted_out=frozenset(),
+        now=NOW,
+        settings=settings,
+        caps=THREE_A_DAY,
+        others=went,
+    )
+    assert plan.status == status
+    if status == "skipped":
+        assert plan.error == "frequency capped: 3/1d; its campaign skips rather than waits"
+    else:
+        assert plan.send_at <= NOW + timedelta(hours=9)  # not held to another day

@@ -77,7 +77,15 @@ def may_have_arrived(error: BaseException) -> bool:
 
 
 class PermanentSendError(SendError):
-    """Sending the same e-mail again cannot succeed (bad request, refused recipient)."""
+    """Sending the same e-mail again cannot succeed (bad request, refused recipient).
+
+    `address_refused` marks a refusal of the recipient's address itself (a permanent 5xx at
+    RCPT, the API's "not a valid address"): the address gets no more mail.
+    """
+
+    def __init__(self, message: str, *, address_refused: bool = False) -> None:
+        super().__init__(message)
+        self.address_refused = address_refused
 
 
 class EmailBackend(Protocol):
@@ -110,3 +118,8 @@ def build_message(email: OutgoingEmail, sender: str, now: datetime | None = None
     else:
         message.set_content(email.html, subtype="html")
     return message
+
+
+def backend_name(backend: EmailBackend) -> str:
+    """The backend's name as deliveries and suppressions record it."""
+    return str(getattr(backend, "name", None) or "provider")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parseaddr
@@ -42,6 +43,20 @@ def error_text(body: bytes | str | None) -> str:
     except (ValueError, KeyError, TypeError, RecursionError):
         return clip_text(raw.strip())
     return clip_text("; ".join(str(part) for part in parts))
+
+
+# The API names the recipient's address as the field at fault: `personalizations.0.to.0.email`.
+_RECIPIENT_FIELD = re.compile(r"personalizations\.\d+\.to\.\d+\.email")
+
+
+def refuses_address(body: bytes | str | None) -> bool:
+    """Whether a 4xx answer refuses the recipient's address itself."""
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    try:
+        errors = json.loads(raw)["errors"]
+        return any(_RECIPIENT_FIELD.fullmatch(str(e.get("field") or "")) for e in errors)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return False
 
 
 def rate_limit_reset(headers: Mapping[str, str] | Any, now_ts: float | None = None) -> float | None:
@@ -126,7 +141,7 @@ class SendGridBackend:
                 raise TransientSendError(text, retry_at=reset, outage=True) from exc
             if exc.status_code >= 500:
                 raise TransientSendError(text, outage=True) from exc
-            raise PermanentSendError(text) from exc
+            raise PermanentSendError(text, address_refused=refuses_address(exc.body)) from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts, refused, reset
             raise TransientSendError(
                 f"sendgrid unreachable: {exc}", outage=True, unconfirmed=may_have_arrived(exc)

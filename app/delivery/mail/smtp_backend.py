@@ -48,13 +48,14 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
-def _classify(code: int, text: str) -> Exception:
+def _classify(code: int, text: str, *, at_rcpt: bool = False) -> Exception:
     # SMTP's own rule: 4xx is temporary, 5xx is final.
     if code in (421, 451, 452):  # the server: unavailable, a local error, out of storage
         return TransientSendError(f"{code} {text}", outage=True)
     if 400 <= code < 500:
         return TransientSendError(f"{code} {text}")
-    return PermanentSendError(f"{code} {text}")
+    # A final refusal at RCPT TO is of the address itself (550 5.1.1 no such user, ...).
+    return PermanentSendError(f"{code} {text}", address_refused=at_rcpt)
 
 
 def _text(raw: bytes | str) -> str:
@@ -100,7 +101,7 @@ class SmtpBackend:
                 refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
-            raise _classify(code, _text(text)) from exc
+            raise _classify(code, _text(text), at_rcpt=True) from exc
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, _text(exc.smtp_error)) from exc
         except smtplib.SMTPConnectError as exc:
@@ -113,5 +114,5 @@ class SmtpBackend:
             raise TransientSendError(f"smtp: {exc}") from exc
         if refused:  # only possible with several recipients; kept for completeness
             code, text = next(iter(refused.values()))
-            raise _classify(code, _text(text))
+            raise _classify(code, _text(text), at_rcpt=True)
         return SendResult(provider_message_id=message["Message-ID"])

@@ -21,6 +21,7 @@ from app.portal import (
     outbox,
     schedule_views,
     session_guard,
+    suppression_pages,
     templates_views,
     user_pages,
 )
@@ -58,6 +59,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
         outbox,
         dead_letters,
         user_pages,
+        suppression_pages,
     )
     for module in (*pages, delivery_retry):
         app.include_router(module.router)  # before the /admin mount, so these routes win
@@ -84,6 +86,7 @@ def _add_views(admin: Admin, settings: Settings) -> None:
     admin._menu.add(LinkMenu("Periodic tasks", "/admin/schedule", "fa-solid fa-clock"))
     admin.add_view(AdminUserAdmin)
     admin.add_view(AuditLogAdmin)
+    admin._menu.add(LinkMenu("Suppressions", "/admin/suppressions", "fa-solid fa-ban"))
     admin._menu.add(LinkMenu("Outbox", "/admin/outbox", "fa-solid fa-inbox"))
     admin._menu.add(
         category(

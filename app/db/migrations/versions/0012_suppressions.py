@@ -1,4 +1,4 @@
-"""suppressed addresses, and the soft bounces that add up to one
+"""suppressed addresses and the soft bounces that add up to one; a campaign's frequency-cap policy
 
 Revision ID: 0012
 Revises: 0011
@@ -39,9 +39,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("address", "delivery_id", name=op.f("pk_soft_bounces")),
     )
     op.create_index("ix_soft_bounces_address_at", "soft_bounces", ["address", "at"], unique=False)
+    op.add_column(
+        "campaigns",
+        sa.Column("cap_policy", sa.String(length=10), server_default="hold", nullable=False),
+    )
+    op.create_check_constraint(
+        op.f("ck_campaigns_cap_policy"), "campaigns", "cap_policy IN ('hold', 'skip', 'exempt')"
+    )
 
 
 def downgrade() -> None:
+    op.drop_constraint(op.f("ck_campaigns_cap_policy"), "campaigns", type_="check")
+    op.drop_column("campaigns", "cap_policy")
     op.drop_index("ix_soft_bounces_address_at", table_name="soft_bounces")
     op.drop_table("soft_bounces")
     op.drop_table("suppressions")
