@@ -18,7 +18,7 @@ from app.db import suppressions
 from app.db.session import session_scope
 from app.domain.suppression import normalised_or_none, skip_detail
 from app.domain.vocabulary import skip_text
-from app.jobs import planning
+from app.jobs.email_task import email_task
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EmailPublisher(Protocol):
 
 def task_of_row(row: Any) -> dict[str, Any]:
     """The `emails` queue's message for one delivery row (schemas/email_task.json)."""
-    return planning.email_task(
+    return email_task(
         notification_id=row.notification_id,
         delivery_id=row.delivery_id,
         email=row.email,

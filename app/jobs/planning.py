@@ -16,10 +16,9 @@ from zoneinfo import ZoneInfo
 
 from app.auth.client import AuthUser
 from app.config import Settings
-from app.contracts import ContractError, unstorable_text, validate
 from app.domain import policy, sendtime
 from app.domain.frequency import Cap
-from app.domain.rendering import Email, TemplateInvalid, render
+from app.domain.rendering import TemplateInvalid, render
 from app.domain.suppression import Suppression, skip_detail
 from app.domain.vocabulary import (
     TRANSACTIONAL_KINDS,
@@ -30,6 +29,7 @@ from app.domain.vocabulary import (
     PlannedStatus,
     skip_text,
 )
+from app.jobs.email_task import unsendable
 from app.jobs.links import preferences_url, unsubscribe_headers, unsubscribe_url
 from app.jobs.timing import Schedule, cap_hold, delivery_time
 
@@ -43,30 +43,6 @@ MAX_NAME_CHARS = 100
 def clip_name(name: str) -> str:
     """A display name of at most MAX_NAME_CHARS characters (an ellipsis marks a cut)."""
     return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "…"
-
-
-def email_task(
-    *,
-    notification_id: uuid.UUID,
-    delivery_id: uuid.UUID,
-    email: str | None,
-    subject: str | None,
-    body_html: str | None,
-    body_text: str | None,
-    headers: dict[str, str] | None,
-) -> dict[str, Any]:
-    """The `emails` queue's message for one delivery (schemas/email_task.json), validated."""
-    task = {
-        "notification_id": str(notification_id),
-        "email": email,
-        "subject": subject,
-        "body": body_html,
-        "delivery_id": str(delivery_id),
-        "text": body_text,
-        "headers": dict(headers or {}),
-    }
-    validate("email_task", task)
-    return task
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +148,11 @@ def plan_delivery(
     if user is None:
         return DeliveryPlan(**skipped, status="skipped", error=skip_text("unknown user"))
     refused = _refused(candidate, user, opted_out, suppression, settings)
-    if refused is not None:
-        return DeliveryPlan(**skipped, status="skipped", email=user.email, error=refused)
-    timed = _within_caps(candidate, skipped, tz, caps, others, settings)
-    if isinstance(timed, str):
+    timed = refused or _within_caps(candidate, skipped, tz, caps, others, settings)
+    if isinstance(timed, str):  # why it may not go (policy, opt-out, suppression, a cap)
         return DeliveryPlan(**skipped, status="skipped", email=user.email, error=timed)
 
-    link = preferences = ""
-    if candidate.kind in UNSUBSCRIBABLE_KINDS:
-        link = unsubscribe_url(settings, user.user_id, candidate.kind, now)
-        preferences = preferences_url(settings, user.user_id, now)
+    link, preferences = _links(candidate, user, settings, now)
     headers = unsubscribe_headers(link)
     try:
         email = render(
@@ -193,7 +164,7 @@ def plan_delivery(
     except TemplateInvalid as exc:
         log.error("cannot render notification %s: %s", candidate.notification_id, exc)
         return DeliveryPlan(**skipped, status="failed", email=user.email, error=str(exc)[:2000])
-    problem = _unsendable(candidate.notification_id, user.email, email, headers)
+    problem = unsendable(candidate.notification_id, user.email, email, headers)
     if problem is not None:
         log.error("notification %s cannot be sent: %s", candidate.notification_id, problem)
         return DeliveryPlan(**skipped, status="failed", email=None, error=problem)
@@ -206,6 +177,18 @@ def plan_delivery(
         body_text=email.text,
         headers=headers,
         reported_count=candidate.like_count if candidate.kind == "likes" else 0,
+    )
+
+
+def _links(
+    candidate: Candidate, user: AuthUser, settings: Settings, now: datetime
+) -> tuple[str, str]:
+    """The mail's one-click unsubscribe and preference links (none for transactional mail)."""
+    if candidate.kind not in UNSUBSCRIBABLE_KINDS:
+        return "", ""
+    return (
+        unsubscribe_url(settings, user.user_id, candidate.kind, now),
+        preferences_url(settings, user.user_id, now),
     )
 
 
@@ -294,31 +277,3 @@ def _variables(
         "preferences_url": preferences,
         "count": candidate.like_count,
     }
-
-
-def _unsendable(
-    notification_id: uuid.UUID, address: str, email: Email, headers: dict[str, str]
-) -> str | None:
-    """Why this e-mail could not go out (its task contract, text PostgreSQL refuses), or None."""
-    for part, value in (
-        ("subject", email.subject),
-        ("HTML body", email.html),
-        ("text body", email.text),
-        ("address", address),
-    ):
-        why = unstorable_text(value)
-        if why is not None:
-            return f"{part} cannot be stored: {why}"
-    try:
-        email_task(
-            notification_id=notification_id,
-            delivery_id=notification_id,
-            email=address,
-            subject=email.subject,
-            body_html=email.html,
-            body_text=email.text,
-            headers=headers,
-        )
-    except ContractError as exc:
-        return f"the e-mail breaks its task contract: {exc}"[:2000]
-    return None
