@@ -61,10 +61,12 @@ def ensure_database(url: str) -> None:
     admin.dispose()
 
 
-def reset(rows: int, users: list[dict[str, Any]]) -> None:
+def reset(rows: int, users: list[dict[str, Any]], deliverability: bool = False) -> None:
     with session_scope() as session:
         session.execute(text("TRUNCATE deliveries, notifications, messages, opt_outs CASCADE"))
         load_default_templates(session=session)
+        if deliverability:
+            seed_deliverability(session, users)
         user_ids = [uuid.UUID(u["user_id"]) for u in users]
         specs = [
             Spec(
@@ -82,6 +84,50 @@ def reset(rows: int, users: list[dict[str, Any]]) -> None:
         insert_notifications(session, specs)
     with session_scope() as session:
         session.execute(text("ANALYZE"))
+
+
+# --deliverability: what suppression and caps read in production. A share of the users'
+# addresses suppressed among many more addresses, and each user's mail of the past week.
+SUPPRESSED_SHARE = 0.02
+OTHER_SUPPRESSIONS = 20_000
+HISTORY_PER_USER = 2
+BENCH_CAPS = "20/1d,50/7d"  # looked at for every row, met by none: the cost of the check
+
+
+def seed_deliverability(session: Any, users: list[dict[str, Any]]) -> None:
+    """Suppressions and a week of sent mail, for every run of --deliverability."""
+    session.execute(text("TRUNCATE suppressions, soft_bounces"))
+    addresses = [u["email"].lower() for u in users[: int(len(users) * SUPPRESSED_SHARE)]]
+    addresses += [f"gone{i}@elsewhere.example" for i in range(OTHER_SUPPRESSIONS)]
+    session.execute(
+        text(
+            "INSERT INTO suppressions (address, reason, source, first_event_at, last_event_at)"
+            " SELECT a, 'hard bounce', 'bench', now(), now() FROM unnest(CAST(:a AS text[])) a"
+        ),
+        {"a": addresses},
+    )
+    specs = [
+        Spec(uuid.UUID(u["user_id"]), "mailing", "once", uuid.uuid4(), "Earlier news")
+        for u in users
+        for _ in range(HISTORY_PER_USER)
+    ]
+    ids = insert_notifications(session, specs)
+    session.execute(
+        text(
+            "INSERT INTO deliveries (delivery_id, notification_id, period_key, send_at, status)"
+            " SELECT gen_random_uuid(), n, 'once', CAST(:now AS timestamptz)"
+            "   - (random() * interval '6 days'), 'sent'"
+            " FROM unnest(CAST(:ids AS uuid[])) n"
+        ),
+        {"ids": [str(i) for i in ids], "now": NOW},
+    )
+    session.execute(
+        text(
+            "UPDATE notifications SET status = 'sent'"
+            " WHERE notification_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": [str(i) for i in ids]},
+    )
 
 
 def start_dev_auth(users_file: Path, port: int, token: str) -> subprocess.Popen[bytes]:
@@ -146,10 +192,14 @@ def purge_emails(broker: str, expect: int = 0) -> int:
 
 
 def pipeline_run(
-    rows: int, users: list[dict[str, Any]], auth: AuthClient, profile: Path | None = None
+    rows: int,
+    users: list[dict[str, Any]],
+    auth: AuthClient,
+    profile: Path | None = None,
+    deliverability: bool = False,
 ) -> dict[str, float]:
     settings = get_settings()
-    reset(rows, users)
+    reset(rows, users, deliverability)
     purge_emails(settings.celery_broker_url)
     t0 = time.perf_counter()
     report = digests.run_digest("daily", auth=auth, settings=settings, now=NOW)
@@ -205,7 +255,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="py-spy the dispatch of one extra run")
+    parser.add_argument(
+        "--deliverability",
+        action="store_true",
+        help=f"suppressions, a week of sent mail and FREQUENCY_CAP={BENCH_CAPS} to look at",
+    )
     args = parser.parse_args()
+    if args.deliverability:
+        os.environ["FREQUENCY_CAP"] = BENCH_CAPS
+        get_settings.cache_clear()
 
     settings = get_settings()
     users, server, port = prepare(args.users)
@@ -224,7 +282,7 @@ def main() -> None:
         if args.profile:  # a run of its own: the sampler's CPU must not count in measured runs
             pipeline_run(args.rows, users, auth, args.profile)
         for run in range(1, args.runs + 1):
-            result = pipeline_run(args.rows, users, auth)
+            result = pipeline_run(args.rows, users, auth, deliverability=args.deliverability)
             base = baseline_run(int(result["enqueued"]), sample)
             results.append(result)
             baselines.append(int(result["enqueued"]) / base)

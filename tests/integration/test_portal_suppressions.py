@@ -37,7 +37,7 @@ def _audited(username: str) -> list[tuple[str, str, int]]:
             .where(AuditEntry.actor == username)
             .order_by(AuditEntry.audit_id)
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]  # type: ignore[misc]  # the sign-in first
 
 
 def test_an_editor_adds_searches_and_lifts_and_each_change_is_audited(
@@ -62,7 +62,7 @@ def test_an_editor_adds_searches_and_lifts_and_each_change_is_audited(
     assert "ann@example.com" in client.get(PAGE, params={"q": "ANN@"}).text
     lifted = client.post(f"{PAGE}/remove", data={"address": "ann@example.com", "csrf_token": token})
     assert lifted.status_code == 200 and _addresses() == {}
-    assert [(a, t.split("?")[0], o) for a, t, o in _audited(username)] == [
+    assert [(a, t.split("?")[0], o) for a, t, o in _audited(username)][1:] == [
         ("POST", f"{PAGE}/add", 303),
         ("POST", f"{PAGE}/remove", 303),
     ]
@@ -81,7 +81,7 @@ def test_a_viewer_reads_but_cannot_change(db: str, settings: Settings) -> None:
     page = client.get(PAGE)
     assert page.status_code == 200 and "x@example.com" in page.text
     assert 'action="/admin/suppressions/remove"' not in page.text  # no button it may not use
-    token = form_token(client, PAGE)
+    token = form_token(client)  # the page has no form for a viewer: another page's token
     refused = client.post(f"{PAGE}/remove", data={"address": "x@example.com", "csrf_token": token})
     assert refused.status_code == 403 and _addresses() == {"x@example.com": "spam report"}
 

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.domain.frequency import Cap
 from app.domain.suppression import Suppression
 from app.domain.tokens import read_unsubscribe_token
-from app.jobs.planning import Candidate, plan_delivery
+from app.jobs.planning import Candidate, DeliveryPlan, plan_delivery
 from app.portal.template_files import default_templates
 
 NOW = datetime(2026, 11, 25, 0, 5, tzinfo=UTC)
@@ -363,12 +363,12 @@ def test_the_users_own_choice_is_the_reason_shown_before_a_suppression(
 THREE_A_DAY = (Cap(3, timedelta(days=1)),)
 
 
-def test_a_fourth_mail_in_a_day_is_held_to_the_next_free_slot(settings: Settings) -> None:
-    # Three mails went out in Berlin's morning; the campaign's once mail would be the fourth.
-    went = [datetime(2026, 11, 25, h, 0, tzinfo=UTC) for h in (8, 9, 10)]
-    now = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
-    plan = plan_delivery(
-        _candidate("mailing", "once"),
+def _under_cap(
+    settings: Settings, candidate: Candidate, went: list[datetime], now: datetime = NOW
+) -> DeliveryPlan:
+    """Ann's plan of `candidate` under 3/1d, after mails at the times `went`."""
+    return plan_delivery(
+        candidate,
         _user(),
         opted_out=frozenset(),
         now=now,
@@ -376,6 +376,13 @@ def test_a_fourth_mail_in_a_day_is_held_to_the_next_free_slot(settings: Settings
         caps=THREE_A_DAY,
         others=went,
     )
+
+
+def test_a_fourth_mail_in_a_day_is_held_to_the_next_free_slot(settings: Settings) -> None:
+    # Three mails went out in Berlin's morning; the campaign's once mail would be the fourth.
+    went = [datetime(2026, 11, 25, h, 0, tzinfo=UTC) for h in (8, 9, 10)]
+    now = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
+    plan = _under_cap(settings, _candidate("mailing", "once"), went, now)
     assert plan.status == "scheduled"
     assert plan.send_at == datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # when the first leaves
     assert plan.send_reason.endswith(
@@ -389,15 +396,7 @@ def test_a_held_digest_counts_for_the_day_it_goes_and_stays_out_of_quiet_hours(
     # Berlin's 09:00 digest; three mails since 22:30 the evening before, the first at 22:30 UTC
     # (23:30 in Berlin): the free slot, 22:30 UTC the next day, is in quiet hours (until 08:00).
     went = [datetime(2026, 11, 24, 22, 30, tzinfo=UTC), *[NOW.replace(hour=h) for h in (5, 6)]]
-    plan = plan_delivery(
-        _candidate("likes", "daily", like_count=2),
-        _user(),
-        opted_out=frozenset(),
-        now=NOW,
-        settings=settings,
-        caps=THREE_A_DAY,
-        others=went,
-    )
+    plan = _under_cap(settings, _candidate("likes", "daily", like_count=2), went)
     assert plan.status == "scheduled"
     assert plan.send_at == datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # 08:00 Berlin, quiet ends
     assert plan.period_key == "2026-11-26"
@@ -416,15 +415,7 @@ def test_a_campaign_may_skip_or_be_exempt_and_welcome_mail_is_never_capped(
 ) -> None:
     went = [NOW.replace(hour=h) for h in (1, 2, 3)]
     candidate = _candidate(kind, "once", campaign_cap_policy=policy)
-    plan = plan_delivery(
-        candidate,
-        _user(),
-        opted_out=frozenset(),
-        now=NOW,
-        settings=settings,
-        caps=THREE_A_DAY,
-        others=went,
-    )
+    plan = _under_cap(settings, candidate, went)
     assert plan.status == status
     if status == "skipped":
         assert plan.error == "frequency capped: 3/1d; its campaign skips rather than waits"
