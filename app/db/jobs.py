@@ -172,13 +172,13 @@ _NOT_HEARD = ("skipped", "failed", "cancelled")
 
 
 def capped_send_times(
-    *, session: Session, user_ids: Iterable[uuid.UUID], since: datetime
+    *, session: Session, user_ids: Iterable[uuid.UUID], since: datetime, at_least: int = 0
 ) -> dict[uuid.UUID, list[datetime]]:
     """The send times since `since` (past and planned) of each user's non-transactional mail:
-    what frequency caps count, for a whole chunk in one query."""
-    found: dict[uuid.UUID, list[datetime]] = defaultdict(list)
+    what frequency caps count, for a whole chunk in one query. Users with fewer than `at_least`
+    such mails are left out: the caller knows they cannot reach a cap."""
     rows = session.connection().execute(
-        select(Notification.user_id, Delivery.send_at)
+        select(Notification.user_id, func.array_agg(Delivery.send_at))
         .join(Notification, Notification.notification_id == Delivery.notification_id)
         .where(
             Notification.user_id.in_(list(set(user_ids))),
@@ -186,10 +186,10 @@ def capped_send_times(
             Delivery.status.notin_(_NOT_HEARD),
             Delivery.send_at > since,
         )
+        .group_by(Notification.user_id)
+        .having(func.count() >= at_least)
     )
-    for user_id, send_at in rows:
-        found[user_id].append(send_at)
-    return dict(found)
+    return {user_id: list(times) for user_id, times in rows}
 
 
 def opted_out_kinds(
