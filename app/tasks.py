@@ -20,7 +20,7 @@ from app.core.clock import utcnow
 from app.delivery import chunks, sending
 from app.delivery.mail import EmailBackend, get_backend
 from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of
-from app.jobs import auth_outage, digests
+from app.jobs import auth_outage, digests, retention
 from app.jobs import dispatch as dispatcher
 from app.jobs.celery_app import (
     DAILY_DIGEST,
@@ -57,7 +57,9 @@ def _digest(periodicity: Periodicity) -> dict[str, Any]:
 def daily_digest() -> dict[str, Any]:
     """Plan today's daily digests, then trim the timelines' received events to their retention."""
     report = _digest("daily")
-    report["received_events_pruned"] = digests.prune_timeline(settings=get_settings(), now=utcnow())
+    report["received_events_pruned"] = retention.prune_timeline(
+        settings=get_settings(), now=utcnow()
+    )
     return report
 
 

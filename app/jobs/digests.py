@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,7 +23,6 @@ from app.db import jobs as store
 from app.db import planning_shards as shard_store
 from app.db import suppressions
 from app.db import templates as template_store
-from app.db import timeline as timeline_store
 from app.db.session import session_scope
 from app.domain.frequency import Cap
 from app.domain.suppression import Suppression, normalised_or_none
@@ -280,23 +279,3 @@ def plan_once(
         if not rows:
             return {}
         return dict(_plan_rows(session, rows, auth=auth, settings=settings, now=now))
-
-
-PRUNE_CHUNK = 10_000
-
-
-def prune_timeline(*, settings: Settings, now: datetime) -> int:
-    """Drop received events older than TIMELINE_RETENTION_DAYS, a chunk per transaction."""
-    before = now - timedelta(days=settings.timeline_retention_days)
-    total = 0
-    while True:
-        with session_scope() as session:
-            deleted = timeline_store.prune_received_events(
-                session=session, before=before, limit=PRUNE_CHUNK
-            )
-        total += deleted
-        if deleted < PRUNE_CHUNK:
-            break
-    if total:
-        log.info("received events before %s deleted: %d", before.isoformat(), total)
-    return total
