@@ -21,7 +21,7 @@ from app.config import Settings
 from app.db import timeline as store
 from app.db.session import session_scope
 from app.domain import timeline
-from app.jobs import digests, retention
+from app.jobs import retention
 from harness.timeline import tell_a_story
 
 ROW = re.compile(
@@ -102,7 +102,7 @@ def test_received_events_past_their_retention_leave_the_timeline(
                 ),
                 {"u": user, "o": offset, "at": now - timedelta(days=age)},
             )
-    monkeypatch.setattr(digests, "PRUNE_CHUNK", 2)  # several chunks, one transaction each
+    monkeypatch.setattr(retention, "PRUNE_CHUNK", 2)  # several chunks, one transaction each
     assert retention.prune_timeline(settings=settings, now=now) == 3
     assert retention.prune_timeline(settings=settings, now=now) == 0
     with session_scope() as session:
