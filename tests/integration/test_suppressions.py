@@ -181,10 +181,11 @@ def test_an_smtp_server_refusing_an_address_gets_it_suppressed_as_invalid(
         with running_worker(settings, tmp_path / "w.log", email_backend="smtp", smtp_url=url):
             ids = [d for d, _u, _k in planned]
             found = wait_for(statuses_settled(ids, {"sent", "failed"}), timeout=30, what="sends")
+            # Recorded first, suppressed right after: the worker must live until it has.
+            suppressed = wait_for(lambda: _suppressed().get(gone), timeout=10, what="suppression")
     finally:
         controller.stop()
     assert [found[d].status for d in ids] == ["failed", "sent"]
-    suppressed = wait_for(lambda: _suppressed().get(gone), timeout=10, what="the suppression")
     assert (suppressed.reason, suppressed.source) == ("invalid address", "smtp")
     assert suppressed.detail is not None and "550 5.1.1" in suppressed.detail
     assert [rcpt for _f, rcpt, _raw in server.messages] == [[planned[1][1].email]]
