@@ -131,3 +131,11 @@ def mailing_template_id() -> str:
     """The id of the default `mailing` template."""
     with session_scope() as session:
         return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
+
+
+def signed_in(settings: Settings, role: PortalRole) -> tuple[TestClient, str]:
+    """A client of a fresh portal app, signed in as a fresh user of `role`; and its name."""
+    username, password = make_admin_user(role=role)
+    client = TestClient(create_app(settings))
+    log_in(client, username, password)
+    return client, username

@@ -12,27 +12,21 @@ from app.cli import main
 from app.config import Settings
 from app.db.models import AdminUser, AuditEntry, Campaign, Template
 from app.db.session import session_scope
-from app.domain.vocabulary import PortalRole
 from app.portal.app import create_app
-from harness.portal import audit_fields, form_token, log_in, make_admin_user
-
-
-def _signed_in(settings: Settings, role: PortalRole) -> tuple[TestClient, str]:
-    username, password = make_admin_user(role=role)
-    client = TestClient(create_app(settings))
-    log_in(client, username, password)
-    return client, username
-
-
-def _mailing_template_id() -> str:
-    with session_scope() as session:
-        return str(session.scalar(select(Template.template_id).where(Template.name == "mailing")))
+from harness.portal import (
+    audit_fields,
+    form_token,
+    log_in,
+    mailing_template_id,
+    make_admin_user,
+    signed_in,
+)
 
 
 def _draft(client: TestClient, csv: bytes | None = None) -> uuid.UUID:
     data = {
         "name": "Roles",
-        "template_id": _mailing_template_id(),
+        "template_id": mailing_template_id(),
         "content_value": "Hello!",
         "periodicity": "once",
         "audience": str(uuid.uuid4()),
@@ -76,8 +70,8 @@ def _audit(actor: str) -> list[AuditEntry]:
 
 
 def test_a_viewer_reads_everything_and_changes_nothing(portal_settings: Settings) -> None:
-    editor, _ = _signed_in(portal_settings, "editor")
-    viewer, viewer_name = _signed_in(portal_settings, "viewer")
+    editor, _ = signed_in(portal_settings, "editor")
+    viewer, viewer_name = signed_in(portal_settings, "viewer")
     campaign_id = _draft(editor)
     with viewer:
         for page in (
@@ -105,7 +99,7 @@ def test_a_viewer_reads_everything_and_changes_nothing(portal_settings: Settings
 def test_an_editor_prepares_drafts_and_templates_but_cannot_send(
     portal_settings: Settings,
 ) -> None:
-    editor, _ = _signed_in(portal_settings, "editor")
+    editor, _ = signed_in(portal_settings, "editor")
     with editor:
         campaign_id = _draft(editor)
         assert _send(editor, campaign_id).status_code == 403
@@ -122,7 +116,7 @@ def test_an_editor_prepares_drafts_and_templates_but_cannot_send(
 def test_an_admin_sends_and_every_send_and_edit_is_in_the_audit_log(
     portal_settings: Settings,
 ) -> None:
-    admin, admin_name = _signed_in(portal_settings, "admin")
+    admin, admin_name = signed_in(portal_settings, "admin")
     with admin:
         campaign_id = _draft(admin, csv=f"user_id\n{uuid.uuid4()}\n".encode())
         assert _send(admin, campaign_id).status_code == 200

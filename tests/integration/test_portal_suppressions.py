@@ -3,7 +3,6 @@ the export is what the import reads back, and no spreadsheet formula gets out of
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.config import Settings
@@ -11,18 +10,9 @@ from app.core.clock import utcnow
 from app.db import suppressions
 from app.db.models import AuditEntry
 from app.db.session import session_scope
-from app.domain.vocabulary import PortalRole
-from app.portal.app import create_app
-from harness.portal import form_token, log_in, make_admin_user
+from harness.portal import form_token, signed_in
 
 PAGE = "/admin/suppressions"
-
-
-def _signed_in(settings: Settings, role: PortalRole) -> tuple[TestClient, str]:
-    username, password = make_admin_user(role=role)
-    client = TestClient(create_app(settings))
-    log_in(client, username, password)
-    return client, username
 
 
 def _addresses() -> dict[str, str]:
@@ -43,7 +33,7 @@ def _audited(username: str) -> list[tuple[str, str, int]]:
 def test_an_editor_adds_searches_and_lifts_and_each_change_is_audited(
     db: str, settings: Settings
 ) -> None:
-    client, username = _signed_in(settings, "editor")
+    client, username = signed_in(settings, "editor")
     token = form_token(client, PAGE)
     added = client.post(
         f"{PAGE}/add",
@@ -77,7 +67,7 @@ def test_a_viewer_reads_but_cannot_change(db: str, settings: Settings) -> None:
             at=utcnow(),
             source="sendgrid",
         )
-    client, _username = _signed_in(settings, "viewer")
+    client, _username = signed_in(settings, "viewer")
     page = client.get(PAGE)
     assert page.status_code == 200 and "x@example.com" in page.text
     assert 'action="/admin/suppressions/remove"' not in page.text  # no button it may not use
@@ -89,7 +79,7 @@ def test_a_viewer_reads_but_cannot_change(db: str, settings: Settings) -> None:
 def test_import_takes_the_good_rows_lists_the_bad_and_the_export_reads_back(
     db: str, settings: Settings
 ) -> None:
-    client, _username = _signed_in(settings, "editor")
+    client, _username = signed_in(settings, "editor")
     upload = (
         b"address,reason,detail\n"
         b"a@example.com,hard bounce,=cmd|' /C calc'!A0\n"
@@ -120,7 +110,7 @@ def test_import_takes_the_good_rows_lists_the_bad_and_the_export_reads_back(
 
 
 def test_a_bad_address_is_refused_with_a_reason_not_an_error(db: str, settings: Settings) -> None:
-    client, _username = _signed_in(settings, "editor")
+    client, _username = signed_in(settings, "editor")
     answer = client.post(
         f"{PAGE}/add",
         data={"address": "nobody", "reason": "manual", "csrf_token": form_token(client, PAGE)},
