@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from app.domain.frequency import Cap, parse_caps
+from app.domain.pacing import Pace, parse_warmup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,6 +168,10 @@ class Settings(BaseSettings):
     email_fallback_backend: Literal["", "outbox", "sendgrid", "smtp"] = ""
     email_failover_window_s: float = Field(default=30.0, gt=0)
     email_failover_probe_s: float = Field(default=30.0, gt=0)
+    # The global send rate (app/domain/pacing.py): mails per second across every e-mail worker,
+    # 0 for none; and an optional daily warm-up quota, e.g. "2026-12-10:1000/d,+50%/d".
+    email_max_rate: float = Field(default=0.0, ge=0)
+    email_warmup: str = ""
 
     # Planning: a digest run is split into shards of about this many due rows (at most
     # PLAN_MAX_SHARDS), one Celery task each, so every jobs worker plans a part of it.
@@ -282,6 +287,12 @@ class Settings(BaseSettings):
         parse_quiet_hours(value)
         return value
 
+    @field_validator("email_warmup")
+    @classmethod
+    def _warmup_parse(cls, value: str) -> str:
+        parse_warmup(value)
+        return value
+
     @field_validator("frequency_cap")
     @classmethod
     def _frequency_cap_parse(cls, value: str) -> str:
@@ -377,6 +388,11 @@ class Settings(BaseSettings):
         if self.portal_secure_cookies is None:
             return not self.dev_mode
         return self.portal_secure_cookies
+
+    @property
+    def pace(self) -> Pace:
+        """EMAIL_MAX_RATE and EMAIL_WARMUP: what limits sending across the fleet."""
+        return Pace(rate=self.email_max_rate or None, warmup=parse_warmup(self.email_warmup))
 
     @property
     def frequency_caps(self) -> tuple[Cap, ...]:

@@ -17,7 +17,7 @@ from app.config import get_settings
 from app.contracts import ContractError
 from app.core import circuits, faults, metrics
 from app.core.clock import utcnow
-from app.delivery import chunks, sending
+from app.delivery import chunks, paced, sending
 from app.delivery.mail import EmailBackend, get_backend
 from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of
 from app.jobs import auth_outage, digests, retention
@@ -139,11 +139,13 @@ def dispatch() -> int:
 
 
 def _dispatch_due() -> int:
-    """Enqueue what is due now (suppressed addresses held, as settings say)."""
+    """Enqueue what is due now (suppressed addresses held, at the send rate, as settings say)."""
+    settings = get_settings()
     return dispatcher.dispatch_due(
         publisher=CeleryEmailPublisher(celery_app),
         now=utcnow(),
-        hold_transactional=get_settings().suppress_transactional,
+        hold_transactional=settings.suppress_transactional,
+        pace=settings.pace,
     )
 
 
@@ -212,15 +214,22 @@ def send_emails(
         metrics.DELIVERIES.labels("invalid").inc()
         log.error("emails: dropping a chunk that is not a list: %.200r", items)
         return {"invalid": 1}
+    now = utcnow()
     try:
+        # Paced mail too late for its slot, and paced retries, go back for new slots.
+        items, reslotted = paced.hold_late(items, now)
         report = chunks.deliver_chunk(
-            items, backend=_backend(), settings=get_settings(), now=utcnow(), accepted=accepted
+            items, backend=_backend(), settings=get_settings(), now=now, accepted=accepted
         )
+        retry, back = paced.split_retries(report.retry, now)
+        paced.hand_back(back, now)
     except OperationalError as exc:  # database trouble delays mail, it never drops it
         raise self.retry(countdown=_outage_countdown(self, exc)) from exc
+    if reslotted:
+        report.counts["reslotted"] += reslotted
     publisher = CeleryEmailPublisher(celery_app)
-    if report.retry:
-        publisher.publish_chunks(chunks.retry_chunks(report.retry, publisher.chunk_size))
+    if retry:
+        publisher.publish_chunks(chunks.retry_chunks(retry, publisher.chunk_size))
     if report.record:
         record_only = [(report.record_items, sending.RECORD_RETRY_S)]
         publisher.publish_chunks(record_only, accepted=report.record)

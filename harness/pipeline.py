@@ -317,7 +317,7 @@ def reset_state(settings: Settings) -> None:
         tables = (
             "deliveries, notifications, messages, campaign_recipients, campaigns, opt_outs,"
             " stream_offsets, dead_letters, received_events, preferences, preference_changes,"
-            " suppressions, soft_bounces"
+            " suppressions, soft_bounces, send_pacing"
         )
         session.execute(text(f"TRUNCATE {tables} CASCADE"))
         load_default_templates(session=session)

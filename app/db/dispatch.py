@@ -90,6 +90,34 @@ def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tu
     return rows
 
 
+def hand_back_for_slots(
+    *, session: Session, send_ats: dict[uuid.UUID, datetime | None], now: datetime
+) -> set[uuid.UUID]:
+    """Put paced deliveries the e-mail worker did not send back to `scheduled`, for the
+    dispatcher to give them a new send slot; return the ids it took back.
+
+    `send_ats`: delivery id -> the earliest time it may go again (a retry's countdown), or None
+    to keep its send time (a chunk that came too late to keep to the rate). Only `enqueued`
+    ones: a delivery claimed or finished meanwhile belongs to whoever did that.
+    """
+    taken: set[uuid.UUID] = set()
+    by_time: dict[datetime | None, list[uuid.UUID]] = {}
+    for delivery_id, at in send_ats.items():
+        by_time.setdefault(at, []).append(delivery_id)
+    for at, ids in by_time.items():
+        send_at = Delivery.send_at if at is None else func.greatest(Delivery.send_at, at)
+        taken.update(
+            session.scalars(
+                update(Delivery)
+                .where(Delivery.delivery_id.in_(ids), Delivery.status == "enqueued")
+                .values(status="scheduled", send_at=send_at, updated_at=now)
+                .returning(Delivery.delivery_id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return taken
+
+
 def mark_unsendable(*, session: Session, errors: dict[uuid.UUID, str], now: datetime) -> None:
     """Fail deliveries whose e-mail cannot go out, each with its reason (and its notification)."""
     _finish(session, errors, now, "failed")

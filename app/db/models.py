@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -439,6 +440,20 @@ class SoftBounce(Base):
     delivery_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SendPacing(Base):
+    """The global send rate's state (app/domain/pacing.py): the next free send slot, and how
+    many slots the day has handed out. One row, locked by the dispatcher while it hands out
+    slots; absent until sending is first paced."""
+
+    __tablename__ = "send_pacing"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    next_slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    day_count: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class Preference(Base):

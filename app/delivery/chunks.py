@@ -43,7 +43,7 @@ from app.core.circuits import Circuit, Turn
 from app.db import chunk_sends, sends
 from app.db.chunk_sends import Record, RecordedStatus
 from app.db.session import connection_scope
-from app.delivery import feedback, sending
+from app.delivery import feedback, paced, sending
 from app.delivery.mail.base import (
     EmailBackend,
     SendError,
@@ -147,7 +147,8 @@ def _send_in_waves(
                 if waves:  # what is in flight may close the circuit, or confirm the outage
                     finish_oldest()
                     continue
-                turn = _park(pending, circuit)
+                # Paced mail is not held here: let go all at once, it would break the rate.
+                turn = "park" if _paced(pending) else _park(pending, circuit)
                 if turn == "park":  # a long outage: back to the queue, and the thread is free
                     _hand_back_parked(pending, circuit, report)
                     pending = []
@@ -195,6 +196,10 @@ def _start_next(
     if turn == "probe" and not started.claimed:
         circuit.release_probe()  # nothing of it to send: the next wave probes
     return started, rest
+
+
+def _paced(pending: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> bool:
+    return paced.is_paced([item for _delivery_id, item in pending])
 
 
 def _park(pending: Sequence[tuple[uuid.UUID, dict[str, Any]]], circuit: Circuit) -> Turn:

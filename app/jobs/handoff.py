@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,21 +24,28 @@ from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, PLAN_SHARD, SEND_EMAIL
 
 
 def chunked(
-    tasks: Sequence[tuple[dict[str, Any], float | None]], size: int
+    tasks: Sequence[tuple[dict[str, Any], float | None]], size: int, resolution_s: float = 1.0
 ) -> list[tuple[list[dict[str, Any]], float | None]]:
     """E-mail tasks in chunks of at most `size`, one delay per chunk, in their order.
 
-    A chunk holds tasks due in the same second: its delay is that second's end, so no e-mail of
-    it goes out early and none more than a second late.
+    A chunk holds tasks due within the same `resolution_s` (a second unless paced): its delay is
+    that span's end, so no e-mail of it goes out early and none more than `resolution_s` late.
     """
     chunks: list[tuple[list[dict[str, Any]], float | None]] = []
     for payload, delay_s in tasks:
-        delay = None if delay_s is None or delay_s <= 0 else float(math.ceil(delay_s))
+        delay = _span_end(delay_s, resolution_s)
         if chunks and chunks[-1][1] == delay and len(chunks[-1][0]) < size:
             chunks[-1][0].append(payload)
         else:
             chunks.append(([payload], delay))
     return chunks
+
+
+def _span_end(delay_s: float | None, resolution_s: float) -> float | None:
+    if delay_s is None or delay_s <= 0:
+        return None
+    # Rounded so that float error never splits one span in two (0.30000000000000004).
+    return round(math.ceil(round(delay_s / resolution_s, 9)) * resolution_s, 6)
 
 
 class CeleryEmailPublisher:
@@ -58,9 +66,23 @@ class CeleryEmailPublisher:
         self.queue = app.amqp.queues[EMAILS_QUEUE]
         self.chunk_size = chunk_size or get_settings().email_chunk_size
 
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
-        """Put e-mail tasks on the `emails` queue, each with an optional delay in seconds."""
-        self.publish_chunks(chunked(tasks, self.chunk_size), count=len(tasks))
+    def publish(
+        self,
+        tasks: Sequence[tuple[dict[str, Any], float | None]],
+        *,
+        resolution_s: float = 1.0,
+        counted_from: datetime | None = None,
+    ) -> None:
+        """Put e-mail tasks on the `emails` queue, each with an optional delay in seconds,
+        grouped into chunks of tasks due within the same `resolution_s`.
+
+        `counted_from`: the instant (the service's clock) the delays count from; the messages
+        then carry that instant plus their delay as an ETA. Paced mail needs it: a countdown
+        counts from when each message is built, so a thousand of them would run late by the
+        time the claim and the publishing took.
+        """
+        chunks = chunked(tasks, self.chunk_size, resolution_s)
+        self.publish_chunks(chunks, count=len(tasks), counted_from=counted_from)
 
     def publish_chunks(
         self,
@@ -68,14 +90,17 @@ class CeleryEmailPublisher:
         *,
         count: int | None = None,
         accepted: dict[str, dict[str, Any]] | None = None,
+        counted_from: datetime | None = None,
     ) -> None:
         """Publish ready-made chunks; `accepted` makes them record-only (see `send_emails`)."""
         if not chunks:
             return
+        # The worker's clock is real time; the service's may be shifted (CLOCK_OFFSET_S).
+        start = counted_from - get_settings().clock_offset if counted_from else None
         policy = self.app.conf.task_publish_retry_policy
         with self.app.producer_or_acquire() as producer:
             publish_all = producer.connection.ensure(producer, self._publish_all, **policy)
-            publish_all(producer, chunks, accepted)
+            publish_all(producer, chunks, accepted, start)
         metrics.ENQUEUED.inc(count if count is not None else sum(len(c) for c, _d in chunks))
 
     def _publish_all(
@@ -83,6 +108,7 @@ class CeleryEmailPublisher:
         producer: Producer,
         chunks: Sequence[tuple[list[dict[str, Any]], float | None]],
         accepted: dict[str, dict[str, Any]] | None,
+        start: datetime | None,
     ) -> None:
         producer.maybe_declare(self.queue)
         channel = producer.channel
@@ -99,7 +125,8 @@ class CeleryEmailPublisher:
                 kwargs=kwargs,
                 # A delay, not an ETA: the worker's clock is real time, while the service's
                 # clock may be shifted (CLOCK_OFFSET_S) in tests and demos.
-                countdown=delay_s,
+                countdown=delay_s if start is None else None,
+                eta=start + timedelta(seconds=delay_s) if start and delay_s else None,
                 reply_to=self.app.thread_oid,
                 root_id=root_id,
                 parent_id=parent_id,

@@ -34,6 +34,7 @@ MUTABLE_TABLES = (
     "planning_shards",
     "suppressions",
     "soft_bounces",
+    "send_pacing",
 )
 
 

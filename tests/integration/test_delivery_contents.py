@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,13 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.tasks: list[dict[str, Any]] = []
 
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+    def publish(
+        self,
+        tasks: Sequence[tuple[dict[str, Any], float | None]],
+        *,
+        resolution_s: float = 1.0,
+        counted_from: datetime | None = None,
+    ) -> None:
         self.tasks.extend(task for task, _delay in tasks)
 
 

@@ -36,7 +36,13 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.tasks: list[dict[str, Any]] = []
 
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+    def publish(
+        self,
+        tasks: Sequence[tuple[dict[str, Any], float | None]],
+        *,
+        resolution_s: float = 1.0,
+        counted_from: datetime | None = None,
+    ) -> None:
         self.tasks.extend(task for task, _delay in tasks)
 
 
@@ -188,7 +194,13 @@ class ThreadRecordingPublisher(RecordingPublisher):
         self.down_from = down_from
         self._lock = threading.Lock()
 
-    def publish(self, tasks: Sequence[tuple[dict[str, Any], float | None]]) -> None:
+    def publish(
+        self,
+        tasks: Sequence[tuple[dict[str, Any], float | None]],
+        *,
+        resolution_s: float = 1.0,
+        counted_from: datetime | None = None,
+    ) -> None:
         with self._lock:
             self.calls += 1
             if self.down_from is not None and self.calls >= self.down_from:
