@@ -159,3 +159,17 @@ def outcome_counts(*, session: Session, campaign_id: uuid.UUID) -> dict[str, int
         {"cid": campaign_id},
     )
     return {row.state: row.n for row in rows}
+
+
+def waiting_send_times(*, session: Session, campaign_id: uuid.UUID) -> tuple[int, datetime | None]:
+    """How many of the campaign's deliveries wait to be sent (`scheduled` or `enqueued`), and
+    the latest send time among them."""
+    row = session.execute(
+        text(
+            "SELECT count(*) AS n, max(d.send_at) AS last"  # nosec B608  # only the constant _OF_CAMPAIGN is interpolated; values are bound
+            " FROM notifications n JOIN deliveries d ON d.notification_id = n.notification_id"
+            f" WHERE {_OF_CAMPAIGN} AND d.status IN ('scheduled', 'enqueued')"
+        ),
+        {"cid": campaign_id},
+    ).one()
+    return row.n, row.last

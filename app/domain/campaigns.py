@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from app.domain.vocabulary import PERIODICITIES, CapPolicy, Periodicity, statuses_in
+from app.domain.vocabulary import PERIODICITIES, CampaignStatus, CapPolicy, Periodicity, statuses_in
 
 MAX_CONTENT_CHARS = 50_000  # schemas/mailing.json: content_value maxLength
 _SEPARATORS = re.compile(r"[\s,;]+")
@@ -171,6 +172,9 @@ class Progress:
     failed: int
     skipped: int
     cancelled: int
+    # When its waiting mail should all be out (the send rate and the queue ahead allowing);
+    # None when none waits.
+    eta: datetime | None = None
 
     @property
     def waiting(self) -> int:
@@ -193,6 +197,15 @@ class Progress:
     def percents(self) -> dict[str, float]:
         """The buckets the page draws, each as a percentage of the total."""
         return {bucket: self.percent(getattr(self, bucket)) for bucket in PROGRESS_PERCENTS}
+
+    def answer(self, status: CampaignStatus) -> dict[str, Any]:
+        """The progress API's answer for a campaign in `status`."""
+        return {
+            "status": status,
+            **self.counts(),
+            "percent": self.percents(),
+            "eta": self.eta.isoformat() if self.eta else None,
+        }
 
 
 # The progress API's fields, defined once: its response model is built from these.

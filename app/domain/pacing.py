@@ -179,3 +179,27 @@ def drain_seconds(pace: Pace, state: PacingState, waiting: int, now: datetime) -
         at = max(at, _midnight_after(day))
         day, used = at.date(), 0
     return None
+
+
+def expected_done(
+    pace: Pace, state: PacingState, last_send_at: datetime, ahead: int, now: datetime
+) -> datetime | None:
+    """When mail whose last send time is `last_send_at` should be out: not before that time,
+    nor before the `ahead` due mails without a slot (its own among them) have drained at the
+    rate. None when a warm-up puts it further than MAX_DRAIN_DAYS away."""
+    drain = drain_seconds(pace, state, ahead, now)
+    if drain is None:
+        return max(last_send_at, now) if not pace.limited else None
+    return max(last_send_at, now + timedelta(seconds=drain))
+
+
+def describe_drain(seconds: float | None, limited: bool) -> str:
+    """A drain time as the dashboard says it: "now", "about 20 s", "about 4 min", "about 3 h"."""
+    if seconds is None:
+        return "more than a year" if limited else "as fast as the workers go (no send rate)"
+    if seconds < 1:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"about {round(seconds / size)} {unit}"
+    return f"about {round(seconds)} s"

@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
 
 from confluent_kafka import Producer
+from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.contracts import Event, encode_event
 from app.core.clock import utcnow
 from app.db import campaigns as store
+from app.db import pacing
 from app.db.models import Campaign
 from app.db.session import session_scope
 from app.domain.campaigns import (
@@ -26,6 +31,7 @@ from app.domain.campaigns import (
     progress_of,
     validate_draft,
 )
+from app.domain.pacing import Pace, expected_done
 from app.domain.vocabulary import PERIODICITIES, Periodicity, one_of
 from app.kafka.producer import PublishReport, publish_all
 
@@ -120,11 +126,28 @@ def cancel_campaign(*, campaign_id: uuid.UUID) -> tuple[int, int]:
         return store.cancel(session=session, campaign_id=campaign_id, now=utcnow())
 
 
-def campaign_progress(*, campaign_id: uuid.UUID) -> tuple[Campaign, Progress]:
-    """The campaign and its progress, read in one transaction."""
+def campaign_progress(
+    *, campaign_id: uuid.UUID, pace: Pace | None = None
+) -> tuple[Campaign, Progress]:
+    """The campaign and its progress, with when its waiting mail should be out at the send
+    rate `pace` (the settings' when None), read in one transaction."""
     with session_scope() as session:
         campaign = store.get(session=session, campaign_id=campaign_id)
         if campaign is None:
             raise CampaignInvalid("no such campaign")
         states = store.outcome_counts(session=session, campaign_id=campaign_id)
-        return campaign, progress_of(campaign.total_recipients, campaign.published_count, states)
+        progress = progress_of(campaign.total_recipients, campaign.published_count, states)
+        eta = _expected_done(session, campaign_id, pace or get_settings().pace)
+        return campaign, replace(progress, eta=eta)
+
+
+def _expected_done(session: Session, campaign_id: uuid.UUID, pace: Pace) -> datetime | None:
+    """When the campaign's waiting mail should all be out, at the send rate in force, behind
+    the due mail ahead of it; None when none waits."""
+    waiting, last = store.waiting_send_times(session=session, campaign_id=campaign_id)
+    if not waiting or last is None:
+        return None
+    now = utcnow()
+    state = pacing.read_state(session=session, now=now)
+    ahead = pacing.due_unslotted(session=session, now=now, until=max(last, now))
+    return expected_done(pace, state, last, ahead, now)

@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 
 from kombu.connection import Connection
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import dashboard as store
-from app.db import planning_shards
+from app.db import pacing, planning_shards
 from app.db.session import session_scope
 from app.db.stream_offsets import OffsetRow
 from app.domain.dashboard import hour_floor, hourly_series, partition_lags, window_start
+from app.domain.pacing import describe_drain, drain_seconds
 from app.jobs.celery_app import EMAILS_QUEUE, JOBS_QUEUE, broker_tls
 from app.jobs.schedule import Entry, list_entries, next_run
 from app.kafka.admin import end_offsets
@@ -139,6 +141,7 @@ class Dashboard:
             dead = store.dead_letters_by_reason(session=session)
             applied = store.applied_offsets(session=session, group_id=self.settings.faust_app_id)
             planning = [_run_json(run) for run in planning_shards.latest_runs(session=session)]
+            sending = self._sending(session, now)
         return {
             "generated_at": now.isoformat(),
             "hourly": hourly_series(hourly, now).as_json(),
@@ -148,6 +151,23 @@ class Dashboard:
             "circuits": self.circuits.get(self.settings),
             "beat": self._beat(now),
             "planning": planning,
+            "sending": sending,
+        }
+
+    def _sending(self, session: Session, now: datetime) -> dict[str, Any]:
+        """The send rate in force, the due mail waiting for a send slot, how far ahead slots
+        are handed out, and how long the backlog takes to drain at the rate (None: unpaced)."""
+        pace = self.settings.pace
+        state = pacing.read_state(session=session, now=now)
+        waiting = pacing.due_unslotted(session=session, now=now)
+        drain = drain_seconds(pace, state, waiting, now)
+        return {
+            "rate": pace.describe(now.date()),
+            "limited": pace.limited,
+            "waiting": waiting,
+            "slots_until": state.next_slot.isoformat() if state.next_slot > now else None,
+            "drain_s": None if drain is None else round(drain, 1),
+            "drain": describe_drain(drain, pace.limited),
         }
 
     def _lag(self, applied: list[OffsetRow]) -> dict[str, Any]:

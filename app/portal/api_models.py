@@ -7,6 +7,7 @@ themselves: these models document them, they do not validate them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
@@ -43,6 +44,14 @@ _PROGRESS_FIELDS: dict[str, Any] = {
     "status": (CampaignStatus, ...),
     **{bucket: (int, ...) for bucket in PROGRESS_COUNTS},
     "percent": (ProgressPercent, ...),
+    "eta": (
+        datetime | None,
+        Field(
+            default=None,
+            description="When its waiting mail should all be out, at the send rate in force "
+            "(EMAIL_MAX_RATE) behind the due mail ahead of it; null when none waits.",
+        ),
+    ),
 }
 CampaignProgress = create_model("CampaignProgress", **_PROGRESS_FIELDS)
 

@@ -104,9 +104,12 @@ async def create(
     return RedirectResponse(f"/admin/mailings/{campaign.campaign_id}", status_code=303)
 
 
-async def _progress(campaign_id: uuid.UUID) -> tuple[Any, rules.Progress]:
+async def _progress(request: Request, campaign_id: uuid.UUID) -> tuple[Any, rules.Progress]:
+    pace = request.app.state.settings.pace
     try:
-        return await run_in_threadpool(campaigns.campaign_progress, campaign_id=campaign_id)
+        return await run_in_threadpool(
+            campaigns.campaign_progress, campaign_id=campaign_id, pace=pace
+        )
     except rules.CampaignInvalid as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
@@ -120,7 +123,7 @@ async def campaign_page(
     tested: str | None = None,
 ) -> Response:
     """Show a campaign, its progress bar and its actions."""
-    campaign, progress = await _progress(campaign_id)
+    campaign, progress = await _progress(request, campaign_id)
     context = {
         "title": f"Mailing: {campaign.name}",
         "campaign": campaign,
@@ -142,10 +145,10 @@ async def campaign_page(
         404: {"description": "No such campaign.", "model": Detail},
     },
 )
-async def progress_api(campaign_id: uuid.UUID) -> JSONResponse:
+async def progress_api(request: Request, campaign_id: uuid.UUID) -> JSONResponse:
     """The campaign's status and progress counts (the page polls this)."""
-    campaign, progress = await _progress(campaign_id)
-    body = {"status": campaign.status, **progress.counts(), "percent": progress.percents()}
+    campaign, progress = await _progress(request, campaign_id)
+    body = progress.answer(campaign.status)
     return JSONResponse(body)
 
 
@@ -157,7 +160,7 @@ def _schedule_of(campaign: Any) -> str | None:
 async def _refused(
     request: Request, campaign_id: uuid.UUID, message: str, status_code: int = 409
 ) -> Response:
-    campaign, progress = await _progress(campaign_id)
+    campaign, progress = await _progress(request, campaign_id)
     context = {
         "title": f"Mailing: {campaign.name}",
         "campaign": campaign,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from confluent_kafka.admin import AdminClient
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import text
 
 from app.config import REPO_ROOT, Settings
@@ -24,6 +24,7 @@ from app.kafka.admin import ensure_topics
 from app.kafka.connection import client_config
 from app.portal.template_files import load_default_templates
 from harness.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from harness.portal import make_admin_user
 from harness.waiting import free_port
 
 
@@ -42,7 +43,7 @@ def browser_db(settings: Settings) -> Iterator[str]:
             text(
                 "TRUNCATE deliveries, notifications, messages, campaigns, opt_outs, dead_letters,"
                 " received_events, stream_offsets, preferences, preference_changes, suppressions,"
-                " soft_bounces CASCADE"
+                " soft_bounces, send_pacing CASCADE"
             )
         )
         session.execute(text("DROP SCHEMA IF EXISTS celery_schema CASCADE"))
@@ -128,3 +129,17 @@ def browser() -> Iterator[Browser]:
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture
+def page(browser: Browser, portal_url: str) -> Iterator[Page]:
+    """A signed-in admin's page in Chromium."""
+    username, password = make_admin_user()
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
+    tab.goto(f"{portal_url}/login")
+    tab.fill("#username", username)
+    tab.fill("#password", password)
+    tab.click("button[type=submit]")
+    expect(tab).to_have_url(f"{portal_url}/admin/")
+    yield tab
+    tab.close()

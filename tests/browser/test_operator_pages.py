@@ -30,7 +30,6 @@ from harness.auth import serve_in_thread
 from harness.browser import shot, sidebar_column_luma
 from harness.delivery import dispatch, purge_emails_queue
 from harness.kafka import read_topic, record_of
-from harness.portal import make_admin_user
 from harness.rows import Spec, insert_notifications
 from harness.stream import next_emails
 from harness.timeline import tell_a_story
@@ -67,20 +66,6 @@ def auth_client(auth_users: list[dict[str, Any]], settings: Settings) -> Iterato
     client.close()
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def page(browser: Browser, portal_url: str) -> Iterator[Page]:
-    """A signed-in admin's page in Chromium."""
-    username, password = make_admin_user()
-    tab = browser.new_page(viewport={"width": 1400, "height": 900})
-    tab.goto(f"{portal_url}/login")
-    tab.fill("#username", username)
-    tab.fill("#password", password)
-    tab.click("button[type=submit]")
-    expect(tab).to_have_url(f"{portal_url}/admin/")
-    yield tab
-    tab.close()
 
 
 def test_the_timeline_shows_why_each_mail_went_or_did_not(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from app.domain.campaigns import Progress, progress_of
 from app.portal.api_models import CampaignProgress
 
@@ -34,8 +37,11 @@ def test_empty_campaign_has_zero_percent() -> None:
 
 def test_the_api_model_describes_exactly_what_the_progress_answers() -> None:
     progress = progress_of(25, 24, {"sent": 5, "failed": 2, "notified:pending": 9})
-    body = {"status": "published", **progress.counts(), "percent": progress.percents()}
-    answered = CampaignProgress.model_validate(body).model_dump()
+    body = progress.answer("published")
+    answered = CampaignProgress.model_validate(body).model_dump(mode="json")
     assert answered == body
     assert answered["waiting"] == 9 and answered["percent"]["sent"] == 20.0
-    assert set(CampaignProgress.model_fields) == {"status", "percent", *progress.counts()}
+    assert set(CampaignProgress.model_fields) == {"status", "percent", "eta", *progress.counts()}
+    eta = datetime(2026, 12, 10, 9, 30, tzinfo=UTC)
+    with_eta = CampaignProgress.model_validate(replace(progress, eta=eta).answer("published"))
+    assert with_eta.model_dump()["eta"] == eta

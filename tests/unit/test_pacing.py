@@ -18,7 +18,9 @@ from app.domain.pacing import (
     PacingState,
     Warmup,
     assign_slots,
+    describe_drain,
     drain_seconds,
+    expected_done,
     parse_warmup,
     room,
 )
@@ -128,8 +130,8 @@ def test_paced_chunks_hold_a_tenth_of_a_second_each() -> None:
 def test_a_worker_hands_back_only_paced_mail_off_its_slot() -> None:
     late_id, on_time_id, unpaced_id = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
     items: list[Any] = [
-        {"delivery_id": late_id, "slot": (NOW - timedelta(seconds=3)).isoformat()},
-        {"delivery_id": on_time_id, "slot": (NOW - timedelta(seconds=1)).isoformat()},
+        {"delivery_id": late_id, "slot": (NOW - timedelta(milliseconds=80)).isoformat()},
+        {"delivery_id": on_time_id, "slot": (NOW - timedelta(milliseconds=30)).isoformat()},
         {"delivery_id": unpaced_id},
         {"delivery_id": "not an id", "slot": "not a time"},
         "not even a dict",
@@ -145,3 +147,23 @@ def test_a_worker_hands_back_only_paced_mail_off_its_slot() -> None:
 def test_a_chunk_spans_one_slot_within_20_to_100_ms() -> None:
     assert [Pace(rate=r).chunk_span_s for r in (2.0, 10.0, 50.0, 1000.0)] == [0.1, 0.1, 0.02, 0.02]
     assert Pace(rate=None, warmup=Warmup(date(2026, 12, 10), 10)).chunk_span_s == 0.1
+
+
+def test_a_campaign_is_done_when_its_last_send_time_and_the_queue_ahead_allow() -> None:
+    later = NOW + timedelta(hours=3)
+    assert expected_done(Pace(rate=None), FRESH, later, 10_000, NOW) == later
+    assert expected_done(Pace(rate=None), FRESH, NOW - timedelta(hours=1), 5, NOW) == NOW
+    # 10,000 due at 50/s: 200 s; a campaign whose last mail is due in 3 h is not held by it.
+    paced = Pace(rate=50.0)
+    assert expected_done(paced, FRESH, NOW, 10_000, NOW) == NOW + timedelta(seconds=9_999 / 50)
+    assert expected_done(paced, FRESH, later, 10_000, NOW) == later
+
+
+def test_a_drain_time_is_said_in_its_unit() -> None:
+    assert describe_drain(None, limited=False) == "as fast as the workers go (no send rate)"
+    assert describe_drain(0.2, limited=True) == "now"
+    assert describe_drain(19.98, limited=True) == "about 20 s"
+    assert describe_drain(250, limited=True) == "about 4 min"
+    assert describe_drain(3 * 3600 + 100, limited=True) == "about 3 h"
+    assert describe_drain(39 * 3600, limited=True) == "about 39 h"
+    assert describe_drain(5 * 86400, limited=True) == "about 5 d"

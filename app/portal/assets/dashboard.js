@@ -92,6 +92,12 @@
     text("dash-provider", data.circuits.ok ? data.circuits.value.provider : "unknown");
     text("dash-queue-emails", data.queues.ok ? String(data.queues.value.emails) : "unknown");
     text("dash-queue-jobs", data.queues.ok ? String(data.queues.value.jobs) : "unknown");
+    var sending = data.sending;
+    text("dash-rate", sending.rate);
+    text("dash-waiting", String(sending.waiting));
+    text("dash-slots-until",
+         sending.slots_until ? sending.slots_until.slice(0, 19).replace("T", " ") + " UTC" : "-");
+    text("dash-drain", sending.drain);
     var lag = document.querySelector("#dash-lag tbody");
     if (lag && data.lag.ok) {
       lag.replaceChildren.apply(lag, data.lag.partitions.map(function (p) {
