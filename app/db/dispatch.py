@@ -90,15 +90,25 @@ def _claim(session: Session, chosen: Select[Any], now: datetime) -> list[Row[*tu
     return rows
 
 
+# A delivery given back this many times for coming too late is sent late the next time.
+MAX_LATE_RESLOTS = 3
+
+
 def hand_back_for_slots(
-    *, session: Session, send_ats: dict[uuid.UUID, datetime | None], now: datetime
+    *,
+    session: Session,
+    send_ats: dict[uuid.UUID, datetime | None],
+    now: datetime,
+    late: bool = False,
 ) -> set[uuid.UUID]:
     """Put paced deliveries the e-mail worker did not send back to `scheduled`, for the
     dispatcher to give them a new send slot; return the ids it took back.
 
     `send_ats`: delivery id -> the earliest time it may go again (a retry's countdown), or None
-    to keep its send time (a chunk that came too late to keep to the rate). Only `enqueued`
-    ones: a delivery claimed or finished meanwhile belongs to whoever did that.
+    to keep its send time. Only `enqueued` ones: a delivery claimed or finished meanwhile
+    belongs to whoever did that. `late`: they came too late for their slot; one given back
+    MAX_LATE_RESLOTS times already is not taken (the worker sends it): were the rate more than
+    the workers can keep up with, every mail would come late, and go round for ever.
     """
     taken: set[uuid.UUID] = set()
     by_time: dict[datetime | None, list[uuid.UUID]] = {}
@@ -106,15 +116,18 @@ def hand_back_for_slots(
         by_time.setdefault(at, []).append(delivery_id)
     for at, ids in by_time.items():
         send_at = Delivery.send_at if at is None else func.greatest(Delivery.send_at, at)
-        taken.update(
-            session.scalars(
-                update(Delivery)
-                .where(Delivery.delivery_id.in_(ids), Delivery.status == "enqueued")
-                .values(status="scheduled", send_at=send_at, updated_at=now)
-                .returning(Delivery.delivery_id)
-                .execution_options(synchronize_session=False)
-            )
+        statement = (
+            update(Delivery)
+            .where(Delivery.delivery_id.in_(ids), Delivery.status == "enqueued")
+            .values(status="scheduled", send_at=send_at, updated_at=now)
+            .returning(Delivery.delivery_id)
+            .execution_options(synchronize_session=False)
         )
+        if late:
+            statement = statement.where(Delivery.late_reslots < MAX_LATE_RESLOTS).values(
+                late_reslots=Delivery.late_reslots + 1
+            )
+        taken.update(session.scalars(statement))
     return taken
 
 

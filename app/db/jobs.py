@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
     Campaign,
-    Delivery,
     Message,
     Notification,
-    OptOut,
     Preference,
 )
 from app.domain.periods import IN_FLIGHT_STATUSES, ONCE_DUE_STATUSES, REPLANNED_DELIVERY_STATUSES
@@ -171,25 +169,40 @@ def pending_once_ids(*, session: Session, older_than: datetime, limit: int) -> l
 _NOT_HEARD = ("skipped", "failed", "cancelled")
 
 
+# A chunk's reads of its thousand users run as plain SQL with one array parameter: built by
+# SQLAlchemy with an IN list they cost twice as much, most of it compiling and binding the
+# thousand parameters (bench/digest.py --deliverability).
+_CAPPED_SEND_TIMES = (
+    "SELECT n.user_id, array_agg(d.send_at)"
+    " FROM notifications n JOIN deliveries d ON d.notification_id = n.notification_id"
+    " WHERE n.user_id = ANY(%(user_ids)s::uuid[]) AND n.kind <> ALL(%(transactional)s)"
+    "   AND d.status <> ALL(%(not_heard)s) AND d.send_at > %(since)s"
+    " GROUP BY n.user_id HAVING count(*) >= %(at_least)s"
+)
+_OPTED_OUT_KINDS = "SELECT user_id, kind FROM opt_outs WHERE user_id = ANY(%(user_ids)s::uuid[])"
+
+
+def _user_ids(user_ids: Iterable[uuid.UUID]) -> list[str]:
+    return sorted({str(u) for u in user_ids})
+
+
 def capped_send_times(
     *, session: Session, user_ids: Iterable[uuid.UUID], since: datetime, at_least: int = 0
 ) -> dict[uuid.UUID, list[datetime]]:
     """The send times since `since` (past and planned) of each user's non-transactional mail:
     what frequency caps count, for a whole chunk in one query. Users with fewer than `at_least`
     such mails are left out: the caller knows they cannot reach a cap."""
-    rows = session.connection().execute(
-        select(Notification.user_id, func.array_agg(Delivery.send_at))
-        .join(Notification, Notification.notification_id == Delivery.notification_id)
-        .where(
-            Notification.user_id.in_(list(set(user_ids))),
-            Notification.kind.notin_(TRANSACTIONAL_KINDS),
-            Delivery.status.notin_(_NOT_HEARD),
-            Delivery.send_at > since,
-        )
-        .group_by(Notification.user_id)
-        .having(func.count() >= at_least)
+    rows = session.connection().exec_driver_sql(
+        _CAPPED_SEND_TIMES,
+        {
+            "user_ids": _user_ids(user_ids),
+            "transactional": list(TRANSACTIONAL_KINDS),
+            "not_heard": list(_NOT_HEARD),
+            "since": since,
+            "at_least": at_least,
+        },
     )
-    return {user_id: list(times) for user_id, times in rows}
+    return {uuid.UUID(str(user_id)): list(times) for user_id, times in rows}
 
 
 def opted_out_kinds(
@@ -197,11 +210,9 @@ def opted_out_kinds(
 ) -> dict[uuid.UUID, frozenset[str]]:
     """The kinds of mail each user turned off through us (unsubscribe link, provider events)."""
     found: dict[uuid.UUID, set[str]] = defaultdict(set)
-    rows = session.connection().execute(
-        select(OptOut.user_id, OptOut.kind).where(OptOut.user_id.in_(list(set(user_ids))))
-    )
+    rows = session.connection().exec_driver_sql(_OPTED_OUT_KINDS, {"user_ids": _user_ids(user_ids)})
     for user_id, kind in rows:
-        found[user_id].add(kind)
+        found[uuid.UUID(str(user_id))].add(kind)
     return {user_id: frozenset(kinds) for user_id, kinds in found.items()}
 
 

@@ -244,6 +244,11 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # Claims that ended in a provider outage or throttling: they do not count as attempts.
     deferrals: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # Times a worker gave it back, too late for its send slot (app/delivery/paced.py): bounded,
+    # so that a rate above what the workers can do slows sending instead of stopping it.
+    late_reslots: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     backend: Mapped[str | None] = mapped_column(String(20))  # which backend sent it
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)

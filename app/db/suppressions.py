@@ -26,6 +26,10 @@ from app.domain.suppression import (
 from app.domain.vocabulary import SUPPRESSION_REASONS, SuppressionReason, one_of
 
 suppressions = cast(Table, SuppressedAddress.__table__)
+_SUPPRESSED_AMONG = (
+    "SELECT address, reason, detail, source, first_event_at, last_event_at"
+    " FROM suppressions WHERE address = ANY(%(wanted)s)"
+)
 soft_bounces = cast(Table, SoftBounce.__table__)
 
 
@@ -112,7 +116,9 @@ def suppressed_among(*, session: Session, addresses: Iterable[str]) -> dict[str,
             continue  # not an address: nothing can be suppressed under it
     if not wanted:
         return {}
-    rows = session.execute(select(suppressions).where(suppressions.c.address.in_(wanted)))
+    # Plain SQL with one array parameter: a planning chunk asks for a thousand addresses, and
+    # built by SQLAlchemy with an IN list the lookup cost twice as much.
+    rows = session.connection().exec_driver_sql(_SUPPRESSED_AMONG, {"wanted": sorted(wanted)})
     return {row.address: _suppression(row) for row in rows}
 
 

@@ -72,12 +72,13 @@ def hold_late(items: Sequence[Any], now: datetime) -> tuple[list[Any], int]:
 
     A late item still `enqueued` goes back; one that is not (a dead worker's claim, or sent
     already) is the chunk's as ever: only the chunk's rules can settle it, and such are a
-    wave's worth at most.
+    wave's worth at most. Nor does one that came late MAX_LATE_RESLOTS times already: it is
+    sent late rather than go round for ever behind a rate the workers cannot keep.
     """
     on_time, late = split_late(items, now)
     if not late:
         return on_time, 0
-    taken = hand_back({_id(item): None for item in late}, now)
+    taken = hand_back({_id(item): None for item in late}, now, late=True)
     return on_time + [item for item in late if _id(item) not in taken], len(taken)
 
 
@@ -97,12 +98,14 @@ def split_retries(
     return published, back
 
 
-def hand_back(send_ats: dict[uuid.UUID, datetime | None], now: datetime) -> set[uuid.UUID]:
+def hand_back(
+    send_ats: dict[uuid.UUID, datetime | None], now: datetime, *, late: bool = False
+) -> set[uuid.UUID]:
     """Paced deliveries back to the dispatcher (app/db/dispatch.hand_back_for_slots); the ids
     it took back."""
     if not send_ats:
         return set()
     with session_scope() as session:
-        taken = claims.hand_back_for_slots(session=session, send_ats=send_ats, now=now)
+        taken = claims.hand_back_for_slots(session=session, send_ats=send_ats, now=now, late=late)
     log.info("%d paced e-mails handed back for new send slots", len(taken))
     return taken

@@ -22,6 +22,8 @@ MAX_ERROR_CHARS = 2000
 
 # PostgreSQL text holds any Unicode but NUL, and UTF-8 cannot encode a lone surrogate.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# White space (str.isspace's, which re's \s is) or a control character.
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def unstorable_text(value: str) -> str | None:
@@ -103,7 +105,7 @@ def address_problem(address: str) -> str | None:
     why = unstorable_text(address)
     if why is not None:
         return f"address holds a {why}"
-    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in address):
+    if _SPACE_OR_CONTROL.search(address):
         return "address holds white space or a control character"
     if len(address) > MAX_ADDRESS_CHARS:
         return f"address of {len(address)} characters is over RFC 5321's {MAX_ADDRESS_CHARS}"

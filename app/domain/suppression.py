@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,9 @@ from app.domain.vocabulary import SUPPRESSION_REASONS, SuppressionReason, one_of
 
 # RFC 5321's limit on a path: an address longer than this is no address.
 MAX_ADDRESS_CHARS = 320
+# White space (str.isspace's, which re's \s is) or a control character: a regex, not a loop over
+# the characters, as planning normalises a chunk's thousand addresses.
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 MAX_DETAIL_CHARS = 500
 CSV_FIELDS = ("address", "reason", "detail", "first_event_at", "last_event_at", "source")
 
@@ -41,7 +45,7 @@ def normalise_address(raw: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or len(address) > MAX_ADDRESS_CHARS:
         raise AddressInvalid(f"{raw[:80]!r} is not an e-mail address")
-    if any(c.isspace() or ord(c) < 32 for c in address) or "\x7f" in address:
+    if _SPACE_OR_CONTROL.search(address):
         raise AddressInvalid(f"{raw[:80]!r} holds a space or a control character")
     return address
 

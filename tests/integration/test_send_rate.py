@@ -13,12 +13,17 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.delivery import sending
+from app.db.dispatch import MAX_LATE_RESLOTS
+from app.db.models import Delivery
+from app.db.session import session_scope
+from app.delivery import paced, sending
 from app.domain.pacing import Pace
 from app.jobs.celery_app import celery_app
 from app.jobs.dispatch import dispatch_due
@@ -174,3 +179,25 @@ def test_a_worker_killed_mid_drain_leaves_no_burst_behind(
         for worker in workers:
             worker.kill()
         fake.stop()
+
+
+def test_mail_late_for_its_slot_goes_round_three_times_at_most(db: str, settings: Settings) -> None:
+    """A rate above what the workers can keep makes every mail late: it must still go, late,
+    not round and round the dispatcher."""
+    [(delivery_id, _user, _kind)] = seed(settings, utcnow(), ["mailing"])
+    item = {"delivery_id": str(delivery_id), "slot": (utcnow() - timedelta(seconds=1)).isoformat()}
+    for _ in range(MAX_LATE_RESLOTS):
+        with session_scope() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.delivery_id == delivery_id)
+                .values(status="enqueued")
+            )
+        assert paced.hold_late([item], utcnow()) == ([], 1)
+        assert deliveries()[delivery_id].status == "scheduled"
+    with session_scope() as session:
+        session.execute(
+            update(Delivery).where(Delivery.delivery_id == delivery_id).values(status="enqueued")
+        )
+    assert paced.hold_late([item], utcnow()) == ([item], 0)
+    assert deliveries()[delivery_id].late_reslots == MAX_LATE_RESLOTS

@@ -1,4 +1,5 @@
-"""the global send rate's state: the next free send slot and the day's count
+"""the global send rate's state: the next free send slot and the day's count; how often a
+delivery went back for a new slot, too late for its own
 
 Revision ID: 0013
 Revises: 0012
@@ -25,7 +26,12 @@ def upgrade() -> None:
         sa.CheckConstraint("id = 1", name=op.f("ck_send_pacing_one_row")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_send_pacing")),
     )
+    op.add_column(
+        "deliveries",
+        sa.Column("late_reslots", sa.Integer(), server_default="0", nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("deliveries", "late_reslots")
     op.drop_table("send_pacing")
