@@ -3,6 +3,7 @@ adding up, and the CSV an operator exports and imports (fuzzed: no row refuses t
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -86,3 +87,17 @@ def test_any_text_imports_without_raising(text: str) -> None:
     for row in rows:
         assert row.address == normalise_address(row.address)
         assert row.reason in SUPPRESSION_REASONS
+
+
+def test_the_address_check_refuses_every_space_and_control_character_and_nothing_else() -> None:
+    """The check is a regular expression; the rule it stands for is the character loop."""
+    from app.domain import bounds, suppression
+
+    for pattern in (suppression._SPACE_OR_CONTROL, bounds._SPACE_OR_CONTROL):
+        differing = [
+            hex(code)
+            for code in range(sys.maxunicode + 1)
+            if (chr(code).isspace() or code < 0x20 or code == 0x7F)
+            != bool(pattern.search(chr(code)))
+        ]
+        assert differing == []
