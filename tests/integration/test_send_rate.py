@@ -97,8 +97,9 @@ def test_two_workers_keep_to_the_rate_and_drain_in_its_time(
             f"(first mail at {min(times) - started:.2f} s)"
         )
         assert busiest <= MOST_IN_A_SECOND
-        # 1,000 mails at 50 a second: 20 s, give or take the last tenth and a slow start.
-        assert (MAILS - 1) / RATE * 0.95 <= drain <= MAILS / RATE + 3
+        # 1,000 mails at 50 a second: 20 s after the dispatcher's 1 s lead. A mail a busy worker
+        # hands back for coming late goes at the end, 20 ms later each: a few seconds' slack.
+        assert (MAILS - 1) / RATE * 0.95 <= drain <= MAILS / RATE + 5
         assert fake.accepted_counts() == {str(i): 1 for i in ids}
         wait_for(
             lambda: {d.status for d in deliveries().values()} == {"sent"},
